@@ -1,0 +1,187 @@
+// Package boards holds the data of every supported board, one embedded
+// TOML file each. Adding a board is adding a file here (and, where its
+// bootloader needs new placement, a rule in that file).
+package boards
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+//go:embed *.toml
+var files embed.FS
+
+// Board is one board's facts.
+type Board struct {
+	Name        string `toml:"name" json:"name"`
+	Description string `toml:"description" json:"description"`
+	SoC         string `toml:"soc" json:"soc"`
+	// DTB is the device tree path under the kernel's dtbs directory
+	// ("vendor/file.dtb"); empty where firmware provides the tree.
+	DTB     string   `toml:"dtb" json:"dtb,omitempty"`
+	Console string   `toml:"console" json:"console"`
+	Cmdline []string `toml:"cmdline" json:"cmdline"`
+	// FirstPartition is where partition 1 starts, e.g. "4MiB".
+	FirstPartition  string   `toml:"first_partition_offset" json:"first_partition_offset"`
+	KernelFragments []string `toml:"kernel_fragments" json:"kernel_fragments"`
+	// Modules are the kernel modules the node needs to reach its root
+	// disk; QemuModules are added so the image also boots under QEMU virt.
+	Modules     []string   `toml:"modules" json:"modules"`
+	QemuModules []string   `toml:"qemu_modules" json:"qemu_modules,omitempty"`
+	PXEDefaults []string   `toml:"pxe_defaults" json:"pxe_defaults"`
+	Bootloader  Bootloader `toml:"bootloader" json:"bootloader"`
+
+	firstPartition int64
+}
+
+// Bootloader says which bytes of the board's blob go where on the card.
+type Bootloader struct {
+	// Required: the card does not boot on the board without the blob.
+	Required bool `toml:"required" json:"required"`
+	// Blob describes the expected file for messages.
+	Blob    string  `toml:"blob" json:"blob,omitempty"`
+	Writes  []Write `toml:"writes" json:"writes,omitempty"`
+	Protect []Range `toml:"protect" json:"protect,omitempty"`
+}
+
+// Write copies blob bytes [From, From+Length) to disk offset To. Length 0
+// means "to the end of the blob".
+type Write struct {
+	From   int64 `toml:"from" json:"from"`
+	Length int64 `toml:"length" json:"length,omitempty"`
+	To     int64 `toml:"to" json:"to"`
+}
+
+// Range is a byte range of the disk the bootloader must never overwrite.
+type Range struct {
+	Offset int64  `toml:"offset" json:"offset"`
+	Length int64  `toml:"length" json:"length"`
+	Why    string `toml:"why" json:"why"`
+}
+
+// FirstPartitionOffset returns where partition 1 starts, in bytes.
+func (b *Board) FirstPartitionOffset() int64 { return b.firstPartition }
+
+// AllModules returns the board's modules followed by its QEMU modules.
+func (b *Board) AllModules() []string {
+	return append(append([]string{}, b.Modules...), b.QemuModules...)
+}
+
+// Names lists the known boards, sorted.
+func Names() []string {
+	ents, _ := files.ReadDir(".")
+	var names []string
+	for _, e := range ents {
+		names = append(names, strings.TrimSuffix(e.Name(), ".toml"))
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Get returns the named board, or an error listing the known ones.
+func Get(name string) (*Board, error) {
+	data, err := files.ReadFile(name + ".toml")
+	if err != nil || strings.ContainsAny(name, "/\\") {
+		return nil, fmt.Errorf("unknown board %q (known boards: %s)", name, strings.Join(Names(), ", "))
+	}
+	return Parse(name+".toml", data)
+}
+
+// All returns every known board, sorted by name.
+func All() ([]*Board, error) {
+	var all []*Board
+	for _, n := range Names() {
+		b, err := Get(n)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, b)
+	}
+	return all, nil
+}
+
+// Parse reads and validates one board file. Unknown keys are errors so a
+// typo in a board file cannot silently drop a rule.
+func Parse(file string, data []byte) (*Board, error) {
+	var b Board
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&b)
+	if err != nil {
+		return nil, fmt.Errorf("board file %s: %w", file, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("board file %s: unknown key %q", file, und[0].String())
+	}
+	if err := b.validate(); err != nil {
+		return nil, fmt.Errorf("board file %s: %w", file, err)
+	}
+	return &b, nil
+}
+
+func (b *Board) validate() error {
+	if b.Name == "" {
+		return fmt.Errorf("name is empty")
+	}
+	if b.Console == "" {
+		return fmt.Errorf("console is empty")
+	}
+	if b.DTB != "" && (path.IsAbs(b.DTB) || strings.Contains(b.DTB, "..") || !strings.HasSuffix(b.DTB, ".dtb")) {
+		return fmt.Errorf("dtb %q: want a relative vendor/file.dtb path", b.DTB)
+	}
+	off, err := ParseSize(b.FirstPartition)
+	if err != nil {
+		return fmt.Errorf("first_partition_offset: %w", err)
+	}
+	if off < 1<<20 || off%(1<<20) != 0 {
+		return fmt.Errorf("first_partition_offset %s: want a multiple of 1 MiB, at least 1 MiB", b.FirstPartition)
+	}
+	b.firstPartition = off
+	if len(b.Modules) == 0 {
+		return fmt.Errorf("modules is empty: the node could not reach its root disk")
+	}
+	if b.Bootloader.Required && len(b.Bootloader.Writes) == 0 {
+		return fmt.Errorf("bootloader is required but has no writes")
+	}
+	for i, w := range b.Bootloader.Writes {
+		if w.From < 0 || w.To < 0 || w.Length < 0 {
+			return fmt.Errorf("bootloader write %d: negative offset or length", i)
+		}
+		if w.To >= off {
+			return fmt.Errorf("bootloader write %d starts at %d, inside partition 1 (%d)", i, w.To, off)
+		}
+	}
+	for i, p := range b.Bootloader.Protect {
+		if p.Offset < 0 || p.Length <= 0 {
+			return fmt.Errorf("bootloader protect %d: bad range", i)
+		}
+	}
+	return nil
+}
+
+// ParseSize reads a byte size such as "4MiB", "256M", "1G", "512K" or a
+// plain number of bytes. K/M/G/T are binary (1024-based) with or without
+// "iB".
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q (want a number with an optional K, M, G or T suffix, e.g. 4MiB)", s)
+	}
+	return n * mult, nil
+}
