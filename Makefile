@@ -1,0 +1,31 @@
+# mkimage: `make` builds the tool into bin/, `make test` runs every test
+# (unit and end-to-end; see README "Testing").
+GO ?= go
+export CGO_ENABLED ?= 0
+
+.PHONY: all build test test-short vet bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/mkimage ./cmd/mkimage
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+# The full suite: unit tests, real-tool checks and QEMU boots. Needs the
+# packages from scripts/setup-debian.sh; arm64 debs are fetched into the
+# cache (~/.cache/mkimage) on first use.
+test: vet
+	$(GO) test -count=1 -timeout 80m ./...
+
+# Unit tests only (no QEMU boots, no kernel builds).
+test-short:
+	$(GO) test -short ./...
+
+bench:
+	for b in bench/*.sh; do echo "== $$b"; bash $$b; done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,106 @@
+package boards
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestAllBoardsLoad(t *testing.T) {
+	all, err := All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 3 {
+		t.Fatalf("got %d boards, want 3 (odroid-c2, macchiatobin, qemu-virt)", len(all))
+	}
+	for _, b := range all {
+		if b.FirstPartitionOffset() != 4<<20 {
+			t.Errorf("%s: first partition at %d, want 4 MiB", b.Name, b.FirstPartitionOffset())
+		}
+	}
+}
+
+func TestBoardFacts(t *testing.T) {
+	for _, tc := range []struct {
+		name, soc, dtb, console string
+		required                bool
+		firstWriteTo            int64
+	}{
+		{"odroid-c2", "meson-gxbb", "amlogic/meson-gxbb-odroidc2.dtb", "ttyAML0,115200", true, 0},
+		{"macchiatobin", "armada-8k", "marvell/armada-8040-mcbin.dtb", "ttyS0,115200", false, 512},
+		{"qemu-virt", "qemu-virt", "", "ttyAMA0", false, -1},
+	} {
+		b, err := Get(tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.SoC != tc.soc || b.DTB != tc.dtb || b.Console != tc.console || b.Bootloader.Required != tc.required {
+			t.Errorf("%s: got soc %q dtb %q console %q required %v", tc.name, b.SoC, b.DTB, b.Console, b.Bootloader.Required)
+		}
+		if tc.firstWriteTo >= 0 && (len(b.Bootloader.Writes) == 0 || b.Bootloader.Writes[0].To != tc.firstWriteTo) {
+			t.Errorf("%s: first bootloader write %+v, want to %d", tc.name, b.Bootloader.Writes, tc.firstWriteTo)
+		}
+	}
+}
+
+func TestOdroidKeepsPartitionTable(t *testing.T) {
+	b, _ := Get("odroid-c2")
+	for _, w := range b.Bootloader.Writes {
+		end := w.To + w.Length
+		if w.Length == 0 {
+			end = b.FirstPartitionOffset()
+		}
+		if w.To < 512 && end > 440 {
+			t.Errorf("write %+v overwrites the MBR table at 440..511", w)
+		}
+	}
+}
+
+func TestUnknownBoardListsKnown(t *testing.T) {
+	_, err := Get("raspberry-pi")
+	if err == nil || !strings.Contains(err.Error(), "odroid-c2") || !strings.Contains(err.Error(), "raspberry-pi") {
+		t.Fatalf("got %v, want an error naming the board and listing the known ones", err)
+	}
+	if _, err := Get("../boards"); err == nil {
+		t.Fatal("a path as board name was accepted")
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	base := "name = \"x\"\nconsole = \"ttyS0\"\nfirst_partition_offset = \"4MiB\"\nmodules = [\"btrfs\"]\n"
+	for _, tc := range []struct{ name, data, want string }{
+		{"unknown key", base + "colour = \"red\"\n", "unknown key \"colour\""},
+		{"odd offset", strings.Replace(base, "4MiB", "1000", 1), "multiple of 1 MiB"},
+		{"no modules", strings.Replace(base, "modules = [\"btrfs\"]\n", "", 1), "modules is empty"},
+		{"write into p1", base + "[bootloader]\nwrites = [{ from = 0, to = 4194304 }]\n", "inside partition 1"},
+		{"bad dtb", base + "dtb = \"/abs.dtb\"\n", "dtb"},
+		{"required without writes", base + "[bootloader]\nrequired = true\n", "no writes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("x.toml", []byte(tc.data))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want error containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Parse("x.toml", []byte(base)); err != nil {
+		t.Fatalf("valid board rejected: %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"4MiB", 4 << 20, true}, {"256M", 256 << 20, true}, {"1G", 1 << 30, true},
+		{"512K", 512 << 10, true}, {"4096", 4096, true}, {"2GiB", 2 << 30, true},
+		{"", 0, false}, {"-1M", 0, false}, {"1.5G", 0, false}, {"lots", 0, false},
+	} {
+		got, err := ParseSize(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}

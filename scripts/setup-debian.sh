@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what mkimage and its tests need on a Debian 12 machine. Run as
+# root (or it re-runs itself with sudo). It never changes the host's dpkg
+# architectures or apt sources: arm64 packages are fetched later by mkimage
+# itself into its own cache.
+set -euo pipefail
+if [ "$(id -u)" != 0 ]; then exec sudo "$0" "$@"; fi
+
+pkgs=(
+  # image building and the real tools that judge its outputs
+  btrfs-progs dosfstools mtools fdisk fakeroot xz-utils zstd cpio
+  # booting images under emulation
+  qemu-system-arm u-boot-qemu ipxe-qemu
+  # flashing cross-checks
+  bmap-tools
+  # kernel config resolution and builds
+  linux-source-6.1 gcc-aarch64-linux-gnu bc bison flex libssl-dev make
+  # test-only cross-checks and test roots
+  u-boot-tools debootstrap attr nftables iproute2 kmod
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
+if ! command -v go >/dev/null; then
+  echo "setup: Go 1.26 or newer is needed (https://go.dev/dl); not found on PATH" >&2
+  exit 1
+fi
