@@ -209,8 +209,11 @@ const arMagic = "!<arch>\n"
 // writes; GNU "name/" and BSD "#1/len" names are both accepted).
 func readAr(f *os.File, size int64) ([]member, error) {
 	head := make([]byte, len(arMagic))
+	if size < int64(len(arMagic)) {
+		return nil, fmt.Errorf("not a Debian package: no ar header (file is %d bytes)", size)
+	}
 	if _, err := f.ReadAt(head, 0); err != nil || string(head) != arMagic {
-		return nil, fmt.Errorf("not a Debian package: no ar header (%q)", head)
+		return nil, fmt.Errorf("not a Debian package: no ar header (starts with %q)", head)
 	}
 	var ms []member
 	off := int64(len(arMagic))
