@@ -62,9 +62,11 @@ func TestScriptImageErrors(t *testing.T) {
 // TestScriptImageMatchesUBootTools compares bytes with u-boot-tools'
 // mkimage (the Debian binary, a test-only cross-check).
 func TestScriptImageMatchesUBootTools(t *testing.T) {
-	testenv.NeedTools(t, "mkimage")
-	if out, _ := exec.Command("mkimage", "-V").CombinedOutput(); !bytes.Contains(out, []byte("U-Boot")) {
-		testenv.Missing(t, "mkimage on PATH is not u-boot-tools' mkimage: "+string(out))
+	// Our own CLI is also called mkimage: use the Debian path.
+	const ubootMkimage = "/usr/bin/mkimage"
+	testenv.NeedFile(t, ubootMkimage)
+	if out, _ := exec.Command(ubootMkimage, "-V").CombinedOutput(); !bytes.HasPrefix(out, []byte("mkimage version 20")) {
+		testenv.Missing(t, ubootMkimage+" is not u-boot-tools' mkimage: "+string(out))
 	}
 	dir := t.TempDir()
 	for _, tc := range []struct{ name, script string }{
@@ -75,7 +77,7 @@ func TestScriptImageMatchesUBootTools(t *testing.T) {
 		txt := filepath.Join(dir, "script.txt")
 		out := filepath.Join(dir, "boot.scr")
 		os.WriteFile(txt, []byte(tc.script), 0o644)
-		cmd := exec.Command("mkimage", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", tc.name, "-d", txt, out)
+		cmd := exec.Command(ubootMkimage, "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", tc.name, "-d", txt, out)
 		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("mkimage: %v\n%s", err, b)
@@ -90,8 +92,8 @@ func TestScriptImageMatchesUBootTools(t *testing.T) {
 		}
 		// And u-boot-tools reads ours.
 		os.WriteFile(out, got, 0o644)
-		l, err := exec.Command("mkimage", "-l", out).CombinedOutput()
-		if err != nil || !bytes.Contains(l, []byte("Script File")) || !bytes.Contains(l, []byte("AArch64")) {
+		l, err := exec.Command(ubootMkimage, "-l", out).CombinedOutput()
+		if err != nil || !bytes.Contains(l, []byte("AArch64 Linux Script (uncompressed)")) || !bytes.Contains(l, []byte("Image Name:   "+tc.name)) {
 			t.Errorf("mkimage -l on ours: %v\n%s", err, l)
 		}
 	}
