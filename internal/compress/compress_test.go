@@ -1,0 +1,96 @@
+package compress_test
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/mkimage/mkimage/internal/bmap/bmaptest"
+	"github.com/mkimage/mkimage/internal/compress"
+	"github.com/mkimage/mkimage/internal/testenv"
+)
+
+func TestCompressFile(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "node.img")
+	const size = 16 << 20
+	bmaptest.Image(t, src, size, bmaptest.Extents(size))
+	want, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		kind compress.Kind
+		tool []string // real tool that tests the file, then decompresses to stdout
+	}{
+		{compress.Zstd, []string{"zstd"}},
+		{compress.XZ, []string{"xz"}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.kind), func(t *testing.T) {
+			dst := src + tt.kind.Ext()
+			if err := compress.CompressFile(src, dst, tt.kind); err != nil {
+				t.Fatal(err)
+			}
+			if k := compress.KindOf(dst); k != tt.kind {
+				t.Errorf("KindOf(%s) = %q", dst, k)
+			}
+			// Our reader gives the source back.
+			f, err := os.Open(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			r, err := compress.NewReader(f, tt.kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			r.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s: decompressed %d bytes differ from the source", tt.kind, len(got))
+			}
+			// The real tool accepts it and gives the same bytes.
+			testenv.NeedTools(t, tt.tool[0])
+			if b, err := exec.Command(tt.tool[0], "-t", dst).CombinedOutput(); err != nil {
+				t.Fatalf("%s -t: %v\n%s", tt.tool[0], err, b)
+			}
+			out, err := exec.Command(tt.tool[0], "-dc", dst).Output()
+			if err != nil {
+				t.Fatalf("%s -dc: %v", tt.tool[0], err)
+			}
+			if !bytes.Equal(out, want) {
+				t.Errorf("%s -dc gave %d bytes that differ from the source", tt.tool[0], len(out))
+			}
+		})
+	}
+}
+
+func TestCompressFileLeavesNothingOnError(t *testing.T) {
+	dir := t.TempDir()
+	err := compress.CompressFile(filepath.Join(dir, "missing.img"), filepath.Join(dir, "out.zst"), compress.Zstd)
+	if err == nil {
+		t.Fatal("no error for a missing source")
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 0 {
+		t.Errorf("left %v behind", ents)
+	}
+}
+
+func TestParseKind(t *testing.T) {
+	for in, want := range map[string]compress.Kind{"": compress.None, "none": compress.None, "zstd": compress.Zstd, "ZST": compress.Zstd, "xz": compress.XZ} {
+		if got, err := compress.ParseKind(in); err != nil || got != want {
+			t.Errorf("ParseKind(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := compress.ParseKind("gz"); err == nil {
+		t.Error("ParseKind(gz) succeeded")
+	}
+}
