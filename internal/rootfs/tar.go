@@ -1,0 +1,309 @@
+// Package rootfs turns root file system sources into an *fstree.Tree:
+// tarballs, .deb packages, host directories and kernel packages.
+//
+// Everything read from an archive is held in memory (roots are at most
+// about 1 GB and the build host has far more RAM); sparse archive entries
+// keep only their data blocks. Host directories are read lazily: content
+// stays on disk until a writer opens it.
+package rootfs
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/ulikunitz/xz"
+)
+
+// TarOptions tune how archive entries become tree entries.
+type TarOptions struct {
+	// Epoch is the time given to parent directories the archive does
+	// not list itself (they are made 0755, owned by 0:0).
+	Epoch time.Time
+	// Keep, when set, selects the entries to read by their cleaned path
+	// ("usr/bin/x"); the others are skipped. Parents of kept entries are
+	// created as needed.
+	Keep func(p string) bool
+}
+
+// Tarball reads the tar archive at path (plain, gzip, xz or zstd, told
+// apart by their magic bytes) into a new tree.
+func Tarball(path string, opt TarOptions) (*fstree.Tree, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t := fstree.New(opt.Epoch)
+	if err := AddTar(t, path, f, opt); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// AddTar reads a possibly compressed tar stream into t; name labels
+// errors. Later entries replace earlier ones at the same path, as tar
+// does when extracting. Entries that would land outside the tree (".."
+// components, absolute paths, a parent that is a symlink or a file) and
+// hard links to entries not (yet) in the tree are errors; symlinks are
+// stored as they are and never followed.
+func AddTar(t *fstree.Tree, name string, r io.Reader, opt TarOptions) error {
+	dr, format, err := Decompress(r)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer dr.Close()
+	label := name
+	if format != "" {
+		label = name + " (" + format + ")"
+	}
+	tr := tar.NewReader(dr)
+	x := extractor{t: t, opt: opt}
+	for i := 0; ; i++ {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			if i == 0 {
+				return fmt.Errorf("%s: empty archive (no tar entries)", label)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: after %d entries: %w", label, i, unexpected(err))
+		}
+		if err := x.entry(hdr, tr); err != nil {
+			return fmt.Errorf("%s: entry %q: %w", label, hdr.Name, err)
+		}
+	}
+}
+
+// unexpected turns a bare io.EOF from inside a stream into
+// io.ErrUnexpectedEOF: running out of bytes mid-archive is corruption.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Decompress returns a reader of the uncompressed stream, recognising
+// gzip, xz and zstd by their magic bytes (anything else is read as is),
+// and the name of the compression ("" for none).
+func Decompress(r io.Reader) (io.ReadCloser, string, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	magic, err := br.Peek(6)
+	if err != nil && err != io.EOF {
+		return nil, "", err
+	}
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		z, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, "gzip", fmt.Errorf("gzip: %w", unexpected(err))
+		}
+		return z, "gzip", nil
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		z, err := xz.NewReader(br)
+		if err != nil {
+			return nil, "xz", fmt.Errorf("xz: %w", unexpected(err))
+		}
+		return io.NopCloser(z), "xz", nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, "zstd", fmt.Errorf("zstd: %w", err)
+		}
+		return z.IOReadCloser(), "zstd", nil
+	}
+	return io.NopCloser(br), "", nil
+}
+
+// extractor turns tar entries into tree entries; the tarball and .deb
+// paths share it so both apply the same checks.
+type extractor struct {
+	t   *fstree.Tree
+	opt TarOptions
+}
+
+// entryPath cleans an archive member name: a leading "./" is how dpkg
+// and many tarballs spell the root, anything absolute or with ".." is
+// refused.
+func entryPath(name string) (string, error) {
+	if strings.HasPrefix(name, "/") {
+		return "", fmt.Errorf("absolute path (entries must be relative to the root)")
+	}
+	for strings.HasPrefix(name, "./") {
+		name = strings.TrimLeft(name[2:], "/")
+	}
+	if name == "." {
+		name = ""
+	}
+	return fstree.Clean(name)
+}
+
+func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
+	p, err := entryPath(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if x.opt.Keep != nil && !x.opt.Keep(p) {
+		return nil
+	}
+	if hdr.Uid < 0 || hdr.Gid < 0 || int64(hdr.Uid) > 1<<32-1 || int64(hdr.Gid) > 1<<32-1 {
+		return fmt.Errorf("owner %d:%d out of range", hdr.Uid, hdr.Gid)
+	}
+	if hdr.Typeflag == tar.TypeLink {
+		return x.hardLink(p, hdr.Linkname)
+	}
+	n := &fstree.Inode{
+		Mode:  uint32(hdr.Mode) & fstree.ModePerm,
+		Uid:   uint32(hdr.Uid),
+		Gid:   uint32(hdr.Gid),
+		Mtime: hdr.ModTime,
+		Atime: hdr.AccessTime,
+		Ctime: hdr.ChangeTime,
+	}
+	// Archives without atime/ctime (ustar, or PAX without them) get the
+	// mtime, the only time they have.
+	if n.Atime.IsZero() {
+		n.Atime = n.Mtime
+	}
+	if n.Ctime.IsZero() {
+		n.Ctime = n.Mtime
+	}
+	if n.Xattrs, err = xattrs(hdr.PAXRecords); err != nil {
+		return err
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeGNUSparse:
+		n.Mode |= fstree.ModeRegular
+		sparse := hdr.Typeflag == tar.TypeGNUSparse || hdr.PAXRecords["GNU.sparse.major"] != "" || hdr.PAXRecords["GNU.sparse.map"] != ""
+		if n.Content, err = readContent(r, hdr.Size, sparse); err != nil {
+			return readError{err}
+		}
+	case tar.TypeDir:
+		n.Mode |= fstree.ModeDir
+		if p == "" {
+			n.Children = x.t.Root.Children
+			x.t.Root = n
+			return nil
+		}
+		// A directory listed again (or after its contents) keeps them.
+		if old, ok := x.t.Lookup(p); ok && old.IsDir() {
+			n.Children = old.Children
+		} else {
+			n.Children = map[string]*fstree.Inode{}
+		}
+	case tar.TypeSymlink:
+		if hdr.Linkname == "" {
+			return fmt.Errorf("symlink with an empty target")
+		}
+		n.Mode |= fstree.ModeSymlink
+		n.Target = hdr.Linkname
+	case tar.TypeChar, tar.TypeBlock:
+		n.Mode |= fstree.ModeChar
+		if hdr.Typeflag == tar.TypeBlock {
+			n.Mode = n.Mode&^fstree.ModeType | fstree.ModeBlock
+		}
+		if hdr.Devmajor < 0 || hdr.Devminor < 0 || hdr.Devmajor > 1<<32-1 || hdr.Devminor > 1<<32-1 {
+			return fmt.Errorf("device number %d:%d out of range", hdr.Devmajor, hdr.Devminor)
+		}
+		n.Major, n.Minor = uint32(hdr.Devmajor), uint32(hdr.Devminor)
+	case tar.TypeFifo:
+		n.Mode |= fstree.ModeFIFO
+	default:
+		return fmt.Errorf("unsupported entry type %q", hdr.Typeflag)
+	}
+	if p == "" {
+		return fmt.Errorf("the root must be a directory, not a %s", fstree.TypeName(n.Mode))
+	}
+	return x.put(p, n)
+}
+
+func (x *extractor) put(p string, n *fstree.Inode) error {
+	if _, err := x.t.MkdirAll(path.Dir(p), x.opt.Epoch); err != nil {
+		return err
+	}
+	return x.t.Put(p, n)
+}
+
+func (x *extractor) hardLink(p, target string) error {
+	tp, err := entryPath(target)
+	if err != nil {
+		return fmt.Errorf("hard link to %q: %w", target, err)
+	}
+	n, ok := x.t.Lookup(tp)
+	switch {
+	case !ok:
+		return fmt.Errorf("hard link to %q, which is not in the archive before it", target)
+	case n.IsDir():
+		return fmt.Errorf("hard link to directory %q", target)
+	}
+	return x.put(p, n)
+}
+
+// xattrs collects extended attributes from PAX records: GNU tar and star
+// write "SCHILY.xattr.NAME" with the raw value, bsdtar writes
+// "LIBARCHIVE.xattr.NAME" (NAME URL-encoded) with a base64 value.
+func xattrs(recs map[string]string) (map[string][]byte, error) {
+	var xs map[string][]byte
+	for k, v := range recs {
+		var name string
+		var val []byte
+		switch {
+		case strings.HasPrefix(k, "SCHILY.xattr."):
+			name, val = strings.TrimPrefix(k, "SCHILY.xattr."), []byte(v)
+		case strings.HasPrefix(k, "LIBARCHIVE.xattr."):
+			var err error
+			if name, err = url.QueryUnescape(strings.TrimPrefix(k, "LIBARCHIVE.xattr.")); err != nil {
+				return nil, fmt.Errorf("PAX record %q: %w", k, err)
+			}
+			if val, err = base64.StdEncoding.DecodeString(v); err != nil {
+				if val, err = base64.RawStdEncoding.DecodeString(v); err != nil {
+					return nil, fmt.Errorf("PAX record %q: %w", k, err)
+				}
+			}
+		default:
+			continue
+		}
+		if name == "" {
+			return nil, fmt.Errorf("PAX record %q: empty xattr name", k)
+		}
+		if xs == nil {
+			xs = map[string][]byte{}
+		}
+		xs[name] = val
+	}
+	return xs, nil
+}
+
+// readError marks a failure reading the archive (as opposed to a bad
+// entry); it reads the same in messages.
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
+
+// readContent reads one entry's data. Sparse entries keep only their
+// non-zero blocks so a mostly empty disk image costs little memory.
+func readContent(r io.Reader, size int64, sparse bool) (fstree.Content, error) {
+	if !sparse {
+		// Grow as data arrives: a corrupt header may claim any size.
+		buf := bytes.NewBuffer(make([]byte, 0, min(size, 64<<20)))
+		if _, err := io.CopyN(buf, r, size); err != nil {
+			return nil, unexpected(err)
+		}
+		return fstree.Bytes(buf.Bytes()), nil
+	}
+	return readSparse(r, size)
+}
