@@ -68,11 +68,18 @@ func AddTar(t *fstree.Tree, name string, r io.Reader, opt TarOptions) error {
 	if format != "" {
 		label = name + " (" + format + ")"
 	}
-	tr := tar.NewReader(dr)
+	tail := &tailReader{r: dr}
+	tr := tar.NewReader(tail)
 	x := extractor{t: t, opt: opt}
 	for i := 0; ; i++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			// archive/tar also reports a stream cut at a block boundary
+			// (or inside a PAX header) as a clean end; a real end has a
+			// zero block.
+			if !tail.zeroEnd() {
+				return fmt.Errorf("%s: after %d entries: truncated (no end-of-archive marker)", label, i)
+			}
 			if i == 0 {
 				return fmt.Errorf("%s: empty archive (no tar entries)", label)
 			}
@@ -85,6 +92,29 @@ func AddTar(t *fstree.Tree, name string, r io.Reader, opt TarOptions) error {
 			return fmt.Errorf("%s: entry %q: %w", label, hdr.Name, err)
 		}
 	}
+}
+
+// tailReader remembers the last block read through it.
+type tailReader struct {
+	r    io.Reader
+	last [512]byte
+	n    int64
+}
+
+func (t *tailReader) Read(b []byte) (int, error) {
+	n, err := t.r.Read(b)
+	if n >= len(t.last) {
+		copy(t.last[:], b[n-len(t.last):n])
+	} else if n > 0 {
+		copy(t.last[:], t.last[n:])
+		copy(t.last[len(t.last)-n:], b[:n])
+	}
+	t.n += int64(n)
+	return n, err
+}
+
+func (t *tailReader) zeroEnd() bool {
+	return t.n >= int64(len(t.last)) && t.n%512 == 0 && t.last == [512]byte{}
 }
 
 // unexpected turns a bare io.EOF from inside a stream into
