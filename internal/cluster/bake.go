@@ -1,0 +1,143 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
+)
+
+// Resolve returns one plan per inventory node, in inventory order.
+func (c *Config) Resolve() []plan.Plan {
+	out := make([]plan.Plan, 0, len(c.Nodes))
+	for _, n := range c.Nodes {
+		out = append(out, c.resolve(n, true))
+	}
+	return out
+}
+
+// Bake returns the whole config in the form the node reads.
+func (c *Config) Bake() *plan.Baked {
+	keys := make([]string, len(c.Cluster.SSHAuthorizedKeys))
+	for i, k := range c.Cluster.SSHAuthorizedKeys {
+		keys[i] = string(k)
+	}
+	// An unknown node gets DHCP and the worker's governor, no LXC (its
+	// containers could not be pinned) and no static routes.
+	unknown := c.resolve(Node{Role: "worker"}, false)
+	unknown.Routes, unknown.DNS, unknown.Domain, unknown.Gateway = nil, nil, "", ""
+	return &plan.Baked{
+		Version: plan.Version,
+		Cluster: plan.Cluster{
+			Name:              string(c.Cluster.Name),
+			Domain:            string(c.Cluster.Domain),
+			SSHAuthorizedKeys: keys,
+			Timezone:          string(c.Cluster.Timezone),
+		},
+		Unknown: unknown,
+		Nodes:   c.Resolve(),
+	}
+}
+
+// MarshalJSON encodes the baked form, so json.Marshal(cfg) is what the
+// builder writes to plan.BakedPath.
+func (c *Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.Bake()) }
+
+func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
+	p := plan.Plan{
+		Name:     string(n.Name),
+		MAC:      string(n.MAC),
+		Role:     string(n.Role),
+		Netboot:  string(n.Netboot),
+		Domain:   string(c.Cluster.Domain),
+		Governor: string(n.Governor),
+	}
+	if n.IP.IsValid() {
+		p.IP = n.IP.String()
+		p.PrefixLen = c.Network.Subnet.Bits()
+	}
+	if gw := c.Network.Gateway; gw.IsValid() && gw.Addr != n.IP.Addr {
+		p.Gateway = gw.String()
+	}
+	for _, d := range c.Network.DNS {
+		p.DNS = append(p.DNS, d.String())
+	}
+	if p.Governor == "" {
+		p.Governor = string(c.Power.governor(n.Role))
+	}
+	p.IPForward = c.Network.IPForward
+	p.ForwardPolicy = "accept"
+	rn := c.Network.Role.get(n.Role)
+	var routes []Route
+	for _, r := range c.Network.Routes {
+		if r.Via.Addr != n.IP.Addr || !n.IP.IsValid() { // not via itself
+			routes = append(routes, r)
+		}
+	}
+	if rn != nil {
+		if rn.IPForward != nil {
+			p.IPForward = *rn.IPForward
+		}
+		if rn.ForwardPolicy != "" {
+			p.ForwardPolicy = string(rn.ForwardPolicy)
+		}
+		for _, f := range rn.Forward {
+			p.Forward = append(p.Forward, plan.ForwardRule{
+				In: string(f.In), Out: string(f.Out),
+				Source: f.Source.String(), Destination: f.Destination.String(),
+				Action: string(f.Action),
+			})
+		}
+		for _, x := range rn.NAT {
+			p.NAT = append(p.NAT, plan.NATRule{Out: string(x.Out), Source: x.Source.String(), Destination: x.Destination.String()})
+		}
+		routes = append(routes, rn.Routes...)
+	}
+	for _, r := range routes {
+		if r.Destination.Bits() == 0 {
+			p.Gateway = "" // the role brings its own way out
+		}
+		pr := plan.Route{Destination: r.Destination.String(), Dev: string(r.Dev)}
+		if r.Via.IsValid() {
+			pr.Via = r.Via.String()
+		}
+		p.Routes = append(p.Routes, pr)
+	}
+	if x := c.LXC; x != nil && withLXC && (len(x.Roles) == 0 || slices.Contains(x.Roles, n.Role)) {
+		netw := x.Address.Masked()
+		l := &plan.LXC{Bridge: string(x.Bridge), Address: x.Address.String(), LXCFS: x.LXCFS, Network: string(x.Network), NAT: x.NAT}
+		if l.Network == "" {
+			l.Network = "veth"
+		}
+		for _, ct := range x.Containers {
+			if ct.Node == n.Name && n.Name != "" {
+				l.Containers = append(l.Containers, plan.Container{
+					Name: string(ct.Name), IP: netip.PrefixFrom(ct.IP.Addr, netw.Bits()).String(), MAC: string(ct.MAC),
+				})
+			}
+		}
+		if x.NAT {
+			// Containers reach beyond the node through it.
+			p.IPForward = true
+			p.NAT = append(p.NAT, plan.NATRule{Source: netw.String(), Destination: "!" + netw.String()})
+		}
+		p.LXC = l
+	}
+	if b := c.Backup; b != nil {
+		p.Backup = &plan.Backup{OnCalendar: b.Schedule.OnCalendar, Cron: b.Schedule.Cron, Keep: b.Keep, Subvolume: b.Subvolume, Dir: b.Dir}
+		if p.Backup.Subvolume == "" {
+			p.Backup.Subvolume = "/"
+		}
+		if p.Backup.Dir == "" {
+			p.Backup.Dir = "/.snapshots"
+		}
+	}
+	return p
+}
+
+// String is a one-line summary used in listings.
+func (c *Config) String() string {
+	return fmt.Sprintf("cluster %s: %d nodes in %s", c.Cluster.Name, len(c.Nodes), c.Network.Subnet)
+}

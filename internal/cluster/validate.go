@@ -1,0 +1,188 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"slices"
+	"strings"
+)
+
+// validate checks what the value types cannot check alone: required
+// values, uniqueness and that addresses fall in their networks.
+func (c *Config) validate() []*Error {
+	var errs []*Error
+	bad := func(line int, format string, a ...any) {
+		errs = append(errs, &Error{c.file, line, fmt.Sprintf(format, a...)})
+	}
+	l := c.loc
+
+	if c.Cluster.Name == "" {
+		bad(l.first("cluster"), "[cluster] name is missing (expected a name like \"seed\")")
+	}
+	subnet := c.Network.Subnet.Prefix
+	switch {
+	case !subnet.IsValid():
+		bad(l.first("network"), "[network] subnet is missing (expected a CIDR like 192.168.142.0/24)")
+		subnet = netip.Prefix{}
+	case subnet.Masked() != subnet:
+		bad(l.first("network.subnet"), "subnet %s has host bits set (expected %s)", subnet, subnet.Masked())
+		subnet = subnet.Masked()
+	}
+	hostIn := func(p netip.Prefix, a netip.Addr) bool {
+		if !p.IsValid() || !p.Contains(a) {
+			return false
+		}
+		if p.Bits() >= 31 {
+			return true
+		}
+		return a != p.Masked().Addr() && a != broadcast(p)
+	}
+	if gw := c.Network.Gateway.Addr; gw.IsValid() && subnet.IsValid() && !hostIn(subnet, gw) {
+		bad(l.first("network.gateway"), "gateway %s is outside the subnet %s (expected a host address in it)", gw, subnet)
+	}
+
+	checkRoute := func(key string, i int, r Route) {
+		if !r.Destination.IsValid() {
+			bad(l.at(key, i, ""), "route has no destination (expected a CIDR or \"default\")")
+		}
+		if !r.Via.IsValid() && r.Dev == "" {
+			bad(l.at(key, i, ""), "route to %s has neither via nor dev (expected at least one)", r.Destination)
+		}
+		if r.Via.IsValid() && r.Dev == "" && subnet.IsValid() && !subnet.Contains(r.Via.Addr) {
+			bad(l.at(key, i, "via"), "route via %s: not in the subnet %s and no dev given (expected a next hop in the subnet, or dev)", r.Via, subnet)
+		}
+	}
+	for i, r := range c.Network.Routes {
+		checkRoute("network.route", i, r)
+	}
+	for _, role := range Roles {
+		rn := c.Network.Role.get(Role(role))
+		if rn == nil {
+			continue
+		}
+		pre := "network.role." + role
+		for i, r := range rn.Routes {
+			checkRoute(pre+".route", i, r)
+		}
+		for i, f := range rn.Forward {
+			if f.Action == "" {
+				bad(l.at(pre+".forward", i, ""), "forward rule has no action (expected accept, drop or reject)")
+			}
+		}
+	}
+
+	names := map[Hostname]int{}
+	macs := map[MAC]string{}
+	ips := map[netip.Addr]int{}
+	roleOf := map[Hostname]Role{}
+	for i, n := range c.Nodes {
+		at := func(f string) int { return l.at("node", i, f) }
+		id := fmt.Sprintf("node %d", i+1)
+		if n.Name == "" {
+			bad(at(""), "%s has no name (expected name = \"node01\")", id)
+		} else {
+			id = "node " + string(n.Name)
+			if prev, dup := names[n.Name]; dup {
+				bad(at("name"), "duplicate node name %q (also node %d, line %d)", n.Name, prev+1, l.at("node", prev, "name"))
+			}
+			names[n.Name] = i
+			roleOf[n.Name] = n.Role
+		}
+		if n.MAC == "" {
+			bad(at(""), "%s has no mac (expected mac = \"00:1e:06:aa:bb:cc\")", id)
+		} else if prev, dup := macs[n.MAC]; dup {
+			bad(at("mac"), "duplicate MAC %s (%s has it too)", n.MAC, prev)
+		} else {
+			macs[n.MAC] = id
+		}
+		if !n.IP.IsValid() {
+			bad(at(""), "%s has no ip (expected an address in %s)", id, subnet)
+		} else {
+			if prev, dup := ips[n.IP.Addr]; dup {
+				bad(at("ip"), "duplicate IP %s (also node %q, line %d)", n.IP, c.Nodes[prev].Name, l.at("node", prev, "ip"))
+			}
+			ips[n.IP.Addr] = i
+			if subnet.IsValid() && !hostIn(subnet, n.IP.Addr) {
+				bad(at("ip"), "%s: IP %s is outside the subnet %s (expected a host address in it)", id, n.IP, subnet)
+			}
+		}
+		if n.Role == "" {
+			bad(at(""), "%s has no role (expected one of %s)", id, strings.Join(Roles, ", "))
+		}
+	}
+
+	if x := c.LXC; x != nil {
+		lxcNet := x.Address.Masked()
+		switch {
+		case x.Bridge == "":
+			bad(l.first("lxc"), "[lxc] bridge is missing (expected bridge = \"lxcbr0\")")
+		}
+		switch {
+		case !x.Address.IsValid():
+			bad(l.first("lxc"), "[lxc] address is missing (expected the bridge address with prefix, like 10.0.3.1/24)")
+		case !hostIn(lxcNet, x.Address.Addr()):
+			bad(l.first("lxc.address"), "[lxc] address %s is not a host address (expected like 10.0.3.1/24)", x.Address)
+		case subnet.IsValid() && lxcNet.Overlaps(subnet):
+			bad(l.first("lxc.address"), "LXC network %s overlaps the cluster subnet %s (expected a separate network)", lxcNet, subnet)
+		}
+		cnames := map[Hostname]int{}
+		cips := map[netip.Addr]int{}
+		for i, ct := range x.Containers {
+			at := func(f string) int { return l.at("lxc.container", i, f) }
+			if ct.Name == "" {
+				bad(at(""), "container %d has no name", i+1)
+			} else if prev, dup := cnames[ct.Name]; dup {
+				bad(at("name"), "duplicate container name %q (also line %d)", ct.Name, l.at("lxc.container", prev, "name"))
+			} else {
+				cnames[ct.Name] = i
+			}
+			if ct.Node == "" {
+				bad(at(""), "container %q has no node (expected a node name from the inventory)", ct.Name)
+			} else if r, ok := roleOf[ct.Node]; !ok {
+				bad(at("node"), "container %q: node %q is not in the inventory", ct.Name, ct.Node)
+			} else if len(x.Roles) > 0 && !slices.Contains(x.Roles, r) {
+				bad(at("node"), "container %q: node %q has role %s, which does not host containers (lxc roles: %v)", ct.Name, ct.Node, r, x.Roles)
+			}
+			if !ct.IP.IsValid() {
+				bad(at(""), "container %q has no ip (expected an address in %s)", ct.Name, lxcNet)
+			} else {
+				if x.Address.IsValid() && (!hostIn(lxcNet, ct.IP.Addr) || ct.IP.Addr == x.Address.Addr()) {
+					bad(at("ip"), "container %q: IP %s is outside the LXC network %s or is the bridge's own address (expected a free host address in it)", ct.Name, ct.IP, lxcNet)
+				}
+				if prev, dup := cips[ct.IP.Addr]; dup {
+					bad(at("ip"), "duplicate container IP %s (also container %q)", ct.IP, x.Containers[prev].Name)
+				}
+				cips[ct.IP.Addr] = i
+			}
+			if ct.MAC != "" {
+				if prev, dup := macs[ct.MAC]; dup {
+					bad(at("mac"), "duplicate MAC %s (%s has it too)", ct.MAC, prev)
+				}
+				macs[ct.MAC] = "container " + string(ct.Name)
+			}
+		}
+	}
+
+	if b := c.Backup; b != nil {
+		if b.Schedule.Cron == "" {
+			bad(l.first("backup"), "[backup] schedule is missing (expected hourly, daily, weekly, monthly or \"daily HH:MM\")")
+		}
+		if b.Keep < 1 || b.Keep > 10000 {
+			bad(l.first("backup.keep"), "[backup] keep = %d (expected a count from 1 to 10000)", b.Keep)
+		}
+		for _, p := range []struct{ key, v string }{{"subvolume", b.Subvolume}, {"dir", b.Dir}} {
+			if p.v != "" && (!path.IsAbs(p.v) || path.Clean(p.v) != p.v || strings.ContainsAny(p.v, " '\"\\$`\n")) {
+				bad(l.first("backup."+p.key), "[backup] %s %q (expected a clean absolute path without spaces or quotes)", p.key, p.v)
+			}
+		}
+	}
+	return errs
+}
+
+func broadcast(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
