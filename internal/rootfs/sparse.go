@@ -17,7 +17,7 @@ type memSparse struct {
 	data    [][]byte // data[i] holds extents[i]
 }
 
-func (m *memSparse) Size() int64               { return m.size }
+func (m *memSparse) Size() int64              { return m.size }
 func (m *memSparse) Extents() []fstree.Extent { return m.extents }
 
 func (m *memSparse) Open() (io.ReadCloser, error) {

@@ -328,9 +328,16 @@ func (e readError) Unwrap() error { return e.err }
 // non-zero blocks so a mostly empty disk image costs little memory.
 func readContent(r io.Reader, size int64, sparse bool) (fstree.Content, error) {
 	if !sparse {
+		if size <= 64<<20 {
+			b := make([]byte, size)
+			if _, err := io.ReadFull(r, b); err != nil {
+				return nil, unexpected(err)
+			}
+			return fstree.Bytes(b), nil
+		}
 		// Grow as data arrives: a corrupt header may claim any size.
-		buf := bytes.NewBuffer(make([]byte, 0, min(size, 64<<20)))
-		if _, err := io.CopyN(buf, r, size); err != nil {
+		var buf bytes.Buffer
+		if _, err := io.CopyN(&buf, r, size); err != nil {
 			return nil, unexpected(err)
 		}
 		return fstree.Bytes(buf.Bytes()), nil
