@@ -63,11 +63,11 @@ const (
 	uuidTreeID      = 9
 	freeSpaceTreeID = 10
 	firstFreeID     = 256
-	dataRelocTreeID = ^uint64(8)  // -9
-	extentCsumID    = ^uint64(9)  // -10
-	firstChunkTree  = 256         // objectid of every CHUNK_ITEM
-	devItemsID      = 1           // objectid of DEV_ITEM
-	devID           = 1           // the one device
+	dataRelocTreeID = ^uint64(8) // -9
+	extentCsumID    = ^uint64(9) // -10
+	firstChunkTree  = 256        // objectid of every CHUNK_ITEM
+	devItemsID      = 1          // objectid of DEV_ITEM
+	devID           = 1          // the one device
 	maxInline       = sectorSize - 1
 	headerFlags     = 0x0100000000000001 // WRITTEN, mixed backref rev 1
 )

@@ -54,7 +54,7 @@ type fileData struct {
 	rec    *inodeRec
 	sv     *subvol
 	size   int64
-	inline []byte  // item body of an inline extent (21-byte header + data)
+	inline []byte   // item body of an inline extent (21-byte header + data)
 	ranges []frange // sector-aligned data ranges (regular extents)
 	pieces []piece  // ranges cut into extents at their disk addresses
 }

@@ -108,10 +108,11 @@ func mount(t testing.TB, img string, rw bool, extra ...string) string {
 func umount(t testing.TB, dir string) {
 	// The loop device goes with the mount (autoclear); detach it too if
 	// it lingers.
-	dev := ""
-	if b, err := exec.Command("findmnt", "-n", "-o", "SOURCE", dir).Output(); err == nil {
-		dev = strings.TrimSpace(string(b))
+	b, err := exec.Command("findmnt", "-n", "-o", "SOURCE", "--mountpoint", dir).Output()
+	if err != nil {
+		return // not mounted (any more)
 	}
+	dev := strings.TrimSpace(string(b))
 	if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
 		t.Errorf("umount %s: %v\n%s", dir, err, out)
 	}

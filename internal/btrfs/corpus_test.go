@@ -1,0 +1,300 @@
+package btrfs
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/testenv"
+)
+
+var epoch = time.Unix(1700000000, 123456789)
+
+// genContent is deterministic pseudo-random data of any size, made on
+// the fly so big files cost no memory.
+type genContent struct {
+	seed uint64
+	size int64
+}
+
+func (g genContent) Size() int64 { return g.size }
+func (g genContent) Open() (io.ReadCloser, error) {
+	return io.NopCloser(io.LimitReader(&genReader{x: g.seed*2654435761 + 1}, g.size)), nil
+}
+
+type genReader struct {
+	x   uint64
+	buf [8]byte
+	n   int
+}
+
+func (r *genReader) Read(p []byte) (int, error) {
+	for i := range p {
+		if r.n == 0 {
+			r.x ^= r.x << 13
+			r.x ^= r.x >> 7
+			r.x ^= r.x << 17
+			binary.LittleEndian.PutUint64(r.buf[:], r.x)
+			r.n = 8
+		}
+		p[i] = r.buf[8-r.n]
+		r.n--
+	}
+	return len(p), nil
+}
+
+// sparseContent has data only in its extents; holes read as zeros.
+type sparseContent struct {
+	size int64
+	ext  []fstree.Extent
+}
+
+func (s sparseContent) Size() int64              { return s.size }
+func (s sparseContent) Extents() []fstree.Extent { return s.ext }
+func (s sparseContent) Open() (io.ReadCloser, error) {
+	var rs []io.Reader
+	pos := int64(0)
+	for i, e := range s.ext {
+		rs = append(rs, io.LimitReader(zeroReader{}, e.Offset-pos))
+		g, _ := genContent{uint64(i + 7), e.Length}.Open()
+		rs = append(rs, g)
+		pos = e.Offset + e.Length
+	}
+	rs = append(rs, io.LimitReader(zeroReader{}, s.size-pos))
+	return io.NopCloser(io.MultiReader(rs...)), nil
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func mustPut(t testing.TB, tr *fstree.Tree, p string, n *fstree.Inode) {
+	t.Helper()
+	dir := filepath.Dir(p)
+	if dir != "." {
+		if _, err := tr.MkdirAll(dir, epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.Put(p, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ts(i int) time.Time { return time.Unix(1600000000+int64(i)*7919, int64(i)*1000003%1e9) }
+
+// corpus returns the test trees by name. big adds the slow ones.
+func corpus(t testing.TB, big bool) map[string]*fstree.Tree {
+	trees := map[string]*fstree.Tree{}
+	trees["empty"] = fstree.New(epoch)
+
+	kinds := fstree.New(epoch)
+	f := fstree.NewFile(0o4755, []byte("setuid program\n"), ts(1))
+	f.Uid, f.Gid = 1000, 2000
+	f.Xattrs = map[string][]byte{"user.comment": []byte("hi there"), "security.capability": {1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}
+	mustPut(t, kinds, "bin/prog", f)
+	mustPut(t, kinds, "bin/link", fstree.NewSymlink("prog", ts(2)))
+	mustPut(t, kinds, "abs", fstree.NewSymlink("/usr/lib/x86_64-linux-gnu/libc.so.6", ts(3)))
+	mustPut(t, kinds, "dev/null", &fstree.Inode{Mode: fstree.ModeChar | 0o666, Major: 1, Minor: 3, Atime: ts(4), Mtime: ts(5), Ctime: ts(6)})
+	mustPut(t, kinds, "dev/sda1", &fstree.Inode{Mode: fstree.ModeBlock | 0o660, Gid: 6, Major: 8, Minor: 1, Atime: ts(4), Mtime: ts(5), Ctime: ts(6)})
+	mustPut(t, kinds, "dev/big", &fstree.Inode{Mode: fstree.ModeChar | 0o600, Major: 4095, Minor: 1048575, Atime: ts(4), Mtime: ts(5), Ctime: ts(6)})
+	mustPut(t, kinds, "run/fifo", &fstree.Inode{Mode: fstree.ModeFIFO | 0o644, Atime: ts(7), Mtime: ts(8), Ctime: ts(9)})
+	mustPut(t, kinds, "run/sock", &fstree.Inode{Mode: fstree.ModeSocket | 0o755, Atime: ts(7), Mtime: ts(8), Ctime: ts(9)})
+	mustPut(t, kinds, "empty", fstree.NewFile(0o600, nil, ts(10)))
+	mustPut(t, kinds, "tmp", fstree.NewDir(0o1777, ts(11)))
+	d := fstree.NewDir(0o2750, ts(12))
+	d.Uid, d.Gid = 33, 33
+	d.Xattrs = map[string][]byte{"user.dir": []byte("x"), "trusted.t": []byte("")}
+	mustPut(t, kinds, "srv", d)
+	mustPut(t, kinds, "srv/data", fstree.NewFile(0o640, make([]byte, 100000), ts(13)))
+	mustPut(t, kinds, "old", fstree.NewFile(0o644, []byte("before 1970"), time.Unix(-86400*365, 5)))
+	hl := fstree.NewFile(0o644, []byte("hard linked"), ts(14))
+	mustPut(t, kinds, "hl1", hl)
+	mustPut(t, kinds, "srv/hl2", hl)
+	trees["kinds"] = kinds
+
+	deep := fstree.New(epoch)
+	p := ""
+	for i := 0; i < 100; i++ {
+		p = filepath.Join(p, fmt.Sprintf("d%02d", i))
+		mustPut(t, deep, p, fstree.NewDir(0o755, ts(i)))
+	}
+	mustPut(t, deep, p+"/leaf", fstree.NewFile(0o644, []byte("bottom"), ts(1)))
+	trees["deep"] = deep
+
+	names := fstree.New(epoch)
+	mustPut(t, names, strings.Repeat("n", 255), fstree.NewFile(0o644, []byte("long"), ts(1)))
+	mustPut(t, names, strings.Repeat("é", 127), fstree.NewFile(0o644, []byte("unicode"), ts(2)))
+	mustPut(t, names, "日本語のファイル名", fstree.NewFile(0o644, []byte("nihongo"), ts(3)))
+	mustPut(t, names, "sp ace\ttab\nnl", fstree.NewFile(0o644, []byte("odd"), ts(4)))
+	mustPut(t, names, strings.Repeat("d", 255)+"/"+strings.Repeat("x", 255), fstree.NewSymlink(strings.Repeat("t/", 2000), ts(5)))
+	trees["names"] = names
+
+	links := fstree.New(epoch)
+	for k := 1; k <= 11; k++ {
+		n := fstree.NewFile(0o644, []byte(fmt.Sprintf("file with %d links\n", k)), ts(k))
+		for j := 0; j < k; j++ {
+			mustPut(t, links, fmt.Sprintf("dir%d/f%d-%d", j%3, k, j), n)
+		}
+	}
+	// Many long names of one inode in one directory overflow an
+	// INODE_REF item into INODE_EXTREF items.
+	many := fstree.NewFile(0o644, make([]byte, 5000), ts(20))
+	for j := 0; j < 100; j++ {
+		mustPut(t, links, fmt.Sprintf("crowd/%03d-%s", j, strings.Repeat("L", 200)), many)
+	}
+	trees["links"] = links
+
+	inl := fstree.New(epoch)
+	for _, n := range []int{1, 2047, 2048, 2049, 3949, 3950, 4094, 4095, 4096, 4097, 8191, 8192, 8193} {
+		mustPut(t, inl, fmt.Sprintf("f%d", n), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{uint64(n), int64(n)}, Atime: ts(n), Mtime: ts(n), Ctime: ts(n)})
+	}
+	for n := 2047; n <= 4097; n += 7 {
+		mustPut(t, inl, fmt.Sprintf("range/f%d", n), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{uint64(n), int64(n)}, Atime: ts(n), Mtime: ts(n), Ctime: ts(n)})
+	}
+	trees["inline"] = inl
+
+	xat := fstree.New(epoch)
+	for i := 0; i < 20; i++ {
+		n := fstree.NewFile(0o644, []byte("x"), ts(i))
+		n.Xattrs = map[string][]byte{}
+		for j := 0; j <= i; j++ {
+			n.Xattrs[fmt.Sprintf("user.attr%02d", j)] = []byte(strings.Repeat("v", j*50))
+		}
+		mustPut(t, xat, fmt.Sprintf("x%02d", i), n)
+	}
+	bigx := fstree.NewFile(0o644, nil, ts(1))
+	bigx.Xattrs = map[string][]byte{"user.big": make([]byte, 16000)}
+	mustPut(t, xat, "bigxattr", bigx)
+	trees["xattrs"] = xat
+
+	sp := fstree.New(epoch)
+	mib := int64(1 << 20)
+	mustPut(t, sp, "allhole", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 10 * mib}, Mtime: ts(1)})
+	mustPut(t, sp, "smallhole", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 3000}, Mtime: ts(1)})
+	mustPut(t, sp, "middle", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 20 * mib, ext: []fstree.Extent{{Offset: 5 * mib, Length: 1 * mib}}}, Mtime: ts(2)})
+	mustPut(t, sp, "unaligned", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 1000001, ext: []fstree.Extent{{Offset: 10, Length: 5000}, {Offset: 6000, Length: 100}, {Offset: 300000, Length: 1}, {Offset: 999999, Length: 2}}}, Mtime: ts(3)})
+	mustPut(t, sp, "tailhole", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 5 * mib, ext: []fstree.Extent{{Offset: 0, Length: 4096}}}, Mtime: ts(4)})
+	mustPut(t, sp, "smalldata", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 3000, ext: []fstree.Extent{{Offset: 1000, Length: 10}}}, Mtime: ts(5)})
+	trees["sparse"] = sp
+
+	many10k := fstree.New(epoch)
+	for i := 0; i < 10000; i++ {
+		mustPut(t, many10k, fmt.Sprintf("d%02d/file%05d", i%50, i), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{uint64(i), int64(i % 3000)}, Atime: ts(i), Mtime: ts(i), Ctime: ts(i)})
+	}
+	trees["10k"] = many10k
+
+	if big {
+		lg := fstree.New(epoch)
+		mustPut(t, lg, "big300", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{1, 300*mib + 12345}, Mtime: ts(1)})
+		mustPut(t, lg, "big130", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{2, 130 * mib}, Mtime: ts(2)})
+		mustPut(t, lg, "after", fstree.NewFile(0o644, []byte("after the big ones"), ts(3)))
+		trees["large"] = lg
+	}
+	return trees
+}
+
+func TestCorpus(t *testing.T) {
+	testenv.NeedTools(t, "btrfs")
+	for name, tr := range corpus(t, !testing.Short()) {
+		for _, prof := range []Profile{DUP, Single} {
+			if prof == Single && name != "kinds" && name != "large" {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/%d", name, prof), func(t *testing.T) {
+				img, res := writeImage(t, tr, Options{Metadata: prof, Label: "corpus"})
+				min, err := MinSize(tr, Options{Metadata: prof})
+				if err != nil || min != res.Size {
+					t.Errorf("MinSize = %d, %v; Write made %d bytes", min, err, res.Size)
+				}
+				btrfsCheck(t, img)
+				if os.Geteuid() != 0 {
+					return
+				}
+				mark := dmesgMark()
+				dir := mount(t, img, false)
+				compareTree(t, dir, tr, nil)
+				umount(t, dir)
+				if bad := kernelComplaints(mark); len(bad) > 0 {
+					t.Errorf("kernel complained:\n%s", strings.Join(bad, "\n"))
+				}
+			})
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	tr := corpus(t, false)["kinds"]
+	a, _ := writeImage(t, tr, Options{})
+	b, _ := writeImage(t, tr, Options{})
+	if sha256File(t, a) != sha256File(t, b) {
+		t.Fatal("two writes of the same tree differ")
+	}
+	c, _ := writeImage(t, tr, Options{Seed: []byte("other")})
+	if sha256File(t, a) == sha256File(t, c) {
+		t.Fatal("a different seed gave the same image")
+	}
+}
+
+func run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// recorder counts the errors compareTree reports.
+type recorder struct {
+	testing.TB
+	errs int
+}
+
+func (r *recorder) Errorf(format string, a ...any) { r.errs++ }
+
+// TestCompareDetects makes sure the read-back comparison can fail: the
+// mounted image is compared with trees that differ from it.
+func TestCompareDetects(t *testing.T) {
+	testenv.NeedRoot(t)
+	tr := corpus(t, false)["kinds"]
+	img, _ := writeImage(t, tr, Options{})
+	dir := mount(t, img, false)
+	for name, change := range map[string]func(tr *fstree.Tree){
+		"mode":  func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Mode ^= 0o1 },
+		"mtime": func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Mtime = n.Mtime.Add(1) },
+		"content": func(tr *fstree.Tree) {
+			n, _ := tr.Lookup("srv/data")
+			b := make([]byte, 100000)
+			b[99999] = 1
+			n.Content = fstree.Bytes(b)
+		},
+		"xattr": func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Xattrs = nil },
+		"rdev":  func(tr *fstree.Tree) { n, _ := tr.Lookup("dev/null"); n.Minor = 5 },
+		"link": func(tr *fstree.Tree) {
+			tr.Put("hl3", fstree.NewFile(0o644, nil, epoch))
+			n, _ := tr.Lookup("hl1")
+			tr.Root.Children["hl3"] = n
+		},
+	} {
+		other := corpus(t, false)["kinds"]
+		change(other)
+		r := &recorder{TB: t}
+		compareTree(r, dir, other, nil)
+		if r.errs == 0 {
+			t.Errorf("%s: a changed tree compared equal to the image", name)
+		}
+	}
+	r := &recorder{TB: t}
+	compareTree(r, dir, tr, nil)
+	if r.errs != 0 {
+		t.Errorf("the tree itself compared unequal")
+	}
+}
