@@ -24,7 +24,7 @@ func (l Loss) String() string {
 		got = "unset"
 	}
 	if l.Unknown {
-		return fmt.Sprintf("%s (%s, %s): %s does not exist in this kernel's Kconfig", l.Setting, l.Mode, l.Source(), l.Symbol)
+		return fmt.Sprintf("%s=%s requested (%s, %s): %s does not exist in this kernel's Kconfig", l.Symbol, l.Value, l.Mode, l.Source(), l.Symbol)
 	}
 	s := fmt.Sprintf("%s=%s requested, got %s (%s, %s)", l.Symbol, l.Value, got, l.Mode, l.Source())
 	if l.Reason != "" {
@@ -97,9 +97,15 @@ func explain(sym *kconfig.Symbol, want string, got Config) string {
 			}
 		}
 		if bestLevel < wl {
+			// Name the blockers: the conjuncts that are off, or, when
+			// none is, those that cap the symbol at m.
+			limit := wl
+			if bestLevel == kconfig.No {
+				limit = kconfig.Mod
+			}
 			var unmet []string
 			for _, c := range kconfig.Conjuncts(best.Depends) {
-				if c.Eval(v) < wl {
+				if c.Eval(v) < limit {
 					unmet = append(unmet, c.Explain(v))
 				}
 			}
