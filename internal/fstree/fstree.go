@@ -300,22 +300,33 @@ func (t *Tree) dir(p string) (*Inode, error) {
 	return n, nil
 }
 
-// Merge lays src over t: directories merge (src's owner, mode, times and
-// xattrs win), anything else in src replaces what t had at that path.
+// Merge lays src over t as an overlay does: directories merge (src's
+// owner, mode, times and xattrs win, except on the top directory, which
+// stays as the base tree made it), anything else in src replaces what t
+// had at that path.
 func (t *Tree) Merge(src *Tree) {
-	mergeDir(t.Root, src.Root)
+	mergeDir(t.Root, src.Root, true, true)
 }
 
-func mergeDir(dst, src *Inode) {
-	dst.Mode, dst.Uid, dst.Gid = src.Mode, src.Uid, src.Gid
-	dst.Atime, dst.Mtime, dst.Ctime = src.Atime, src.Mtime, src.Ctime
-	if len(src.Xattrs) > 0 {
-		dst.Xattrs = src.Xattrs
+// Add puts src's entries into t like Merge, but directories t already has
+// keep their own owner, mode and times: for trees such as kernel modules
+// whose parent directories (lib/, lib/modules/) are only scaffolding.
+func (t *Tree) Add(src *Tree) {
+	mergeDir(t.Root, src.Root, false, true)
+}
+
+func mergeDir(dst, src *Inode, meta, top bool) {
+	if meta && !top {
+		dst.Mode, dst.Uid, dst.Gid = src.Mode, src.Uid, src.Gid
+		dst.Atime, dst.Mtime, dst.Ctime = src.Atime, src.Mtime, src.Ctime
+		if len(src.Xattrs) > 0 {
+			dst.Xattrs = src.Xattrs
+		}
 	}
 	for name, s := range src.Children {
 		d, ok := dst.Children[name]
 		if ok && d.IsDir() && s.IsDir() {
-			mergeDir(d, s)
+			mergeDir(d, s, meta, false)
 			continue
 		}
 		dst.Children[name] = s

@@ -86,3 +86,67 @@ func TestValidateAndStats(t *testing.T) {
 		t.Fatalf("hard-linked directory: %v", err)
 	}
 }
+
+func TestHashSeesEveryAttribute(t *testing.T) {
+	epoch := time.Unix(100, 5)
+	mk := func(mut func(tr *Tree)) string {
+		tr := New(epoch)
+		tr.Put("f", NewFile(0o644, []byte("x"), epoch))
+		tr.Put("l", NewSymlink("f", epoch))
+		if mut != nil {
+			mut(tr)
+		}
+		h, err := tr.Hash()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	base := mk(nil)
+	if mk(nil) != base {
+		t.Fatal("hash not stable")
+	}
+	for name, mut := range map[string]func(*Tree){
+		"content":  func(tr *Tree) { n, _ := tr.Lookup("f"); n.Content = Bytes("y") },
+		"mode":     func(tr *Tree) { n, _ := tr.Lookup("f"); n.Mode = ModeRegular | 0o600 },
+		"uid":      func(tr *Tree) { n, _ := tr.Lookup("f"); n.Uid = 1 },
+		"mtime":    func(tr *Tree) { n, _ := tr.Lookup("f"); n.Mtime = epoch.Add(1) },
+		"xattr":    func(tr *Tree) { n, _ := tr.Lookup("f"); n.Xattrs = map[string][]byte{"user.a": nil} },
+		"target":   func(tr *Tree) { n, _ := tr.Lookup("l"); n.Target = "g" },
+		"hardlink": func(tr *Tree) { n, _ := tr.Lookup("f"); tr.Put("g", n) },
+		"copy":     func(tr *Tree) { tr.Put("g", NewFile(0o644, []byte("x"), epoch)) },
+	} {
+		if mk(mut) == base {
+			t.Errorf("hash ignores %s", name)
+		}
+	}
+	if mk(func(tr *Tree) { n, _ := tr.Lookup("f"); tr.Put("g", n) }) == mk(func(tr *Tree) { tr.Put("g", NewFile(0o644, []byte("x"), epoch)) }) {
+		t.Error("hash does not tell a hard link from a copy")
+	}
+}
+
+func TestMergeKeepsTopAndAddKeepsDirs(t *testing.T) {
+	epoch := time.Unix(0, 0)
+	later := time.Unix(1000, 0)
+	base := New(later)
+	base.Root.Mode = ModeDir | 0o700
+	etc, _ := base.MkdirAll("etc", later)
+	etc.Uid = 7
+
+	ov := New(epoch)
+	ov.MkdirAll("etc/x", epoch)
+	base.Add(ov)
+	if base.Root.Mode != ModeDir|0o700 || etc.Uid != 7 || !etc.Mtime.Equal(later) {
+		t.Fatalf("Add changed existing dirs: root %o etc uid %d mtime %v", base.Root.Mode, etc.Uid, etc.Mtime)
+	}
+	if _, ok := base.Lookup("etc/x"); !ok {
+		t.Fatal("Add lost etc/x")
+	}
+	base.Merge(ov)
+	if base.Root.Mode != ModeDir|0o700 {
+		t.Fatal("Merge changed the top directory")
+	}
+	if etc.Uid != 0 || !etc.Mtime.Equal(epoch) {
+		t.Fatal("Merge did not apply the overlay's directory metadata")
+	}
+}
