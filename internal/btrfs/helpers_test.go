@@ -112,7 +112,7 @@ func umount(t testing.TB, dir string) {
 	if err != nil {
 		return // not mounted (any more)
 	}
-	dev := strings.TrimSpace(string(b))
+	dev, _, _ := strings.Cut(strings.TrimSpace(string(b)), "[")
 	if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
 		t.Errorf("umount %s: %v\n%s", dir, err, out)
 	}

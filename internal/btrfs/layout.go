@@ -368,7 +368,7 @@ func (l *layout) allocMeta() error {
 		}
 		used := uint64(nmeta * ns)
 		// Room for the kernel's first commits after mount.
-		need := used + used/4 + 4*mib
+		need := used + metaSlack(used)
 		length := (need + mib - 1) &^ (mib - 1)
 		var addrs []uint64
 		for {
@@ -416,3 +416,7 @@ func (l *layout) allocMeta() error {
 		ext.nleaves, fst.nleaves = max(ext.nleaves, oldExt), max(fst.nleaves, oldFst)
 	}
 }
+
+// metaSlack is the free room left in the metadata chunk for the kernel's
+// first commits.
+var metaSlack = func(used uint64) uint64 { return used/4 + 4*mib }
