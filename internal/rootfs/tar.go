@@ -35,6 +35,15 @@ type TarOptions struct {
 	// ("usr/bin/x"); the others are skipped. Parents of kept entries are
 	// created as needed.
 	Keep func(p string) bool
+	// FollowDirSymlinks makes entries whose parent path goes through a
+	// symlink already in the tree land where that symlink points, as
+	// dpkg does when unpacking into a merged-/usr root (lib -> usr/lib).
+	// Targets resolve inside the tree as in a chroot: absolute targets
+	// start at the tree's root and ".." stops there, so nothing can
+	// leave the tree. A directory entry where the tree has a symlink to
+	// a directory keeps the symlink. Off, a path through a symlink is an
+	// error (the safe choice for tarballs).
+	FollowDirSymlinks bool
 }
 
 // Tarball reads the tar archive at path (plain, gzip, xz or zstd, told
@@ -192,6 +201,20 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	if hdr.Uid < 0 || hdr.Gid < 0 || int64(hdr.Uid) > 1<<32-1 || int64(hdr.Gid) > 1<<32-1 {
 		return fmt.Errorf("owner %d:%d out of range", hdr.Uid, hdr.Gid)
 	}
+	if x.opt.FollowDirSymlinks && p != "" {
+		dir, err := x.resolveDir(path.Dir(p))
+		if err != nil {
+			return err
+		}
+		p = path.Join(dir, path.Base(p))
+		if hdr.Typeflag == tar.TypeDir {
+			if n, err := x.resolveDir(p); err == nil && n != p {
+				if d, ok := x.t.Lookup(n); ok && d.IsDir() {
+					return nil
+				}
+			}
+		}
+	}
 	if hdr.Typeflag == tar.TypeLink {
 		return x.hardLink(p, hdr.Linkname)
 	}
@@ -272,6 +295,13 @@ func (x *extractor) hardLink(p, target string) error {
 	if err != nil {
 		return fmt.Errorf("hard link to %q: %w", target, err)
 	}
+	if x.opt.FollowDirSymlinks && tp != "" {
+		dir, err := x.resolveDir(path.Dir(tp))
+		if err != nil {
+			return fmt.Errorf("hard link to %q: %w", target, err)
+		}
+		tp = path.Join(dir, path.Base(tp))
+	}
 	n, ok := x.t.Lookup(tp)
 	switch {
 	case !ok:
@@ -280,6 +310,40 @@ func (x *extractor) hardLink(p, target string) error {
 		return fmt.Errorf("hard link to directory %q", target)
 	}
 	return x.put(p, n)
+}
+
+// resolveDir follows symlinks in dir inside the tree (chroot
+// semantics) and returns the path of what it names; parts that do not
+// exist yet are kept as they are.
+func (x *extractor) resolveDir(dir string) (string, error) {
+	var out []string
+	parts := strings.Split(dir, "/")
+	for hops := 0; len(parts) > 0; {
+		part := parts[0]
+		parts = parts[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			continue
+		}
+		cur := strings.Join(append(out, part), "/")
+		if n, ok := x.t.Lookup(cur); ok && n.Type() == fstree.ModeSymlink {
+			if hops++; hops > 40 {
+				return "", fmt.Errorf("too many levels of symlinks at %s", cur)
+			}
+			if strings.HasPrefix(n.Target, "/") {
+				out = nil
+			}
+			parts = append(strings.Split(n.Target, "/"), parts...)
+			continue
+		}
+		out = append(out, part)
+	}
+	return strings.Join(out, "/"), nil
 }
 
 // xattrs collects extended attributes from PAX records: GNU tar and star

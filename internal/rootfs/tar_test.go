@@ -417,3 +417,52 @@ func TestCorruptTarballs(t *testing.T) {
 		}
 	}
 }
+
+func TestFollowDirSymlinks(t *testing.T) {
+	merged := []entry{
+		{name: "usr/lib/", typ: tar.TypeDir},
+		{name: "lib", link: "usr/lib", typ: tar.TypeSymlink},
+		{name: "bin", link: "/usr/bin", typ: tar.TypeSymlink},
+		{name: "usr/bin/", typ: tar.TypeDir},
+		{name: "up", link: "../../../../usr", typ: tar.TypeSymlink},
+		{name: "loop", link: "loop", typ: tar.TypeSymlink},
+	}
+	pkg := []entry{
+		{name: "./lib/", typ: tar.TypeDir},
+		{name: "./lib/modules/6.1/kernel/a.ko", typ: tar.TypeReg, data: "ko"},
+		{name: "./bin/sh", typ: tar.TypeReg, data: "sh"},
+		{name: "./up/share/doc", typ: tar.TypeReg, data: "doc"},
+		{name: "./bin/sh2", link: "./bin/sh", typ: tar.TypeLink},
+	}
+	tr := fstree.New(time.Unix(0, 0))
+	opt := TarOptions{FollowDirSymlinks: true}
+	must(t, AddTar(tr, "base.tar", bytes.NewReader(buildTar(t, merged)), opt))
+	must(t, AddTar(tr, "pkg.tar", bytes.NewReader(buildTar(t, pkg)), opt))
+	for p, want := range map[string]string{"usr/lib/modules/6.1/kernel/a.ko": "ko", "usr/bin/sh": "sh", "usr/share/doc": "doc", "usr/bin/sh2": "sh"} {
+		n, ok := tr.Lookup(p)
+		if !ok {
+			t.Errorf("%s missing", p)
+			continue
+		}
+		if b, _ := fstree.ReadAll(n.Content); string(b) != want {
+			t.Errorf("%s = %q", p, b)
+		}
+	}
+	if n, _ := tr.Lookup("lib"); n.Type() != fstree.ModeSymlink {
+		t.Errorf("lib became a %s", fstree.TypeName(n.Mode))
+	}
+	a, _ := tr.Lookup("usr/bin/sh")
+	b, _ := tr.Lookup("usr/bin/sh2")
+	if a != b {
+		t.Error("hard link through a symlink is not the same inode")
+	}
+	err := AddTar(tr, "loop.tar", bytes.NewReader(buildTar(t, []entry{{name: "loop/x", typ: tar.TypeReg}})), opt)
+	if err == nil || !strings.Contains(err.Error(), `loop.tar: entry "loop/x": too many levels of symlinks at loop`) {
+		t.Errorf("loop: %v", err)
+	}
+	// Without the option the same package is refused.
+	err = AddTar(tr, "pkg.tar", bytes.NewReader(buildTar(t, pkg)), TarOptions{})
+	if err == nil || !strings.Contains(err.Error(), `entry "./bin/sh": bin is not a directory (it is a symlink)`) {
+		t.Errorf("without FollowDirSymlinks: %v", err)
+	}
+}
