@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/mkimage/mkimage/internal/bmap"
@@ -11,8 +12,8 @@ import (
 )
 
 // LoadMap finds the block map of an image: bmapPath if given, else
-// IMAGE.bmap beside the image (node.img.zst → node.img.bmap, then
-// node.img.zst.bmap). With none, it maps the image itself: the data
+// found beside the image the way bmaptool finds it (node.img.zst.bmap,
+// node.img.bmap, node.bmap: one extension stripped at a time). With none, it maps the image itself: the data
 // extents of a raw image, or every non-zero block of a compressed one
 // (which costs one extra decompression). from says which it used.
 func LoadMap(imagePath, bmapPath string) (m *bmap.Map, from string, err error) {
@@ -21,14 +22,19 @@ func LoadMap(imagePath, bmapPath string) (m *bmap.Map, from string, err error) {
 		return m, bmapPath, err
 	}
 	k := compress.KindOf(imagePath)
-	for _, p := range []string{strings.TrimSuffix(imagePath, k.Ext()) + ".bmap", imagePath + ".bmap"} {
-		m, err := bmap.ReadFile(p)
+	for p := imagePath; ; {
+		m, err := bmap.ReadFile(p + ".bmap")
 		if err == nil {
-			return m, p, nil
+			return m, p + ".bmap", nil
 		}
 		if !errors.Is(err, os.ErrNotExist) {
 			return nil, "", fmt.Errorf("%w (pass --bmap FILE to use another)", err)
 		}
+		ext := filepath.Ext(p)
+		if ext == "" {
+			break
+		}
+		p = strings.TrimSuffix(p, ext)
 	}
 	f, err := os.Open(imagePath)
 	if err != nil {
