@@ -214,3 +214,33 @@ func TestFromDebBusybox(t *testing.T) {
 		t.Error("bin/busybox is not an arm64 ELF")
 	}
 }
+
+// dpkg-deb's own extraction, read back from disk, must equal ours.
+func TestFromDebMatchesDpkg(t *testing.T) {
+	testenv.NeedRoot(t) // dpkg-deb -x keeps owners only as root
+	testenv.NeedTools(t, "dpkg-deb")
+	for _, p := range []string{
+		cache + "busybox-static_1%3a1.35.0-4+deb12u1+b1_arm64.deb",
+		buildDeb(t, "hello", map[string][]byte{"usr/bin/hello": []byte("hi"), "usr/share/doc/hello/x": nil}),
+	} {
+		testenv.NeedFile(t, p)
+		out := t.TempDir()
+		if b, err := exec.Command("dpkg-deb", "-x", p, out).CombinedOutput(); err != nil {
+			t.Fatalf("dpkg-deb -x: %v\n%s", err, b)
+		}
+		want, err := HostDir(out, HostOptions{})
+		must(t, err)
+		pkg, err := deb.Open(p)
+		must(t, err)
+		got, err := FromDeb(pkg, TarOptions{})
+		must(t, err)
+		d, err := fstree.Diff(want, got, fstree.DiffOptions{IgnoreAtime: true, IgnoreCtime: true, IgnoreRoot: true})
+		must(t, err)
+		if len(d) > 0 {
+			t.Errorf("%s: dpkg-deb -x and FromDeb differ:\n%s", filepath.Base(p), strings.Join(d, "\n"))
+		}
+		if s := got.Stats(); s.Entries < 4 {
+			t.Errorf("%s: only %d entries", p, s.Entries)
+		}
+	}
+}
