@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is what nodeinit takes from the kernel command line, after the
+// defaults baked into the initramfs (same syntax, the command line wins).
+type config struct {
+	Root       string        // root=: LABEL=, UUID=, PARTUUID=, /dev/NAME
+	RootFSType string        // rootfstype=
+	RootFlags  string        // rootflags=, mount options
+	Init       string        // init=
+	Timeout    time.Duration // nodeinit.timeout=, waiting for the root device
+	Rescue     bool          // nodeinit.rescue: stop before switch_root
+}
+
+func defaultConfig() config {
+	return config{
+		RootFSType: "btrfs",
+		Init:       "/sbin/init",
+		Timeout:    30 * time.Second,
+	}
+}
+
+// splitCmdline splits a kernel command line into words; double quotes
+// group spaces into a word as the kernel does (`a="b c"` is one word).
+func splitCmdline(s string) []string {
+	var words []string
+	var cur strings.Builder
+	inQuote, inWord := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQuote, inWord = !inQuote, true
+		case (r == ' ' || r == '\t' || r == '\n') && !inQuote:
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// apply sets c from the words of a command line. Unknown words are the
+// kernel's or the root init's business and are ignored.
+func (c *config) apply(words []string) error {
+	for _, w := range words {
+		k, v, hasValue := strings.Cut(w, "=")
+		switch k {
+		case "root":
+			c.Root = v
+		case "rootfstype":
+			c.RootFSType = v
+		case "rootflags":
+			c.RootFlags = v
+		case "init":
+			c.Init = v
+		case "nodeinit.timeout":
+			d, err := parseSeconds(v)
+			if err != nil {
+				return fmt.Errorf("nodeinit.timeout=%s: %v", v, err)
+			}
+			c.Timeout = d
+		case "nodeinit.rescue":
+			c.Rescue = !hasValue || v == "1" || v == "yes" || v == "true"
+		}
+	}
+	return nil
+}
+
+// parseSeconds reads "30" (seconds) or a Go duration ("1m30s").
+func parseSeconds(v string) (time.Duration, error) {
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("want seconds or a duration such as 45s")
+	}
+	return d, nil
+}
+
+func readConfig(st *state) error {
+	if b, err := os.ReadFile(defaultsFile); err == nil {
+		if err := st.cfg.apply(splitCmdline(string(b))); err != nil {
+			return fmt.Errorf("%s: %v", defaultsFile, err)
+		}
+	} else if !os.IsNotExist(err) {
+		return err
+	}
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	if err := st.cfg.apply(splitCmdline(string(b))); err != nil {
+		return fmt.Errorf("kernel command line: %v", err)
+	}
+	c := st.cfg
+	say("config: root=%q rootfstype=%s rootflags=%q init=%s timeout=%v", c.Root, c.RootFSType, c.RootFlags, c.Init, c.Timeout)
+	return nil
+}

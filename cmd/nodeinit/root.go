@@ -1,0 +1,217 @@
+package main
+
+// Finding the root device.
+//
+// 46 cards are written from one image, so they share the MBR disk id,
+// the PARTUUIDs and the btrfs fsid until first boot re-randomises them.
+// An identifier that stays right through that is the btrfs label: the
+// builder writes root=LABEL=<label> into extlinux.conf, and first boot
+// never changes the label. PARTUUID= and UUID= work too but go stale once
+// first boot re-randomises ids unless the boot config is rewritten in the
+// same step. With no root= at all the root is the one btrfs filesystem
+// present; two or more is an error rather than a guess.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// blockDev is one block device as seen in sysfs.
+type blockDev struct {
+	Name   string // vda2
+	Disk   string // vda (itself for a whole disk)
+	PartNo int    // 0 for a whole disk
+}
+
+// fsInfo is what a device's first bytes say about it.
+type fsInfo struct {
+	Type  string // "btrfs" or ""
+	Label string
+	UUID  string // btrfs fsid, 8-4-4-4-12 lower-case hex
+}
+
+const (
+	btrfsSuper = 0x10000
+	btrfsMagic = "_BHRfS_M"
+)
+
+// probeFS reads the btrfs superblock, if any, from r.
+func probeFS(r io.ReaderAt) (fsInfo, error) {
+	sb := make([]byte, 0x1000)
+	if _, err := r.ReadAt(sb, btrfsSuper); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fsInfo{}, nil // too small to hold a btrfs
+		}
+		return fsInfo{}, err
+	}
+	if string(sb[0x40:0x48]) != btrfsMagic {
+		return fsInfo{}, nil
+	}
+	label := sb[0x12b : 0x12b+256]
+	if i := bytes.IndexByte(label, 0); i >= 0 {
+		label = label[:i]
+	}
+	return fsInfo{Type: "btrfs", Label: string(label), UUID: formatUUID(sb[0x20:0x30])}, nil
+}
+
+func formatUUID(b []byte) string {
+	h := fmt.Sprintf("%x", b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// mbrDiskID reads the MBR disk signature as the kernel prints it in
+// PARTUUIDs (8 lower-case hex digits), or "" without an MBR.
+func mbrDiskID(r io.ReaderAt) (string, error) {
+	sec := make([]byte, 512)
+	if _, err := r.ReadAt(sec, 0); err != nil {
+		return "", err
+	}
+	if sec[510] != 0x55 || sec[511] != 0xaa {
+		return "", nil
+	}
+	return fmt.Sprintf("%08x", binary.LittleEndian.Uint32(sec[440:444])), nil
+}
+
+// listBlock lists the block devices under sysBlock (/sys/class/block),
+// sorted by name.
+func listBlock(sysBlock string) ([]blockDev, error) {
+	ents, err := os.ReadDir(sysBlock)
+	if err != nil {
+		return nil, err
+	}
+	var devs []blockDev
+	for _, e := range ents {
+		d := blockDev{Name: e.Name(), Disk: e.Name()}
+		if b, err := os.ReadFile(filepath.Join(sysBlock, e.Name(), "partition")); err == nil {
+			d.PartNo, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			// A partition's sysfs directory sits inside its disk's.
+			if real, err := filepath.EvalSymlinks(filepath.Join(sysBlock, e.Name())); err == nil {
+				d.Disk = filepath.Base(filepath.Dir(real))
+			}
+		}
+		devs = append(devs, d)
+	}
+	sort.Slice(devs, func(i, j int) bool { return devs[i].Name < devs[j].Name })
+	return devs, nil
+}
+
+// matchRoot returns the devices that fit spec. open opens a device by
+// name for reading.
+func matchRoot(spec string, devs []blockDev, open func(name string) (io.ReaderAt, func(), error)) ([]string, error) {
+	kind, want, _ := strings.Cut(spec, "=")
+	if strings.HasPrefix(spec, "/dev/") {
+		kind, want = "dev", strings.TrimPrefix(spec, "/dev/")
+	}
+	switch kind {
+	case "dev", "LABEL", "UUID", "PARTUUID", "":
+	default:
+		return nil, fmt.Errorf("root=%s: unsupported (use LABEL=, UUID=, PARTUUID= or /dev/NAME)", spec)
+	}
+	if kind == "PARTUUID" {
+		want = strings.ToLower(want)
+	}
+	if kind == "UUID" {
+		want = strings.ToLower(want)
+	}
+	var found []string
+	for _, d := range devs {
+		if kind == "dev" {
+			if d.Name == want {
+				found = append(found, d.Name)
+			}
+			continue
+		}
+		if kind == "PARTUUID" {
+			if d.PartNo == 0 {
+				continue
+			}
+			r, done, err := open(d.Disk)
+			if err != nil {
+				continue
+			}
+			id, _ := mbrDiskID(r)
+			done()
+			if id != "" && fmt.Sprintf("%s-%02x", id, d.PartNo) == want {
+				found = append(found, d.Name)
+			}
+			continue
+		}
+		r, done, err := open(d.Name)
+		if err != nil {
+			continue // e.g. an empty card reader
+		}
+		fi, _ := probeFS(r)
+		done()
+		switch {
+		case fi.Type == "":
+		case kind == "LABEL" && fi.Label == want,
+			kind == "UUID" && fi.UUID == want,
+			kind == "" && fi.Type == "btrfs":
+			found = append(found, d.Name)
+		}
+	}
+	return found, nil
+}
+
+func openDev(name string) (io.ReaderAt, func(), error) {
+	f, err := os.Open("/dev/" + name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// findRoot polls until the root device shows up: SD cards and USB disks
+// can take seconds after their driver loads.
+func findRoot(st *state) error {
+	spec := st.cfg.Root
+	show := spec
+	if show == "" {
+		show = "(none: the only btrfs filesystem)"
+	}
+	say("waiting up to %v for root %s", st.cfg.Timeout, show)
+	deadline := time.Now().Add(st.cfg.Timeout)
+	var last []blockDev
+	for {
+		devs, err := listBlock("/sys/class/block")
+		if err != nil {
+			return err
+		}
+		last = devs
+		found, err := matchRoot(spec, devs, openDev)
+		if err != nil {
+			return err
+		}
+		// Two filesystems with one label (say, a USB stick flashed
+		// from the same image) would make the choice a guess.
+		if len(found) > 1 {
+			return fmt.Errorf("root %s matches several devices: %s", show, strings.Join(found, ", "))
+		}
+		if len(found) == 1 {
+			st.rootDev = "/dev/" + found[0]
+			say("root %s is %s", show, st.rootDev)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var names []string
+	for _, d := range last {
+		names = append(names, d.Name)
+	}
+	if len(names) == 0 {
+		names = []string{"none"}
+	}
+	return fmt.Errorf("root %s not found after %v (block devices: %s)", show, st.cfg.Timeout, strings.Join(names, " "))
+}

@@ -1,0 +1,152 @@
+package initramfs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/mkimage/mkimage/internal/cpio"
+	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/u-root/gobusybox/src/pkg/golang"
+	"github.com/u-root/mkuimage/uimage"
+	"github.com/u-root/uio/llog"
+)
+
+const modulePath = "github.com/mkimage/mkimage"
+
+// sourceDir returns the mkimage module root: dir if given, else the first
+// directory upwards from the working directory whose go.mod declares the
+// module. The busybox is compiled from source, so the tool needs its own
+// source tree (and Go) to build an initramfs that is not cached yet.
+func sourceDir(dir string) (string, error) {
+	if dir != "" {
+		return dir, checkModule(dir)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if checkModule(d) == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("building the initramfs needs the mkimage source tree (a go.mod for %s) in or above %s", modulePath, wd)
+		}
+	}
+}
+
+func checkModule(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(b, []byte("module "+modulePath+"\n")) {
+		return fmt.Errorf("%s/go.mod is not module %s", dir, modulePath)
+	}
+	return nil
+}
+
+// busyboxKey hashes what the busybox is made of: the Go version, go.mod,
+// go.sum, the command list, and the sources of every package of this
+// module that nodeinit imports (for linux/arm64).
+func busyboxKey(ctx context.Context, src string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "busybox v1\ncommands %s\n", strings.Join(RescueCommands, " "))
+	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-f", "{{if .Module}}{{if eq .Module.Path \""+modulePath+"\"}}{{.Dir}}{{end}}{{end}}", "./cmd/nodeinit")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go list nodeinit's packages in %s: %v\n%s", src, err, stderr.Bytes())
+	}
+	ver, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOVERSION: %v", err)
+	}
+	fmt.Fprintf(h, "go %s", ver)
+	files := []string{filepath.Join(src, "go.mod"), filepath.Join(src, "go.sum")}
+	for _, dir := range strings.Fields(string(out)) {
+		m, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		files = append(files, m...)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		rel, _ := filepath.Rel(src, f)
+		fmt.Fprintf(h, "file %s %x\n", filepath.ToSlash(rel), sha256.Sum256(b))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32], nil
+}
+
+// busybox returns the busybox tree, built with u-root's uimage or read
+// from the cache.
+func busybox(ctx context.Context, cacheDir, src, key string, logw io.Writer) (*fstree.Tree, error) {
+	p := filepath.Join(cacheDir, "busybox-"+key+".cpio")
+	if _, err := os.Stat(p); err != nil {
+		if err := buildBusybox(ctx, p, src, logw); err != nil {
+			return nil, err
+		}
+	} else {
+		fmt.Fprintf(logw, "initramfs: cached busybox %s\n", p)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t, err := cpio.Read(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return t, nil
+}
+
+func buildBusybox(ctx context.Context, out, src string, logw io.Writer) error {
+	tmp, err := os.MkdirTemp(filepath.Dir(out), "build-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	pkgs := []string{NodeinitPkg}
+	for _, c := range RescueCommands {
+		pkgs = append(pkgs, "github.com/u-root/u-root/cmds/core/"+c)
+	}
+	fmt.Fprintf(logw, "initramfs: building u-root busybox for linux/arm64 (%d commands; minutes when the Go cache is cold)\n", len(pkgs))
+	l := llog.New(slog.LevelWarn, llog.WritePrintf(logw))
+	cpioPath := filepath.Join(tmp, "bb.cpio")
+	// uimage runs `go` in the module root so our go.mod pins u-root.
+	err = uimage.Create(l,
+		uimage.WithEnv(golang.WithGOOS("linux"), golang.WithGOARCH("arm64"), golang.DisableCGO(), golang.WithWorkingDir(src)),
+		uimage.WithTempDir(tmp),
+		uimage.WithBusyboxCommands(pkgs...),
+		uimage.WithInit("nodeinit"),
+		uimage.WithShell("gosh"),
+		uimage.WithSkipLDD(),
+		uimage.WithCPIOOutput(cpioPath),
+	)
+	if err != nil {
+		return fmt.Errorf("building the u-root busybox: %w", err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return os.Rename(cpioPath, out)
+}
