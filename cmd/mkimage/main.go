@@ -74,7 +74,7 @@ func exit(err error) int {
 	case errors.Is(err, pflag.ErrHelp):
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "mkimage: %v\n", err)
+	fmt.Fprintf(os.Stderr, "mkimage: error: %v\n", err)
 	var u usageError
 	if errors.As(err, &u) {
 		return 2
