@@ -79,6 +79,9 @@ func Check(cfg Config, sets []string) (*CheckReport, error) {
 				row.Status = "MISSING"
 				rep.Failed++
 			}
+			if !row.OK && s.Value != "y" && s.Value != "m" {
+				row.Status = strings.Replace(strings.Replace(row.Status, "missing", "differs", 1), "MISSING", "DIFFERS", 1)
+			}
 			rep.Rows = append(rep.Rows, row)
 		}
 	}
