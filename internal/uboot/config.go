@@ -99,36 +99,53 @@ func (e Entry) Validate() error {
 // devnum and distro_bootpart before it sources the script. Where the build
 // has no fdt_addr_r (qemu_arm64) or the entry names no FDT, the script
 // passes ${fdt_addr}, the tree firmware already placed in memory.
+//
+// Each load guards the next step with if/then: `load ... || exit` does not
+// stop a sourced script in U-Boot 2023.01 (seen in QEMU: it went on to
+// booti an empty kernel address).
 func BootScript(e Entry) (string, error) {
 	if err := e.Validate(); err != nil {
 		return "", err
 	}
 	var b strings.Builder
-	load := func(addr, file string) {
-		fmt.Fprintf(&b, "load ${devtype} ${devnum}:${distro_bootpart} ${%s} %s || exit\n", addr, file)
+	depth := 0
+	line := func(format string, args ...any) {
+		b.WriteString(strings.Repeat("    ", depth))
+		fmt.Fprintf(&b, format+"\n", args...)
 	}
-	fmt.Fprintf(&b, "# %s: written by mkimage for U-Boot without extlinux support\n", e.Label)
-	fmt.Fprintf(&b, "setenv bootargs \"%s\"\n", e.Append)
-	load("kernel_addr_r", e.Kernel)
+	open := func(cond string) { line("if %s; then", cond); depth++ }
+	load := func(addr, file string) string {
+		return fmt.Sprintf("load ${devtype} ${devnum}:${distro_bootpart} ${%s} %s", addr, file)
+	}
+	line("# %s: written by mkimage for U-Boot without extlinux support", e.Label)
+	line("setenv bootargs \"%s\"", e.Append)
+	open(load("kernel_addr_r", e.Kernel))
 	initrd := "-"
 	if e.Initrd != "" {
-		load("ramdisk_addr_r", e.Initrd)
+		open(load("ramdisk_addr_r", e.Initrd))
 		// filesize is overwritten by the next load; keep the initrd's.
-		b.WriteString("setenv initrd_size ${filesize}\n")
+		line("setenv initrd_size ${filesize}")
 		initrd = "${ramdisk_addr_r}:${initrd_size}"
 	}
+	boot := func(fdt string) { line("booti ${kernel_addr_r} %s %s", initrd, fdt) }
 	if e.FDT != "" {
-		b.WriteString("if test -n \"${fdt_addr_r}\"; then\n")
-		b.WriteString("    ")
-		load("fdt_addr_r", e.FDT)
-		b.WriteString("    setenv fdt_boot ${fdt_addr_r}\n")
-		b.WriteString("else\n")
-		b.WriteString("    setenv fdt_boot ${fdt_addr}\n")
-		b.WriteString("fi\n")
+		open(`test -n "${fdt_addr_r}"`)
+		open(load("fdt_addr_r", e.FDT))
+		boot("${fdt_addr_r}")
+		depth--
+		line("fi")
+		depth--
+		line("else")
+		depth++
+		boot("${fdt_addr}")
 	} else {
-		b.WriteString("setenv fdt_boot ${fdt_addr}\n")
+		boot("${fdt_addr}")
 	}
-	fmt.Fprintf(&b, "booti ${kernel_addr_r} %s ${fdt_boot}\n", initrd)
+	for depth > 0 {
+		depth--
+		line("fi")
+	}
+	line("echo \"mkimage boot.scr: could not boot %s\"", e.Label)
 	return b.String(), nil
 }
 

@@ -157,14 +157,15 @@ func TestBootScript(t *testing.T) {
 		{Entry{Label: "odroid", Kernel: "/Image", Initrd: "/initrd.img", FDT: "/dtb", Append: "console=ttyAML0,115200 rootwait"},
 			[]string{
 				`setenv bootargs "console=ttyAML0,115200 rootwait"`,
-				"load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} /Image",
-				"load ${devtype} ${devnum}:${distro_bootpart} ${ramdisk_addr_r} /initrd.img",
-				"load ${devtype} ${devnum}:${distro_bootpart} ${fdt_addr_r} /dtb",
-				"setenv fdt_boot ${fdt_addr}",
-				"booti ${kernel_addr_r} ${ramdisk_addr_r}:${initrd_size} ${fdt_boot}",
-			}, nil},
+				"if load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} /Image; then",
+				"if load ${devtype} ${devnum}:${distro_bootpart} ${ramdisk_addr_r} /initrd.img; then",
+				"if load ${devtype} ${devnum}:${distro_bootpart} ${fdt_addr_r} /dtb; then",
+				"booti ${kernel_addr_r} ${ramdisk_addr_r}:${initrd_size} ${fdt_addr_r}\n",
+				"booti ${kernel_addr_r} ${ramdisk_addr_r}:${initrd_size} ${fdt_addr}\n",
+				"could not boot odroid",
+			}, []string{"|| exit"}},
 		{Entry{Label: "qemu", Kernel: "/Image", Append: "console=ttyAMA0"},
-			[]string{"setenv fdt_boot ${fdt_addr}\n", "booti ${kernel_addr_r} - ${fdt_boot}"},
+			[]string{"booti ${kernel_addr_r} - ${fdt_addr}\n"},
 			[]string{"fdt_addr_r", "ramdisk_addr_r"}},
 	}
 	for _, tc := range tests {
@@ -181,6 +182,20 @@ func TestBootScript(t *testing.T) {
 			if strings.Contains(s, w) {
 				t.Errorf("%s: script has %q:\n%s", tc.e.Label, w, s)
 			}
+		}
+		// Every if is closed: U-Boot's hush would otherwise read nothing.
+		ifs, fis := 0, 0
+		for _, l := range strings.Split(s, "\n") {
+			l = strings.TrimSpace(l)
+			if strings.HasPrefix(l, "if ") {
+				ifs++
+			}
+			if l == "fi" {
+				fis++
+			}
+		}
+		if ifs == 0 || ifs != fis {
+			t.Errorf("%s: %d if, %d fi:\n%s", tc.e.Label, ifs, fis, s)
 		}
 		// The initrd size must be saved before the FDT load overwrites filesize.
 		if i, j := strings.Index(s, "initrd_size ${filesize}"), strings.Index(s, "${fdt_addr_r} /"); tc.e.FDT != "" && tc.e.Initrd != "" && (i < 0 || i > j) {
@@ -214,4 +229,3 @@ func TestParseMenuRejectsUnknown(t *testing.T) {
 		t.Error("kernel before label accepted")
 	}
 }
-
