@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -54,10 +55,13 @@ type Options struct {
 	// is set.
 	Board   *boards.Board
 	Modules []string
-	// ModulesDir is the kernel's lib/modules/<version> directory on the
-	// host. Empty means an initramfs without modules.
+	// ModulesFS is the kernel's lib/modules/<version> directory (from a
+	// .deb, a build, a host directory); ModulesDir is the same as a host
+	// path. With neither, the initramfs has no modules.
+	ModulesFS  fs.FS
 	ModulesDir string
-	// KernelVersion defaults to the base name of ModulesDir.
+	// KernelVersion is required with ModulesFS; with ModulesDir it
+	// defaults to the directory's base name.
 	KernelVersion string
 	// Files are laid over the initramfs last (baked configuration under
 	// /etc/nodeinit, a CmdlineFile). Owners, modes and times are
@@ -185,14 +189,26 @@ func resolveModules(o Options) ([]moduleFile, []string, error) {
 	if len(want) == 0 {
 		return nil, nil, nil
 	}
-	if o.ModulesDir == "" {
+	ver := o.KernelVersion
+	var set *kmod.Set
+	var err error
+	switch {
+	case o.ModulesFS != nil:
+		if ver == "" {
+			return nil, nil, fmt.Errorf("initramfs: KernelVersion is required with ModulesFS")
+		}
+		set, err = kmod.Open(o.ModulesFS)
+		if err != nil {
+			err = fmt.Errorf("kernel %s modules: %w", ver, err)
+		}
+	case o.ModulesDir != "":
+		if ver == "" {
+			ver = filepath.Base(filepath.Clean(o.ModulesDir))
+		}
+		set, err = kmod.OpenDir(o.ModulesDir)
+	default:
 		return nil, nil, fmt.Errorf("modules %s wanted but no kernel modules directory given", strings.Join(want, ", "))
 	}
-	ver := o.KernelVersion
-	if ver == "" {
-		ver = filepath.Base(filepath.Clean(o.ModulesDir))
-	}
-	set, err := kmod.OpenDir(o.ModulesDir)
 	if err != nil {
 		return nil, nil, err
 	}
