@@ -485,3 +485,45 @@ func TestGeometry(t *testing.T) {
 		}
 	}
 }
+
+func TestHostFileContent(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "Image")
+	data := make([]byte, 3<<20+5)
+	rand.New(rand.NewSource(3)).Read(data)
+	os.WriteFile(src, data, 0o644)
+	tr := fstree.New(t0)
+	tr.Put("Image", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Mtime: t0, Content: fstree.HostFile{Path: src, Length: int64(len(data))}})
+	img, _ := writeImage(t, tr, Options{Size: 64 << 20})
+	f, _ := os.Open(img)
+	defer f.Close()
+	fs, err := Open(f, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := fs.ReadFile("Image"); err != nil || !bytes.Equal(b, data) {
+		t.Errorf("host file read back: %d bytes, %v", len(b), err)
+	}
+	// A source that changed size since the tree was built is an error
+	// naming the file, not a silently short file.
+	tr.Put("Image", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstree.HostFile{Path: src, Length: 100}})
+	out, _ := os.Create(filepath.Join(dir, "x.img"))
+	defer out.Close()
+	if _, err := Write(out, tr, Options{Size: 64 << 20}); err == nil || !strings.Contains(err.Error(), src) {
+		t.Errorf("changed source: %v", err)
+	}
+}
+
+// TestFsckSeesDamage makes sure the fsck check above can fail: a wrong
+// free-cluster count in FSInfo must be reported.
+func TestFsckSeesDamage(t *testing.T) {
+	testenv.NeedTools(t, "fsck.vfat")
+	img, _ := writeImage(t, sampleTree(t, 2048), Options{VolumeID: 1})
+	f, _ := os.OpenFile(img, os.O_RDWR, 0)
+	f.WriteAt([]byte{1, 2, 3, 4}, 512+488)
+	f.Close()
+	out, _ := exec.Command("fsck.vfat", "-n", img).CombinedOutput()
+	if !bytes.Contains(out, []byte("Free cluster summary")) {
+		t.Errorf("fsck.vfat did not notice a damaged FSInfo:\n%s", out)
+	}
+}

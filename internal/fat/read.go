@@ -13,14 +13,14 @@ import (
 // FS is a FAT32 volume opened for reading (for `mkimage inspect` and
 // tests). It trusts nothing on disk: chains are bounded and checked.
 type FS struct {
-	r        io.ReaderAt
-	g        geometry
-	fat      []uint32
+	r   io.ReaderAt
+	g   geometry
+	fat []uint32
 	// dataStart and rootCluster come from the boot sector as found.
 	dataStart   int64
 	rootCluster uint32
-	VolumeID uint32 `json:"volume_id"`
-	Label    string `json:"label"`
+	VolumeID    uint32 `json:"volume_id"`
+	Label       string `json:"label"`
 }
 
 // Entry is one file or directory found on the volume.
