@@ -208,6 +208,12 @@ func (c *Cache) Fetch(ctx context.Context, names ...string) ([]Fetched, error) {
 }
 
 func (c *Cache) fetch(ctx context.Context, name string) (Fetched, error) {
+	if n, arch, ok := strings.Cut(name, ":"); ok {
+		if arch != c.Arch {
+			return Fetched{}, fmt.Errorf("package %q: this cache fetches %s packages only", name, c.Arch)
+		}
+		name = n
+	}
 	ctl, err := c.Show(ctx, name)
 	if err != nil {
 		return Fetched{}, err

@@ -118,6 +118,10 @@ func TestFetchUnknown(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(c.Dir, "debs")); len(ents) != 0 {
 		t.Errorf("debs holds %d entries after a failed fetch", len(ents))
 	}
+	_, err = c.Fetch(context.Background(), "busybox-static:amd64")
+	if err == nil || err.Error() != `package "busybox-static:amd64": this cache fetches arm64 packages only` {
+		t.Errorf("other arch: %v", err)
+	}
 }
 
 func TestKernelPackage(t *testing.T) {
