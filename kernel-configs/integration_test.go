@@ -30,7 +30,7 @@ func openDebianSource(t *testing.T) (*kbuild.Source, kbuild.Toolchain) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc, err := kbuild.DetectToolchain()
+	tc, err := kbuild.DetectToolchain("auto")
 	if err != nil {
 		t.Fatal(err)
 	}

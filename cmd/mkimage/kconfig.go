@@ -27,6 +27,7 @@ func runKconfig(args []string) error {
 	frags := fs.StringArray("fragment", nil, "extra fragment file merged after the board's (repeatable; later wins)")
 	src := fs.String("kernel-src", "", "kernel source directory or .tar.xz/.tar.gz/.tar: resolve with its Kconfig and report lost symbols")
 	base := fs.String("base", "allnoconfig", "with --kernel-src: config the fragments are applied to ("+strings.Join(kbuild.Bases, ", ")+")")
+	toolchain := fs.String("toolchain", "auto", "with --kernel-src: cross toolchain ("+strings.Join(kbuild.Toolchains, ", ")+"); Kconfig asks it what it supports")
 	out := fs.StringP("output", "o", "", "write the merged fragment (or, with --kernel-src, the resolved .config) here instead of stdout")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -46,7 +47,7 @@ func runKconfig(args []string) error {
 		merged.WriteTo(&buf)
 		return writeOut(*out, buf.Bytes())
 	}
-	res, srcInfo, err := resolveForBoard(merged, *src, *base)
+	res, srcInfo, err := resolveForBoard(merged, "--kernel-src", *src, *base, *toolchain)
 	if err != nil {
 		return err
 	}
@@ -83,18 +84,18 @@ func mergeForBoard(board string, files []string) (*kernelconfig.Merged, error) {
 
 // resolveForBoard resolves merged with the kernel source at src, printing
 // each lost setting on stderr.
-func resolveForBoard(merged *kernelconfig.Merged, src, base string) (*kernelconfig.Resolution, *kbuild.Source, error) {
+func resolveForBoard(merged *kernelconfig.Merged, srcFlag, src, base, toolchain string) (*kernelconfig.Resolution, *kbuild.Source, error) {
 	cache, err := kbuild.CacheDir()
 	if err != nil {
 		return nil, nil, err
 	}
 	s, err := kbuild.OpenSource(src, cache, os.Stderr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--kernel-src: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", srcFlag, err)
 	}
-	tc, err := kbuild.DetectToolchain()
+	tc, err := kbuild.DetectToolchain(toolchain)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, usagef("--toolchain: %v", err)
 	}
 	res, err := kernelconfig.Resolve(context.Background(), merged, s, base, tc)
 	if err != nil {

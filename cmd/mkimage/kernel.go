@@ -22,6 +22,7 @@ func runKernel(args []string) error {
 	jobs := fs.IntP("jobs", "j", 0, "parallel make jobs (default: number of CPUs)")
 	frags := fs.StringArray("fragment", nil, "extra fragment file merged after the board's (repeatable; later wins)")
 	base := fs.String("base", "allnoconfig", "config the fragments are applied to ("+strings.Join(kbuild.Bases, ", ")+")")
+	toolchain := fs.String("toolchain", "auto", "cross toolchain ("+strings.Join(kbuild.Toolchains, ", ")+"); part of the cache key")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -45,16 +46,16 @@ func runKernel(args []string) error {
 	if err != nil {
 		return err
 	}
-	res, s, err := resolveForBoard(merged, *src, *base)
+	res, s, err := resolveForBoard(merged, "--src", *src, *base, *toolchain)
 	if err != nil {
 		return err
 	}
 	if fatal := res.Fatal(); len(fatal) > 0 {
 		return fmt.Errorf("kernel: %d required settings lost with kernel %s (see above); fix the fragments before building", len(fatal), s.Version)
 	}
-	tc, err := kbuild.DetectToolchain()
+	tc, err := kbuild.DetectToolchain(*toolchain)
 	if err != nil {
-		return err
+		return usagef("--toolchain: %v", err)
 	}
 	opts := kbuild.BuildOptions{Config: res.Config, Jobs: *jobs, Toolchain: tc, Progress: os.Stderr}
 	if b.DTB != "" {

@@ -49,7 +49,7 @@ func Build(t testing.TB, board, out string) *kbuild.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc, err := kbuild.DetectToolchain()
+	tc, err := kbuild.DetectToolchain("auto")
 	if err != nil {
 		t.Fatal(err)
 	}
