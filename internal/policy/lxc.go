@@ -1,0 +1,220 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+)
+
+const generated = "# written by nodeinit from the cluster config\n"
+
+// LXC creates and addresses the bridge, writes the root's default
+// container network and pins each of this node's containers to its IP and
+// MAC, and enables or disables lxcfs in the root's init system.
+func LXC(env Env) error {
+	x := env.Node.LXC
+	if x == nil {
+		return nil
+	}
+	var errs []error
+	if err := bridge(x.Bridge, x.Address); err != nil {
+		errs = append(errs, fmt.Errorf("bridge %s: %w", x.Bridge, err))
+	}
+	if err := lxcDefault(env); err != nil {
+		errs = append(errs, err)
+	}
+	for _, ct := range x.Containers {
+		if err := pinContainer(env, ct.Name, ct.IP, ct.MAC); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := lxcfs(env, x.LXCFS); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func bridge(name, cidr string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if !errors.As(err, &nf) {
+			return err
+		}
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+			return err
+		}
+		if l, err = netlink.LinkByName(name); err != nil {
+			return err
+		}
+	} else if l.Type() != "bridge" {
+		return fmt.Errorf("%s exists and is a %s, not a bridge", name, l.Type())
+	}
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return err
+	}
+	if err := netlink.AddrReplace(l, a); err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(l)
+}
+
+// netLines is the lxc.net.0 block for the default network.
+func netLines(typ, br string) []string {
+	if typ == "veth" {
+		return []string{"lxc.net.0.type = veth", "lxc.net.0.link = " + br, "lxc.net.0.flags = up"}
+	}
+	return []string{"lxc.net.0.type = " + typ}
+}
+
+// rewrite replaces every line whose key starts with one of prefixes by
+// lines, keeping the rest of the file (idmaps, apparmor, rootfs...).
+func rewrite(path string, prefixes, lines []string, create bool) error {
+	old, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		old, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	for _, l := range strings.SplitAfter(string(old), "\n") {
+		key := strings.TrimSpace(strings.SplitN(l, "=", 2)[0])
+		drop := l == "" || l == generated
+		for _, p := range prefixes {
+			if strings.HasPrefix(key, p) {
+				drop = true
+			}
+		}
+		if !drop {
+			out.WriteString(l)
+			if !strings.HasSuffix(l, "\n") {
+				out.WriteByte('\n')
+			}
+		}
+	}
+	out.WriteString(generated)
+	for _, l := range lines {
+		out.WriteString(l + "\n")
+	}
+	if bytes.Equal(out.Bytes(), old) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".nodeinit-tmp"
+	if err := os.WriteFile(tmp, out.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func lxcDefault(env Env) error {
+	x := env.Node.LXC
+	return rewrite(filepath.Join(env.Root, "etc/lxc/default.conf"), []string{"lxc.net."}, netLines(x.Network, x.Bridge), true)
+}
+
+// pinContainer pins an existing container's network. A container not yet
+// created is left alone (creating its config would make lxc-create refuse
+// it); it is pinned at the first boot after it exists.
+func pinContainer(env Env, name, ip, mac string) error {
+	x := env.Node.LXC
+	conf := filepath.Join(env.Root, "var/lib/lxc", name, "config")
+	if _, err := os.Stat(conf); errors.Is(err, fs.ErrNotExist) {
+		env.Log("nodeinit: lxc: container %s has no %s yet; its network is pinned once it exists", name, strings.TrimPrefix(conf, env.Root))
+		return nil
+	}
+	lines := netLines("veth", x.Bridge)
+	if mac != "" {
+		lines = append(lines, "lxc.net.0.hwaddr = "+mac)
+	}
+	gw := strings.SplitN(x.Address, "/", 2)[0]
+	lines = append(lines, "lxc.net.0.ipv4.address = "+ip, "lxc.net.0.ipv4.gateway = "+gw)
+	if err := rewrite(conf, []string{"lxc.net.0."}, lines, false); err != nil {
+		return fmt.Errorf("container %s: %w", name, err)
+	}
+	return nil
+}
+
+func exists(root, rel string) bool {
+	_, err := os.Lstat(filepath.Join(root, rel))
+	return err == nil
+}
+
+func hasSystemd(root string) bool {
+	return exists(root, "lib/systemd/systemd") || exists(root, "usr/lib/systemd/systemd")
+}
+
+// symlink makes link point to target, replacing whatever link was.
+func symlink(target, link string) error {
+	if cur, err := os.Readlink(link); err == nil && cur == target {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		return err
+	}
+	os.Remove(link)
+	return os.Symlink(target, link)
+}
+
+// lxcfs enables (or disables) lxcfs where the root has it: a systemd
+// wants-link, or sysv rc links to /etc/init.d/lxcfs.
+func lxcfs(env Env, on bool) error {
+	root := env.Root
+	if !exists(root, "usr/bin/lxcfs") {
+		if on {
+			env.Log("nodeinit: lxc: lxcfs not installed in the root, skipped")
+		}
+		return nil
+	}
+	if hasSystemd(root) {
+		unit := ""
+		for _, u := range []string{"lib/systemd/system/lxcfs.service", "usr/lib/systemd/system/lxcfs.service"} {
+			if exists(root, u) {
+				unit = "/" + u
+			}
+		}
+		link := filepath.Join(root, "etc/systemd/system/multi-user.target.wants/lxcfs.service")
+		if !on {
+			return removeIfExists(link)
+		}
+		if unit == "" {
+			return fmt.Errorf("lxcfs: systemd root without lxcfs.service")
+		}
+		return symlink(unit, link)
+	}
+	if exists(root, "etc/init.d/lxcfs") {
+		for _, lvl := range []string{"2", "3", "4", "5"} {
+			link := filepath.Join(root, "etc/rc"+lvl+".d/S01lxcfs")
+			var err error
+			if on {
+				err = symlink("../init.d/lxcfs", link)
+			} else {
+				err = removeIfExists(link)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if on {
+		env.Log("nodeinit: lxc: root has lxcfs but neither systemd nor /etc/init.d/lxcfs; not enabled")
+	}
+	return nil
+}
+
+func removeIfExists(p string) error {
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+// Package policy applies a node's plan at every boot, from nodeinit before
+// switch_root: IPv4 forwarding, FORWARD/NAT rules, static routes, the CPU
+// governor, the LXC bridge and container network pinning, lxcfs and the
+// snapshot schedule. Kernel settings (sysctl, netfilter, routes, bridge,
+// governor) survive switch_root; files go into the root for its services.
+// Network parts act in the calling thread's network namespace.
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
+)
+
+// Env is what Apply works on; on the node Root is /newroot, Proc /proc and
+// Sys /sys.
+type Env struct {
+	Root string
+	Proc string
+	Sys  string
+	Node plan.Plan // firstboot.Result.Identity.Plan
+	Log  func(format string, args ...any)
+}
+
+// Apply runs every part; a failing part is logged and returned in the
+// joined error, the others still run (a node that boots with part of its
+// policy is better than one that does not boot).
+func Apply(ctx context.Context, env Env) error {
+	if env.Log == nil {
+		env.Log = func(string, ...any) {}
+	}
+	parts := []struct {
+		name string
+		fn   func(Env) error
+	}{
+		{"ip_forward", IPForward},
+		{"netfilter", Netfilter},
+		{"routes", Routes},
+		{"governor", Governor},
+		{"lxc", LXC},
+		{"backup", Backup},
+	}
+	var errs []error
+	for _, p := range parts {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if err := p.fn(env); err != nil {
+			err = fmt.Errorf("policy: %s: %w", p.name, err)
+			env.Log("nodeinit: %v", err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// IPForward writes net.ipv4.ip_forward. /proc/sys/net is per network
+// namespace: the value lands in the calling thread's namespace.
+func IPForward(env Env) error {
+	v := "0\n"
+	if env.Node.IPForward {
+		v = "1\n"
+	}
+	return os.WriteFile(filepath.Join(env.Proc, "sys/net/ipv4/ip_forward"), []byte(v), 0o644)
+}
+
+// Governor writes the plan's governor to every cpufreq policy. No cpufreq
+// (QEMU virt, a kernel without the driver) is not an error.
+func Governor(env Env) error {
+	g := env.Node.Governor
+	if g == "" {
+		return nil
+	}
+	files, _ := filepath.Glob(filepath.Join(env.Sys, "devices/system/cpu/cpufreq/policy*/scaling_governor"))
+	if len(files) == 0 {
+		env.Log("nodeinit: cpufreq: not available, governor skipped")
+		return nil
+	}
+	var errs []error
+	for _, f := range files {
+		dir := filepath.Dir(f)
+		if avail, err := os.ReadFile(filepath.Join(dir, "scaling_available_governors")); err == nil {
+			if !contains(strings.Fields(string(avail)), g) {
+				errs = append(errs, fmt.Errorf("%s: governor %q not available (kernel offers: %s)", dir, g, strings.TrimSpace(string(avail))))
+				continue
+			}
+		}
+		if err := os.WriteFile(f, []byte(g+"\n"), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", f, err))
+		}
+	}
+	if len(errs) == 0 {
+		env.Log("nodeinit: cpufreq: governor %s on %d policies", g, len(files))
+	}
+	return errors.Join(errs...)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,83 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Routes installs the plan's static routes with netlink (RouteReplace, so
+// twice is the same as once). A route without dev goes out of the cluster
+// interface (the link with the node's MAC). Routes are marked onlink: in
+// the initramfs the interfaces have no addresses yet (the root's network
+// stack assigns them after switch_root), so the kernel could not check
+// the next hop; the links are brought up, as onlink requires.
+func Routes(env Env) error {
+	p := env.Node
+	if len(p.Routes) == 0 {
+		return nil
+	}
+	// Without any local address (lo down, as in a fresh initramfs) the
+	// kernel has no local table and rejects every gateway, onlink or not.
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		if err := netlink.LinkSetUp(lo); err != nil {
+			return fmt.Errorf("lo: %v", err)
+		}
+	}
+	var errs []error
+	for _, r := range p.Routes {
+		if err := route(p.MAC, r.Destination, r.Via, r.Dev); err != nil {
+			errs = append(errs, fmt.Errorf("route %s via %s dev %s: %w", r.Destination, r.Via, r.Dev, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func route(mac, dst, via, dev string) error {
+	var link netlink.Link
+	var err error
+	if dev != "" {
+		link, err = netlink.LinkByName(dev)
+	} else {
+		link, err = linkByMAC(mac)
+	}
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return err
+	}
+	rt := &netlink.Route{LinkIndex: link.Attrs().Index, Scope: netlink.SCOPE_UNIVERSE}
+	if dst != "default" {
+		_, n, err := net.ParseCIDR(dst)
+		if err != nil {
+			return err
+		}
+		rt.Dst = n
+	} else {
+		_, rt.Dst, _ = net.ParseCIDR("0.0.0.0/0")
+	}
+	if via != "" {
+		rt.Gw = net.ParseIP(via)
+		rt.Flags = int(netlink.FLAG_ONLINK)
+	} else {
+		rt.Scope = netlink.SCOPE_LINK
+	}
+	return netlink.RouteReplace(rt)
+}
+
+func linkByMAC(mac string) (netlink.Link, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		if strings.EqualFold(l.Attrs().HardwareAddr.String(), mac) && l.Type() != "bridge" {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("no interface with MAC %s", mac)
+}
