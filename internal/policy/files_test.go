@@ -1,0 +1,187 @@
+package policy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
+)
+
+func put(t *testing.T, p, s string) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestGovernor(t *testing.T) {
+	sys := t.TempDir()
+	for _, p := range []string{"policy0", "policy4"} {
+		d := filepath.Join(sys, "devices/system/cpu/cpufreq", p)
+		put(t, filepath.Join(d, "scaling_governor"), "schedutil\n")
+		put(t, filepath.Join(d, "scaling_available_governors"), "conservative ondemand userspace powersave performance schedutil\n")
+	}
+	log := &lines{}
+	if err := Governor(Env{Sys: sys, Node: plan.Plan{Governor: "ondemand"}, Log: log.logf}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"policy0", "policy4"} {
+		if got := get(t, filepath.Join(sys, "devices/system/cpu/cpufreq", p, "scaling_governor")); got != "ondemand\n" {
+			t.Errorf("%s: %q", p, got)
+		}
+	}
+	if strings.Join(log.l, "|") != "nodeinit: cpufreq: governor ondemand on 2 policies" {
+		t.Errorf("log %q", log.l)
+	}
+	put(t, filepath.Join(sys, "devices/system/cpu/cpufreq/policy0/scaling_available_governors"), "performance\n")
+	err := Governor(Env{Sys: sys, Node: plan.Plan{Governor: "powersave"}, Log: log.logf})
+	if err == nil || !strings.Contains(err.Error(), `policy0: governor "powersave" not available (kernel offers: performance)`) {
+		t.Errorf("err %v", err)
+	}
+
+	empty := &lines{}
+	if err := Governor(Env{Sys: t.TempDir(), Node: plan.Plan{Governor: "ondemand"}, Log: empty.logf}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(empty.l, "|") != "nodeinit: cpufreq: not available, governor skipped" {
+		t.Errorf("no cpufreq: log %q", empty.l)
+	}
+}
+
+func lxcPlan() plan.Plan {
+	return plan.Plan{Name: "node01", LXC: &plan.LXC{Bridge: "lxcbr0", Address: "10.0.3.1/24", LXCFS: true, Network: "veth",
+		Containers: []plan.Container{{Name: "haproxy", IP: "10.0.3.10/24", MAC: "00:16:3e:00:00:10"}, {Name: "later", IP: "10.0.3.12/24"}}}}
+}
+
+// TestLXCFiles checks the files LXC writes; the bridge itself is covered
+// by TestWorkerAndGateway (here it fails outside a namespace, or without
+// root, and only the files are checked).
+func TestLXCFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup []string // files in the root
+		links map[string]string
+	}{
+		{"systemd", []string{"usr/lib/systemd/systemd", "usr/bin/lxcfs", "lib/systemd/system/lxcfs.service"},
+			map[string]string{"etc/systemd/system/multi-user.target.wants/lxcfs.service": "/lib/systemd/system/lxcfs.service"}},
+		{"sysv", []string{"usr/bin/lxcfs", "etc/init.d/lxcfs"},
+			map[string]string{"etc/rc2.d/S01lxcfs": "../init.d/lxcfs", "etc/rc5.d/S01lxcfs": "../init.d/lxcfs"}},
+		{"no lxcfs", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for _, f := range tc.setup {
+				put(t, filepath.Join(root, f), "")
+			}
+			put(t, filepath.Join(root, "etc/lxc/default.conf"), "lxc.net.0.type = empty\nlxc.apparmor.profile = generated\n")
+			put(t, filepath.Join(root, "var/lib/lxc/haproxy/config"), "lxc.rootfs.path = dir:/var/lib/lxc/haproxy/rootfs\nlxc.net.0.type = veth\nlxc.net.0.hwaddr = 00:16:3e:aa:bb:cc\nlxc.uts.name = haproxy\n")
+			log := &lines{}
+			env := Env{Root: root, Node: lxcPlan(), Log: log.logf}
+			for i := 0; i < 2; i++ { // the second run must change nothing
+				lxcDefault(env)
+				for _, ct := range env.Node.LXC.Containers {
+					if err := pinContainer(env, ct.Name, ct.IP, ct.MAC); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := lxcfs(env, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, want := get(t, filepath.Join(root, "etc/lxc/default.conf")), "lxc.apparmor.profile = generated\n"+generated+"lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\n"; got != want {
+				t.Errorf("default.conf:\n%s\nwant:\n%s", got, want)
+			}
+			want := "lxc.rootfs.path = dir:/var/lib/lxc/haproxy/rootfs\nlxc.uts.name = haproxy\n" + generated +
+				"lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.hwaddr = 00:16:3e:00:00:10\nlxc.net.0.ipv4.address = 10.0.3.10/24\nlxc.net.0.ipv4.gateway = 10.0.3.1\n"
+			if got := get(t, filepath.Join(root, "var/lib/lxc/haproxy/config")); got != want {
+				t.Errorf("container config:\n%s\nwant:\n%s", got, want)
+			}
+			if _, err := os.Stat(filepath.Join(root, "var/lib/lxc/later")); err == nil {
+				t.Error("config created for a container that does not exist yet")
+			}
+			for l, target := range tc.links {
+				if got, err := os.Readlink(filepath.Join(root, l)); err != nil || got != target {
+					t.Errorf("%s -> %q (%v), want %q", l, got, err, target)
+				}
+			}
+			if tc.links == nil && !strings.Contains(strings.Join(log.l, "\n"), "lxcfs not installed in the root, skipped") {
+				t.Errorf("log %q", log.l)
+			}
+			// lxcfs = false takes the links away again.
+			if err := lxcfs(env, false); err != nil {
+				t.Fatal(err)
+			}
+			for l := range tc.links {
+				if _, err := os.Lstat(filepath.Join(root, l)); err == nil {
+					t.Errorf("%s still there with lxcfs off", l)
+				}
+			}
+		})
+	}
+}
+
+func TestBackup(t *testing.T) {
+	b := &plan.Backup{OnCalendar: "*-*-* 03:30:00", Cron: "30 3 * * *", Keep: 7, Subvolume: "/", Dir: "/.snapshots"}
+	for _, tc := range []struct {
+		name  string
+		setup string
+		files map[string]string
+	}{
+		{"systemd", "lib/systemd/systemd", map[string]string{
+			"etc/systemd/system/nodeinit-snapshot.timer":   generated + "[Unit]\nDescription=btrfs snapshot of / (*-*-* 03:30:00)\n\n[Timer]\nOnCalendar=*-*-* 03:30:00\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n",
+			"etc/systemd/system/nodeinit-snapshot.service": generated + "[Unit]\nDescription=btrfs snapshot of /\n\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/nodeinit-snapshot\n",
+		}},
+		{"cron.d", "etc/cron.d/.placeholder", map[string]string{"etc/cron.d/nodeinit-snapshot": generated + "30 3 * * * root /usr/local/sbin/nodeinit-snapshot\n"}},
+		{"busybox", "bin/busybox", map[string]string{"etc/crontabs/root": "0 1 * * * /bin/true\n30 3 * * * /usr/local/sbin/nodeinit-snapshot\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			put(t, filepath.Join(root, tc.setup), "")
+			if tc.name == "busybox" {
+				put(t, filepath.Join(root, "etc/crontabs/root"), "0 1 * * * /bin/true\n0 0 * * * /usr/local/sbin/nodeinit-snapshot\n")
+			}
+			env := Env{Root: root, Node: plan.Plan{Backup: b}, Log: t.Logf}
+			for i := 0; i < 2; i++ {
+				if err := Backup(env); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for f, want := range tc.files {
+				if got := get(t, filepath.Join(root, f)); got != want {
+					t.Errorf("%s:\n%s\nwant:\n%s", f, got, want)
+				}
+			}
+			script := get(t, filepath.Join(root, SnapshotScript))
+			for _, want := range []string{`btrfs subvolume snapshot -r / "/.snapshots/root-$(date +%Y%m%d-%H%M%S)"`, "sort -r | tail -n +8 |", `btrfs subvolume delete "$s"`} {
+				if !strings.Contains(script, want) {
+					t.Errorf("script lacks %q:\n%s", want, script)
+				}
+			}
+			if out, err := exec.Command("sh", "-n", filepath.Join(root, SnapshotScript)).CombinedOutput(); err != nil {
+				t.Errorf("sh -n: %v\n%s", err, out)
+			}
+			if tc.name == "systemd" {
+				l, err := os.Readlink(filepath.Join(root, "etc/systemd/system/timers.target.wants/nodeinit-snapshot.timer"))
+				if err != nil || l != "/etc/systemd/system/nodeinit-snapshot.timer" {
+					t.Errorf("timer not enabled: %q %v", l, err)
+				}
+			}
+			if fi, _ := os.Stat(filepath.Join(root, SnapshotScript)); fi.Mode().Perm() != 0o755 {
+				t.Errorf("script mode %v", fi.Mode())
+			}
+		})
+	}
+}
