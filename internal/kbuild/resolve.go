@@ -26,6 +26,14 @@ func (s *Source) Resolve(ctx context.Context, fragment []byte, base string, tc T
 	if !ok {
 		return nil, fmt.Errorf("config base %q: want one of %v", base, Bases)
 	}
+	// Cached by inputs, so an unchanged "mkimage kernel" run does not
+	// rebuild scripts/kconfig.
+	cached := filepath.Join(s.cache, "kconfig", shortHash(fmt.Sprintf("%s\n%s\n%s\n%v\n%s", recipe, s.ID, tc.Version, tc.MakeVars, base)+"\n"+string(fragment))+".config")
+	if s.Cacheable() {
+		if cfg, err := os.ReadFile(cached); err == nil {
+			return cfg, nil
+		}
+	}
 	if err := os.MkdirAll(s.cache, 0o755); err != nil {
 		return nil, err
 	}
@@ -51,6 +59,14 @@ func (s *Source) Resolve(ctx context.Context, fragment []byte, base string, tc T
 	cfg, err := os.ReadFile(filepath.Join(obj, ".config"))
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: make %s wrote no .config: %w", s.Version, base, err)
+	}
+	if s.Cacheable() {
+		if err := os.MkdirAll(filepath.Dir(cached), 0o755); err == nil {
+			part := filepath.Join(tmp, "resolved.config")
+			if os.WriteFile(part, cfg, 0o644) == nil {
+				os.Rename(part, cached)
+			}
+		}
 	}
 	return cfg, nil
 }
