@@ -1,0 +1,164 @@
+// Package builder turns a board and its inputs into a bootable SD card
+// image. The pipeline runs in plain stages, each a function of the one
+// before:
+//
+//	resolve inputs → plan → file trees (boot, root) → filesystems (FAT,
+//	btrfs) → disk (MBR, bootloader) → outputs (image, .bmap, manifest)
+//
+// The plan is a value that can be printed before anything is written
+// (--dry-run). Every output is written under a temporary name and renamed
+// when complete.
+package builder
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mkimage/mkimage/boards"
+)
+
+// Options are the inputs of one build, as the CLI collects them.
+type Options struct {
+	Board  string
+	Output string
+
+	// Kernel is a Debian arm64 kernel .deb or a directory with Image,
+	// dtbs/ and lib/modules/<version>/. Empty: Debian bookworm's current
+	// arm64 kernel, fetched into the cache.
+	Kernel string
+	// Rootfs is a directory or a tarball. Empty: a minimal busybox root.
+	Rootfs string
+	// Bootloader is the board's blob; empty builds a card without one
+	// (with a warning where the board needs it).
+	Bootloader string
+	// Overlays are laid over the root after the project's own overlays,
+	// in order.
+	Overlays []string
+	// Initramfs is a prebuilt initramfs; empty builds one for the board.
+	Initramfs string
+	// Config is a cluster config file (TOML) baked into the image.
+	Config string
+
+	BootSize int64 // boot partition bytes (default 256 MiB)
+	RootSize int64 // root partition bytes (0: content plus Headroom)
+	Headroom int64 // free space added to an automatic root size
+
+	// Backend writes the root filesystem: "native" (the Go btrfs
+	// writer, default) or "mkfs" (mkfs.btrfs --rootdir, as a cross-check).
+	Backend string
+	// MetadataSingle selects single instead of DUP btrfs metadata.
+	MetadataSingle bool
+
+	// Compress additionally writes IMAGE.zst or IMAGE.xz ("" none).
+	Compress string
+
+	// Epoch is the time stamped into everything the build creates
+	// (SOURCE_DATE_EPOCH).
+	Epoch time.Time
+	// CacheDir holds downloads and cached artifacts.
+	CacheDir string
+	// Version is the tool version recorded in the manifest.
+	Version string
+
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Defaults for Options fields left zero.
+const (
+	DefaultBootSize = 256 << 20
+	DefaultHeadroom = 256 << 20
+)
+
+func (o *Options) fill() error {
+	if o.Board == "" {
+		return fmt.Errorf("no board given (use --board; known boards: %v)", boards.Names())
+	}
+	if o.BootSize == 0 {
+		o.BootSize = DefaultBootSize
+	}
+	if o.Headroom == 0 {
+		o.Headroom = DefaultHeadroom
+	}
+	if o.Backend == "" {
+		o.Backend = "native"
+	}
+	if o.Backend != "native" && o.Backend != "mkfs" {
+		return fmt.Errorf("root backend %q: want native or mkfs", o.Backend)
+	}
+	if o.Compress != "" && o.Compress != "zst" && o.Compress != "xz" {
+		return fmt.Errorf("--compress %q: want zst or xz", o.Compress)
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir()
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	return nil
+}
+
+// DefaultCacheDir is $XDG_CACHE_HOME/mkimage or ~/.cache/mkimage.
+func DefaultCacheDir() string {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "mkimage")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".cache", "mkimage")
+	}
+	return filepath.Join(os.TempDir(), "mkimage-cache")
+}
+
+// EpochFromEnv returns SOURCE_DATE_EPOCH as a time, or the Unix epoch
+// when it is unset, so builds are reproducible by default.
+func EpochFromEnv() (time.Time, error) {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return time.Unix(0, 0).UTC(), nil
+	}
+	var sec int64
+	if _, err := fmt.Sscanf(s, "%d", &sec); err != nil || sec < 0 {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative number of seconds", s)
+	}
+	return time.Unix(sec, 0).UTC(), nil
+}
+
+// Build runs the whole pipeline and writes the outputs.
+func Build(ctx context.Context, o Options) (*Result, error) {
+	if err := o.fill(); err != nil {
+		return nil, err
+	}
+	in, err := resolve(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	p, err := makePlan(&o, in)
+	if err != nil {
+		return nil, err
+	}
+	return write(ctx, &o, in, p)
+}
+
+// DryRun resolves the inputs and returns the plan without writing an
+// image.
+func DryRun(ctx context.Context, o Options) (*Plan, error) {
+	if err := o.fill(); err != nil {
+		return nil, err
+	}
+	in, err := resolve(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	return makePlan(&o, in)
+}
+
+func logf(o *Options, format string, a ...any) {
+	fmt.Fprintf(o.Log, "mkimage: "+format+"\n", a...)
+}

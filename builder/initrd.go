@@ -1,0 +1,62 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/mkimage/mkimage/initramfs"
+	"github.com/mkimage/mkimage/internal/fstree"
+)
+
+// policyModules are loaded by nodeinit when a cluster config asks for
+// forwarding, NAT or an LXC bridge (Debian's kernel has them as modules).
+var policyModules = []string{"nf_tables", "nft_chain_nat", "nft_masq", "nft_nat", "nft_ct", "nft_reject_inet", "bridge", "veth"}
+
+func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
+	if o.Initramfs != "" {
+		data, err := os.ReadFile(o.Initramfs)
+		if err != nil {
+			return fmt.Errorf("--initramfs: %w", err)
+		}
+		in.initrd = data
+		in.add("initramfs", o.Initramfs, sum(data), "given")
+		return nil
+	}
+	mods, err := fs.Sub(in.kernel.Modules.FS(), filepath.Join("lib/modules", in.kernel.Version))
+	if err != nil {
+		return err
+	}
+	want := in.board.AllModules()
+	files := fstree.New(o.Epoch)
+	if in.cluster != nil {
+		want = append(want, policyModules...)
+		if _, err := files.MkdirAll(initramfs.ConfigDir, o.Epoch); err != nil {
+			return err
+		}
+		if err := files.Put(initramfs.ConfigDir+"/cluster.json", fstree.NewFile(0o644, in.cluster, o.Epoch)); err != nil {
+			return err
+		}
+	}
+	logf(o, "initramfs: nodeinit + rescue commands + %d modules", len(want))
+	res, err := initramfs.Build(ctx, initramfs.Options{
+		Board: in.board, Modules: want, ModulesFS: mods, KernelVersion: in.kernel.Version,
+		Files: files, Epoch: o.Epoch, CacheDir: filepath.Join(o.CacheDir, "initramfs"), Log: o.Log,
+	})
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	data, err := os.ReadFile(res.Path)
+	if err != nil {
+		return err
+	}
+	in.initrd = data
+	note := "built"
+	if res.Cached {
+		note = "cached"
+	}
+	in.add("initramfs", res.Path, res.SHA256, fmt.Sprintf("%s, %d modules", note, len(res.Modules)))
+	return nil
+}

@@ -1,0 +1,229 @@
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/disk"
+	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/rootfs"
+	"github.com/mkimage/mkimage/overlays"
+)
+
+// Input is one input of a build as the manifest records it.
+type Input struct {
+	Kind   string `json:"kind"` // kernel, rootfs, overlay, bootloader, initramfs, config, package
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	Note   string `json:"note,omitempty"`
+}
+
+// inputs is everything the build reads, loaded and checked.
+type inputs struct {
+	board    *boards.Board
+	kernel   *rootfs.Kernel
+	root     *fstree.Tree
+	blob     []byte
+	blobName string
+	initrd   []byte
+	list     []Input
+	warnings []string
+	// cluster is the baked cluster config (JSON for nodeinit), nil
+	// without --config.
+	cluster []byte
+}
+
+// resolve loads every input and checks it before anything is written.
+func resolve(ctx context.Context, o *Options) (*inputs, error) {
+	b, err := boards.Get(o.Board)
+	if err != nil {
+		return nil, err
+	}
+	in := &inputs{board: b}
+
+	if err := in.loadBootloader(o); err != nil {
+		return nil, err
+	}
+	if err := in.loadKernel(ctx, o); err != nil {
+		return nil, err
+	}
+	if err := in.loadRoot(ctx, o); err != nil {
+		return nil, err
+	}
+	if err := in.loadInitramfs(ctx, o); err != nil {
+		return nil, err
+	}
+	if err := in.root.Validate(); err != nil {
+		return nil, fmt.Errorf("root filesystem: %w", err)
+	}
+	return in, nil
+}
+
+func (in *inputs) add(kind, path, sum, note string) {
+	in.list = append(in.list, Input{Kind: kind, Path: path, SHA256: sum, Note: note})
+}
+
+func (in *inputs) loadBootloader(o *Options) error {
+	b := in.board
+	if o.Bootloader == "" {
+		if b.Bootloader.Required {
+			w := fmt.Sprintf("no --bootloader given: the card will not boot on a %s by itself (it needs %s); it still boots in QEMU with `mkimage qemu`", b.Name, b.Bootloader.Blob)
+			in.warnings = append(in.warnings, w)
+			logf(o, "warning: %s", w)
+		}
+		return nil
+	}
+	if len(b.Bootloader.Writes) == 0 {
+		return fmt.Errorf("--bootloader %s: board %s takes no bootloader on the card (firmware provides it)", o.Bootloader, b.Name)
+	}
+	data, err := os.ReadFile(o.Bootloader)
+	if err != nil {
+		return fmt.Errorf("--bootloader: %w", err)
+	}
+	name := filepath.Base(o.Bootloader)
+	if _, err := disk.PlaceBootloader(b, name, int64(len(data))); err != nil {
+		return fmt.Errorf("--bootloader %s: %w", o.Bootloader, err)
+	}
+	in.blob, in.blobName = data, name
+	in.add("bootloader", o.Bootloader, sum(data), fmt.Sprintf("%d bytes", len(data)))
+	return nil
+}
+
+func (in *inputs) loadKernel(ctx context.Context, o *Options) error {
+	path := o.Kernel
+	note := ""
+	if path == "" {
+		f, err := fetchKernel(ctx, o)
+		if err != nil {
+			return fmt.Errorf("kernel: no --kernel given and fetching Debian's arm64 kernel failed: %w", err)
+		}
+		path, note = f, "fetched from Debian bookworm"
+	}
+	h, err := pathSum(path)
+	if err != nil {
+		return fmt.Errorf("--kernel %s: %w", path, err)
+	}
+	k, err := readKernel(o, path, h)
+	if err != nil {
+		return fmt.Errorf("--kernel %s: %w", path, err)
+	}
+	if d := in.board.DTB; d != "" {
+		if _, ok := k.DTBs[d]; !ok {
+			return fmt.Errorf("--kernel %s: it has no device tree %s for board %s", path, d, in.board.Name)
+		}
+	}
+	in.kernel = k
+	in.add("kernel", path, h, strings.TrimSpace("version "+k.Version+" "+note))
+	logf(o, "kernel %s (%s)", k.Version, path)
+	return nil
+}
+
+func (in *inputs) loadRoot(ctx context.Context, o *Options) error {
+	var root *fstree.Tree
+	var err error
+	switch {
+	case o.Rootfs == "":
+		root, err = minimalRoot(ctx, o, in)
+		if err != nil {
+			return fmt.Errorf("minimal root: %w", err)
+		}
+	default:
+		root, err = readTree(o.Rootfs, o, false)
+		if err != nil {
+			return fmt.Errorf("--rootfs %s: %w", o.Rootfs, err)
+		}
+		h, err := inputSum(o.Rootfs, root)
+		if err != nil {
+			return err
+		}
+		in.add("rootfs", o.Rootfs, h, "")
+	}
+	// The kernel's modules, so the running system can load what the
+	// initramfs did not.
+	root.Add(in.kernel.Modules)
+
+	ovs, err := overlays.For(in.board.Name, o.Epoch)
+	if err != nil {
+		return err
+	}
+	for _, ov := range ovs {
+		root.Add(ov)
+	}
+	for _, dir := range o.Overlays {
+		ov, err := readTree(dir, o, true)
+		if err != nil {
+			return fmt.Errorf("--overlay %s: %w", dir, err)
+		}
+		h, err := inputSum(dir, ov)
+		if err != nil {
+			return err
+		}
+		root.Merge(ov)
+		in.add("overlay", dir, h, "")
+	}
+	// Mount points nodeinit moves its mounts to, and where fstab mounts
+	// the boot partition.
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "boot/firmware"} {
+		if _, err := root.MkdirAll(d, o.Epoch); err != nil {
+			return fmt.Errorf("root filesystem: %w", err)
+		}
+	}
+	in.root = root
+	st := root.Stats()
+	logf(o, "root tree: %d entries, %d inodes, %.1f MB of file data", st.Entries, st.Inodes, float64(st.DataBytes)/1e6)
+	return nil
+}
+
+// readTree reads a directory or a tarball. Overlay directories from a
+// source checkout are owned by whoever checked them out, so they are
+// made root-owned; a root directory keeps its owners.
+func readTree(path string, o *Options, overlay bool) (*fstree.Tree, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return rootfs.HostDir(path, rootfs.HostOptions{RootOwned: overlay && os.Geteuid() != 0})
+	}
+	return rootfs.Tarball(path, rootfs.TarOptions{Epoch: o.Epoch})
+}
+
+func sum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// inputSum is the sha256 of a file input, or the hash of the tree read
+// from a directory input.
+func inputSum(path string, t *fstree.Tree) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if st.IsDir() {
+		return t.Hash()
+	}
+	return fileSHA256(path)
+}
+
+// pathSum is the sha256 of a file, or of the tree read from a directory.
+func pathSum(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if !st.IsDir() {
+		return fileSHA256(path)
+	}
+	t, err := rootfs.HostDir(path, rootfs.HostOptions{})
+	if err != nil {
+		return "", err
+	}
+	return t.Hash()
+}

@@ -1,0 +1,190 @@
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/mkimage/mkimage/internal/bmap"
+	"github.com/mkimage/mkimage/internal/compress"
+	"github.com/mkimage/mkimage/internal/disk"
+	"github.com/mkimage/mkimage/internal/fat"
+)
+
+// Result is what a build wrote.
+type Result struct {
+	Plan     *Plan
+	Image    string
+	SHA256   string
+	Manifest string
+	Bmap     string
+	Extra    []string // compressed image, when asked for
+	Mapped   int64    // bytes in the block map
+	Duration time.Duration
+}
+
+// Manifest is written beside the image as IMAGE.manifest.json.
+type Manifest struct {
+	Tool     string      `json:"tool"`
+	Version  string      `json:"version"`
+	Board    string      `json:"board"`
+	Epoch    int64       `json:"source_date_epoch"`
+	Image    string      `json:"image"`
+	Size     int64       `json:"size"`
+	SHA256   string      `json:"sha256"`
+	Kernel   string      `json:"kernel_version"`
+	Cmdline  string      `json:"cmdline"`
+	Layout   disk.Layout `json:"layout"`
+	Root     RootPlan    `json:"root"`
+	Inputs   []Input     `json:"inputs"`
+	Warnings []string    `json:"warnings,omitempty"`
+}
+
+// extent is a written byte range of the image.
+type extent struct{ off, len int64 }
+
+func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error) {
+	start := time.Now()
+	img, err := createPending(o.Output)
+	if err != nil {
+		return nil, err
+	}
+	defer img.Discard()
+	if err := img.f.Truncate(p.Layout.Size); err != nil {
+		return nil, fmt.Errorf("output %s: %w", o.Output, err)
+	}
+	var mapped []extent
+	ids := idsFor(in, p)
+
+	// Sector 0: bootloader bytes first, then the table over 440..511.
+	if in.blob != nil {
+		rs, err := disk.WriteBootloader(img.f, in.board, in.blobName, in.blob)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			mapped = append(mapped, extent{r.Offset, r.Length})
+		}
+		logf(o, "bootloader %s placed (%d bytes)", in.blobName, len(in.blob))
+	}
+	r, err := disk.WriteMBR(img.f, p.Layout.MBR(ids.disk))
+	if err != nil {
+		return nil, fmt.Errorf("partition table: %w", err)
+	}
+	mapped = append(mapped, extent{r.Offset, r.Length})
+
+	bootPart := p.Layout.Boot()
+	logf(o, "boot partition: FAT32 %s at %s", human(bootPart.Size), human(bootPart.Start))
+	frs, err := fat.Write(io.NewOffsetWriter(img.f, bootPart.Start), p.boot, fat.Options{
+		Size: bootPart.Size, Label: bootLabel, VolumeID: ids.fat, HiddenSectors: uint32(bootPart.Start / 512),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boot partition: %w", err)
+	}
+	for _, r := range frs {
+		mapped = append(mapped, extent{bootPart.Start + r.Offset, r.Length})
+	}
+
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rootPart := p.Layout.Root()
+	logf(o, "root partition: btrfs %s at %s (%s backend)", human(rootPart.Size), human(rootPart.Start), o.Backend)
+	rrs, err := rootWriterFor(o).write(ctx, io.NewOffsetWriter(img.f, rootPart.Start), rootPart.Size, in.root, ids.root)
+	if err != nil {
+		return nil, fmt.Errorf("root partition: %w", err)
+	}
+	for _, r := range rrs {
+		mapped = append(mapped, extent{rootPart.Start + r.off, r.len})
+	}
+
+	if err := img.f.Sync(); err != nil {
+		return nil, fmt.Errorf("output %s: %w", o.Output, err)
+	}
+	imgSum, err := fileSHA256(img.f.Name())
+	if err != nil {
+		return nil, err
+	}
+
+	// The block map and manifest go out first, the image last: whoever
+	// sees the image under its final name also finds its map.
+	bm, err := bmap.Create(img.f, p.Layout.Size, bmapExtents(mapped))
+	if err != nil {
+		return nil, fmt.Errorf("block map: %w", err)
+	}
+	bmData, err := bm.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	man := Manifest{
+		Tool: "mkimage", Version: o.Version, Board: p.Board, Epoch: o.Epoch.Unix(),
+		Image: o.Output, Size: p.Layout.Size, SHA256: imgSum, Kernel: p.Kernel, Cmdline: p.Cmdline,
+		Layout: p.Layout, Root: p.Root, Inputs: p.Inputs, Warnings: p.Warnings,
+	}
+	manData, _ := json.MarshalIndent(man, "", "  ")
+	if err := writeFileAtomic(p.Bmap, bmData); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(p.Manifest, append(manData, '\n')); err != nil {
+		os.Remove(p.Bmap)
+		return nil, err
+	}
+	if err := img.Commit(); err != nil {
+		os.Remove(p.Bmap)
+		os.Remove(p.Manifest)
+		return nil, err
+	}
+	res := &Result{Plan: p, Image: o.Output, SHA256: imgSum, Manifest: p.Manifest, Bmap: p.Bmap, Mapped: bm.MappedBytes()}
+	if o.Compress != "" {
+		k, err := compress.ParseKind(o.Compress)
+		if err != nil {
+			return nil, err
+		}
+		dst := o.Output + "." + o.Compress
+		logf(o, "compressing to %s", dst)
+		if err := compress.CompressFile(o.Output, dst, k); err != nil {
+			return nil, err
+		}
+		res.Extra = append(res.Extra, dst)
+	}
+	res.Duration = time.Since(start)
+	logf(o, "wrote %s (%s, %s mapped) in %.1fs", o.Output, human(p.Layout.Size), human(res.Mapped), res.Duration.Seconds())
+	return res, nil
+}
+
+func bmapExtents(m []extent) []bmap.Extent {
+	sort.Slice(m, func(i, j int) bool { return m[i].off < m[j].off })
+	out := make([]bmap.Extent, 0, len(m))
+	for _, e := range m {
+		out = append(out, bmap.Extent{Off: e.off, Len: e.len})
+	}
+	return out
+}
+
+// ids are the identifiers written into the image, all derived from the
+// build's inputs so the same inputs give the same bytes.
+type ids struct {
+	disk uint32
+	fat  uint32
+	root []byte
+}
+
+func idsFor(in *inputs, p *Plan) ids {
+	h := sha256.New()
+	for _, i := range in.list {
+		fmt.Fprintf(h, "%s\x00%s\x00", i.Kind, i.SHA256)
+	}
+	fmt.Fprintf(h, "%s\x00%s\x00%d", p.Board, p.Cmdline, p.Layout.Size)
+	seed := h.Sum(nil)
+	return ids{
+		disk: disk.DiskID(seed),
+		fat:  binary.LittleEndian.Uint32(seed[4:8]) | 1,
+		root: seed,
+	}
+}
