@@ -131,3 +131,53 @@ func TestParseTolerant(t *testing.T) {
 		t.Errorf("empty dir: %v", err)
 	}
 }
+
+// A 4.x top-level Kconfig: $SRCARCH from option env, "---help---",
+// "boolean", "def_bool" with conditions.
+func TestParse4x(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir+"/Kconfig", `mainmenu "Linux/$ARCH $KERNELVERSION Kernel Configuration"
+
+config SRCARCH
+	string
+	option env="SRCARCH"
+
+source "arch/$SRCARCH/Kconfig"
+`)
+	write(t, dir+"/arch/arm64/Kconfig", `config ARM64
+	def_bool y
+	select HAVE_X
+
+config HAVE_X
+	boolean
+
+source "init/Kconfig"
+`)
+	write(t, dir+"/init/Kconfig", `config DEVPTS_MULTIPLE_INSTANCES
+	bool "Support multiple instances of devpts"
+	depends on UNIX98_PTYS
+	default n
+	---help---
+	  Enable support for multiple instances of devpts filesystem.
+	  If you want to have isolated PTY namespaces (eg: in containers),
+	  say Y here.  Otherwise, say N.
+
+config UNIX98_PTYS
+	bool "Unix98 PTY support" if EXPERT
+	default y
+`)
+	tr, err := Parse(dir, "arm64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Warnings) != 0 || tr.Files != 3 {
+		t.Errorf("files %d warnings %v", tr.Files, tr.Warnings)
+	}
+	d := tr.Symbols["DEVPTS_MULTIPLE_INSTANCES"]
+	if d == nil || d.Defs[0].Depends.String() != "UNIX98_PTYS" || tr.Symbols["HAVE_X"].Type != "bool" {
+		t.Errorf("symbols: %+v", tr.Symbols)
+	}
+	if u := tr.Symbols["UNIX98_PTYS"]; u == nil || u.Defs[0].PromptIf.String() != "EXPERT" {
+		t.Errorf("UNIX98_PTYS: %+v", u)
+	}
+}
