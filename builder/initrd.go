@@ -13,7 +13,7 @@ import (
 
 // policyModules are loaded by nodeinit when a cluster config asks for
 // forwarding, NAT or an LXC bridge (Debian's kernel has them as modules).
-var policyModules = []string{"nf_tables", "nft_chain_nat", "nft_masq", "nft_nat", "nft_ct", "nft_reject_inet", "bridge", "veth"}
+var policyModules = []string{"nf_tables", "nf_conntrack", "nft_ct", "nf_nat", "nft_nat", "nft_chain_nat", "nft_masq", "nft_reject_ipv4", "nft_reject_inet", "bridge", "veth"}
 
 func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	if o.Initramfs != "" {

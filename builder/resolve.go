@@ -9,7 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"encoding/json"
+
 	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/disk"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/rootfs"
@@ -56,6 +59,9 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 	if err := in.loadRoot(ctx, o); err != nil {
 		return nil, err
 	}
+	if err := in.loadConfig(o); err != nil {
+		return nil, err
+	}
 	if err := in.loadInitramfs(ctx, o); err != nil {
 		return nil, err
 	}
@@ -63,6 +69,29 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 		return nil, fmt.Errorf("root filesystem: %w", err)
 	}
 	return in, nil
+}
+
+// loadConfig reads and validates the cluster config: a bad config is an
+// error before anything is written. nodeinit reads the baked JSON form.
+func (in *inputs) loadConfig(o *Options) error {
+	if o.Config == "" {
+		return nil
+	}
+	c, err := cluster.Load(o.Config)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	js, err := json.MarshalIndent(c.Bake(), "", "  ")
+	if err != nil {
+		return fmt.Errorf("--config %s: %w", o.Config, err)
+	}
+	in.cluster = append(js, '\n')
+	h, err := fileSHA256(o.Config)
+	if err != nil {
+		return err
+	}
+	in.add("config", o.Config, h, fmt.Sprintf("%d nodes", len(c.Resolve())))
+	return nil
 }
 
 func (in *inputs) add(kind, path, sum, note string) {
