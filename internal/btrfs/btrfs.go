@@ -64,6 +64,11 @@ type Options struct {
 	// NodeSize is the tree block size: a power of two from 4096 to
 	// 65536; 0 means 16384.
 	NodeSize int
+	// MaxInline is the largest file stored inside the metadata (inline
+	// extent). 0 means the format's limit: 4095 bytes with 16 KiB nodes.
+	// With DUP metadata inline data is stored twice, so a lower limit
+	// (the kernel's own default is 2048) can give a smaller image.
+	MaxInline int
 }
 
 // Extent is a byte range of the image.
@@ -94,6 +99,9 @@ func (o *Options) fill(t *fstree.Tree) error {
 	}
 	if len(o.Label) > 255 {
 		return fmt.Errorf("btrfs: label is %d bytes; at most 255", len(o.Label))
+	}
+	if o.MaxInline < 0 {
+		return fmt.Errorf("btrfs: negative MaxInline %d", o.MaxInline)
 	}
 	if o.Size < 0 || o.Headroom < 0 {
 		return fmt.Errorf("btrfs: negative size %d or headroom %d", o.Size, o.Headroom)
@@ -250,7 +258,7 @@ func (l *layout) deriveIDs(csums []uint32) {
 			cb = le.AppendUint32(cb, c)
 		}
 		h.Write(cb)
-		fmt.Fprintf(h, "%q %d %d %q %q", l.o.Label, l.o.Metadata, l.o.NodeSize, l.o.RootSubvolume, l.o.Subvolumes)
+		fmt.Fprintf(h, "%q %d %d %q %q %d", l.o.Label, l.o.Metadata, l.o.NodeSize, l.o.RootSubvolume, l.o.Subvolumes, l.o.MaxInline)
 		seed = h.Sum(nil)
 	}
 	uuid := func(what string) (u [16]byte) {

@@ -1,6 +1,7 @@
 package btrfs
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -296,5 +297,39 @@ func TestCompareDetects(t *testing.T) {
 	compareTree(r, dir, tr, nil)
 	if r.errs != 0 {
 		t.Errorf("the tree itself compared unequal")
+	}
+}
+
+// TestMapped: every non-zero byte of the image lies in Result.Mapped, so
+// a block map built from it copies the whole filesystem.
+func TestMapped(t *testing.T) {
+	for _, name := range []string{"kinds", "sparse", "10k"} {
+		img, res := writeImage(t, corpus(t, false)[name], Options{MaxInline: 2048})
+		data, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := func(off int64) bool {
+			for _, e := range res.Mapped {
+				if off >= e.Offset && off < e.Offset+e.Length {
+					return true
+				}
+			}
+			return false
+		}
+		var mapped int64
+		for _, e := range res.Mapped {
+			mapped += e.Length
+		}
+		for off := int64(0); off < int64(len(data)); off += 4096 {
+			blk := data[off : off+4096]
+			if !in(off) && !bytes.Equal(blk, make([]byte, 4096)) {
+				t.Fatalf("%s: non-zero block at %d outside Mapped %v", name, off, res.Mapped)
+			}
+		}
+		if mapped == 0 || mapped > res.Size {
+			t.Errorf("%s: %d bytes mapped of %d", name, mapped, res.Size)
+		}
+		btrfsCheck(t, img)
 	}
 }

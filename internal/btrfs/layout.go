@@ -235,6 +235,9 @@ func plan(t *fstree.Tree, o Options) (*layout, error) {
 	// Subvolume entries in their parents: number() of the parent set
 	// dirIno and index. The root subvolume sits in tree 5's root dir.
 	inlineMax := int64(min(maxInline, ns-147))
+	if o.MaxInline > 0 {
+		inlineMax = min(inlineMax, int64(o.MaxInline))
+	}
 	files := map[*inodeRec]*fileData{}
 	for _, sv := range svs {
 		for _, rec := range sv.inodes {
@@ -419,4 +422,6 @@ func (l *layout) allocMeta() error {
 
 // metaSlack is the free room left in the metadata chunk for the kernel's
 // first commits.
-var metaSlack = func(used uint64) uint64 { return used/4 + 4*mib }
+// 4 MiB plus 1/16 is enough for the first commits; a node grows the
+// filesystem (resize max works even on a minimal image) before filling it.
+var metaSlack = func(used uint64) uint64 { return used/16 + 4*mib }
