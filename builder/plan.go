@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/disk"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/uboot"
@@ -90,9 +91,7 @@ func makePlan(o *Options, in *inputs) (*Plan, error) {
 		Inputs:   in.list,
 		Warnings: in.warnings,
 	}
-	args := []string{"console=" + b.Console, "root=LABEL=" + rootLabel}
-	args = append(args, b.Cmdline...)
-	p.Cmdline = strings.Join(args, " ")
+	p.Cmdline = cmdline(b)
 
 	boot, err := bootTree(o, in, p.Cmdline)
 	if err != nil {
@@ -133,6 +132,15 @@ func makePlan(o *Options, in *inputs) (*Plan, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// cmdline is the kernel command line of a card image. The root is found
+// by its label: cards cloned from one image share disk id, PARTUUIDs and
+// fsid until first boot makes them unique, and the label stays right
+// through that.
+func cmdline(b *boards.Board) string {
+	args := append([]string{"console=" + b.Console, "root=LABEL=" + rootLabel}, b.Cmdline...)
+	return strings.Join(args, " ")
 }
 
 // bootTree is the boot partition's content: kernel, device tree,

@@ -1,0 +1,44 @@
+package builder
+
+import (
+	"context"
+
+	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/fstree"
+)
+
+// Prepared is what a node boots, resolved but not written to a disk:
+// what netboot serves and what a full image is made of.
+type Prepared struct {
+	Board   *boards.Board
+	Version string // kernel version
+	Kernel  []byte // raw arm64 Image
+	Initrd  []byte // initramfs (cpio.xz)
+	DTB     []byte // the board's device tree; nil where firmware has one
+	// Cmdline is the kernel command line a card image boots with
+	// (root=LABEL=root ...); netboot replaces the root= part.
+	Cmdline string
+	Root    *fstree.Tree
+	Inputs  []Input
+}
+
+// Prepare resolves every input of o (fetching what is missing, building
+// the initramfs) and returns the boot artifacts and root tree.
+func Prepare(ctx context.Context, o Options) (*Prepared, error) {
+	if err := o.fill(); err != nil {
+		return nil, err
+	}
+	in, err := resolve(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	b := in.board
+	p := &Prepared{
+		Board: b, Version: in.kernel.Version, Kernel: in.kernel.Image, Initrd: in.initrd,
+		Cmdline: cmdline(b), Root: in.root, Inputs: in.list,
+	}
+	if b.DTB != "" {
+		p.DTB = in.kernel.DTBs[b.DTB]
+	}
+	return p, nil
+}
