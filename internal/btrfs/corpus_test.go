@@ -205,13 +205,20 @@ func corpus(t testing.TB, big bool) map[string]*fstree.Tree {
 func TestCorpus(t *testing.T) {
 	testenv.NeedTools(t, "btrfs")
 	for name, tr := range corpus(t, !testing.Short()) {
-		for _, prof := range []Profile{DUP, Single} {
-			if prof == Single && name != "kinds" && name != "large" {
-				continue
-			}
-			t.Run(fmt.Sprintf("%s/%d", name, prof), func(t *testing.T) {
-				img, res := writeImage(t, tr, Options{Metadata: prof, Label: "corpus"})
-				min, err := MinSize(tr, Options{Metadata: prof})
+		variants := []Options{{Label: "corpus"}}
+		switch name {
+		case "kinds", "large":
+			variants = append(variants, Options{Metadata: Single})
+		case "10k", "inline":
+			// Small nodes: deeper trees (3 levels for 10k) and a lower
+			// inline limit (3949 bytes).
+			variants = append(variants, Options{NodeSize: 4096})
+		}
+		for _, o := range variants {
+			t.Run(fmt.Sprintf("%s/%d/%d", name, o.Metadata, o.NodeSize), func(t *testing.T) {
+				img, res := writeImage(t, tr, o)
+				o.Label = ""
+				min, err := MinSize(tr, o)
 				if err != nil || min != res.Size {
 					t.Errorf("MinSize = %d, %v; Write made %d bytes", min, err, res.Size)
 				}

@@ -189,6 +189,14 @@ func compareTree(t testing.TB, dir string, src *fstree.Tree, skip map[string]boo
 		if got := time.Unix(st.Mtim.Unix()); !got.Equal(n.Mtime) && !(n.Mtime.IsZero() && got.Unix() == 0) {
 			fail("/%s: mtime %v, want %v", p, got, n.Mtime)
 		}
+		// Read-only mounts leave atime alone; ctime is the kernel's
+		// view of the stored ctime.
+		if got := time.Unix(st.Atim.Unix()); !got.Equal(n.Atime) && !(n.Atime.IsZero() && got.Unix() == 0) {
+			fail("/%s: atime %v, want %v", p, got, n.Atime)
+		}
+		if got := time.Unix(st.Ctim.Unix()); !got.Equal(n.Ctime) && !(n.Ctime.IsZero() && got.Unix() == 0) {
+			fail("/%s: ctime %v, want %v", p, got, n.Ctime)
+		}
 		if p != "" && !n.IsDir() && int(st.Nlink) != names[n] {
 			fail("/%s: %d links, want %d", p, st.Nlink, names[n])
 		}

@@ -213,6 +213,9 @@ func plan(t *fstree.Tree, o Options) (*layout, error) {
 	if t == nil || t.Root == nil || !t.Root.IsDir() {
 		return nil, fmt.Errorf("btrfs: tree root is not a directory")
 	}
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("btrfs: %w", err)
+	}
 	l := &layout{o: o, byID: map[uint64]*tplan{}}
 	ns := o.NodeSize
 	svs, err := splitSubvolumes(t, &l.o)

@@ -45,6 +45,11 @@ func TestDebianRoot(t *testing.T) {
 	img, res := writeImage(t, tr, Options{RootSubvolume: "@", Label: "debian"})
 	t.Logf("%d entries, %d data bytes: image %d bytes, %d used", st.Entries, st.DataBytes, res.Size, res.Used)
 	btrfsCheck(t, img)
+	img2, _ := writeImage(t, tr, Options{RootSubvolume: "@", Label: "debian"})
+	if sha256File(t, img) != sha256File(t, img2) {
+		t.Error("two writes of the Debian root differ")
+	}
+	os.Remove(img2)
 	mark := dmesgMark()
 	dir := mount(t, img, false)
 	compareTree(t, dir, tr, nil)
