@@ -2,6 +2,7 @@ package bmap
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -31,7 +32,7 @@ func Blocks(extents []Extent, imageSize int64) []Range {
 		last := min((e.Off+e.Len+BlockSize-1)/BlockSize, blocks) - 1
 		rs = append(rs, Range{First: first, Last: last})
 	}
-	slices.SortFunc(rs, func(a, b Range) int { return int(a.First - b.First) })
+	slices.SortFunc(rs, func(a, b Range) int { return cmp.Compare(a.First, b.First) })
 	var out []Range
 	for _, r := range rs {
 		if n := len(out); n > 0 && r.First <= out[n-1].Last+1 {

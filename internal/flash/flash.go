@@ -69,6 +69,9 @@ func Flash(ctx context.Context, imagePath string, m *bmap.Map, targets []Target,
 	if err := Check(targets, m.ImageSize, opt.Force); err != nil {
 		return nil, err
 	}
+	if err := notTheImage(imagePath, targets); err != nil {
+		return nil, err
+	}
 	src, err := openImage(imagePath, m)
 	if err != nil {
 		return nil, err
@@ -105,6 +108,21 @@ func Flash(ctx context.Context, imagePath string, m *bmap.Map, targets []Target,
 		res[i] = w.res
 	}
 	return res, nil
+}
+
+// notTheImage refuses a target that is the image file itself, which
+// truncating would destroy.
+func notTheImage(imagePath string, targets []Target) error {
+	src, err := os.Stat(imagePath)
+	if err != nil {
+		return err
+	}
+	for _, t := range targets {
+		if fi, err := os.Stat(t.Path); err == nil && os.SameFile(src, fi) {
+			return fmt.Errorf("target %s is the image itself: name another target", t.Path)
+		}
+	}
+	return nil
 }
 
 // openImage opens the image and checks its size against the map where

@@ -306,3 +306,19 @@ func TestFlashDamagedImage(t *testing.T) {
 		}
 	}
 }
+
+func TestFlashRefusesTheImageItself(t *testing.T) {
+	img, m := testImage(t)
+	before, _ := os.ReadFile(img)
+	tg, err := Sys{Root: "/"}.Inspect(img, DefaultMaxSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Flash(context.Background(), img, m, []Target{tg}, Options{}); err == nil || !strings.Contains(err.Error(), "is the image itself") {
+		t.Fatalf("Flash = %v, want a refusal", err)
+	}
+	after, _ := os.ReadFile(img)
+	if !bytes.Equal(before, after) {
+		t.Error("the image changed")
+	}
+}

@@ -67,7 +67,7 @@ func Check(targets []Target, imageSize int64, force bool) error {
 	seen := map[string]string{}
 	for _, t := range targets {
 		if t.Block && t.Size < imageSize {
-			errs = append(errs, fmt.Sprintf("%s is %s, smaller than the image (%s): use a bigger card", t.Path, human(t.Size), human(imageSize)))
+			errs = append(errs, fmt.Sprintf("%s is %s, smaller than the image (%s; %d < %d bytes): use a bigger card", t.Path, human(t.Size), human(imageSize), t.Size, imageSize))
 		}
 		key := t.id
 		if key == "" {
