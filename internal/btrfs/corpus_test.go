@@ -340,3 +340,29 @@ func TestMapped(t *testing.T) {
 		btrfsCheck(t, img)
 	}
 }
+
+// TestManyDataChunks cuts data chunks at 8 MiB so that extents split at
+// chunk ends and the 64 MiB mirror falls at different places.
+func TestManyDataChunks(t *testing.T) {
+	defer func(old uint64) { maxDataChunk = old }(maxDataChunk)
+	tr := corpus(t, false)["kinds"]
+	for i := 0; i < 2000; i++ {
+		mustPut(t, tr, fmt.Sprintf("many/f%d", i), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{uint64(i), int64(i * 37)}, Mtime: ts(i)})
+	}
+	mustPut(t, tr, "big/a", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{5, 50<<20 + 3}, Mtime: ts(1)})
+	mustPut(t, tr, "big/b", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{6, 7 << 20}, Mtime: ts(2)})
+	for _, size := range []uint64{8 << 20, 9 << 20} {
+		maxDataChunk = size
+		img, _ := writeImage(t, tr, Options{Metadata: Single})
+		btrfsCheck(t, img)
+		if os.Geteuid() == 0 {
+			dir := mount(t, img, false)
+			compareTree(t, dir, tr, nil)
+			umount(t, dir)
+		}
+		out := run(t, "btrfs", "inspect-internal", "dump-tree", "-t", "chunk", img)
+		if n := strings.Count(out, "type DATA"); n < 5 {
+			t.Errorf("%d data chunks, want several", n)
+		}
+	}
+}

@@ -21,9 +21,11 @@ const (
 
 	// Kernel maximum length of one data extent.
 	maxExtent = 128 * mib
-	// Data chunks are cut at this length, like the kernel's own.
-	maxDataChunk = 1 << 30
 )
+
+// Data chunks are cut at this length, like the kernel's own (a variable
+// so tests can make many chunks from little data).
+var maxDataChunk uint64 = 1 << 30
 
 // Item types.
 const (
