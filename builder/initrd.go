@@ -53,10 +53,11 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 		return err
 	}
 	in.initrd = data
-	note := "built"
+	// Whether it came from the cache is logged, not recorded: the
+	// manifest must not depend on the cache's state.
 	if res.Cached {
-		note = "cached"
+		logf(o, "initramfs: cached %s", res.Path)
 	}
-	in.add("initramfs", res.Path, res.SHA256, fmt.Sprintf("%s, %d modules", note, len(res.Modules)))
+	in.add("initramfs", res.Path, res.SHA256, fmt.Sprintf("%d modules", len(res.Modules)))
 	return nil
 }
