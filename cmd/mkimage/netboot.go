@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/builder"
+	"github.com/mkimage/mkimage/internal/cluster"
+	"github.com/mkimage/mkimage/netboot"
+)
+
+func init() {
+	register(&command{name: "netboot", summary: "write the files U-Boot's PXE flow and the netboot modes fetch (serve them with mkimage serve)", run: runNetboot})
+}
+
+func runNetboot(args []string) error {
+	fs := newFlags("netboot", "netboot --board BOARD [--config cluster.toml] -o DIR [flags]")
+	var o builder.Options
+	var out, defMode, headroom string
+	var port int
+	var quiet bool
+	fs.StringVarP(&o.Board, "board", "b", "", "board to netboot (see `mkimage boards`)")
+	fs.StringVarP(&out, "output", "o", "", "directory to write (replaced as a whole if it is an earlier netboot tree)")
+	fs.StringVar(&o.Config, "config", "", "cluster config (TOML): one pxelinux.cfg/01-<mac> per node, baked into the initramfs")
+	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb or a directory with Image, dtbs/, lib/modules/ (default: Debian bookworm's current arm64 kernel)")
+	fs.StringVar(&o.Rootfs, "rootfs", "", "root filesystem: a directory or tarball (default: a minimal busybox root)")
+	fs.StringArrayVar(&o.Overlays, "overlay", nil, "directory or tarball laid over the root (repeatable)")
+	fs.StringVar(&o.Initramfs, "initramfs", "", "use this initramfs instead of building one")
+	fs.StringVar(&o.Bootloader, "bootloader", "", "the board's bootloader blob, for the install image")
+	fs.StringVar(&defMode, "default-mode", "diskless", "mode of the default pxelinux files and of nodes with no netboot mode: diskless or install")
+	fs.IntVar(&port, "http-port", 80, "HTTP port of `mkimage serve`, written into the kernel command lines")
+	fs.StringVar(&headroom, "root-headroom", "64MiB", "free space in the diskless root (held in the node's RAM)")
+	fs.StringVar(&o.CacheDir, "cache-dir", builder.DefaultCacheDir(), "cache for downloads and built artifacts")
+	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (flags only; see mkimage netboot --help)", fs.Arg(0))
+	}
+	if o.Board == "" {
+		return usagef("--board is required (known boards: %v)", boards.Names())
+	}
+	if out == "" {
+		return usagef("-o DIR is required")
+	}
+	mode, err := netboot.ParseMode(defMode)
+	if err != nil {
+		return usagef("--default-mode: %v", err)
+	}
+	if port < 1 || port > 65535 {
+		return usagef("--http-port %d: want 1-65535", port)
+	}
+	no := netboot.Options{Default: mode, HTTPPort: port}
+	if no.RootHeadroom, err = boards.ParseSize(headroom); err != nil {
+		return usagef("--root-headroom: %v", err)
+	}
+	if o.Config != "" {
+		cfg, err := cluster.Load(o.Config)
+		if err != nil {
+			return err
+		}
+		for _, p := range cfg.Resolve() {
+			mac, err := net.ParseMAC(p.MAC)
+			if err != nil {
+				return fmt.Errorf("%s: node %s: MAC %q: %v", o.Config, p.Name, p.MAC, err)
+			}
+			no.Nodes = append(no.Nodes, netboot.Node{Name: p.Name, MAC: mac, Mode: netboot.Mode(p.Netboot)})
+		}
+	}
+	if o.Epoch, err = builder.EpochFromEnv(); err != nil {
+		return err
+	}
+	no.Epoch = o.Epoch
+	o.Version = version
+	if !quiet {
+		o.Log = os.Stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	p, err := builder.Prepare(ctx, o)
+	if err != nil {
+		return err
+	}
+	no.SoC, no.PXEDefaults = p.Board.SoC, p.Board.PXEDefaults
+	no.Kernel, no.Initrd, no.Cmdline, no.Root = p.Kernel, p.Initrd, p.Cmdline, p.Root
+	if p.DTB != nil {
+		no.DTB, no.DTBPath = p.DTB, p.Board.DTB
+	}
+	if _, install := no.Modes(); install {
+		// The card image is built beside the output and moved in.
+		tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), ".netboot-card-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		bo := o
+		bo.Output = filepath.Join(tmp, netboot.CardImage)
+		if _, err := builder.Build(ctx, bo); err != nil {
+			return err
+		}
+		no.Card = bo.Output
+	}
+	res, err := netboot.Write(out, no)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s: %d files, %d nodes, defaults %v (%s)\n", out, len(res.Files), len(res.Nodes), res.Defaults, mode)
+	for m, c := range res.Cmdlines {
+		fmt.Printf("  %s: %s\n", m, c)
+	}
+	return nil
+}

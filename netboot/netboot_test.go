@@ -1,0 +1,219 @@
+package netboot
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mkimage/mkimage/internal/bmap"
+	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/uboot"
+)
+
+func testRoot(t *testing.T) *fstree.Tree {
+	t.Helper()
+	ep := time.Unix(0, 0)
+	tr := fstree.New(ep)
+	if _, err := tr.MkdirAll("sbin", ep); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Put("sbin/init", fstree.NewFile(0o755, []byte("#!/bin/sh\necho hi\n"), ep)); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func mac(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
+
+func baseOptions(t *testing.T) Options {
+	return Options{
+		PXEDefaults: []string{"default-arm-meson-p200", "default-arm-meson", "default-arm"},
+		Kernel:      []byte("kernel"), Initrd: []byte("initrd"),
+		DTB: []byte("dtb"), DTBPath: "amlogic/meson-gxbb-odroidc2.dtb",
+		Cmdline: "console=ttyAML0,115200 root=LABEL=root rootwait",
+		Root:    testRoot(t),
+		Nodes: []Node{
+			{Name: "node01", MAC: mac("00:1e:06:42:01:01")},
+			{Name: "node02", MAC: mac("00:1E:06:42:01:02"), Mode: Diskless},
+		},
+		HTTPPort: 8080,
+	}
+}
+
+func readMenu(t *testing.T, dir, name string) uboot.Menu {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := uboot.ParseMenu(string(b))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if len(m.Entries) != 1 {
+		t.Fatalf("%s: %d entries", name, len(m.Entries))
+	}
+	return m
+}
+
+func TestWriteDiskless(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nb")
+	res, err := Write(dir, baseOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"boot.scr.uimg", "Image", "initrd.img", "dtbs/amlogic/meson-gxbb-odroidc2.dtb",
+		"pxelinux.cfg/01-00-1e-06-42-01-01", "pxelinux.cfg/01-00-1e-06-42-01-02",
+		"pxelinux.cfg/default-arm-meson-p200", "pxelinux.cfg/default-arm-meson", "pxelinux.cfg/default-arm", "pxelinux.cfg/default",
+		"root.img", "root.img.bmap", "netboot.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node.img")); err == nil {
+		t.Error("node.img written with no install node")
+	}
+	// boot.scr.uimg: a valid script image running the pxelinux walk.
+	b, _ := os.ReadFile(filepath.Join(dir, "boot.scr.uimg"))
+	h, payload, err := uboot.ParseImage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := uboot.ScriptText(payload)
+	if err != nil || h.Type != uboot.TypeScript || !strings.Contains(script, "pxe get && pxe boot") {
+		t.Fatalf("script %q type %d: %v", script, h.Type, err)
+	}
+	m := readMenu(t, dir, "pxelinux.cfg/01-00-1e-06-42-01-01")
+	e := m.Entries[0]
+	if e.Kernel != "Image" || e.Initrd != "initrd.img" || e.FDT != "dtbs/amlogic/meson-gxbb-odroidc2.dtb" {
+		t.Errorf("entry paths: %+v", e)
+	}
+	sum := fileSum(t, res, "root.img")
+	for _, want := range []string{"console=ttyAML0,115200", "root=http://:8080/root.img", "netroot.sha256=" + sum, "rootwait"} {
+		if !strings.Contains(" "+e.Append+" ", " "+want+" ") {
+			t.Errorf("append %q lacks %q", e.Append, want)
+		}
+	}
+	if strings.Contains(e.Append, "LABEL=root") {
+		t.Errorf("diskless append keeps the card root: %q", e.Append)
+	}
+	// The bmap describes root.img and its ranges check out.
+	bm, err := bmap.ReadFile(filepath.Join(dir, "root.img.bmap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(filepath.Join(dir, "root.img"))
+	if bm.ImageSize != fi.Size() || bm.MappedBlocks() == 0 {
+		t.Errorf("bmap image size %d, file %d, mapped %d", bm.ImageSize, fi.Size(), bm.MappedBlocks())
+	}
+	img, _ := os.ReadFile(filepath.Join(dir, "root.img"))
+	if string(img[0x10040:0x10048]) != "_BHRfS_M" {
+		t.Error("root.img has no btrfs superblock")
+	}
+	var man Result
+	mb, _ := os.ReadFile(filepath.Join(dir, "netboot.json"))
+	if err := json.Unmarshal(mb, &man); err != nil || len(man.Nodes) != 2 || man.Nodes[0].Mode != Diskless {
+		t.Errorf("manifest %+v: %v", man, err)
+	}
+	if got := res.Defaults[len(res.Defaults)-1]; got != "pxelinux.cfg/default" {
+		t.Errorf("last default %q", got)
+	}
+	// No temporary directories left beside the output.
+	ents, _ := os.ReadDir(filepath.Dir(dir))
+	if len(ents) != 1 {
+		t.Errorf("parent holds %d entries, want only the tree", len(ents))
+	}
+}
+
+func fileSum(t *testing.T, r *Result, name string) string {
+	for _, f := range r.Files {
+		if f.Path == name {
+			return f.SHA256
+		}
+	}
+	t.Fatalf("%s not in result", name)
+	return ""
+}
+
+func TestWriteInstall(t *testing.T) {
+	tmp := t.TempDir()
+	card := filepath.Join(tmp, "card.img")
+	os.WriteFile(card, []byte(strings.Repeat("x", 8192)), 0o644)
+	m := &bmap.Map{ImageSize: 8192, BlockSize: 4096, ChecksumType: "sha256"}
+	if err := m.WriteFile(card + ".bmap"); err != nil {
+		t.Fatal(err)
+	}
+	o := baseOptions(t)
+	o.Card = card
+	o.Nodes[0].Mode = Install
+	dir := filepath.Join(tmp, "nb")
+	res, err := Write(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := readMenu(t, dir, "pxelinux.cfg/01-00-1e-06-42-01-01").Entries[0]
+	for _, want := range []string{"root=LABEL=root", "netinstall=http://:8080/node.img", "netinstall.sha256=" + fileSum(t, res, "node.img")} {
+		if !strings.Contains(" "+e.Append+" ", " "+want+" ") {
+			t.Errorf("install append %q lacks %q", e.Append, want)
+		}
+	}
+	// The default stays diskless: an unknown node never wipes its card.
+	if d := readMenu(t, dir, "pxelinux.cfg/default").Entries[0]; strings.Contains(d.Append, "netinstall") {
+		t.Errorf("default entry installs: %q", d.Append)
+	}
+	// Writing again replaces the tree as a whole.
+	o.Nodes = o.Nodes[1:]
+	if _, err := Write(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pxelinux.cfg/01-00-1e-06-42-01-01")); err == nil {
+		t.Error("old node file survived a rewrite")
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	tmp := t.TempDir()
+	notTree := filepath.Join(tmp, "other")
+	os.Mkdir(notTree, 0o755)
+	os.WriteFile(filepath.Join(notTree, "precious"), nil, 0o644)
+	for _, c := range []struct {
+		name string
+		dir  string
+		mod  func(*Options)
+		want string
+	}{
+		{"no kernel", "a", func(o *Options) { o.Kernel = nil }, "no kernel"},
+		{"bad mode", "b", func(o *Options) { o.Nodes[0].Mode = "nfs" }, `node node01: netboot mode "nfs"`},
+		{"dup mac", "c", func(o *Options) { o.Nodes[1].MAC = o.Nodes[0].MAC }, "share MAC"},
+		{"install without card", "d", func(o *Options) { o.Default = Install }, "needs a built SD card image"},
+		{"bad mac", "e", func(o *Options) { o.Nodes[0].MAC = net.HardwareAddr{1, 2} }, "want 6 bytes"},
+		{"not a tree", "other", func(o *Options) {}, "is not a netboot tree"},
+		{"bad port", "f", func(o *Options) { o.HTTPPort = 70000 }, "HTTP port 70000"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := baseOptions(t)
+			c.mod(&o)
+			dir := filepath.Join(tmp, c.dir)
+			_, err := Write(dir, o)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+			if c.dir != "other" {
+				if _, err := os.Stat(dir); err == nil {
+					t.Errorf("%s written despite the error", dir)
+				}
+			}
+		})
+	}
+	ents, _ := os.ReadDir(tmp)
+	if len(ents) != 1 {
+		t.Errorf("left behind: %v", ents)
+	}
+	if _, err := os.Stat(filepath.Join(notTree, "precious")); err != nil {
+		t.Error("existing directory touched")
+	}
+}
