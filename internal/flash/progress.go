@@ -20,6 +20,17 @@ func IsTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// hasWidth tells whether out is a terminal with a known width: mpb draws
+// nothing on a terminal of width 0 (as under script(1) without a tty).
+func hasWidth(out io.Writer) bool {
+	f, ok := out.(*os.File)
+	if !ok {
+		return false
+	}
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	return err == nil && ws.Col > 0
+}
+
 // progress polls the writers' counters, so the write path only stores
 // one atomic per chunk whatever the display does.
 type progress struct {
@@ -39,7 +50,7 @@ func startProgress(opt Options, ws []*writer, m *bmap.Map) *progress {
 		return nil
 	}
 	p := &progress{quit: make(chan struct{}), done: make(chan struct{})}
-	if opt.Bars {
+	if opt.Bars && hasWidth(opt.Progress) {
 		go p.bars(opt.Progress, ws, m)
 	} else {
 		go p.lines(opt.Progress, ws, m)
@@ -71,8 +82,12 @@ func (p *progress) bars(out io.Writer, ws []*writer, m *bmap.Map) {
 	}
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
-	for {
-		finished := true
+	for quit := false; !quit; {
+		select {
+		case <-t.C:
+		case <-p.quit: // every writer has finished: settle all bars
+			quit = true
+		}
 		for i, w := range ws {
 			b := bars[i]
 			if b.Completed() || b.Aborted() {
@@ -80,32 +95,18 @@ func (p *progress) bars(out io.Writer, ws []*writer, m *bmap.Map) {
 			}
 			phase, _ := w.phase.Load().(string)
 			switch {
-			case w.failed.Load() && phase == "done":
+			case phase == "done" && w.failed.Load():
 				b.Abort(false)
 			case phase == "done":
 				b.SetCurrent(m.MappedBytes())
+			case quit:
+				b.Abort(false)
 			default:
 				b.SetCurrent(min(w.done.Load(), m.MappedBytes()-1))
-				finished = false
 			}
-		}
-		if finished {
-			break
-		}
-		select {
-		case <-t.C:
-		case <-p.quit:
-			for _, b := range bars {
-				if !b.Completed() {
-					b.Abort(false)
-				}
-			}
-			c.Wait()
-			return
 		}
 	}
 	c.Wait()
-	<-p.quit
 }
 
 // speed is the write rate so far, for the bar.
