@@ -23,6 +23,11 @@ import (
 
 const modulePath = "github.com/mkimage/mkimage"
 
+// buildTags: goshsmall gives gosh a plain line reader. Its default
+// editor queries the terminal (cursor position reports) and waits for
+// answers a serial console may never send, and it drags in a TUI library.
+var buildTags = []string{"goshsmall"}
+
 // sourceDir returns the mkimage module root: dir if given, else the first
 // directory upwards from the working directory whose go.mod declares the
 // module. The busybox is compiled from source, so the tool needs its own
@@ -61,7 +66,7 @@ func checkModule(dir string) error {
 // module that nodeinit imports (for linux/arm64).
 func busyboxKey(ctx context.Context, src string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "busybox v1\ncommands %s\n", strings.Join(RescueCommands, " "))
+	fmt.Fprintf(h, "busybox v1\ncommands %s\ntags %s\n", strings.Join(RescueCommands, " "), strings.Join(buildTags, ","))
 	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-f", "{{if .Module}}{{if eq .Module.Path \""+modulePath+"\"}}{{.Dir}}{{end}}{{end}}", "./cmd/nodeinit")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
@@ -134,7 +139,7 @@ func buildBusybox(ctx context.Context, out, src string, logw io.Writer) error {
 	cpioPath := filepath.Join(tmp, "bb.cpio")
 	// uimage runs `go` in the module root so our go.mod pins u-root.
 	err = uimage.Create(l,
-		uimage.WithEnv(golang.WithGOOS("linux"), golang.WithGOARCH("arm64"), golang.DisableCGO(), golang.WithWorkingDir(src)),
+		uimage.WithEnv(golang.WithGOOS("linux"), golang.WithGOARCH("arm64"), golang.DisableCGO(), golang.WithWorkingDir(src), golang.WithBuildTag(buildTags...)),
 		uimage.WithTempDir(tmp),
 		uimage.WithBusyboxCommands(pkgs...),
 		uimage.WithInit("nodeinit"),
