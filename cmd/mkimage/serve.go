@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mkimage/mkimage/internal/cluster"
+	"github.com/mkimage/mkimage/internal/netserve"
+	"github.com/mkimage/mkimage/internal/pxedhcp"
+	"github.com/mkimage/mkimage/netboot"
+)
+
+func init() {
+	register(&command{name: "serve", summary: "serve a netboot directory over TFTP and HTTP, with DHCP for the inventory", run: runServe})
+}
+
+func runServe(args []string) error {
+	fs := newFlags("serve", "serve DIR [--listen ADDR] [--dhcp full|proxy|off] [--config cluster.toml] [--any]")
+	var listen, mode, config string
+	var any bool
+	var tftpPort, httpPort int
+	fs.StringVar(&listen, "listen", "", "this server's IPv4 address on the provisioning network (required with DHCP; default: all addresses)")
+	fs.StringVar(&mode, "dhcp", "off", "full: the only DHCP server of an isolated network (hands out inventory addresses); proxy: beside an existing DHCP server (PXE proxyDHCP); off")
+	fs.StringVar(&config, "config", "", "cluster config (TOML): the inventory (MAC, address, name) and subnet/gateway/dns for full DHCP")
+	fs.BoolVar(&any, "any", false, "answer DHCP from MACs outside the inventory too (full mode leases them free addresses)")
+	fs.IntVar(&tftpPort, "tftp-port", 69, "TFTP port (U-Boot only uses 69)")
+	fs.IntVar(&httpPort, "http-port", 80, "HTTP port (must match mkimage netboot --http-port)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want one directory (written by mkimage netboot -o DIR)")
+	}
+	o := netserve.Options{Dir: fs.Arg(0), TFTPPort: tftpPort, HTTPPort: httpPort, Log: log.New(os.Stderr, "", log.LstdFlags)}
+	if listen != "" {
+		a, err := netip.ParseAddr(listen)
+		if err != nil || !a.Is4() {
+			return usagef("--listen %q: want an IPv4 address of this host", listen)
+		}
+		o.Addr = a
+	}
+	switch mode {
+	case "off":
+		if any {
+			return usagef("--any needs --dhcp full or proxy")
+		}
+	case "full", "proxy":
+		c := &pxedhcp.Config{Mode: pxedhcp.Mode(mode), BootFile: netboot.ScriptFile, Any: any}
+		if listen == "" {
+			return usagef("--dhcp %s needs --listen ADDR (the next-server address nodes fetch from)", mode)
+		}
+		if config == "" && !any {
+			return usagef("--dhcp %s needs --config (the inventory) or --any", mode)
+		}
+		if config != "" {
+			cfg, err := cluster.Load(config)
+			if err != nil {
+				return err
+			}
+			c.Subnet = cfg.Network.Subnet.Prefix
+			c.Gateway = cfg.Network.Gateway.Addr
+			for _, d := range cfg.Network.DNS {
+				c.DNS = append(c.DNS, d.Addr)
+			}
+			c.Domain = string(cfg.Cluster.Domain)
+			for _, p := range cfg.Resolve() {
+				mac, err := net.ParseMAC(p.MAC)
+				if err != nil {
+					return fmt.Errorf("%s: node %s: %v", config, p.Name, err)
+				}
+				h := pxedhcp.Host{Name: p.Name, MAC: mac}
+				if p.IP != "" {
+					if h.IP, err = netip.ParseAddr(p.IP); err != nil {
+						return fmt.Errorf("%s: node %s: %v", config, p.Name, err)
+					}
+				}
+				c.Hosts = append(c.Hosts, h)
+			}
+		}
+		if !c.Subnet.IsValid() {
+			p, err := netserve.PrefixOf(o.Addr)
+			if err != nil {
+				return err
+			}
+			c.Subnet = p
+		}
+		o.DHCP = c
+	default:
+		return usagef("--dhcp %q: want full, proxy or off", mode)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return netserve.Run(ctx, o)
+}
