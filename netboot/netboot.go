@@ -385,11 +385,7 @@ const BootScript = "echo mkimage netboot: pxe get\npxe get && pxe boot\necho mki
 // rootImage writes root.img (sparse) and its bmap, returns the sha256.
 func (w *writer) rootImage(o *Options) (string, error) {
 	bo := btrfs.Options{Label: "root", RootSubvolume: "@", Time: o.Epoch, Headroom: o.RootHeadroom}
-	size, err := btrfs.MinSize(o.Root, bo)
-	if err != nil {
-		return "", fmt.Errorf("diskless root: %v", err)
-	}
-	bo.Size = size
+	// Size 0: the smallest size that fits plus Headroom.
 	p := filepath.Join(w.dir, RootImage)
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	if err != nil {

@@ -1,0 +1,142 @@
+// Package netinstall writes a node's SD card from the netboot server: it
+// fetches the card image (node.img) over HTTP through its block map onto
+// the disk, flushes it, reads it back and checks the image's sha256, so
+// the node can reboot into its card. Blocks the map leaves out are not
+// written (as bmaptool does).
+//
+// nodeinit calls it for netinstall=...: see Install.
+package netinstall
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/netfetch"
+)
+
+// Options say what to write where.
+type Options struct {
+	URL    string     // netinstall=... value, e.g. http://:80/node.img
+	SHA256 string     // netinstall.sha256=...
+	Server netip.Addr // boot server from the DHCP lease, for a URL with no host
+	// Disk is the target ("mmcblk0", "/dev/vda" or a file); empty: the
+	// only disk ChooseDisk finds.
+	Disk     string
+	SysBlock string // default /sys/block
+	Log      func(format string, a ...any)
+}
+
+// Install writes and checks the image; it returns the disk written. The
+// caller reboots (unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)) afterwards.
+func Install(ctx context.Context, o Options) (string, error) {
+	if o.SysBlock == "" {
+		o.SysBlock = "/sys/block"
+	}
+	logf := o.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	u, err := netfetch.ResolveURL(o.URL, o.Server)
+	if err != nil {
+		return "", err
+	}
+	disk, err := ChooseDisk(o.SysBlock, o.Disk)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	fetch := &netfetch.Fetcher{Log: logf}
+	m, err := fetch.Map(ctx, u)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().IsRegular() {
+		if fi.Size() < m.ImageSize {
+			if err := f.Truncate(m.ImageSize); err != nil {
+				return "", err
+			}
+		}
+	} else if size, err := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64); err == nil && int64(size) < m.ImageSize {
+		return "", fmt.Errorf("disk %s holds %d bytes, the image needs %d", disk, size, m.ImageSize)
+	}
+	logf("writing %s to %s", u, disk)
+	sync := func() error {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			// Drop the block device's cache so the check reads the card.
+			if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0); err != nil {
+				return fmt.Errorf("BLKFLSBUF %s: %v", disk, err)
+			}
+		}
+		return nil
+	}
+	if _, err := fetch.Fetch(ctx, u, o.SHA256, f, sync); err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		// Make the kernel re-read the new partition table.
+		unix.IoctlSetInt(int(f.Fd()), unix.BLKRRPART, 0)
+	}
+	logf("%s written and verified", disk)
+	return disk, nil
+}
+
+// ChooseDisk returns the device to write: want as given ("mmcblk0",
+// "/dev/mmcblk0" or a file path), or, with want empty, the only whole disk
+// under sysBlock that is not a loop, RAM, zram, mtd or eMMC boot/rpmb
+// area and not read-only. Several candidates are an error naming them.
+func ChooseDisk(sysBlock, want string) (string, error) {
+	if want != "" {
+		if !strings.Contains(want, "/") {
+			want = "/dev/" + want
+		}
+		return want, nil
+	}
+	ents, err := os.ReadDir(sysBlock)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, e := range ents {
+		n := e.Name()
+		skip := false
+		for _, p := range []string{"loop", "ram", "zram", "mtdblock", "nbd", "dm-", "md", "sr"} {
+			skip = skip || strings.HasPrefix(n, p)
+		}
+		if skip || strings.Contains(n, "boot") || strings.Contains(n, "rpmb") {
+			continue
+		}
+		if ro, err := os.ReadFile(filepath.Join(sysBlock, n, "ro")); err == nil && strings.TrimSpace(string(ro)) == "1" {
+			continue
+		}
+		if sz, err := os.ReadFile(filepath.Join(sysBlock, n, "size")); err == nil && strings.TrimSpace(string(sz)) == "0" {
+			continue // an empty card reader
+		}
+		found = append(found, n)
+	}
+	sort.Strings(found)
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("no disk to install to under %s (is the card's driver module loaded?)", sysBlock)
+	case 1:
+		return "/dev/" + found[0], nil
+	}
+	return "", fmt.Errorf("several disks could take the image (%s); name one with netinstall.disk=NAME", strings.Join(found, ", "))
+}

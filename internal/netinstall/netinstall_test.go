@@ -1,0 +1,113 @@
+package netinstall
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mkimage/mkimage/internal/bmap"
+	"github.com/mkimage/mkimage/internal/netserve"
+)
+
+func TestChooseDisk(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		disks map[string]string // name -> "ro size"
+		want  string
+		err   string
+	}{
+		{"one card", map[string]string{"mmcblk0": "0 31116288", "mmcblk0boot0": "1 8192", "loop0": "0 100", "zram0": "0 100"}, "/dev/mmcblk0", ""},
+		{"virtio", map[string]string{"vda": "0 2097152", "ram0": "0 100"}, "/dev/vda", ""},
+		{"empty reader skipped", map[string]string{"sda": "0 0", "mmcblk1": "0 100"}, "/dev/mmcblk1", ""},
+		{"read-only skipped", map[string]string{"sr0": "1 100", "mmcblk0": "1 100"}, "", "no disk to install to"},
+		{"two disks", map[string]string{"sda": "0 100", "mmcblk0": "0 100"}, "", "several disks could take the image (mmcblk0, sda)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sys := t.TempDir()
+			for n, v := range c.disks {
+				ro, size, _ := strings.Cut(v, " ")
+				os.MkdirAll(filepath.Join(sys, n), 0o755)
+				os.WriteFile(filepath.Join(sys, n, "ro"), []byte(ro+"\n"), 0o644)
+				os.WriteFile(filepath.Join(sys, n, "size"), []byte(size+"\n"), 0o644)
+			}
+			got, err := ChooseDisk(sys, "")
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("got %q, %v; want error %q", got, err, c.err)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("got %q, %v; want %q", got, err, c.want)
+			}
+		})
+	}
+	if got, _ := ChooseDisk("/nonexistent", "mmcblk1"); got != "/dev/mmcblk1" {
+		t.Errorf("named disk: %q", got)
+	}
+}
+
+// TestInstall writes a served image over a used "card" (a file full of
+// garbage) with the project's own HTTP server on loopback.
+func TestInstall(t *testing.T) {
+	dir := t.TempDir()
+	img := make([]byte, 3<<20)
+	copy(img[0:], bytes.Repeat([]byte("MBR!"), 128))
+	copy(img[1<<20:], bytes.Repeat([]byte("root"), 40000))
+	os.WriteFile(filepath.Join(dir, "node.img"), img, 0o644)
+	m, err := bmap.Create(bytes.NewReader(img), int64(len(img)), []bmap.Extent{{Off: 0, Len: 512}, {Off: 1 << 20, Len: 160000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.WriteFile(filepath.Join(dir, "node.img.bmap"))
+	sum := sha256.Sum256(img)
+
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		(&netserve.HTTP{Files: netserve.Files{Dir: dir}, Log: log.New(io.Discard, "", 0)}).Serve(ctx, l)
+		close(done)
+	}()
+	defer func() { cancel(); <-done }()
+	ap := netip.MustParseAddrPort(l.Addr().String())
+
+	card := filepath.Join(t.TempDir(), "card")
+	os.WriteFile(card, bytes.Repeat([]byte{0xee}, 4<<20), 0o644)
+	var lines []string
+	o := Options{
+		URL: "http://:" + strings.TrimPrefix(l.Addr().String(), "127.0.0.1:") + "/node.img", SHA256: hex.EncodeToString(sum[:]),
+		Server: ap.Addr(), Disk: card, Log: func(f string, a ...any) { lines = append(lines, f) },
+	}
+	got, err := Install(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != card {
+		t.Errorf("wrote %s", got)
+	}
+	b, _ := os.ReadFile(card)
+	if !bytes.Equal(b[:512], img[:512]) || !bytes.Equal(b[1<<20:1<<20+160000], img[1<<20:1<<20+160000]) {
+		t.Error("card does not hold the image's data")
+	}
+	if b[2<<20] != 0xee {
+		t.Error("an unmapped block was written")
+	}
+	// A wrong sha256 on the command line fails the install.
+	o.SHA256 = strings.Repeat("1", 64)
+	if _, err := Install(context.Background(), o); err == nil || !strings.Contains(err.Error(), "image sha256 is") {
+		t.Errorf("wrong sum: %v", err)
+	}
+}

@@ -1,0 +1,149 @@
+// Package netroot gives a diskless node its root from the netboot server:
+// it fetches the root image (root.img, a btrfs filesystem like a card's
+// root partition) over HTTP through its block map into a sparse file on a
+// tmpfs, checks its sha256, attaches it to a loop device and mounts it.
+// Nothing but RAM holds the root; no NFS server is needed, and the root
+// is the same btrfs (default subvolume "@") the card images carry.
+//
+// nodeinit calls it for root=http://...: see Mount.
+package netroot
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/netfetch"
+)
+
+// Options say what to fetch and where to mount it.
+type Options struct {
+	URL    string     // root=... value, e.g. http://:80/root.img
+	SHA256 string     // netroot.sha256=...
+	Server netip.Addr // boot server from the DHCP lease, for a URL with no host
+	// Dir is where a tmpfs is mounted to hold the image (default
+	// /run/netroot); Target is where the root is mounted (e.g. /newroot).
+	Dir    string
+	Target string
+	FSType string // default btrfs
+	Flags  string // mount data (rootflags=)
+	Log    func(format string, a ...any)
+}
+
+// Mount fetches, checks, loop-attaches and mounts the root; it returns
+// the loop device. The loop device is set to autoclear, so it goes away
+// when the root is unmounted.
+func Mount(ctx context.Context, o Options) (string, error) {
+	if o.Dir == "" {
+		o.Dir = "/run/netroot"
+	}
+	if o.FSType == "" {
+		o.FSType = "btrfs"
+	}
+	logf := o.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	u, err := netfetch.ResolveURL(o.URL, o.Server)
+	if err != nil {
+		return "", err
+	}
+	f := &netfetch.Fetcher{Log: logf}
+	m, err := f.Map(ctx, u)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return "", err
+	}
+	// A tmpfs exactly as large as the image: the sparse file grows only
+	// as the root is written.
+	size := (m.ImageSize + 4095) &^ 4095
+	if err := unix.Mount("netroot", o.Dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", size+1<<20)); err != nil {
+		return "", fmt.Errorf("tmpfs on %s: %v", o.Dir, err)
+	}
+	img := filepath.Join(o.Dir, "root.img")
+	file, err := os.OpenFile(img, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer file.Close()
+	if err := file.Truncate(m.ImageSize); err != nil {
+		return "", err
+	}
+	if _, err := f.Fetch(ctx, u, o.SHA256, file, nil); err != nil {
+		return "", err
+	}
+	dev, lf, err := Attach(file)
+	if err != nil {
+		return "", err
+	}
+	// Autoclear detaches the loop device at its last close unless it is
+	// mounted: hold it open until the mount holds it.
+	defer lf.Close()
+	if err := os.MkdirAll(o.Target, 0o755); err != nil {
+		Detach(dev)
+		return "", err
+	}
+	if err := unix.Mount(dev, o.Target, o.FSType, 0, o.Flags); err != nil {
+		Detach(dev)
+		return "", fmt.Errorf("mount %s (%s from %s) on %s: %v", dev, o.FSType, u, o.Target, err)
+	}
+	logf("root %s mounted from %s via %s", o.Target, u, dev)
+	return dev, nil
+}
+
+// Attach binds file to a free loop device (autoclear) and returns its
+// path and an open handle: the device detaches when the handle is closed
+// unless something (a mount) holds it. The kernel needs loop support
+// (Debian: the loop module).
+func Attach(file *os.File) (string, *os.File, error) {
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("%v (is the loop module loaded?)", err)
+	}
+	defer ctl.Close()
+	for try := 0; try < 8; try++ {
+		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return "", nil, fmt.Errorf("LOOP_CTL_GET_FREE: %v", err)
+		}
+		dev := fmt.Sprintf("/dev/loop%d", n)
+		lf, err := os.OpenFile(dev, os.O_RDWR, 0)
+		if err != nil {
+			return "", nil, err
+		}
+		err = unix.IoctlSetInt(int(lf.Fd()), unix.LOOP_SET_FD, int(file.Fd()))
+		if err == unix.EBUSY {
+			lf.Close()
+			continue // another process took it first
+		}
+		if err != nil {
+			lf.Close()
+			return "", nil, fmt.Errorf("LOOP_SET_FD %s: %v", dev, err)
+		}
+		info := unix.LoopInfo64{Flags: unix.LO_FLAGS_AUTOCLEAR}
+		copy(info.File_name[:], "netroot")
+		if err := unix.IoctlLoopSetStatus64(int(lf.Fd()), &info); err != nil {
+			unix.IoctlSetInt(int(lf.Fd()), unix.LOOP_CLR_FD, 0)
+			lf.Close()
+			return "", nil, fmt.Errorf("LOOP_SET_STATUS64 %s: %v", dev, err)
+		}
+		return dev, lf, nil
+	}
+	return "", nil, fmt.Errorf("no free loop device after 8 tries")
+}
+
+// Detach releases a loop device.
+func Detach(dev string) error {
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
+}
