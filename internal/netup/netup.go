@@ -44,7 +44,7 @@ func Up(ctx context.Context, ifaces []string, logf func(string, ...any)) (*Lease
 		}
 		for _, l := range links {
 			a := l.Attrs()
-			if a.Flags&net.FlagLoopback == 0 && len(a.HardwareAddr) == 6 && l.Type() == "device" {
+			if a.Flags&net.FlagLoopback == 0 && len(a.HardwareAddr) == 6 && (l.Type() == "device" || l.Type() == "veth") {
 				ifaces = append(ifaces, a.Name)
 			}
 		}

@@ -1,0 +1,103 @@
+package netup
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/vishvananda/netns"
+
+	"github.com/mkimage/mkimage/internal/pxedhcp"
+	"github.com/mkimage/mkimage/internal/testenv"
+)
+
+func ip(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func inNS(t *testing.T, name string, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, _ := netns.Get()
+	defer orig.Close()
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := netns.Set(ns); err != nil {
+		t.Fatal(err)
+	}
+	defer netns.Set(orig)
+	fn()
+}
+
+// TestUp leases an address from the project's DHCP server across a veth
+// pair between two namespaces and checks the address and route netup set.
+func TestUp(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedTools(t, "ip")
+	srvNS, nodeNS := fmt.Sprintf("netup-s-%d", os.Getpid()), fmt.Sprintf("netup-n-%d", os.Getpid())
+	for _, n := range []string{srvNS, nodeNS} {
+		ip(t, "netns", "add", n)
+		n := n
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
+	}
+	ip(t, "-n", srvNS, "link", "add", "vs", "type", "veth", "peer", "name", "eth0", "netns", nodeNS)
+	ip(t, "-n", srvNS, "addr", "add", "10.79.0.1/24", "dev", "vs")
+	ip(t, "-n", srvNS, "link", "set", "vs", "up")
+
+	mac, _ := net.ParseMAC(strings.Fields(ip(t, "-n", nodeNS, "-br", "link", "show", "eth0"))[2])
+	s, err := pxedhcp.New(pxedhcp.Config{
+		Mode: pxedhcp.Full, ServerIP: netip.MustParseAddr("10.79.0.1"), Subnet: netip.MustParsePrefix("10.79.0.0/24"),
+		Gateway: netip.MustParseAddr("10.79.0.254"), Hosts: []pxedhcp.Host{{Name: "node01", MAC: mac, IP: netip.MustParseAddr("10.79.0.11")}},
+		Log: log.New(io.Discard, "", 0),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conn net.PacketConn
+	inNS(t, srvNS, func() { conn, err = server4.NewIPv4UDPConn("vs", &net.UDPAddr{Port: 67}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.ServeConn(conn, stop) }()
+	defer func() { close(stop); <-done }()
+
+	var l *Lease
+	inNS(t, nodeNS, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		l, err = Up(ctx, nil, t.Logf)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Iface != "eth0" || l.Addr.String() != "10.79.0.11/24" || l.Server.String() != "10.79.0.1" || l.Router.String() != "10.79.0.254" || l.Hostname != "node01" {
+		t.Errorf("lease %+v", l)
+	}
+	if a := ip(t, "-n", nodeNS, "-4", "addr", "show", "eth0"); !strings.Contains(a, "10.79.0.11/24") {
+		t.Errorf("address not set:\n%s", a)
+	}
+	if r := ip(t, "-n", nodeNS, "route"); !strings.Contains(r, "default via 10.79.0.254 dev eth0") {
+		t.Errorf("route not set:\n%s", r)
+	}
+}
