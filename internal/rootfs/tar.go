@@ -261,7 +261,9 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		if hdr.Linkname == "" {
 			return fmt.Errorf("symlink with an empty target")
 		}
-		n.Mode |= fstree.ModeSymlink
+		// Linux gives every symlink mode 0777 whatever the archive
+		// says; extraction by tar on the node would too.
+		n.Mode = fstree.ModeSymlink | 0o777
 		n.Target = hdr.Linkname
 	case tar.TypeChar, tar.TypeBlock:
 		n.Mode |= fstree.ModeChar
