@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/mkimage/mkimage/internal/btrfs"
 	"github.com/mkimage/mkimage/internal/fstree"
@@ -31,11 +32,20 @@ func rootWriterFor(o *Options) rootWriter {
 // nativeWriter is the Go btrfs writer: exact, reproducible, rootless.
 type nativeWriter struct{ o *Options }
 
-func (n nativeWriter) opts(seed []byte, size int64) btrfs.Options {
-	o := btrfs.Options{
-		Label: rootLabel, Seed: seed, Size: size, Time: n.o.Epoch,
-		RootSubvolume: rootSubvolume, Subvolumes: rootSubvolumes,
+// RootFS returns the btrfs options of every node's root filesystem: label
+// "root" (what nodeinit finds it by), the tree in default subvolume "@",
+// nested subvolumes for snapshots and LXC containers. Card images and
+// netboot roots share it.
+func RootFS(epoch time.Time) btrfs.Options {
+	return btrfs.Options{
+		Label: rootLabel, Time: epoch,
+		RootSubvolume: rootSubvolume, Subvolumes: append([]string(nil), rootSubvolumes...),
 	}
+}
+
+func (n nativeWriter) opts(seed []byte, size int64) btrfs.Options {
+	o := RootFS(n.o.Epoch)
+	o.Seed, o.Size = seed, size
 	if n.o.MetadataSingle {
 		o.Metadata = btrfs.Single
 	}

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkimage/mkimage/builder"
 	"github.com/mkimage/mkimage/internal/bmap"
 	"github.com/mkimage/mkimage/internal/btrfs"
 	"github.com/mkimage/mkimage/internal/fstree"
@@ -384,7 +385,8 @@ const BootScript = "echo mkimage netboot: pxe get\npxe get && pxe boot\necho mki
 
 // rootImage writes root.img (sparse) and its bmap, returns the sha256.
 func (w *writer) rootImage(o *Options) (string, error) {
-	bo := btrfs.Options{Label: "root", RootSubvolume: "@", Time: o.Epoch, Headroom: o.RootHeadroom}
+	bo := builder.RootFS(o.Epoch)
+	bo.Headroom = o.RootHeadroom
 	// Size 0: the smallest size that fits plus Headroom.
 	p := filepath.Join(w.dir, RootImage)
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
