@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,6 +40,10 @@ type Env struct {
 	Root string // the mounted btrfs root, read-write
 	Sys  string // sysfs
 	Dev  string // devtmpfs
+	// Proc and Run are bind-mounted into the root for the hooks
+	// (HooksDir) with Sys and Dev; empty means /proc and /run.
+	Proc string
+	Run  string
 	// RootPart is the kernel name of the root partition (e.g. "mmcblk0p2",
 	// "vda2"), as nodeinit found it. Empty: partition steps are skipped.
 	RootPart string
@@ -97,10 +102,15 @@ type runner struct {
 	state *State
 }
 
-// Run identifies the node and runs every first-boot step not yet done. A
-// failed step is logged, left unrecorded (so it runs again next boot) and
-// returned in the joined error; the others still run. The Result is valid
-// even with an error.
+// Run identifies the node and runs every first-boot step not yet done,
+// then the root's hooks (HooksDir). A failed step is logged, left
+// unrecorded (so it runs again next boot) and returned in the joined
+// error; the others still run. The Result is valid even with an error.
+//
+// Log lines: "nodeinit: firstboot: node NAME (MAC on IFACE)", one
+// "nodeinit: firstboot: already done: STEP, ..." line for the steps a
+// previous boot recorded, and "nodeinit: firstboot: STEP done (TIME)" as
+// each step is recorded.
 func Run(ctx context.Context, env Env) (Result, error) {
 	if env.Log == nil {
 		env.Log = func(string, ...any) {}
@@ -132,6 +142,22 @@ func Run(ctx context.Context, env Env) (Result, error) {
 		}
 	}
 	st.Node, st.MAC = id.Plan.Name, id.Plan.MAC
+	env.Log("nodeinit: firstboot: node %s (%s on %s)", id.Plan.Name, id.Plan.MAC, id.Iface)
+	var already []string
+	for _, s := range steps {
+		if _, done := st.Done[s.name]; done {
+			already = append(already, s.name)
+		}
+	}
+	for name := range st.Done {
+		if strings.HasPrefix(name, hookPrefix) {
+			already = append(already, name)
+		}
+	}
+	if len(already) > 0 {
+		slices.Sort(already[len(already)-countPrefix(already, hookPrefix):])
+		env.Log("nodeinit: firstboot: already done: %s", strings.Join(already, ", "))
+	}
 	var errs []error
 	failed := map[string]bool{}
 	for _, s := range steps {
@@ -145,6 +171,7 @@ func Run(ctx context.Context, env Env) (Result, error) {
 		if s.name == StepGrowFilesystem && failed[StepGrowPartition] {
 			continue
 		}
+		start := time.Now()
 		if err := s.run(r); err != nil {
 			failed[s.name] = true
 			err = fmt.Errorf("firstboot: %s: %w", s.name, err)
@@ -153,18 +180,39 @@ func Run(ctx context.Context, env Env) (Result, error) {
 			continue
 		}
 		// Make the step's own writes durable before claiming it done.
-		if f, err := os.Open(env.Root); err == nil {
-			unix.Syncfs(int(f.Fd()))
-			f.Close()
-		}
+		r.sync()
 		st.Done[s.name] = time.Now().UTC()
 		if err := st.write(env.Root); err != nil {
 			errs = append(errs, fmt.Errorf("firstboot: recording %s: %w", s.name, err))
-			break
+			return res, errors.Join(errs...)
 		}
 		res.Ran = append(res.Ran, s.name)
+		env.Log("nodeinit: firstboot: %s done (%v)", s.name, time.Since(start).Round(time.Millisecond))
+	}
+	if ctx.Err() == nil {
+		if err := r.runHooks(ctx, &res); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// sync makes what was written to the root durable.
+func (r *runner) sync() {
+	if f, err := os.Open(r.Root); err == nil {
+		unix.Syncfs(int(f.Fd()))
+		f.Close()
+	}
+}
+
+func countPrefix(list []string, prefix string) int {
+	n := 0
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *runner) path(rel string) string { return filepath.Join(r.Root, rel) }
