@@ -73,7 +73,9 @@ func TestHooks(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(env.Root, "etc/fail-20-second"), nil, 0o644)
-	runs := func() string { return strings.Join(strings.Fields(read(t, filepath.Join(env.Root, "var/tmp/runs"))), " ") }
+	runs := func() string {
+		return strings.Join(strings.Fields(read(t, filepath.Join(env.Root, "var/tmp/runs"))), " ")
+	}
 	mounted := func() bool {
 		mi, _ := os.ReadFile("/proc/self/mountinfo")
 		return strings.Contains(string(mi), env.Root)
