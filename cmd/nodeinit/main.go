@@ -1,8 +1,35 @@
 // Command nodeinit is PID 1 of a node's initramfs (linux/arm64). It mounts
 // the kernel filesystems, loads the modules the builder listed, finds and
 // mounts the btrfs root and switches into the root's init. Any failure
-// prints what failed and why and starts a rescue shell on the console: a
-// node must never hang silently or panic the kernel.
+// of those prints what failed and why and starts a rescue shell on the
+// console: a node must never hang silently or panic the kernel.
+//
+// The steps, in order: mount-early, config, modules, find-root,
+// mount-root, first-boot, policy, switch-root.
+//
+// With a cluster config baked in (/etc/nodeinit/cluster.json, from
+// `mkimage --config`), two steps run between mounting the root and
+// switching into it, on the root (the default subvolume "@", remounted
+// read-write for them if rootflags made it read-only, and put back after):
+//
+//   - first-boot (package firstboot): the node is found in the inventory
+//     by MAC, and the once-per-node steps not yet recorded in the root's
+//     /var/lib/nodeinit/firstboot.json run: machine-id, SSH host keys,
+//     hostname, hosts, network, authorized keys, timezone, disk id, grow
+//     the root partition and the btrfs filesystem, subvolumes. Then the
+//     root's own hooks: every executable in /usr/lib/nodeinit/firstboot.d/
+//     runs once per node, in name order, chrooted into the root with /proc,
+//     /sys, /dev and /run mounted inside it, its output on the console as
+//     "nodeinit: hook NAME: ...". A root built from unpacked packages drops
+//     its second stage there (say, `dpkg --configure -a`). A failed step
+//     or hook is logged and runs again at the next boot (a hook failing
+//     also holds back the hooks after it); the boot goes on.
+//   - policy (package policy), at every boot: IPv4 forwarding, the
+//     FORWARD/NAT rules (nftables table ip nodeinit), static routes, CPU
+//     governor, LXC bridge and container network, snapshot schedule. Then
+//     it reads back what is in the kernel and prints it
+//     ("nodeinit: policy: ip_forward=1", "nodeinit: policy: route ... dev
+//     eth0", ...). A failing part is logged; the node still boots.
 //
 // Every line it prints starts with "nodeinit: " so tests and people can
 // grep the console.
@@ -15,6 +42,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
 
 // Paths inside the initramfs that the builder writes (see package
@@ -30,11 +59,15 @@ const (
 type state struct {
 	cfg     config
 	rootDev string // e.g. /dev/vda2
+
+	cluster   *plan.Baked // nil without a baked cluster config
+	node      plan.Plan   // this node's plan, when haveNode
+	haveNode  bool
+	remountRO bool // the root was remounted read-write for first boot
 }
 
-// step is one named stage of the boot. Later work (first boot, policy)
-// adds steps between "mount-root" and "switch-root"; each must be safe to
-// repeat after a power cut.
+// step is one named stage of the boot; each must be safe to repeat after
+// a power cut.
 type step struct {
 	name string
 	run  func(*state) error
@@ -46,6 +79,8 @@ var steps = []step{
 	{"modules", loadModules},
 	{"find-root", findRoot},
 	{"mount-root", mountRoot},
+	{"first-boot", firstBoot},
+	{"policy", applyPolicy},
 	{"switch-root", switchRoot},
 }
 

@@ -1,0 +1,157 @@
+package main
+
+// First boot and policy: the steps that need the cluster config. Neither
+// may stop the node from booting: what fails is logged, first-boot work is
+// retried at the next boot, and the node goes on into its root.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/firstboot"
+	"github.com/mkimage/mkimage/internal/policy"
+)
+
+// nicWait is how long first boot waits for a network interface to show
+// up: the node is identified by its MAC.
+const nicWait = 5 * time.Second
+
+// logf prints a line from the firstboot and policy packages, which start
+// their lines with "nodeinit: " themselves.
+func logf(format string, a ...any) {
+	line := fmt.Sprintf(format, a...)
+	if !strings.HasPrefix(line, "nodeinit: ") {
+		line = "nodeinit: " + line
+	}
+	fmt.Fprintln(os.Stdout, line)
+}
+
+// firstBoot reads the baked cluster config, makes the root writable and
+// runs the first-boot steps not yet done on this card.
+func firstBoot(st *state) error {
+	b, err := plan.Read(plan.BakedPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		say("first-boot: no %s: no cluster config, first boot and policy skipped", plan.BakedPath)
+		return nil
+	}
+	if err != nil {
+		say("first-boot: cluster config unreadable, first boot and policy skipped: %v", err)
+		return nil
+	}
+	st.cluster = b
+	if err := st.rootWritable(); err != nil {
+		say("first-boot: %v; first boot skipped (it runs at the next boot)", err)
+	} else {
+		waitForNIC("/sys/class/net", nicWait)
+		start := time.Now()
+		res, err := firstboot.Run(context.Background(), firstboot.Env{
+			Root: newRoot, Sys: "/sys", Dev: "/dev", Proc: "/proc", Run: "/run",
+			RootPart: filepath.Base(st.rootDev), Config: b, Log: logf,
+		})
+		switch {
+		case err != nil:
+			say("first-boot: incomplete after %v, the failed steps run again at the next boot: %v", time.Since(start).Round(time.Millisecond), err)
+		case len(res.Ran) == 0:
+			say("first-boot: nothing to do")
+		default:
+			say("first-boot: complete in %v (%s)", time.Since(start).Round(time.Millisecond), strings.Join(res.Ran, ", "))
+		}
+		if res.Identity.Plan.Name != "" {
+			st.node, st.haveNode = res.Identity.Plan, true
+		}
+	}
+	if !st.haveNode {
+		// Policy still needs to know who this node is.
+		if id, err := plan.Identify("/sys", b); err == nil {
+			st.node, st.haveNode = id.Plan, true
+		} else {
+			say("policy: cannot identify this node, policy skipped: %v", err)
+		}
+	}
+	return nil
+}
+
+// applyPolicy applies the node's policy, reads it back and puts the root
+// back as the command line mounted it.
+func applyPolicy(st *state) error {
+	if st.haveNode {
+		env := policy.Env{Root: newRoot, Proc: "/proc", Sys: "/sys", Node: st.node, Log: logf}
+		start := time.Now()
+		if err := policy.Apply(context.Background(), env); err != nil {
+			say("policy: applied with errors in %v (booting anyway): %v", time.Since(start).Round(time.Millisecond), err)
+		} else {
+			say("policy: applied for %s (role %s) in %v", st.node.Name, st.node.Role, time.Since(start).Round(time.Millisecond))
+		}
+		if bad := policy.Report(env); bad > 0 {
+			say("policy: %d parts differ from the plan", bad)
+		}
+	}
+	st.restoreRoot()
+	return nil
+}
+
+// rootWritable remounts the root read-write when rootflags made it
+// read-only. A remount keeps the subvolume: the root stays the default
+// subvolume the builder set (or the one rootflags named).
+func (st *state) rootWritable() error {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(newRoot, &sfs); err != nil {
+		return err
+	}
+	if sfs.Flags&unix.ST_RDONLY == 0 {
+		return nil
+	}
+	flags, _ := mountOptions(st.cfg.RootFlags)
+	if err := unix.Mount("", newRoot, "", unix.MS_REMOUNT|flags&^unix.MS_RDONLY, ""); err != nil {
+		return err
+	}
+	st.remountRO = true
+	say("first-boot: root remounted read-write")
+	return nil
+}
+
+// restoreRoot makes the root's files durable and, when it was read-only,
+// remounts it read-only again for the root's own init.
+func (st *state) restoreRoot() {
+	if f, err := os.Open(newRoot); err == nil {
+		unix.Syncfs(int(f.Fd()))
+		f.Close()
+	}
+	if !st.remountRO {
+		return
+	}
+	flags, _ := mountOptions(st.cfg.RootFlags)
+	if err := unix.Mount("", newRoot, "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, ""); err != nil {
+		say("warning: root stays read-write: remount read-only: %v", err)
+		return
+	}
+	st.remountRO = false
+}
+
+// waitForNIC waits until dir lists an interface other than lo (drivers
+// may register theirs after the module loaded) or d passes.
+func waitForNIC(dir string, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if e.Name() != "lo" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			say("first-boot: no network interface after %v", d)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
