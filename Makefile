@@ -7,8 +7,9 @@ export CGO_ENABLED ?= 0
 
 all: build
 
+# The binary remembers this checkout: it builds nodeinit from it.
 build:
-	$(GO) build -o bin/mkimage ./cmd/mkimage
+	$(GO) build -ldflags "-X github.com/mkimage/mkimage/initramfs.DefaultSourceDir=$(CURDIR)" -o bin/mkimage ./cmd/mkimage
 
 vet:
 	$(GO) vet ./...

@@ -33,6 +33,9 @@ var buildTags = []string{"goshsmall"}
 // module. The busybox is compiled from source, so the tool needs its own
 // source tree (and Go) to build an initramfs that is not cached yet.
 func sourceDir(dir string) (string, error) {
+	if dir == "" {
+		dir = os.Getenv("MKIMAGE_SOURCE")
+	}
 	if dir != "" {
 		return dir, checkModule(dir)
 	}
@@ -45,10 +48,18 @@ func sourceDir(dir string) (string, error) {
 			return d, nil
 		}
 		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("building the initramfs needs the mkimage source tree (a go.mod for %s) in or above %s", modulePath, wd)
+			break
 		}
 	}
+	if DefaultSourceDir != "" && checkModule(DefaultSourceDir) == nil {
+		return DefaultSourceDir, nil
+	}
+	return "", fmt.Errorf("building the initramfs needs the mkimage source tree (a go.mod for %s): run from the checkout, set MKIMAGE_SOURCE=DIR, or give a prebuilt --initramfs", modulePath)
 }
+
+// DefaultSourceDir is the checkout the binary was built from; `make` sets
+// it at link time so an installed mkimage still finds nodeinit's source.
+var DefaultSourceDir string
 
 func checkModule(dir string) error {
 	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
