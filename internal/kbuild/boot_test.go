@@ -101,9 +101,11 @@ $bb poweroff -f
 			t.Errorf("console lacks %q", want)
 		}
 	}
+	n := 12
 	if t.Failed() {
-		t.Logf("console:\n%s", lastN(out, 60))
+		n = 60
 	}
+	t.Logf("console (last lines):\n%s", lastN(out, n))
 }
 
 func lastN(s string, n int) string {

@@ -240,6 +240,7 @@ func (s *Source) publish(cached, out string, res *Result) error {
 
 // replaceDir renames stage to out, replacing an existing out.
 func replaceDir(stage, out string, res *Result) error {
+	os.Chmod(stage, 0o755) // MkdirTemp made it 0700
 	old := ""
 	if _, err := os.Lstat(out); err == nil {
 		old = stage + ".old"
