@@ -103,19 +103,14 @@ func applyPolicy(st *state) error {
 // read-only. A remount keeps the subvolume: the root stays the default
 // subvolume the builder set (or the one rootflags named).
 func (st *state) rootWritable() error {
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(newRoot, &sfs); err != nil {
-		return err
+	ro, err := remountRW(newRoot, st.cfg.RootFlags)
+	if err != nil {
+		return fmt.Errorf("remount root read-write: %v", err)
 	}
-	if sfs.Flags&unix.ST_RDONLY == 0 {
-		return nil
+	if ro {
+		st.remountRO = true
+		say("first-boot: root remounted read-write")
 	}
-	flags, _ := mountOptions(st.cfg.RootFlags)
-	if err := unix.Mount("", newRoot, "", unix.MS_REMOUNT|flags&^unix.MS_RDONLY, ""); err != nil {
-		return err
-	}
-	st.remountRO = true
-	say("first-boot: root remounted read-write")
 	return nil
 }
 
@@ -129,12 +124,32 @@ func (st *state) restoreRoot() {
 	if !st.remountRO {
 		return
 	}
-	flags, _ := mountOptions(st.cfg.RootFlags)
-	if err := unix.Mount("", newRoot, "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, ""); err != nil {
+	if err := remountRO(newRoot, st.cfg.RootFlags); err != nil {
 		say("warning: root stays read-write: remount read-only: %v", err)
 		return
 	}
 	st.remountRO = false
+}
+
+// remountRW remounts the filesystem at dir read-write if it is read-only
+// and says whether it did. rootflags' other flags are kept; the
+// filesystem keeps its own options (subvol=, compress=) on a remount.
+func remountRW(dir, rootflags string) (bool, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		return false, err
+	}
+	if sfs.Flags&unix.ST_RDONLY == 0 {
+		return false, nil
+	}
+	flags, _ := mountOptions(rootflags)
+	return true, unix.Mount("", dir, "", unix.MS_REMOUNT|flags&^unix.MS_RDONLY, "")
+}
+
+// remountRO puts dir back to read-only.
+func remountRO(dir, rootflags string) error {
+	flags, _ := mountOptions(rootflags)
+	return unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, "")
 }
 
 // waitForNIC waits until dir lists an interface other than lo (drivers
