@@ -338,3 +338,20 @@ func TestClusterConfigRejected(t *testing.T) {
 	}
 	t.Logf("rejected in %v", time.Since(start).Round(time.Millisecond))
 }
+
+// TestQemuClusterExample: examples/qemu-cluster.toml is the cluster this
+// file boots, so what examples/README.md shows holds, and it validates.
+func TestQemuClusterExample(t *testing.T) {
+	testenv.Short(t)
+	p := "../examples/qemu-cluster.toml"
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(b), clusterTOML) {
+		t.Errorf("%s no longer ends with the cluster TestClusterNodes boots; update one from the other", p)
+	}
+	if out := mustRun(t, "config", "check", p); !strings.Contains(out, "ok, 2 nodes") {
+		t.Errorf("config check:\n%s", out)
+	}
+}
