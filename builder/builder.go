@@ -30,8 +30,12 @@ type Options struct {
 	// dtbs/ and lib/modules/<version>/. Empty: Debian bookworm's current
 	// arm64 kernel, fetched into the cache.
 	Kernel string
-	// Rootfs is a directory or a tarball. Empty: a minimal busybox root.
+	// Rootfs is a directory or a tarball, "debian[:SUITE]" (a Debian
+	// arm64 root built from packages) or "minimal". Empty: a minimal
+	// busybox root.
 	Rootfs string
+	// Packages are installed in a Debian root besides its base set.
+	Packages []string
 	// Bootloader is the board's blob; empty builds a card without one
 	// (with a warning where the board needs it).
 	Bootloader string

@@ -157,10 +157,17 @@ func (in *inputs) loadRoot(ctx context.Context, o *Options) error {
 	var root *fstree.Tree
 	var err error
 	switch {
-	case o.Rootfs == "":
+	case len(o.Packages) > 0 && !isDebianRoot(o.Rootfs):
+		return fmt.Errorf("--packages %s: packages go into a Debian root only (use --rootfs debian)", strings.Join(o.Packages, ","))
+	case o.Rootfs == "" || o.Rootfs == "minimal":
 		root, err = minimalRoot(ctx, o, in)
 		if err != nil {
 			return fmt.Errorf("minimal root: %w", err)
+		}
+	case isDebianRoot(o.Rootfs):
+		root, err = debianRoot(ctx, o, in)
+		if err != nil {
+			return fmt.Errorf("--rootfs %s: %w", o.Rootfs, err)
 		}
 	default:
 		root, err = readTree(o.Rootfs, o, false)

@@ -28,6 +28,7 @@ func runBuild(args []string) error {
 	fs.StringVarP(&o.Output, "output", "o", "", "image file to write (IMAGE.bmap and IMAGE.manifest.json go beside it)")
 	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb, or a directory with Image, dtbs/ and lib/modules/VERSION/ (default: fetch Debian bookworm's current arm64 kernel)")
 	fs.StringVar(&o.Rootfs, "rootfs", "", "root filesystem: a directory or a .tar/.tar.gz/.tar.xz/.tar.zst tarball (default: a minimal busybox root)")
+	fs.StringSliceVar(&o.Packages, "packages", nil, "extra Debian packages for --rootfs debian (comma-separated, repeatable)")
 	fs.StringVar(&o.Bootloader, "bootloader", "", "the board's bootloader blob (odroid-c2: u-boot.bin.sd.bin; macchiatobin: flash-image.bin)")
 	fs.StringArrayVar(&o.Overlays, "overlay", nil, "directory or tarball laid over the root after the project's overlays (repeatable, in order)")
 	fs.StringVar(&o.Initramfs, "initramfs", "", "use this initramfs instead of building one")

@@ -1,0 +1,154 @@
+package builder
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mkimage/mkimage/internal/apt"
+	"github.com/mkimage/mkimage/internal/deb"
+	"github.com/mkimage/mkimage/internal/debroot"
+	"github.com/mkimage/mkimage/internal/fstree"
+)
+
+// DefaultSuite is the Debian suite of `--rootfs debian`.
+const DefaultSuite = "bookworm"
+
+// isDebianRoot reports whether --rootfs names a Debian root to build
+// ("debian" or "debian:SUITE") rather than a directory or tarball (write
+// ./debian for a directory of that name).
+func isDebianRoot(s string) bool {
+	return s == "debian" || strings.HasPrefix(s, "debian:")
+}
+
+// debianRoot builds a Debian arm64 root from packages: Essential and
+// required, the node set and --packages, resolved from the apt cache's
+// lists, fetched and checked, unpacked without running anything; a
+// first-boot hook configures them on the node.
+func debianRoot(ctx context.Context, o *Options, in *inputs) (*fstree.Tree, error) {
+	suite := DefaultSuite
+	if s, ok := strings.CutPrefix(o.Rootfs, "debian:"); ok {
+		if s == "" {
+			return nil, fmt.Errorf("no suite after \"debian:\" (for example debian:%s)", DefaultSuite)
+		}
+		suite = s
+	}
+	c := aptCache(o)
+	if err := c.Update(ctx); err != nil {
+		return nil, err
+	}
+	files, err := debroot.ListFiles(filepath.Join(c.Dir, "lists"), suite, c.Arch)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := debroot.LoadIndex(files...)
+	if err != nil {
+		return nil, err
+	}
+	names := append(debroot.BaseNames(ix, c.Arch), debroot.NodePackages...)
+	names = append(names, o.Packages...)
+	pkgs, err := debroot.Resolve(ix, c.Arch, names...)
+	if err != nil {
+		return nil, err
+	}
+	logf(o, "debian %s: %d packages (Essential, required, node set%s)", suite, len(pkgs), map[bool]string{true: ", --packages", false: ""}[len(o.Packages) > 0])
+	debs, err := fetchDebs(ctx, c, pkgs)
+	if err != nil {
+		return nil, err
+	}
+	root, err := debroot.Build(debs, debroot.Options{Arch: c.Arch, Suite: suite, Epoch: o.Epoch})
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range debs {
+		in.add("package", d.Path, d.Pkg.SHA256, d.Pkg.Name+" "+d.Pkg.Version+" (debian root)")
+	}
+	if err := addKernelConfig(o, in, root); err != nil {
+		logf(o, "warning: no kernel config in the root (lxc-checkconfig will not find it): %v", err)
+	}
+	return root, nil
+}
+
+// fetchDebs returns each package's .deb from the cache, fetching the
+// missing ones with apt (which checks the sha256 against its index);
+// debroot.Build checks every file against our index again.
+func fetchDebs(ctx context.Context, c *apt.Cache, pkgs []*debroot.Pkg) ([]debroot.Deb, error) {
+	out := make([]debroot.Deb, len(pkgs))
+	var missing []string
+	where := map[string]int{}
+	for i, p := range pkgs {
+		file := fmt.Sprintf("%s_%s_%s.deb", p.Name, strings.ReplaceAll(p.Version, ":", "%3a"), p.Arch)
+		out[i] = debroot.Deb{Pkg: p, Path: filepath.Join(c.Dir, "debs", file)}
+		if _, err := os.Stat(out[i].Path); err != nil {
+			missing = append(missing, p.Name)
+			where[p.Name] = i
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	fs, err := c.Fetch(ctx, missing...)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range fs {
+		i := where[f.Name]
+		if f.Version != pkgs[i].Version || f.SHA256 != pkgs[i].SHA256 {
+			return nil, fmt.Errorf("package %s: apt fetched version %s (sha256 %s) but the index resolved %s (sha256 %s); the package lists changed, build again", f.Name, f.Version, f.SHA256, pkgs[i].Version, pkgs[i].SHA256)
+		}
+		out[i].Path = f.Path
+	}
+	return out, nil
+}
+
+// addKernelConfig puts the kernel's config at /boot/config-VERSION, where
+// lxc-checkconfig and other tools look for it (Debian kernels have no
+// /proc/config.gz). It is read once from the kernel .deb and cached by
+// the .deb's sha256.
+func addKernelConfig(o *Options, in *inputs, root *fstree.Tree) error {
+	var kin *Input
+	for i := range in.list {
+		if in.list[i].Kind == "kernel" {
+			kin = &in.list[i]
+		}
+	}
+	if kin == nil || !strings.HasSuffix(kin.Path, ".deb") {
+		return fmt.Errorf("the kernel is not a .deb")
+	}
+	name := "boot/config-" + in.kernel.Version
+	cache := filepath.Join(o.CacheDir, "kernel-config", kin.SHA256)
+	data, err := os.ReadFile(cache)
+	if err != nil {
+		pkg, err := deb.Open(kin.Path)
+		if err != nil {
+			return err
+		}
+		err = pkg.Data(func(h *tar.Header, r io.Reader) error {
+			if strings.TrimPrefix(h.Name, "./") == name && h.Typeflag == tar.TypeReg {
+				data, err = io.ReadAll(r)
+				if err != nil {
+					return err
+				}
+				return io.EOF
+			}
+			return nil
+		})
+		if err != nil && err != io.EOF {
+			return err
+		}
+		if data == nil {
+			return fmt.Errorf("%s has no %s", kin.Path, name)
+		}
+		if err := os.MkdirAll(filepath.Dir(cache), 0o755); err == nil {
+			os.WriteFile(cache, data, 0o644)
+		}
+	}
+	if _, err := root.MkdirAll("boot", o.Epoch); err != nil {
+		return err
+	}
+	return root.Put(name, fstree.NewFile(0o644, data, o.Epoch))
+}
