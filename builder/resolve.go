@@ -50,6 +50,10 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 	}
 	in := &inputs{board: b}
 
+	// Cheap checks first: a bad config or blob fails before any download.
+	if err := in.loadConfig(o); err != nil {
+		return nil, err
+	}
 	if err := in.loadBootloader(o); err != nil {
 		return nil, err
 	}
@@ -57,9 +61,6 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 		return nil, err
 	}
 	if err := in.loadRoot(ctx, o); err != nil {
-		return nil, err
-	}
-	if err := in.loadConfig(o); err != nil {
 		return nil, err
 	}
 	if err := in.loadInitramfs(ctx, o); err != nil {
