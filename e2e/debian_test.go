@@ -1,0 +1,243 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	vmharness "github.com/mkimage/mkimage/internal/qemu"
+	"github.com/mkimage/mkimage/internal/testenv"
+)
+
+// debianCluster is one worker node hosting container c1 on bridge ctbr0
+// (not lxcbr0, which Debian's lxc-net would take over).
+const debianCluster = `[cluster]
+name = "deb"
+domain = "deb.lan"
+
+[network]
+subnet = "10.0.2.0/24"
+gateway = "10.0.2.2"
+dns = ["10.0.2.3"]
+
+[lxc]
+bridge = "ctbr0"
+address = "10.0.5.1/24"
+lxcfs = true
+network = "veth"
+
+[[lxc.container]]
+name = "c1"
+node = "deb1"
+ip = "10.0.5.10"
+mac = "00:16:3e:00:05:10"
+
+[[node]]
+name = "deb1"
+mac = "52:54:00:de:b0:01"
+ip = "10.0.2.15"
+role = "worker"
+`
+
+// debianReport runs after lxc at every boot and prints what the node
+// sees on the console, each line "E2E: ..."; after the first boot it
+// reboots (QEMU runs with -no-reboot, so the VM exits and the test boots
+// the same disk again).
+const debianReport = `#!/bin/sh
+exec >/dev/console 2>&1
+n=$(cat /var/lib/e2e-boots 2>/dev/null || echo 0); n=$((n + 1)); echo $n >/var/lib/e2e-boots
+echo "E2E: boot $n"
+echo "E2E: packages $(dpkg-query -W -f '${Status}\n' | grep -c '^install ok installed$') installed of $(dpkg-query -W -f '.\n' | wc -l)"
+echo "E2E: configured $(cat /var/lib/mkimage/debroot/configured)"
+echo "E2E: root password $(passwd -S root | cut -d' ' -f2)"
+lxc-checkconfig 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -E ': (enabled|missing|required|disabled)' | sed 's/^/E2E-cc: /'
+for i in $(seq 60); do
+	[ "$(lxc-info -n c1 -sH 2>/dev/null)" = RUNNING ] && [ -n "$(lxc-info -n c1 -iH 2>/dev/null)" ] && break
+	sleep 1
+done
+echo "E2E: c1 state $(lxc-info -n c1 -sH 2>&1) ip $(lxc-info -n c1 -iH 2>&1 | tr '\n' ' ')"
+echo "E2E: c1 mac $(lxc-attach -n c1 -- /bin/busybox cat /sys/class/net/eth0/address 2>&1)"
+if ping -c 2 -W 5 10.0.5.10 >/dev/null 2>&1; then echo "E2E: ping c1 ok"; else echo "E2E: ping c1 failed"; ip -br addr; fi
+if grep -q ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then echo "E2E: lxcfs mounted"; else echo "E2E: lxcfs not mounted"; fi
+echo "E2E: done boot $n"
+[ $n = 1 ] && systemctl reboot
+exit 0
+`
+
+const debianReportUnit = `[Unit]
+Description=e2e report
+After=lxc.service lxcfs.service systemd-networkd.service multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/e2e-report
+[Install]
+WantedBy=multi-user.target
+`
+
+// c1Config is the container: busybox from the node, bind-mounted into an
+// empty root, started at boot; nodeinit pins its network (veth on ctbr0,
+// IP and MAC from the cluster config).
+const c1Config = `lxc.uts.name = c1
+lxc.rootfs.path = dir:/var/lib/lxc/c1/rootfs
+lxc.include = /usr/share/lxc/config/common.conf
+lxc.apparmor.profile = unconfined
+lxc.mount.entry = /usr/bin/busybox bin/busybox none bind,ro,create=file 0 0
+lxc.init.cmd = /bin/busybox sleep 2147483647
+lxc.start.auto = 1
+`
+
+func debianOverlay(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]struct {
+		data string
+		mode os.FileMode
+	}{
+		"usr/local/sbin/e2e-report":             {debianReport, 0o755},
+		"etc/systemd/system/e2e-report.service": {debianReportUnit, 0o644},
+		"var/lib/lxc/c1/config":                 {c1Config, 0o644},
+		"var/lib/lxc/c1/rootfs/etc/hostname":    {"c1\n", 0o644},
+		"etc/default/lxc-net":                   {"USE_LXC_BRIDGE=\"false\"\n", 0o644},
+	}
+	for name, f := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "run"} {
+		if err := os.MkdirAll(filepath.Join(dir, "var/lib/lxc/c1/rootfs", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wants := filepath.Join(dir, "etc/systemd/system/multi-user.target.wants")
+	if err := os.MkdirAll(wants, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/systemd/system/e2e-report.service", filepath.Join(wants, "e2e-report.service")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestDebianUnknownPackage: a package name the index does not have is
+// an error naming it, and no image is written.
+func TestDebianUnknownPackage(t *testing.T) {
+	testenv.Short(t)
+	testenv.NeedTools(t, "apt-get")
+	img := filepath.Join(t.TempDir(), "node.img")
+	_, errs, err := run(t, nil, "--board", "qemu-virt", "--rootfs", "debian", "--packages", "no-such-package-e2e", "-o", img)
+	if err == nil {
+		t.Fatal("build with an unknown package succeeded")
+	}
+	if !strings.Contains(errs, `"no-such-package-e2e"`) || !strings.Contains(errs, "not in the arm64 package index") {
+		t.Errorf("error does not name the package:\n%s", errs)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(img)); len(ents) != 0 {
+		t.Errorf("a failed build left %v", ents)
+	}
+}
+
+// TestDebianBoot builds the Debian root (node set + ping + busybox for
+// the container) with a cluster config, boots it under QEMU: first boot
+// configures every package, lxc-checkconfig finds the kernel features,
+// container c1 autostarts on the bridge with its pinned IP and MAC and
+// answers ping, lxcfs is mounted; and all of it again after a reboot.
+func TestDebianBoot(t *testing.T) {
+	needQEMU(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "cluster.toml")
+	if err := os.WriteFile(cfg, []byte(debianCluster), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "node.img")
+	start := time.Now()
+	mustRun(t, "--board", "qemu-virt", "--rootfs", "debian", "--packages", "iputils-ping,busybox-static",
+		"--config", cfg, "--overlay", debianOverlay(t), "-o", img, "-q")
+	t.Logf("build: %v", time.Since(start).Round(time.Second))
+	disk := filepath.Join(dir, "disk.img")
+	if err := vmharness.CopyImage(img, disk, 0); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	opt := vmharness.Options{Disk: disk, MemoryMiB: 2048, SMP: 2, MAC: "52:54:00:de:b0:01", Console: logf}
+	for boot, limit := range []time.Duration{15 * time.Minute, 6 * time.Minute} {
+		boot++
+		bootStart := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		vm, err := vmharness.Start(ctx, opt)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		out, err := vm.Console.Expect(ctx, fmt.Sprintf("E2E: done boot %d", boot))
+		if err != nil {
+			vm.Kill()
+			cancel()
+			t.Fatalf("boot %d: %v\nconsole:\n%s", boot, err, strings.Join(vm.Console.Tail(80), "\n"))
+		}
+		t.Logf("boot %d: report after %v", boot, time.Since(bootStart).Round(time.Second))
+		checkDebianReport(t, boot, vm.Console.String())
+		_ = out
+		if boot == 1 {
+			select { // the node reboots; -no-reboot makes QEMU exit
+			case <-vm.Done():
+			case <-ctx.Done():
+				t.Errorf("boot 1: the node did not reboot")
+				vm.Kill()
+			}
+		} else {
+			vm.Kill()
+		}
+		cancel()
+	}
+}
+
+func checkDebianReport(t *testing.T, boot int, console string) {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(console, "\n") {
+		l = strings.TrimRight(l, "\r")
+		if i := strings.Index(l, "E2E"); i >= 0 {
+			lines = append(lines, l[i:])
+		}
+	}
+	report := strings.Join(lines, "\n")
+	t.Logf("boot %d report:\n%s", boot, report)
+	if m := regexp.MustCompile(`dpkg-configure: (\d+) of (\d+) packages installed ok in (\d+) s`).FindStringSubmatch(console); m != nil {
+		t.Logf("first-boot configuration: %s packages in %s s", m[1], m[3])
+	}
+	m := regexp.MustCompile(`E2E: packages (\d+) installed of (\d+)`).FindStringSubmatch(report)
+	if m == nil || m[1] != m[2] || m[1] == "0" {
+		t.Errorf("boot %d: not every package is installed: %v", boot, m)
+	}
+	for _, want := range []string{
+		"E2E: root password L",
+		"E2E: c1 state RUNNING ip 10.0.5.10",
+		"E2E: c1 mac 00:16:3e:00:05:10",
+		"E2E: ping c1 ok",
+		"E2E: lxcfs mounted",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("boot %d: no %q in the report", boot, want)
+		}
+	}
+	for _, feature := range []string{"Namespaces", "Utsname namespace", "Ipc namespace", "Pid namespace", "User namespace", "Network namespace", "Cgroup v2", "Veth pair device", "Bridges"} {
+		re := regexp.MustCompile(`E2E-cc: ` + regexp.QuoteMeta(feature) + `: (\w+)`)
+		if m := re.FindStringSubmatch(report); m == nil || m[1] != "enabled" {
+			t.Errorf("boot %d: lxc-checkconfig: %s: %v", boot, feature, m)
+		}
+	}
+}
