@@ -16,10 +16,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/mkimage/mkimage/internal/bmap"
 )
@@ -127,37 +129,87 @@ func (f *Fetcher) Fetch(ctx context.Context, imageURL, sum string, dst Device, s
 	if err != nil {
 		return nil, err
 	}
+	return m, f.write(ctx, imageURL, sum, m, dst, sync)
+}
+
+func (f *Fetcher) write(ctx context.Context, imageURL, sum string, m *bmap.Map, dst Device, sync func() error) error {
 	f.logf("fetching %s: %d of %d bytes mapped in %d ranges", imageURL, m.MappedBytes(), m.ImageSize, len(m.Ranges))
+	start := time.Now()
 	buf := make([]byte, 1<<20)
 	for _, r := range m.Ranges {
 		off, end := m.Bytes(r)
 		resp, err := f.get(ctx, imageURL, fmt.Sprintf("bytes=%d-%d", off, end-1))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		h := m.NewHash()
 		n, err := copyAt(dst, off, io.TeeReader(io.LimitReader(resp.Body, end-off), h), buf)
 		resp.Body.Close()
 		if err != nil {
-			return nil, fmt.Errorf("blocks %d-%d of %s: %v", r.First, r.Last, imageURL, err)
+			return fmt.Errorf("blocks %d-%d of %s: %v", r.First, r.Last, imageURL, err)
 		}
 		if n != end-off {
-			return nil, fmt.Errorf("blocks %d-%d of %s: got %d of %d bytes", r.First, r.Last, imageURL, n, end-off)
+			return fmt.Errorf("blocks %d-%d of %s: got %d of %d bytes", r.First, r.Last, imageURL, n, end-off)
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != r.Sum {
-			return nil, fmt.Errorf("blocks %d-%d of %s: %s %s, the map says %s", r.First, r.Last, imageURL, m.ChecksumType, got, r.Sum)
+			return fmt.Errorf("blocks %d-%d of %s: %s %s, the map says %s", r.First, r.Last, imageURL, m.ChecksumType, got, r.Sum)
 		}
 	}
 	if sync != nil {
 		if err := sync(); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	f.logf("fetched %d bytes in %v; checking the image's sha256", m.MappedBytes(), time.Since(start).Round(time.Millisecond))
 	if err := Verify(dst, m, sum); err != nil {
-		return nil, fmt.Errorf("%s: %v", imageURL, err)
+		return fmt.Errorf("%s: %v", imageURL, err)
 	}
-	f.logf("fetched %s: sha256 %s verified", imageURL, sum)
-	return m, nil
+	f.logf("%s: sha256 %s verified", imageURL, sum)
+	return nil
+}
+
+// Source is an image on the boot server, its URL resolved and its block
+// map read: what netroot and netinstall both start from.
+type Source struct {
+	URL    string // resolved, with the server's address
+	SHA256 string // the whole image's, from the command line
+	Map    *bmap.Map
+	f      *Fetcher
+}
+
+// Timeouts of the node's HTTP client: a server that stops answering
+// fails the boot with a reason instead of hanging it.
+const (
+	dialTimeout   = 10 * time.Second
+	headerTimeout = 30 * time.Second
+)
+
+// Open resolves raw (a command line URL, maybe with no host: see
+// ResolveURL) against server, checks sum and reads the image's block
+// map. log, if set, gets progress lines.
+func Open(ctx context.Context, raw, sum string, server netip.Addr, log func(format string, a ...any)) (*Source, error) {
+	u, err := ResolveURL(raw, server)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckSum(sum); err != nil {
+		return nil, fmt.Errorf("image %s: %v", raw, err)
+	}
+	f := &Fetcher{Log: log, Client: &http.Client{Transport: &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
+		ResponseHeaderTimeout: headerTimeout,
+	}}}
+	m, err := f.Map(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{URL: u, SHA256: sum, Map: m, f: f}, nil
+}
+
+// WriteTo writes the image to dst through its map and verifies it (see
+// Fetcher.Fetch).
+func (s *Source) WriteTo(ctx context.Context, dst Device, sync func() error) error {
+	return s.f.write(ctx, s.URL, s.SHA256, s.Map, dst, sync)
 }
 
 func copyAt(dst io.WriterAt, off int64, src io.Reader, buf []byte) (int64, error) {

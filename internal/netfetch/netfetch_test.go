@@ -3,20 +3,16 @@ package netfetch
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"fmt"
 	"io"
-	"log"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/bmap"
-	"github.com/mkimage/mkimage/internal/netserve"
+	"github.com/mkimage/mkimage/internal/netfetch/fetchtest"
 )
 
 // image writes a 1 MiB image with data in two places and its bmap into a
@@ -32,32 +28,8 @@ func image(t *testing.T) (string, []byte, string) {
 	if err := os.WriteFile(filepath.Join(dir, "node.img"), img, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, err := bmap.Create(bytes.NewReader(img), int64(len(img)), []bmap.Extent{{Off: 0, Len: 10000}, {Off: 600000, Len: 20000}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.WriteFile(filepath.Join(dir, "node.img.bmap")); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(img)
-	return dir, img, hex.EncodeToString(sum[:])
-}
-
-// serve runs the project's own HTTP server over dir on loopback.
-func serve(t *testing.T, dir string) netip.AddrPort {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		(&netserve.HTTP{Files: netserve.Files{Dir: dir}, Log: log.New(io.Discard, "", 0)}).Serve(ctx, l)
-		close(done)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return netip.MustParseAddrPort(l.Addr().String())
+	sum := fetchtest.WriteMap(t, filepath.Join(dir, "node.img"), []bmap.Extent{{Off: 0, Len: 10000}, {Off: 600000, Len: 20000}})
+	return dir, img, sum
 }
 
 type memDev struct{ b []byte }
@@ -82,8 +54,8 @@ func (d *memDev) WriteAt(p []byte, off int64) (int, error) {
 
 func TestFetch(t *testing.T) {
 	dir, img, sum := image(t)
-	ap := serve(t, dir)
-	u, err := ResolveURL("http://:"+itoa(ap.Port())+"/node.img", ap.Addr())
+	ap := fetchtest.Serve(t, dir)
+	u, err := ResolveURL(fetchtest.URL(ap, "node.img"), ap.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +114,41 @@ func TestFetch(t *testing.T) {
 	}
 }
 
-func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+// TestOpen: the shared start of netroot and netinstall resolves the
+// host-less URL against the lease's server, rejects a bad sum before any
+// request, reads the map, and writes and verifies through it.
+func TestOpen(t *testing.T) {
+	dir, img, sum := image(t)
+	ap := fetchtest.Serve(t, dir)
+	var lines []string
+	logf := func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }
+	src, err := Open(context.Background(), fetchtest.URL(ap, "node.img"), sum, ap.Addr(), logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "http://" + ap.String() + "/node.img"; src.URL != want || src.Map.ImageSize != int64(len(img)) {
+		t.Errorf("URL %q size %d; want %q, %d", src.URL, src.Map.ImageSize, want, len(img))
+	}
+	dev := &memDev{b: make([]byte, 1<<20)}
+	if err := src.WriteTo(context.Background(), dev, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dev.b, img) {
+		t.Error("written image differs")
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "sha256 "+sum+" verified") {
+		t.Errorf("log lacks the verified line: %q", lines)
+	}
+	if _, err := Open(context.Background(), fetchtest.URL(ap, "node.img"), "abc", ap.Addr(), nil); err == nil || !strings.Contains(err.Error(), "want 64 hex digits") {
+		t.Errorf("bad sum: %v", err)
+	}
+	if _, err := Open(context.Background(), fetchtest.URL(ap, "node.img"), sum, netip.Addr{}, nil); err == nil || !strings.Contains(err.Error(), "no DHCP server address") {
+		t.Errorf("no server: %v", err)
+	}
+	if _, err := Open(context.Background(), fetchtest.URL(ap, "gone.img"), sum, ap.Addr(), nil); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("missing image: %v", err)
+	}
+}
 
 func TestResolveURL(t *testing.T) {
 	srv := netip.MustParseAddr("10.78.0.1")

@@ -43,10 +43,6 @@ func Install(ctx context.Context, o Options) (string, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	u, err := netfetch.ResolveURL(o.URL, o.Server)
-	if err != nil {
-		return "", err
-	}
 	disk, err := ChooseDisk(o.SysBlock, o.Disk)
 	if err != nil {
 		return "", err
@@ -60,11 +56,11 @@ func Install(ctx context.Context, o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fetch := &netfetch.Fetcher{Log: logf}
-	m, err := fetch.Map(ctx, u)
+	src, err := netfetch.Open(ctx, o.URL, o.SHA256, o.Server, logf)
 	if err != nil {
 		return "", err
 	}
+	m, u := src.Map, src.URL
 	if fi.Mode().IsRegular() {
 		if fi.Size() < m.ImageSize {
 			if err := f.Truncate(m.ImageSize); err != nil {
@@ -87,7 +83,7 @@ func Install(ctx context.Context, o Options) (string, error) {
 		}
 		return nil
 	}
-	if _, err := fetch.Fetch(ctx, u, o.SHA256, f, sync); err != nil {
+	if err := src.WriteTo(ctx, f, sync); err != nil {
 		return "", err
 	}
 	if !fi.Mode().IsRegular() {

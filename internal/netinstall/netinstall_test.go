@@ -3,19 +3,13 @@ package netinstall
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
-	"log"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/bmap"
-	"github.com/mkimage/mkimage/internal/netserve"
+	"github.com/mkimage/mkimage/internal/netfetch/fetchtest"
 )
 
 func TestChooseDisk(t *testing.T) {
@@ -63,32 +57,17 @@ func TestInstall(t *testing.T) {
 	img := make([]byte, 3<<20)
 	copy(img[0:], bytes.Repeat([]byte("MBR!"), 128))
 	copy(img[1<<20:], bytes.Repeat([]byte("root"), 40000))
-	os.WriteFile(filepath.Join(dir, "node.img"), img, 0o644)
-	m, err := bmap.Create(bytes.NewReader(img), int64(len(img)), []bmap.Extent{{Off: 0, Len: 512}, {Off: 1 << 20, Len: 160000}})
-	if err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "node.img"), img, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m.WriteFile(filepath.Join(dir, "node.img.bmap"))
-	sum := sha256.Sum256(img)
-
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		(&netserve.HTTP{Files: netserve.Files{Dir: dir}, Log: log.New(io.Discard, "", 0)}).Serve(ctx, l)
-		close(done)
-	}()
-	defer func() { cancel(); <-done }()
-	ap := netip.MustParseAddrPort(l.Addr().String())
+	sum := fetchtest.WriteMap(t, filepath.Join(dir, "node.img"), []bmap.Extent{{Off: 0, Len: 512}, {Off: 1 << 20, Len: 160000}})
+	ap := fetchtest.Serve(t, dir)
 
 	card := filepath.Join(t.TempDir(), "card")
 	os.WriteFile(card, bytes.Repeat([]byte{0xee}, 4<<20), 0o644)
 	var lines []string
 	o := Options{
-		URL: "http://:" + strings.TrimPrefix(l.Addr().String(), "127.0.0.1:") + "/node.img", SHA256: hex.EncodeToString(sum[:]),
+		URL: fetchtest.URL(ap, "node.img"), SHA256: sum,
 		Server: ap.Addr(), Disk: card, Log: func(f string, a ...any) { lines = append(lines, f) },
 	}
 	got, err := Install(context.Background(), o)

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -27,11 +28,12 @@ type Options struct {
 	Server netip.Addr // boot server from the DHCP lease, for a URL with no host
 	// Dir is where a tmpfs is mounted to hold the image (default
 	// /run/netroot); Target is where the root is mounted (e.g. /newroot).
-	Dir    string
-	Target string
-	FSType string // default btrfs
-	Flags  string // mount data (rootflags=)
-	Log    func(format string, a ...any)
+	Dir        string
+	Target     string
+	FSType     string  // default btrfs
+	Flags      string  // mount data, the filesystem's options (subvol=, compress=)
+	MountFlags uintptr // MS_RDONLY, MS_NOATIME, ...
+	Log        func(format string, a ...any)
 }
 
 // Mount fetches, checks, loop-attaches and mounts the root; it returns
@@ -48,14 +50,13 @@ func Mount(ctx context.Context, o Options) (string, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	u, err := netfetch.ResolveURL(o.URL, o.Server)
+	src, err := netfetch.Open(ctx, o.URL, o.SHA256, o.Server, logf)
 	if err != nil {
 		return "", err
 	}
-	f := &netfetch.Fetcher{Log: logf}
-	m, err := f.Map(ctx, u)
-	if err != nil {
-		return "", err
+	m, u := src.Map, src.URL
+	if err := checkRAM("/proc/meminfo", m.MappedBytes()); err != nil {
+		return "", fmt.Errorf("%s: %v", u, err)
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return "", err
@@ -75,7 +76,7 @@ func Mount(ctx context.Context, o Options) (string, error) {
 	if err := file.Truncate(m.ImageSize); err != nil {
 		return "", err
 	}
-	if _, err := f.Fetch(ctx, u, o.SHA256, file, nil); err != nil {
+	if err := src.WriteTo(ctx, file, nil); err != nil {
 		return "", err
 	}
 	dev, lf, err := Attach(file)
@@ -89,12 +90,33 @@ func Mount(ctx context.Context, o Options) (string, error) {
 		Detach(dev)
 		return "", err
 	}
-	if err := unix.Mount(dev, o.Target, o.FSType, 0, o.Flags); err != nil {
+	if err := unix.Mount(dev, o.Target, o.FSType, o.MountFlags, o.Flags); err != nil {
 		Detach(dev)
 		return "", fmt.Errorf("mount %s (%s from %s) on %s: %v", dev, o.FSType, u, o.Target, err)
 	}
 	logf("root %s mounted from %s via %s", o.Target, u, dev)
 	return dev, nil
+}
+
+// checkRAM fails when the image's data would not fit in the RAM
+// meminfo says is available (with 64 MiB left for the system): filling
+// the tmpfs past that ends in the OOM killer, not an error. Without a
+// readable meminfo it says nothing.
+func checkRAM(meminfo string, need int64) error {
+	b, err := os.ReadFile(meminfo)
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var kb int64
+		if _, err := fmt.Sscanf(line, "MemAvailable: %d kB", &kb); err == nil {
+			if avail := kb << 10; need+64<<20 > avail {
+				return fmt.Errorf("the root image holds %d MiB of data, this node has %d MiB of RAM available: give it more RAM or make the root smaller", need>>20, avail>>20)
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 // Attach binds file to a free loop device (autoclear) and returns its

@@ -3,12 +3,6 @@ package netroot
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
-	"log"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +14,7 @@ import (
 	"github.com/mkimage/mkimage/internal/bmap"
 	"github.com/mkimage/mkimage/internal/btrfs"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/netserve"
+	"github.com/mkimage/mkimage/internal/netfetch/fetchtest"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
@@ -32,7 +26,8 @@ func rootImage(t *testing.T, dir string) string {
 	tr.MkdirAll("sbin", ep)
 	tr.Put("sbin/init", fstree.NewFile(0o755, []byte("#!/bin/sh\necho diskless root\n"), ep))
 	o := btrfs.Options{Label: "root", RootSubvolume: "@", Time: ep, Headroom: 64 << 20}
-	f, err := os.Create(filepath.Join(dir, "root.img"))
+	p := filepath.Join(dir, "root.img")
+	f, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,44 +36,42 @@ func rootImage(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Truncate(r.Size)
+	if err := f.Truncate(r.Size); err != nil {
+		t.Fatal(err)
+	}
 	var ext []bmap.Extent
 	for _, e := range r.Mapped {
 		ext = append(ext, bmap.Extent{Off: e.Offset, Len: e.Length})
 	}
-	m, err := bmap.Create(f, r.Size, ext)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.WriteFile(filepath.Join(dir, "root.img.bmap"))
-	data, _ := os.ReadFile(filepath.Join(dir, "root.img"))
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
+	return fetchtest.WriteMap(t, p, ext)
 }
 
 // TestMount fetches a btrfs root over HTTP from the project's server on
 // loopback into a tmpfs, loop-mounts it and reads the root's init.
+func TestCheckRAM(t *testing.T) {
+	mi := filepath.Join(t.TempDir(), "meminfo")
+	os.WriteFile(mi, []byte("MemTotal:        1000000 kB\nMemFree:          900000 kB\nMemAvailable:     524288 kB\n"), 0o644)
+	if err := checkRAM(mi, 400<<20); err != nil {
+		t.Errorf("400 MiB in 512 MiB available: %v", err)
+	}
+	if err := checkRAM(mi, 480<<20); err == nil || !strings.Contains(err.Error(), "480 MiB of data, this node has 512 MiB of RAM available") {
+		t.Errorf("480 MiB in 512 MiB available: %v", err)
+	}
+	if err := checkRAM(filepath.Join(t.TempDir(), "none"), 1<<40); err != nil {
+		t.Errorf("no meminfo: %v", err)
+	}
+}
+
 func TestMount(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedFile(t, "/dev/loop-control")
 	srvDir := t.TempDir()
 	sum := rootImage(t, srvDir)
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		(&netserve.HTTP{Files: netserve.Files{Dir: srvDir}, Log: log.New(io.Discard, "", 0)}).Serve(ctx, l)
-		close(done)
-	}()
-	defer func() { cancel(); <-done }()
-	ap := netip.MustParseAddrPort(l.Addr().String())
+	ap := fetchtest.Serve(t, srvDir)
 
 	work := t.TempDir()
 	o := Options{
-		URL: "http://:" + strings.TrimPrefix(l.Addr().String(), "127.0.0.1:") + "/root.img", SHA256: sum, Server: ap.Addr(),
+		URL: fetchtest.URL(ap, "root.img"), SHA256: sum, Server: ap.Addr(), MountFlags: unix.MS_NOATIME,
 		Dir: filepath.Join(work, "ram"), Target: filepath.Join(work, "newroot"), Log: t.Logf,
 	}
 	dev, err := Mount(context.Background(), o)
@@ -102,6 +95,10 @@ func TestMount(t *testing.T) {
 	}
 	if !strings.HasPrefix(dev, "/dev/loop") {
 		t.Errorf("device %q", dev)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(o.Target, &sfs); err != nil || sfs.Flags&unix.ST_NOATIME == 0 {
+		t.Errorf("mount flags %#x, %v: MS_NOATIME not applied", sfs.Flags, err)
 	}
 
 	// A wrong sha256 mounts nothing.
