@@ -51,11 +51,13 @@ func firstBoot(st *state) error {
 	if err := st.rootWritable(); err != nil {
 		say("first-boot: %v; first boot skipped (it runs at the next boot)", err)
 	} else {
-		waitForNIC("/sys/class/net", nicWait)
+		if !waitForNIC("/sys/class/net", nicWait) {
+			say("first-boot: no network interface after %v", nicWait)
+		}
 		start := time.Now()
 		res, err := firstboot.Run(context.Background(), firstboot.Env{
 			Root: newRoot, Sys: "/sys", Dev: "/dev", Proc: "/proc", Run: "/run",
-			RootPart: filepath.Base(st.rootDev), Config: b, Log: logf,
+			RootPart: st.rootPart(), Config: b, Log: logf,
 		})
 		switch {
 		case err != nil:
@@ -152,20 +154,30 @@ func remountRO(dir, rootflags string) error {
 	return unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, "")
 }
 
+// rootPart is the root partition's kernel name for first boot's
+// partition steps, or "" for a diskless root (a loop device over RAM has
+// no partition to grow or disk id to change).
+func (st *state) rootPart() string {
+	if st.rootDev == "" || isNetRoot(st.cfg.Root) {
+		return ""
+	}
+	return filepath.Base(st.rootDev)
+}
+
 // waitForNIC waits until dir lists an interface other than lo (drivers
-// may register theirs after the module loaded) or d passes.
-func waitForNIC(dir string, d time.Duration) {
+// may register theirs after the module loaded) or d passes; it says
+// whether one showed up.
+func waitForNIC(dir string, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			if e.Name() != "lo" {
-				return
+				return true
 			}
 		}
 		if time.Now().After(deadline) {
-			say("first-boot: no network interface after %v", d)
-			return
+			return false
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -17,6 +17,13 @@ type config struct {
 	Init       string        // init=
 	Timeout    time.Duration // nodeinit.timeout=, waiting for the root device
 	Rescue     bool          // nodeinit.rescue: stop before switch_root
+
+	// Netboot (see net.go). A root= URL (http://[HOST][:PORT]/root.img)
+	// is a diskless root; a URL with no host means the DHCP server.
+	NetrootSHA256    string // netroot.sha256=, of the whole root image
+	Netinstall       string // netinstall=, URL of the card image to write
+	NetinstallSHA256 string // netinstall.sha256=
+	NetinstallDisk   string // netinstall.disk=, e.g. mmcblk0; empty: the only disk
 }
 
 func defaultConfig() config {
@@ -74,6 +81,14 @@ func (c *config) apply(words []string) error {
 				return fmt.Errorf("nodeinit.timeout=%s: %v", v, err)
 			}
 			c.Timeout = d
+		case "netroot.sha256":
+			c.NetrootSHA256 = v
+		case "netinstall":
+			c.Netinstall = v
+		case "netinstall.sha256":
+			c.NetinstallSHA256 = v
+		case "netinstall.disk":
+			c.NetinstallDisk = v
 		case "nodeinit.rescue":
 			c.Rescue = !hasValue || v == "1" || v == "yes" || v == "true"
 		}
@@ -110,5 +125,15 @@ func readConfig(st *state) error {
 	}
 	c := st.cfg
 	say("config: root=%q rootfstype=%s rootflags=%q init=%s timeout=%v", c.Root, c.RootFSType, c.RootFlags, c.Init, c.Timeout)
+	if isNetRoot(c.Root) {
+		say("netboot: diskless root %s sha256 %s", c.Root, c.NetrootSHA256)
+	}
+	if c.Netinstall != "" {
+		disk := c.NetinstallDisk
+		if disk == "" {
+			disk = "(the only disk)"
+		}
+		say("netboot: install %s sha256 %s to %s", c.Netinstall, c.NetinstallSHA256, disk)
+	}
 	return nil
 }

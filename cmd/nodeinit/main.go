@@ -4,8 +4,23 @@
 // of those prints what failed and why and starts a rescue shell on the
 // console: a node must never hang silently or panic the kernel.
 //
-// The steps, in order: mount-early, config, modules, find-root,
-// mount-root, first-boot, policy, switch-root.
+// The steps, in order: mount-early, config, modules, netinstall,
+// find-root, mount-root, first-boot, policy, switch-root.
+//
+// Netboot (mkimage netboot; lines "nodeinit: netboot: ..."):
+//
+//   - netinstall=URL netinstall.sha256=HEX [netinstall.disk=NAME]: the
+//     netinstall step brings the network up by DHCP, writes the card
+//     image through its block map to the disk (the only one, or NAME),
+//     reads it back and checks its sha256, then reboots into it. On any
+//     failure it says why and stops in the rescue shell; the partition
+//     table is written last, so a card left half-written has none and
+//     does not boot.
+//   - root=http://[HOST][:PORT]/root.img netroot.sha256=HEX: a diskless
+//     root. find-root brings the network up by DHCP instead of searching
+//     block devices; mount-root fetches the image into RAM (a tmpfs),
+//     checks its sha256, and mounts it through a loop device. A URL with
+//     no host means the server that handed out the lease.
 //
 // With a cluster config baked in (/etc/nodeinit/cluster.json, from
 // `mkimage --config`), two steps run between mounting the root and
@@ -44,6 +59,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/netup"
 )
 
 // Paths inside the initramfs that the builder writes (see package
@@ -58,7 +74,8 @@ const (
 // state is what the steps share.
 type state struct {
 	cfg     config
-	rootDev string // e.g. /dev/vda2
+	rootDev string       // e.g. /dev/vda2, or /dev/loop0 for a diskless root
+	lease   *netup.Lease // set once the network is up (netboot)
 
 	cluster   *plan.Baked // nil without a baked cluster config
 	node      plan.Plan   // this node's plan, when haveNode
@@ -77,6 +94,7 @@ var steps = []step{
 	{"mount-early", mountEarly},
 	{"config", readConfig},
 	{"modules", loadModules},
+	{"netinstall", netInstall},
 	{"find-root", findRoot},
 	{"mount-root", mountRoot},
 	{"first-boot", firstBoot},

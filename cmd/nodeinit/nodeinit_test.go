@@ -21,6 +21,10 @@ func TestConfig(t *testing.T) {
 			config{Root: "/dev/mmcblk0p2", RootFSType: "btrfs", RootFlags: "subvol=@,noatime", Init: "/lib/systemd/systemd", Timeout: 90 * time.Second, Rescue: true}, ""},
 		{"nodeinit.timeout=1m30s rootfstype=ext4", config{RootFSType: "ext4", Init: "/sbin/init", Timeout: 90 * time.Second}, ""},
 		{"nodeinit.timeout=soon", config{}, "nodeinit.timeout=soon"},
+		{"console=ttyAMA0 rootwait root=http://:80/root.img netroot.sha256=ab12",
+			config{Root: "http://:80/root.img", NetrootSHA256: "ab12", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second}, ""},
+		{"root=LABEL=root netinstall=http://:80/node.img netinstall.sha256=cd34 netinstall.disk=mmcblk1",
+			config{Root: "LABEL=root", Netinstall: "http://:80/node.img", NetinstallSHA256: "cd34", NetinstallDisk: "mmcblk1", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second}, ""},
 	}
 	for _, tt := range tests {
 		c := defaultConfig()
@@ -74,6 +78,8 @@ func TestMatchRoot(t *testing.T) {
 		{"/dev/vda1", []string{"vda1"}, ""},
 		{"", []string{"vda2"}, ""},
 		{"nfs:1.2.3.4:/x", nil, "unsupported"},
+		{"http://:80/root.img", nil, ""}, // fetched, not found: no device, no error
+		{"https://10.0.0.1/root.img", nil, ""},
 	}
 	for _, tt := range tests {
 		got, err := matchRoot(tt.spec, devs, open)

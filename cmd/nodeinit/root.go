@@ -105,8 +105,12 @@ func listBlock(sysBlock string) ([]blockDev, error) {
 }
 
 // matchRoot returns the devices that fit spec. open opens a device by
-// name for reading.
+// name for reading. A network root (root=http://...) matches no device
+// and is no error: it is fetched, not found (see net.go).
 func matchRoot(spec string, devs []blockDev, open func(name string) (io.ReaderAt, func(), error)) ([]string, error) {
+	if isNetRoot(spec) {
+		return nil, nil
+	}
 	kind, want, _ := strings.Cut(spec, "=")
 	if strings.HasPrefix(spec, "/dev/") {
 		kind, want = "dev", strings.TrimPrefix(spec, "/dev/")
@@ -114,7 +118,7 @@ func matchRoot(spec string, devs []blockDev, open func(name string) (io.ReaderAt
 	switch kind {
 	case "dev", "LABEL", "UUID", "PARTUUID", "":
 	default:
-		return nil, fmt.Errorf("root=%s: unsupported (use LABEL=, UUID=, PARTUUID= or /dev/NAME)", spec)
+		return nil, fmt.Errorf("root=%s: unsupported (use LABEL=, UUID=, PARTUUID=, /dev/NAME or http://[HOST][:PORT]/root.img)", spec)
 	}
 	if kind == "PARTUUID" {
 		want = strings.ToLower(want)
@@ -174,6 +178,9 @@ func openDev(name string) (io.ReaderAt, func(), error) {
 // can take seconds after their driver loads.
 func findRoot(st *state) error {
 	spec := st.cfg.Root
+	if isNetRoot(spec) {
+		return findNetRoot(st)
+	}
 	show := spec
 	if show == "" {
 		show = "(none: the only btrfs filesystem)"

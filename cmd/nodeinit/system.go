@@ -108,6 +108,9 @@ func mountRoot(st *state) error {
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return err
 	}
+	if isNetRoot(st.cfg.Root) {
+		return mountNetRoot(st)
+	}
 	flags, data := mountOptions(st.cfg.RootFlags)
 	if err := unix.Mount(st.rootDev, newRoot, st.cfg.RootFSType, flags, data); err != nil {
 		return fmt.Errorf("mount %s (%s, options %q) on %s: %v", st.rootDev, st.cfg.RootFSType, st.cfg.RootFlags, newRoot, err)

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestIsNetRoot(t *testing.T) {
+	for spec, want := range map[string]bool{
+		"http://:80/root.img": true, "https://10.0.0.1/r.img": true,
+		"LABEL=root": false, "/dev/vda2": false, "": false, "httpx": false,
+	} {
+		if got := isNetRoot(spec); got != want {
+			t.Errorf("isNetRoot(%q) = %v", spec, got)
+		}
+	}
+	st := &state{cfg: config{Root: "http://:80/root.img"}, rootDev: "/dev/loop0"}
+	if p := st.rootPart(); p != "" {
+		t.Errorf("diskless root partition %q, want none", p)
+	}
+	st = &state{cfg: config{Root: "LABEL=root"}, rootDev: "/dev/mmcblk0p2"}
+	if p := st.rootPart(); p != "mmcblk0p2" {
+		t.Errorf("card root partition %q", p)
+	}
+}
+
+// TestWaitDisk: a card that shows up late is waited for; two candidates
+// fail at once, naming them; none fails after the limit.
+func TestWaitDisk(t *testing.T) {
+	sys := t.TempDir()
+	dev := t.TempDir()
+	addDisk := func(name string) {
+		os.MkdirAll(filepath.Join(sys, name), 0o755)
+		os.WriteFile(filepath.Join(sys, name, "ro"), []byte("0\n"), 0o644)
+		os.WriteFile(filepath.Join(sys, name, "size"), []byte("100\n"), 0o644)
+	}
+	start := time.Now()
+	if _, err := waitDisk(sys, "", 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "no disk to install to") {
+		t.Errorf("no disk: %v", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("gave up after %v, want the full 300ms", d)
+	}
+
+	// A named disk is waited for until its device node exists.
+	named := filepath.Join(dev, "mmcblk1")
+	time.AfterFunc(200*time.Millisecond, func() { os.WriteFile(named, nil, 0o644) })
+	start = time.Now()
+	got, err := waitDisk(sys, named, 5*time.Second)
+	if err != nil || got != named {
+		t.Errorf("named disk: %q, %v", got, err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond || d > 2*time.Second {
+		t.Errorf("returned after %v, want soon after the disk appeared at 200ms", d)
+	}
+
+	addDisk("sda")
+	addDisk("vdb")
+	start = time.Now()
+	if _, err := waitDisk(sys, "", 5*time.Second); err == nil || !strings.Contains(err.Error(), "several disks could take the image (sda, vdb)") {
+		t.Errorf("two disks: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("two disks: waited %v, want an immediate error", d)
+	}
+}
