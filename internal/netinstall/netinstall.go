@@ -4,6 +4,11 @@
 // the node can reboot into its card. Blocks the map leaves out are not
 // written (as bmaptool does).
 //
+// The first sector (the partition table) is erased before anything else
+// is written and written only after the rest has been checked: a card
+// left half-written (power cut, server gone, bad data) has no partition
+// table, so U-Boot does not boot it and falls through to netboot again.
+//
 // nodeinit calls it for netinstall=...: see Install.
 package netinstall
 
@@ -83,8 +88,32 @@ func Install(ctx context.Context, o Options) (string, error) {
 		}
 		return nil
 	}
-	if err := src.WriteTo(ctx, f, sync); err != nil {
+	// Erase the old partition table first: from here until the new one
+	// is in place the card must not look bootable.
+	var zero [headSize]byte
+	if _, err := f.WriteAt(zero[:], 0); err != nil {
+		return "", fmt.Errorf("erasing the partition table of %s: %v", disk, err)
+	}
+	if err := sync(); err != nil {
 		return "", err
+	}
+	h := &headLast{dev: f}
+	if err := src.WriteTo(ctx, h, sync); err != nil {
+		return "", err
+	}
+	// Everything else is on the card and checked: now the table.
+	if _, err := f.WriteAt(h.head[:], 0); err != nil {
+		return "", fmt.Errorf("writing the partition table of %s: %v", disk, err)
+	}
+	if err := sync(); err != nil {
+		return "", err
+	}
+	var back [headSize]byte
+	if _, err := f.ReadAt(back[:], 0); err != nil {
+		return "", fmt.Errorf("reading back the partition table of %s: %v", disk, err)
+	}
+	if back != h.head {
+		return "", fmt.Errorf("%s: the partition table read back differs from the one written (failing card?)", disk)
 	}
 	if !fi.Mode().IsRegular() {
 		// Make the kernel re-read the new partition table.
@@ -92,6 +121,44 @@ func Install(ctx context.Context, o Options) (string, error) {
 	}
 	logf("%s written and verified", disk)
 	return disk, nil
+}
+
+// headSize is the part of the image held back until the rest is checked:
+// the MBR with its partition table.
+const headSize = 512
+
+// headLast keeps writes to the image's first sector in memory (and reads
+// of it come from there, so the image's sha256 covers it); the rest goes
+// to the device.
+type headLast struct {
+	dev  netfetch.Device
+	head [headSize]byte
+}
+
+func (h *headLast) WriteAt(p []byte, off int64) (int, error) {
+	n := 0
+	if off < headSize {
+		k := copy(h.head[off:], p)
+		p, off, n = p[k:], off+int64(k), k
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
+	m, err := h.dev.WriteAt(p, off)
+	return n + m, err
+}
+
+func (h *headLast) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	if off < headSize {
+		k := copy(p, h.head[off:])
+		p, off, n = p[k:], off+int64(k), k
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
+	m, err := h.dev.ReadAt(p, off)
+	return n + m, err
 }
 
 // ChooseDisk returns the device to write: want as given ("mmcblk0",

@@ -52,6 +52,34 @@ func TestChooseDisk(t *testing.T) {
 
 // TestInstall writes a served image over a used "card" (a file full of
 // garbage) with the project's own HTTP server on loopback.
+// TestHeadLast: writes and reads that straddle the first sector split
+// between memory and the device.
+func TestHeadLast(t *testing.T) {
+	dev, err := os.Create(filepath.Join(t.TempDir(), "dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	dev.Write(bytes.Repeat([]byte{0xee}, 2048))
+	h := &headLast{dev: dev}
+	data := bytes.Repeat([]byte("abcdefgh"), 128) // 1024 bytes at 100
+	if n, err := h.WriteAt(data, 100); n != len(data) || err != nil {
+		t.Fatalf("WriteAt: %d, %v", n, err)
+	}
+	onDev := make([]byte, 2048)
+	dev.ReadAt(onDev, 0)
+	if !bytes.Equal(onDev[:512], bytes.Repeat([]byte{0xee}, 512)) {
+		t.Error("the first sector reached the device")
+	}
+	if !bytes.Equal(onDev[512:1124], data[412:]) {
+		t.Error("the rest did not reach the device")
+	}
+	got := make([]byte, 1024)
+	if n, err := h.ReadAt(got, 100); n != 1024 || err != nil || !bytes.Equal(got, data) {
+		t.Errorf("ReadAt: %d, %v, equal %v", n, err, bytes.Equal(got, data))
+	}
+}
+
 func TestInstall(t *testing.T) {
 	dir := t.TempDir()
 	img := make([]byte, 3<<20)
@@ -84,9 +112,18 @@ func TestInstall(t *testing.T) {
 	if b[2<<20] != 0xee {
 		t.Error("an unmapped block was written")
 	}
-	// A wrong sha256 on the command line fails the install.
+	// A wrong sha256 on the command line fails the install, and the
+	// card is left without a partition table: not bootable, although
+	// every data block was written.
 	o.SHA256 = strings.Repeat("1", 64)
 	if _, err := Install(context.Background(), o); err == nil || !strings.Contains(err.Error(), "image sha256 is") {
 		t.Errorf("wrong sum: %v", err)
+	}
+	b, _ = os.ReadFile(card)
+	if !bytes.Equal(b[:512], make([]byte, 512)) {
+		t.Errorf("failed install left a partition table: % x...", b[:16])
+	}
+	if !bytes.Equal(b[1<<20:1<<20+160000], img[1<<20:1<<20+160000]) {
+		t.Error("data blocks not written before the check")
 	}
 }
