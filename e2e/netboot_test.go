@@ -296,6 +296,33 @@ func TestNetbootQEMU(t *testing.T) {
 		if strings.Contains(v.con.String(), "rescue shell") {
 			t.Errorf("rescue shell on a good netroot:\n%s", lastBytes(v.con.String(), 3000))
 		}
+		for _, l := range regexp.MustCompile(`nodeinit: (netboot|mounted|first-boot: complete).*`).FindAllString(v.con.String(), -1) {
+			t.Logf("console: %s", strings.TrimSpace(l))
+		}
+	})
+
+	// The same node with a root image that does not match the sum on its
+	// command line: nodeinit says so and stops in the rescue shell; the
+	// root is never switched into.
+	t.Run("diskless-bad-sum", func(t *testing.T) {
+		pxe := filepath.Join(dir, "pxelinux.cfg/01-52-54-00-4e-42-01")
+		good, err := os.ReadFile(pxe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := regexp.MustCompile(`netroot\.sha256=[0-9a-f]{64}`).ReplaceAll(good, []byte("netroot.sha256="+strings.Repeat("0", 64)))
+		if bytes.Equal(bad, good) {
+			t.Fatalf("no netroot.sha256 in %s:\n%s", pxe, good)
+		}
+		os.WriteFile(pxe, bad, 0o644)
+		defer os.WriteFile(pxe, good, 0o644)
+		v := p.boot(t, "52:54:00:4e:42:01", "")
+		v.expect(t, p, 120*time.Second, []bootStep{
+			{"rescue naming the mismatch", `nodeinit: rescue shell: step mount-root failed: diskless root http://:80/root\.img: .*image sha256 is [0-9a-f]{64}, the command line says 0{64}`},
+		})
+		if strings.Contains(v.con.String(), "switching root") {
+			t.Error("switched into a root whose sha256 did not match")
+		}
 	})
 
 	t.Run("install", func(t *testing.T) {
@@ -349,6 +376,10 @@ func TestNetbootQEMU(t *testing.T) {
 		`RRQ "pxelinux.cfg/01-52-54-00-4e-42-02": sent`,
 		`RRQ "Image": sent`,
 		`RRQ "initrd.img": sent`,
+		`GET "/root.img.bmap": 200`,
+		`GET "/root.img" bytes=`,
+		`GET "/node.img.bmap": 200`,
+		`GET "/node.img" bytes=`,
 		"stopped",
 	} {
 		if !strings.Contains(slog, want) {
