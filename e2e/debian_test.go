@@ -234,7 +234,7 @@ func checkDebianReport(t *testing.T, boot int, console string) {
 			t.Errorf("boot %d: no %q in the report", boot, want)
 		}
 	}
-	for _, feature := range []string{"Namespaces", "Utsname namespace", "Ipc namespace", "Pid namespace", "User namespace", "Network namespace", "Cgroup v2", "Veth pair device", "Bridges"} {
+	for _, feature := range []string{"Namespaces", "Utsname namespace", "Ipc namespace", "Pid namespace", "User namespace", "Network namespace", "Cgroups", "Cgroup namespace", "Veth pair device", "Bridges"} {
 		re := regexp.MustCompile(`E2E-cc: ` + regexp.QuoteMeta(feature) + `: (\w+)`)
 		if m := re.FindStringSubmatch(report); m == nil || m[1] != "enabled" {
 			t.Errorf("boot %d: lxc-checkconfig: %s: %v", boot, feature, m)
