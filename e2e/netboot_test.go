@@ -287,7 +287,7 @@ func TestNetbootQEMU(t *testing.T) {
 			{"pxelinux file for its MAC", `pxelinux\.cfg/01-52-54-00-4e-42-01`},
 			{"kernel starting", `Booting Linux on physical CPU`},
 			{"nodeinit sees the netroot", `nodeinit: config: root="http://:80/root\.img"`},
-			{"nodeinit lease", `nodeinit: netboot: eth0 is 10\.78\.0\.11/24, boot server 10\.78\.0\.1`},
+			{"nodeinit lease", `nodeinit: netboot: eth0: 10\.78\.0\.11/24, router 10\.78\.0\.1, boot server 10\.78\.0\.1`},
 			{"root image verified", `nodeinit: netboot: http://10\.78\.0\.1:80/root\.img: sha256 [0-9a-f]{64} verified`},
 			{"root mounted from RAM", `nodeinit: mounted /dev/loop\d+ on /newroot \(btrfs, diskless root in RAM`},
 			{"switch_root", `nodeinit: switching root to /dev/loop\d+`},
@@ -338,7 +338,7 @@ func TestNetbootQEMU(t *testing.T) {
 			{"U-Boot DHCP lease", `DHCP client bound to address 10\.78\.0\.12`},
 			{"pxelinux file for its MAC", `pxelinux\.cfg/01-52-54-00-4e-42-02`},
 			{"nodeinit sees the install", `nodeinit: netboot: install http://:80/node\.img sha256 [0-9a-f]{64} to \(the only disk\)`},
-			{"nodeinit lease", `nodeinit: netboot: eth0 is 10\.78\.0\.12/24`},
+			{"nodeinit lease", `nodeinit: netboot: eth0: 10\.78\.0\.12/24, router 10\.78\.0\.1, boot server 10\.78\.0\.1`},
 			{"card image verified", `nodeinit: netboot: http://10\.78\.0\.1:80/node\.img: sha256 [0-9a-f]{64} verified`},
 			{"install done, reboot", `nodeinit: netboot: installed http://:80/node\.img on /dev/vda in .*; rebooting`},
 		})

@@ -45,7 +45,7 @@ func (st *state) netUp() (*netup.Lease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network: %v (waited %v; nodeinit.timeout= sets the limit)", err, t)
 	}
-	say("netboot: %s is %s, boot server %s (DHCP took %v)", l.Iface, l.Addr, l.Server, time.Since(start).Round(time.Millisecond))
+	say("netboot: network up in %v", time.Since(start).Round(time.Millisecond))
 	st.lease = l
 	return l, nil
 }
