@@ -215,6 +215,10 @@ func findRoot(st *state) error {
 	}
 	var names []string
 	for _, d := range last {
+		// Unattached loop devices (size 0) are noise in this message.
+		if b, err := os.ReadFile(filepath.Join("/sys/class/block", d.Name, "size")); err == nil && strings.TrimSpace(string(b)) == "0" {
+			continue
+		}
 		names = append(names, d.Name)
 	}
 	if len(names) == 0 {
