@@ -24,7 +24,7 @@ func runBuild(args []string) error {
 	var o builder.Options
 	var bootSize, rootSize, headroom string
 	var dryRun, asJSON, quiet bool
-	fs.StringVarP(&o.Board, "board", "b", "", "board to build for (see `mkimage boards`)")
+	fs.StringVarP(&o.Board, "board", "b", "", "board to build for (list them with: mkimage boards)")
 	fs.StringVarP(&o.Output, "output", "o", "", "image file to write (IMAGE.bmap and IMAGE.manifest.json go beside it)")
 	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb, or a directory with Image, dtbs/ and lib/modules/VERSION/ (default: fetch Debian bookworm's current arm64 kernel)")
 	fs.StringVar(&o.Rootfs, "rootfs", "", "root filesystem: a directory or a .tar/.tar.gz/.tar.xz/.tar.zst tarball (default: a minimal busybox root)")
