@@ -25,7 +25,7 @@ func runNetboot(args []string) error {
 	var out, defMode, headroom string
 	var port int
 	var quiet bool
-	fs.StringVarP(&o.Board, "board", "b", "", "board to netboot (see `mkimage boards`)")
+	fs.StringVarP(&o.Board, "board", "b", "", "board to netboot (list them with: mkimage boards)")
 	fs.StringVarP(&out, "output", "o", "", "directory to write (replaced as a whole if it is an earlier netboot tree)")
 	fs.StringVar(&o.Config, "config", "", "cluster config (TOML): one pxelinux.cfg/01-<mac> per node, baked into the initramfs")
 	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb or a directory with Image, dtbs/, lib/modules/ (default: Debian bookworm's current arm64 kernel)")
@@ -34,7 +34,7 @@ func runNetboot(args []string) error {
 	fs.StringVar(&o.Initramfs, "initramfs", "", "use this initramfs instead of building one")
 	fs.StringVar(&o.Bootloader, "bootloader", "", "the board's bootloader blob, for the install image")
 	fs.StringVar(&defMode, "default-mode", "diskless", "mode of the default pxelinux files and of nodes with no netboot mode: diskless or install")
-	fs.IntVar(&port, "http-port", 80, "HTTP port of `mkimage serve`, written into the kernel command lines")
+	fs.IntVar(&port, "http-port", 80, "HTTP port of mkimage serve, written into the kernel command lines")
 	fs.StringVar(&headroom, "root-headroom", "64MiB", "free space in the diskless root (held in the node's RAM)")
 	fs.StringVar(&o.CacheDir, "cache-dir", builder.DefaultCacheDir(), "cache for downloads and built artifacts")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
