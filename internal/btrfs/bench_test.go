@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/rootfs"
 )
 
 // BenchmarkWriteHostDir reads the directory $BTRFS_BENCH_TREE into a tree
@@ -21,7 +22,7 @@ func BenchmarkWriteHostDir(b *testing.B) {
 		out = filepath.Join(b.TempDir(), "bench.img")
 	}
 	for b.Loop() {
-		tr, err := hostTree(dir)
+		tr, err := rootfs.HostDir(dir, rootfs.HostOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}

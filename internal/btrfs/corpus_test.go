@@ -268,50 +268,91 @@ func run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-// recorder counts the errors compareTree reports.
+// recorder keeps the errors compareTree reports.
 type recorder struct {
 	testing.TB
-	errs int
+	errs []string
 }
 
-func (r *recorder) Errorf(format string, a ...any) { r.errs++ }
+func (r *recorder) Errorf(format string, a ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, a...))
+}
 
 // TestCompareDetects makes sure the read-back comparison can fail: the
-// mounted image is compared with trees that differ from it.
+// mounted image is compared with trees that differ from it, and each
+// change must be reported as what it is.
 func TestCompareDetects(t *testing.T) {
 	testenv.NeedRoot(t)
 	tr := corpus(t, false)["kinds"]
 	img, _ := writeImage(t, tr, Options{})
 	dir := mount(t, img, false)
-	for name, change := range map[string]func(tr *fstree.Tree){
-		"mode":  func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Mode ^= 0o1 },
-		"mtime": func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Mtime = n.Mtime.Add(1) },
-		"content": func(tr *fstree.Tree) {
+	for _, c := range []struct {
+		name   string
+		change func(tr *fstree.Tree)
+		want   []string // in the reported errors
+	}{
+		{"mode", func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Mode ^= 0o1 }, []string{"/bin/prog: mode 4754 (a) != 4755 (b)"}},
+		{"setuid", func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Mode &^= 0o4000 }, []string{"/bin/prog: mode 0755 (a) != 4755 (b)"}},
+		{"owner", func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Gid++ }, []string{"/bin/prog: gid 2001 (a) != 2000 (b)"}},
+		{"mtime", func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Mtime = n.Mtime.Add(1) }, []string{"/bin/prog: mtime"}},
+		{"atime", func(tr *fstree.Tree) { n, _ := tr.Lookup("srv/data"); n.Atime = n.Atime.Add(1) }, []string{"/srv/data: atime"}},
+		{"ctime", func(tr *fstree.Tree) { n, _ := tr.Lookup("dev/null"); n.Ctime = n.Ctime.Add(1) }, []string{"/dev/null: ctime"}},
+		{"root", func(tr *fstree.Tree) { tr.Root.Mtime = tr.Root.Mtime.Add(1) }, []string{"/: mtime"}},
+		{"content", func(tr *fstree.Tree) {
 			n, _ := tr.Lookup("srv/data")
 			b := make([]byte, 100000)
 			b[99999] = 1
 			n.Content = fstree.Bytes(b)
-		},
-		"xattr": func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Xattrs = nil },
-		"rdev":  func(tr *fstree.Tree) { n, _ := tr.Lookup("dev/null"); n.Minor = 5 },
-		"link": func(tr *fstree.Tree) {
-			tr.Put("hl3", fstree.NewFile(0o644, nil, epoch))
+		}, []string{"/srv/data: content differs from byte 99999"}},
+		{"size", func(tr *fstree.Tree) { n, _ := tr.Lookup("empty"); n.Content = fstree.Bytes("x") }, []string{"/empty: size 1 (a) != 0 (b)"}},
+		{"xattr", func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/prog"); n.Xattrs = nil }, []string{"/bin/prog: xattr user.comment only in b"}},
+		{"rdev", func(tr *fstree.Tree) { n, _ := tr.Lookup("dev/null"); n.Minor = 5 }, []string{"/dev/null: device 1:5 (a) != 1:3 (b)"}},
+		{"symlink", func(tr *fstree.Tree) { n, _ := tr.Lookup("bin/link"); n.Target = "prog2" }, []string{"/bin/link: symlink target"}},
+		{"type", func(tr *fstree.Tree) { n, _ := tr.Lookup("run/fifo"); n.Mode = fstree.ModeSocket | 0o644 }, []string{"/run/fifo: type"}},
+		{"extra", func(tr *fstree.Tree) { tr.Put("new", fstree.NewFile(0o644, nil, epoch)) }, []string{"/new: only in a"}},
+		{"missing", func(tr *fstree.Tree) { delete(tr.Root.Children, "old") }, []string{"/old: only in b"}},
+		{"link", func(tr *fstree.Tree) {
 			n, _ := tr.Lookup("hl1")
 			tr.Root.Children["hl3"] = n
-		},
+		}, []string{"/hl3: only in a", "/hl1: hard links", "/hl1: 2 links, want 3", "/srv/hl2: 2 links, want 3"}},
+		{"unlink", func(tr *fstree.Tree) {
+			n, _ := tr.Lookup("hl1")
+			c := *n
+			tr.Root.Children["hl1"] = &c
+		}, []string{"/hl1: hard links", "/hl1: 2 links, want 1", "/srv/hl2: 2 links, want 1"}},
 	} {
 		other := corpus(t, false)["kinds"]
-		change(other)
+		c.change(other)
 		r := &recorder{TB: t}
 		compareTree(r, dir, other, nil)
-		if r.errs == 0 {
-			t.Errorf("%s: a changed tree compared equal to the image", name)
+		all := strings.Join(r.errs, "\n")
+		for _, w := range c.want {
+			if !strings.Contains(all, w) {
+				t.Errorf("%s: the comparison did not report %q; it said:\n%s", c.name, w, all)
+			}
 		}
 	}
 	r := &recorder{TB: t}
 	compareTree(r, dir, tr, nil)
-	if r.errs != 0 {
-		t.Errorf("the tree itself compared unequal")
+	if len(r.errs) != 0 {
+		t.Errorf("the tree itself compared unequal:\n%s", strings.Join(r.errs, "\n"))
+	}
+	// A skipped path is left out on both sides, with what is below it.
+	other := corpus(t, false)["kinds"]
+	n, _ := other.Lookup("srv/data")
+	n.Mtime = n.Mtime.Add(1)
+	r = &recorder{TB: t}
+	compareTree(r, dir, other, map[string]bool{"srv": true})
+	if len(r.errs) != 0 {
+		t.Errorf("a change below a skipped path was reported:\n%s", strings.Join(r.errs, "\n"))
+	}
+	// A skipped path the image lacks is still reported.
+	other = corpus(t, false)["kinds"]
+	mustPut(t, other, "mnt", fstree.NewDir(0o755, epoch))
+	r = &recorder{TB: t}
+	compareTree(r, dir, other, map[string]bool{"mnt": true})
+	if !strings.Contains(strings.Join(r.errs, "\n"), "/mnt: only in a") {
+		t.Errorf("a skipped path missing from the image was not reported: %q", r.errs)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/rootfs"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
@@ -32,7 +33,7 @@ func needDebianRoot(t *testing.T) *fstree.Tree {
 			t.Fatal(err)
 		}
 	}
-	tr, err := hostTree(debianRoot)
+	tr, err := rootfs.HostDir(debianRoot, rootfs.HostOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
