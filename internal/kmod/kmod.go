@@ -122,10 +122,13 @@ func Open(fsys fs.FS) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading modules directory: %w", err)
 	}
-	if len(s.byName) == 0 {
-		return nil, fmt.Errorf("modules directory holds no .ko files")
+	b, err := fs.ReadFile(fsys, "modules.builtin")
+	// A kernel with everything built in has no .ko files, but it still
+	// has modules.builtin; with neither, this is no modules directory.
+	if len(s.byName) == 0 && err != nil {
+		return nil, fmt.Errorf("modules directory holds no .ko files and no modules.builtin")
 	}
-	if b, err := fs.ReadFile(fsys, "modules.builtin"); err == nil {
+	if err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if name, ok := moduleName(strings.TrimSpace(line)); ok {
 				s.builtin[name] = true
