@@ -3,6 +3,7 @@ package builder
 import (
 	"context"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/filehash"
 	"path"
 
 	"github.com/mkimage/mkimage/internal/deb"
@@ -56,7 +57,7 @@ func minimalRoot(ctx context.Context, o *Options, in *inputs) (*fstree.Tree, err
 	if err != nil {
 		return nil, err
 	}
-	h, err := fileSHA256(debPath)
+	h, err := filehash.SHA256(debPath)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/filehash"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,7 +88,7 @@ func (in *inputs) loadConfig(o *Options) error {
 		return fmt.Errorf("--config %s: %w", o.Config, err)
 	}
 	in.cluster = append(js, '\n')
-	h, err := fileSHA256(o.Config)
+	h, err := filehash.SHA256(o.Config)
 	if err != nil {
 		return err
 	}
@@ -246,7 +247,7 @@ func inputSum(path string, t *fstree.Tree) (string, error) {
 	if st.IsDir() {
 		return t.Hash()
 	}
-	return fileSHA256(path)
+	return filehash.SHA256(path)
 }
 
 // pathSum is the sha256 of a file, or of the tree read from a directory.
@@ -256,7 +257,7 @@ func pathSum(path string) (string, error) {
 		return "", err
 	}
 	if !st.IsDir() {
-		return fileSHA256(path)
+		return filehash.SHA256(path)
 	}
 	t, err := rootfs.HostDir(path, rootfs.HostOptions{})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/filehash"
 	"io"
 	"os"
 	"sort"
@@ -107,7 +108,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	if err := img.f.Sync(); err != nil {
 		return nil, fmt.Errorf("output %s: %w", o.Output, err)
 	}
-	imgSum, err := fileSHA256(img.f.Name())
+	imgSum, err := filehash.SHA256(img.f.Name())
 	if err != nil {
 		return nil, err
 	}

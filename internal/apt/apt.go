@@ -8,10 +8,9 @@ package apt
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/filehash"
 	"io"
 	"os"
 	"os/exec"
@@ -228,7 +227,7 @@ func (c *Cache) fetch(ctx context.Context, name string) (Fetched, error) {
 	// The name apt-get download gives the file (":" in epochs escaped).
 	file := fmt.Sprintf("%s_%s_%s.deb", name, strings.ReplaceAll(f.Version, ":", "%3a"), f.Arch)
 	f.Path = filepath.Join(c.Dir, "debs", file)
-	if sum, err := fileSHA256(f.Path); err == nil && sum == f.SHA256 {
+	if sum, err := filehash.SHA256(f.Path); err == nil && sum == f.SHA256 {
 		c.logf("cached %s %s (%s)", name, f.Version, mb(f.Size))
 		return f, nil
 	}
@@ -241,7 +240,7 @@ func (c *Cache) fetch(ctx context.Context, name string) (Fetched, error) {
 		return f, fmt.Errorf("package %s: %w", name, err)
 	}
 	got := filepath.Join(tmp, file)
-	sum, err := fileSHA256(got)
+	sum, err := filehash.SHA256(got)
 	if err != nil {
 		ents, _ := os.ReadDir(tmp)
 		var names []string
@@ -283,19 +282,6 @@ func (c *Cache) KernelPackage(ctx context.Context) (Fetched, error) {
 		}
 	}
 	return Fetched{}, fmt.Errorf("%s %s: no linux-image-* in Depends %q", meta, ctl.Version, ctl.Depends)
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

@@ -7,9 +7,8 @@ package kbuild
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/filehash"
 	"io"
 	"os"
 	"os/exec"
@@ -60,7 +59,7 @@ func OpenSource(path, cache string, progress io.Writer) (*Source, error) {
 		}
 		s.Dir, s.ID = abs, "dir:"+abs
 	} else {
-		sum, err := fileSHA256(path)
+		sum, err := filehash.SHA256(path)
 		if err != nil {
 			return nil, fmt.Errorf("kernel source %s: %w", path, err)
 		}
@@ -75,19 +74,6 @@ func OpenSource(path, cache string, progress io.Writer) (*Source, error) {
 		return nil, fmt.Errorf("kernel source %s: %w", path, err)
 	}
 	return s, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // unpack extracts tarball into dest (once; concurrent callers race

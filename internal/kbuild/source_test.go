@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"github.com/mkimage/mkimage/internal/filehash"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +43,7 @@ func TestOpenSourceTarball(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, _ := fileSHA256(tb)
+	sum, _ := filehash.SHA256(tb)
 	if s.Version != "9.9.1-rc1" || s.ID != "sha256:"+sum || !s.Cacheable() {
 		t.Errorf("source %+v", s)
 	}
