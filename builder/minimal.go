@@ -3,10 +3,10 @@ package builder
 import (
 	"context"
 	"fmt"
-	"github.com/mkimage/mkimage/internal/filehash"
 	"path"
 
 	"github.com/mkimage/mkimage/internal/deb"
+	"github.com/mkimage/mkimage/internal/filehash"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/rootfs"
 )

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/mkimage/mkimage/internal/filehash"
 	"io"
 	"os"
 	"sort"
@@ -16,6 +15,7 @@ import (
 	"github.com/mkimage/mkimage/internal/compress"
 	"github.com/mkimage/mkimage/internal/disk"
 	"github.com/mkimage/mkimage/internal/fat"
+	"github.com/mkimage/mkimage/internal/filehash"
 )
 
 // Result is what a build wrote.

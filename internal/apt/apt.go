@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mkimage/mkimage/internal/filehash"
 	"io"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/internal/deb"
+	"github.com/mkimage/mkimage/internal/filehash"
 )
 
 // Cache is a private apt state for one architecture.

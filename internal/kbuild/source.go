@@ -8,13 +8,14 @@ package kbuild
 import (
 	"bufio"
 	"fmt"
-	"github.com/mkimage/mkimage/internal/filehash"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/mkimage/mkimage/internal/filehash"
 )
 
 // Arch is the only architecture the boards need.

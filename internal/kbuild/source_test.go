@@ -5,11 +5,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"github.com/mkimage/mkimage/internal/filehash"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mkimage/mkimage/internal/filehash"
 )
 
 func tarball(t *testing.T, files map[string]string) string {
