@@ -63,7 +63,7 @@ done
 echo "E2E: c1 state $(lxc-info -n c1 -sH 2>&1) ip $(lxc-info -n c1 -iH 2>&1 | tr '\n' ' ')"
 echo "E2E: c1 mac $(lxc-attach -n c1 -- /bin/busybox cat /sys/class/net/eth0/address 2>&1)"
 if ping -c 2 -W 5 10.0.5.10 >/dev/null 2>&1; then echo "E2E: ping c1 ok"; else echo "E2E: ping c1 failed"; ip -br addr; fi
-if grep -q ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then echo "E2E: lxcfs mounted"; else echo "E2E: lxcfs not mounted"; fi
+if grep -q ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then echo "E2E: lxcfs mounted"; else echo "E2E: lxcfs not mounted"; systemctl status lxcfs --no-pager -l 2>&1 | tail -n 12 | sed 's/^/E2E-lxcfs: /'; ls -l /dev/fuse 2>&1 | sed 's/^/E2E-lxcfs: /'; fi
 echo "E2E: done boot $n"
 [ $n = 1 ] && systemctl reboot
 exit 0
