@@ -31,6 +31,8 @@ func configure(t *fstree.Tree, opt Options) error {
 		{"etc/apt/sources.list", fmt.Sprintf("deb %[1]s %[2]s main\ndeb %[1]s %[2]s-updates main\ndeb %[3]s %[2]s-security main\n",
 			opt.Mirror, opt.Suite, "http://deb.debian.org/debian-security")},
 		{"etc/systemd/network/80-mkimage-dhcp.network", dhcpNetwork},
+		// lxcfs opens /dev/fuse before anything loads the module.
+		{"etc/modules-load.d/mkimage-lxcfs.conf", "# Written by mkimage: lxcfs needs FUSE.\nfuse\n"},
 	}
 	for _, f := range files {
 		if _, ok := t.Lookup(f.path); ok {

@@ -189,6 +189,9 @@ func TestBuild(t *testing.T) {
 	if got := readTree(t, tr, "etc/apt/sources.list"); !strings.Contains(got, "debian bookworm main") || !strings.Contains(got, "bookworm-security main") {
 		t.Errorf("sources.list:\n%s", got)
 	}
+	if got := readTree(t, tr, "etc/modules-load.d/mkimage-lxcfs.conf"); !strings.Contains(got, "\nfuse\n") {
+		t.Errorf("modules-load.d for lxcfs:\n%s", got)
+	}
 	if err := tr.Validate(); err != nil {
 		t.Error(err)
 	}
