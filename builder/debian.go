@@ -153,24 +153,3 @@ func addKernelConfig(o *Options, in *inputs, root *fstree.Tree) error {
 	return root.Put(name, fstree.NewFile(0o644, data, o.Epoch))
 }
 
-// addModules adds the kernel's lib/modules tree to the root. In a
-// merged-/usr root (lib -> usr/lib) the modules go under usr/lib, so the
-// symlink is not replaced by a directory (fstree.Add replaces what is
-// not a directory on both sides).
-func addModules(root, mods *fstree.Tree) {
-	l, ok := root.Lookup("lib")
-	if !ok || l.Type() != fstree.ModeSymlink || strings.Trim(l.Target, "/") != "usr/lib" {
-		root.Add(mods)
-		return
-	}
-	src, ok := mods.Lookup("lib")
-	if !ok {
-		root.Add(mods)
-		return
-	}
-	moved := fstree.New(root.Root.Mtime)
-	usr := fstree.NewDir(0o755, root.Root.Mtime)
-	usr.Children["lib"] = src
-	moved.Root.Children["usr"] = usr
-	root.Add(moved)
-}

@@ -183,7 +183,7 @@ func (in *inputs) loadRoot(ctx context.Context, o *Options) error {
 	}
 	// The kernel's modules, so the running system can load what the
 	// initramfs did not.
-	addModules(root, in.kernel.Modules)
+	root.Add(in.kernel.Modules)
 
 	ovs, err := overlays.For(in.board.Name, o.Epoch)
 	if err != nil {

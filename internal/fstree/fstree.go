@@ -305,17 +305,21 @@ func (t *Tree) dir(p string) (*Inode, error) {
 // stays as the base tree made it), anything else in src replaces what t
 // had at that path.
 func (t *Tree) Merge(src *Tree) {
-	mergeDir(t.Root, src.Root, true, true)
+	t.mergeDir("", t.Root, src.Root, true, true)
 }
 
 // Add puts src's entries into t like Merge, but directories t already has
 // keep their own owner, mode and times: for trees such as kernel modules
 // whose parent directories (lib/, lib/modules/) are only scaffolding.
 func (t *Tree) Add(src *Tree) {
-	mergeDir(t.Root, src.Root, false, true)
+	t.mergeDir("", t.Root, src.Root, false, true)
 }
 
-func mergeDir(dst, src *Inode, meta, top bool) {
+// mergeDir merges directory src into dst (at path p). A directory in src
+// whose name is a symlink to a directory in t goes into that directory
+// and the symlink stays, as dpkg and `tar --keep-directory-symlink` do:
+// an overlay with lib/ must not break a merged-/usr root's lib symlink.
+func (t *Tree) mergeDir(p string, dst, src *Inode, meta, top bool) {
 	if meta && !top {
 		dst.Mode, dst.Uid, dst.Gid = src.Mode, src.Uid, src.Gid
 		dst.Atime, dst.Mtime, dst.Ctime = src.Atime, src.Mtime, src.Ctime
@@ -323,14 +327,59 @@ func mergeDir(dst, src *Inode, meta, top bool) {
 			dst.Xattrs = src.Xattrs
 		}
 	}
-	for name, s := range src.Children {
+	for _, name := range src.Names() {
+		s := src.Children[name]
 		d, ok := dst.Children[name]
+		cp := path.Join(p, name)
+		if ok && s.IsDir() && d.Type() == ModeSymlink {
+			if rp, err := t.Resolve(cp); err == nil {
+				if target, ok := t.Lookup(rp); ok && target.IsDir() && target != dst {
+					t.mergeDir(rp, target, s, meta, false)
+					continue
+				}
+			}
+		}
 		if ok && d.IsDir() && s.IsDir() {
-			mergeDir(d, s, meta, false)
+			t.mergeDir(cp, d, s, meta, false)
 			continue
 		}
 		dst.Children[name] = s
 	}
+}
+
+// Resolve follows the symlinks in p inside the tree, with chroot
+// semantics (an absolute target starts at the tree's root, ".." stops at
+// it), and returns the path of what p names. Parts that do not exist are
+// kept as they are.
+func (t *Tree) Resolve(p string) (string, error) {
+	var out []string
+	parts := strings.Split(p, "/")
+	for hops := 0; len(parts) > 0; {
+		part := parts[0]
+		parts = parts[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			continue
+		}
+		cur := strings.Join(append(out, part), "/")
+		if n, ok := t.Lookup(cur); ok && n.Type() == ModeSymlink {
+			if hops++; hops > 40 {
+				return "", fmt.Errorf("too many levels of symlinks at %s", cur)
+			}
+			if strings.HasPrefix(n.Target, "/") {
+				out = nil
+			}
+			parts = append(strings.Split(n.Target, "/"), parts...)
+			continue
+		}
+		out = append(out, part)
+	}
+	return strings.Join(out, "/"), nil
 }
 
 // WalkFunc is called for every entry, parents before children, children in

@@ -150,3 +150,36 @@ func TestMergeKeepsTopAndAddKeepsDirs(t *testing.T) {
 		t.Fatal("Merge did not apply the overlay's directory metadata")
 	}
 }
+
+func TestMergeKeepsDirectorySymlinks(t *testing.T) {
+	epoch := time.Unix(0, 0)
+	base := New(epoch)
+	base.MkdirAll("usr/lib/systemd", epoch)
+	base.Put("lib", NewSymlink("usr/lib", epoch))
+	base.Put("bin", NewSymlink("/usr/bin", epoch)) // dangling: usr/bin missing
+	ov := New(epoch)
+	ov.MkdirAll("lib/modules/6.1", epoch)
+	ov.Put("lib/modules/6.1/x.ko", NewFile(0o644, []byte("ko"), epoch))
+	ov.MkdirAll("bin", epoch)
+	base.Add(ov)
+	if l, _ := base.Lookup("lib"); l.Type() != ModeSymlink {
+		t.Fatal("the lib symlink was replaced by a directory")
+	}
+	if _, ok := base.Lookup("usr/lib/modules/6.1/x.ko"); !ok {
+		t.Fatal("overlay content did not land behind the lib symlink")
+	}
+	if _, ok := base.Lookup("usr/lib/systemd"); !ok {
+		t.Fatal("existing content behind the symlink lost")
+	}
+	// A symlink to nothing is replaced, as tar would.
+	if b, _ := base.Lookup("bin"); !b.IsDir() {
+		t.Fatal("a dangling symlink kept over an overlay directory")
+	}
+	if p, err := base.Resolve("lib/modules/../../lib"); err != nil || p != "usr/lib" {
+		t.Fatalf("Resolve = %q, %v", p, err)
+	}
+	base.Put("loop", NewSymlink("loop", epoch))
+	if _, err := base.Resolve("loop/x"); err == nil {
+		t.Fatal("symlink loop resolved")
+	}
+}

@@ -315,38 +315,8 @@ func (x *extractor) hardLink(p, target string) error {
 }
 
 // resolveDir follows symlinks in dir inside the tree (chroot
-// semantics) and returns the path of what it names; parts that do not
-// exist yet are kept as they are.
-func (x *extractor) resolveDir(dir string) (string, error) {
-	var out []string
-	parts := strings.Split(dir, "/")
-	for hops := 0; len(parts) > 0; {
-		part := parts[0]
-		parts = parts[1:]
-		switch part {
-		case "", ".":
-			continue
-		case "..":
-			if len(out) > 0 {
-				out = out[:len(out)-1]
-			}
-			continue
-		}
-		cur := strings.Join(append(out, part), "/")
-		if n, ok := x.t.Lookup(cur); ok && n.Type() == fstree.ModeSymlink {
-			if hops++; hops > 40 {
-				return "", fmt.Errorf("too many levels of symlinks at %s", cur)
-			}
-			if strings.HasPrefix(n.Target, "/") {
-				out = nil
-			}
-			parts = append(strings.Split(n.Target, "/"), parts...)
-			continue
-		}
-		out = append(out, part)
-	}
-	return strings.Join(out, "/"), nil
-}
+// semantics); see fstree.Tree.Resolve.
+func (x *extractor) resolveDir(dir string) (string, error) { return x.t.Resolve(dir) }
 
 // xattrs collects extended attributes from PAX records: GNU tar and star
 // write "SCHILY.xattr.NAME" with the raw value, bsdtar writes
