@@ -152,4 +152,3 @@ func addKernelConfig(o *Options, in *inputs, root *fstree.Tree) error {
 	}
 	return root.Put(name, fstree.NewFile(0o644, data, o.Epoch))
 }
-
