@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"github.com/mkimage/mkimage/internal/fstree"
@@ -22,7 +23,8 @@ func readKernel(o *Options, path, sha string) (*rootfs.Kernel, error) {
 	if st.IsDir() {
 		return rootfs.ReadKernel(path)
 	}
-	dir := filepath.Join(o.CacheDir, "kernels", sha)
+	// "-2": the cached directory carries depmod's indexes since then.
+	dir := filepath.Join(o.CacheDir, "kernels", sha+"-2")
 	if _, err := os.Stat(filepath.Join(dir, "Image")); err == nil {
 		return rootfs.ReadKernel(dir)
 	}
@@ -31,7 +33,7 @@ func readKernel(o *Options, path, sha string) (*rootfs.Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := saveKernel(k, dir); err != nil {
+	if err := saveKernel(o, k, dir); err != nil {
 		return nil, fmt.Errorf("caching the unpacked kernel in %s: %w", dir, err)
 	}
 	// Read back from the directory so the first build and every later one
@@ -41,7 +43,7 @@ func readKernel(o *Options, path, sha string) (*rootfs.Kernel, error) {
 
 // saveKernel writes k as a kernel directory, atomically: a temporary
 // directory renamed into place.
-func saveKernel(k *rootfs.Kernel, dir string) error {
+func saveKernel(o *Options, k *rootfs.Kernel, dir string) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
@@ -65,7 +67,32 @@ func saveKernel(k *rootfs.Kernel, dir string) error {
 	if err := writeHostTree(k.Modules, tmp); err != nil {
 		return err
 	}
+	depmod(o, tmp, k.Version)
 	return os.Rename(tmp, dir)
+}
+
+// depmod writes the module indexes (modules.dep, modules.alias, ...) that
+// Debian's kernel package leaves to its postinst: without them modprobe,
+// systemd-modules-load and udev on the node load nothing. depmod reads
+// ELF files of any architecture, so the host's serves; its output is the
+// same for the same modules.
+func depmod(o *Options, dir, version string) {
+	bin, err := exec.LookPath("depmod")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/depmod", "/sbin/depmod"} {
+			if _, e := os.Stat(p); e == nil {
+				bin, err = p, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		logf(o, "warning: depmod not found (Debian package kmod): the node's modprobe will not find kernel modules")
+		return
+	}
+	if out, err := exec.Command(bin, "-b", dir, version).CombinedOutput(); err != nil {
+		logf(o, "warning: depmod %s: %v: %s", version, err, out)
+	}
 }
 
 // writeHostTree writes the directories, regular files and symlinks of t

@@ -39,15 +39,22 @@ func logf(format string, a ...any) {
 // runs the first-boot steps not yet done on this card.
 func firstBoot(st *state) error {
 	b, err := plan.Read(plan.BakedPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		say("first-boot: no %s: no cluster config, first boot and policy skipped", plan.BakedPath)
-		return nil
-	}
-	if err != nil {
+	withConfig := err == nil
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// A card without a cluster config still needs what makes it a
+		// node of its own (machine-id, host keys, a grown root, a
+		// hostname from its MAC, DHCP) and the root's own hooks (a
+		// Debian root configures its packages there); only policy needs
+		// the config.
+		say("first-boot: no cluster config (%s): defaults (hostname from the MAC, DHCP), policy skipped", plan.BakedPath)
+		b = &plan.Baked{}
+	case err != nil:
 		say("first-boot: cluster config unreadable, first boot and policy skipped: %v", err)
 		return nil
+	default:
+		st.cluster = b
 	}
-	st.cluster = b
 	if err := st.rootWritable(); err != nil {
 		say("first-boot: %v; first boot skipped (it runs at the next boot)", err)
 	} else {
@@ -70,6 +77,10 @@ func firstBoot(st *state) error {
 		if res.Identity.Plan.Name != "" {
 			st.node, st.haveNode = res.Identity.Plan, true
 		}
+	}
+	if !withConfig {
+		st.haveNode = false
+		return nil
 	}
 	if !st.haveNode {
 		// Policy still needs to know who this node is.

@@ -122,7 +122,9 @@ func Run(ctx context.Context, env Env) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("firstboot: %v", err)
 	}
-	if !id.Known {
+	// With no inventory at all (no cluster config) every node is unknown
+	// and nothing needs saying.
+	if !id.Known && len(env.Config.Nodes) > 0 {
 		env.Log("nodeinit: firstboot: warning: MAC %s (%s) is not in the inventory; hostname %s, DHCP", id.Plan.MAC, id.Iface, id.Plan.Name)
 	}
 	r := &runner{Env: env, id: id}
