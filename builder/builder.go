@@ -31,8 +31,8 @@ type Options struct {
 	// arm64 kernel, fetched into the cache.
 	Kernel string
 	// Rootfs is a directory or a tarball, "debian[:SUITE]" (a Debian
-	// arm64 root built from packages) or "minimal". Empty: a minimal
-	// busybox root.
+	// arm64 root built from packages) or "minimal" (busybox). Empty:
+	// "debian", bookworm.
 	Rootfs string
 	// Packages are installed in a Debian root besides its base set.
 	Packages []string
@@ -81,6 +81,9 @@ const (
 func (o *Options) fill() error {
 	if o.Board == "" {
 		return fmt.Errorf("no board given (use --board; known boards: %v)", boards.Names())
+	}
+	if o.Rootfs == "" {
+		o.Rootfs = "debian"
 	}
 	if o.BootSize == 0 {
 		o.BootSize = DefaultBootSize

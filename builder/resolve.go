@@ -160,7 +160,7 @@ func (in *inputs) loadRoot(ctx context.Context, o *Options) error {
 	switch {
 	case len(o.Packages) > 0 && !isDebianRoot(o.Rootfs):
 		return fmt.Errorf("--packages %s: packages go into a Debian root only (use --rootfs debian)", strings.Join(o.Packages, ","))
-	case o.Rootfs == "" || o.Rootfs == "minimal":
+	case o.Rootfs == "minimal":
 		root, err = minimalRoot(ctx, o, in)
 		if err != nil {
 			return fmt.Errorf("minimal root: %w", err)

@@ -59,7 +59,7 @@ func tail(s string, n int) string {
 func TestBootQemuVirt(t *testing.T) {
 	needQEMU(t)
 	img := filepath.Join(t.TempDir(), "virt.img")
-	mustRun(t, "--board", "qemu-virt", "-o", img, "-q", "--overlay", markerOverlay(t, `echo "E2E-MARKER root=$(cat /etc/hostname) $(grep -o 'subvol=[^ ,]*' /proc/self/mountinfo | head -1)"`))
+	mustRun(t, "--board", "qemu-virt", "--rootfs", "minimal", "-o", img, "-q", "--overlay", markerOverlay(t, `echo "E2E-MARKER root=$(cat /etc/hostname) $(grep -o 'subvol=[^ ,]*' /proc/self/mountinfo | head -1)"`))
 	log := qemu(t, img, "E2E-MARKER")
 	for _, want := range []string{
 		"Retrieving file: /extlinux/extlinux.conf", // U-Boot read our FAT
@@ -79,7 +79,7 @@ func TestBootQemuVirt(t *testing.T) {
 func TestBootOdroidUnderVirt(t *testing.T) {
 	needQEMU(t)
 	img := filepath.Join(t.TempDir(), "c2.img")
-	mustRun(t, "--board", "odroid-c2", "-o", img, "-q", "--overlay", markerOverlay(t, `echo "E2E-MARKER-C2 $(uname -m)"`))
+	mustRun(t, "--board", "odroid-c2", "--rootfs", "minimal", "-o", img, "-q", "--overlay", markerOverlay(t, `echo "E2E-MARKER-C2 $(uname -m)"`))
 	log := qemu(t, img, "E2E-MARKER-C2 aarch64")
 	if !strings.Contains(log, "nodeinit: switching root") {
 		t.Errorf("console lacks nodeinit's switch_root line")
@@ -91,7 +91,7 @@ func TestBootOdroidUnderVirt(t *testing.T) {
 func TestBootZeroedRootRescues(t *testing.T) {
 	needQEMU(t)
 	img := filepath.Join(t.TempDir(), "broken.img")
-	mustRun(t, "--board", "qemu-virt", "-o", img, "-q")
+	mustRun(t, "--board", "qemu-virt", "--rootfs", "minimal", "-o", img, "-q")
 	d := partitions(t, img)
 	p2 := d.PartitionTable.Partitions[1]
 	f, err := os.OpenFile(img, os.O_WRONLY, 0)

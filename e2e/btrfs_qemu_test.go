@@ -140,7 +140,7 @@ find /corpus -type f | while read -r f; do sha256sum "$f"; done
 find /corpus -type l | while read -r f; do echo "link $f -> $(readlink "$f")"; done
 echo CORPUS-END`
 	img := filepath.Join(dir, "corpus.img")
-	mustRun(t, "--board", "qemu-virt", "-o", img, "-q", "--overlay", tarPath, "--overlay", markerOverlay(t, script))
+	mustRun(t, "--board", "qemu-virt", "--rootfs", "minimal", "-o", img, "-q", "--overlay", tarPath, "--overlay", markerOverlay(t, script))
 	log := qemu(t, img, "CORPUS-END")
 	begin := strings.LastIndex(log, "CORPUS-BEGIN")
 	end := strings.LastIndex(log, "CORPUS-END")

@@ -184,7 +184,7 @@ func TestClusterNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := filepath.Join(dir, "node.img")
-	mustRun(t, "--board", "qemu-virt", "-o", img, "-q", "--config", cfg, "--overlay", clusterOverlay(t))
+	mustRun(t, "--board", "qemu-virt", "--rootfs", "minimal", "-o", img, "-q", "--config", cfg, "--overlay", clusterOverlay(t))
 
 	router := clusterCard(t, img)
 	var first clusterNode
@@ -328,7 +328,7 @@ func TestClusterConfigRejected(t *testing.T) {
 	}
 	out := filepath.Join(dir, "node.img")
 	start := time.Now()
-	_, stderr, err := run(t, nil, "--board", "qemu-virt", "-o", out, "--config", cfg)
+	_, stderr, err := run(t, nil, "--board", "qemu-virt", "--rootfs", "minimal", "-o", out, "--config", cfg)
 	if err == nil {
 		t.Fatal("mkimage accepted a duplicate MAC")
 	}

@@ -23,7 +23,7 @@ func TestBootOwnKernel(t *testing.T) {
 	kdir := filepath.Join(dir, "kernel")
 	mustRun(t, "kernel", "--board", "qemu-virt", "--src", src, "-o", kdir)
 	img := filepath.Join(dir, "own.img")
-	mustRun(t, "--board", "qemu-virt", "--kernel", kdir, "-o", img, "-q",
+	mustRun(t, "--board", "qemu-virt", "--rootfs", "minimal", "--kernel", kdir, "-o", img, "-q",
 		"--overlay", markerOverlay(t, `echo "OWN-KERNEL $(uname -r) $(cat /proc/sys/kernel/osrelease)"`))
 	log := qemu(t, img, "OWN-KERNEL")
 	if !strings.Contains(log, "nodeinit: loaded 0 modules") && !strings.Contains(log, "no modules") {

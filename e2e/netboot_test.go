@@ -61,7 +61,7 @@ func TestNetbootArtifacts(t *testing.T) {
 	if a := m.Entries[0].Append; !strings.Contains(a, "console=ttyAMA0") || !strings.Contains(a, "root=http://:80/root.img") || !strings.Contains(a, "netroot.sha256=") {
 		t.Errorf("append %q", a)
 	}
-	if _, errs, err := run(t, nil, "netboot", "--board", "qemu-virt", "--default-mode", "nfs", "-o", filepath.Join(t.TempDir(), "x")); err == nil || !strings.Contains(errs, `netboot mode "nfs"`) {
+	if _, errs, err := run(t, nil, "netboot", "--board", "qemu-virt", "--rootfs", "minimal", "--default-mode", "nfs", "-o", filepath.Join(t.TempDir(), "x")); err == nil || !strings.Contains(errs, `netboot mode "nfs"`) {
 		t.Errorf("bad --default-mode: %v %s", err, errs)
 	}
 }
@@ -75,7 +75,7 @@ func netbootTree(t *testing.T) (dir, cfg string) {
 		t.Fatal(err)
 	}
 	dir = filepath.Join(base, "tftp")
-	mustRun(t, "netboot", "--board", "qemu-virt", "--config", cfg, "-o", dir)
+	mustRun(t, "netboot", "--board", "qemu-virt", "--rootfs", "minimal", "--config", cfg, "-o", dir)
 	return dir, cfg
 }
 
@@ -275,7 +275,7 @@ func TestNetbootQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(base, "tftp")
-	mustRun(t, "netboot", "--board", "qemu-virt", "--config", cfg, "-o", dir, "-q", "--overlay", markerOverlay(t, netMarker))
+	mustRun(t, "netboot", "--board", "qemu-virt", "--rootfs", "minimal", "--config", cfg, "-o", dir, "-q", "--overlay", markerOverlay(t, netMarker))
 	t.Logf("mkimage netboot (diskless + install) took %v", time.Since(start).Round(100*time.Millisecond))
 	p := newProvNet(t, dir, cfg)
 

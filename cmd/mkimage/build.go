@@ -27,7 +27,7 @@ func runBuild(args []string) error {
 	fs.StringVarP(&o.Board, "board", "b", "", "board to build for (list them with: mkimage boards)")
 	fs.StringVarP(&o.Output, "output", "o", "", "image file to write (IMAGE.bmap and IMAGE.manifest.json go beside it)")
 	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb, or a directory with Image, dtbs/ and lib/modules/VERSION/ (default: fetch Debian bookworm's current arm64 kernel)")
-	fs.StringVar(&o.Rootfs, "rootfs", "", "root filesystem: a directory or a .tar/.tar.gz/.tar.xz/.tar.zst tarball (default: a minimal busybox root)")
+	fs.StringVar(&o.Rootfs, "rootfs", "debian", "root filesystem: debian[:SUITE] (Debian arm64 with LXC, first-boot configured), minimal (busybox), a directory, or a .tar/.tar.gz/.tar.xz/.tar.zst tarball")
 	fs.StringSliceVar(&o.Packages, "packages", nil, "extra Debian packages for --rootfs debian (comma-separated, repeatable)")
 	fs.StringVar(&o.Bootloader, "bootloader", "", "the board's bootloader blob (odroid-c2: u-boot.bin.sd.bin; macchiatobin: flash-image.bin)")
 	fs.StringArrayVar(&o.Overlays, "overlay", nil, "directory or tarball laid over the root after the project's overlays (repeatable, in order)")
