@@ -15,17 +15,17 @@ import (
 // bytes of the image.
 func Extents(size int64) []bmap.Extent {
 	return []bmap.Extent{
-		{0, 440},                        // boot code (the partition table follows)
-		{446, 64},                       // partition table
-		{510, 2},                        // signature
-		{512, 300 << 10},                // bootloader from sector 1
-		{4 << 20, 64 << 10},             // FAT reserved area + FATs
-		{5<<20 + 100, 1<<20 + 7},        // a file, unaligned
-		{8 << 20, 4096},                 // single block
-		{8<<20 + 4096, 8192},            // adjacent: merges with the previous
-		{20 << 20, 2 << 20},             // btrfs chunk
-		{size/2 - 3, 10},                // straddles a block boundary
-		{size - 4096 - 512, 4096 + 512}, // the tail
+		{Off: 0, Len: 440},                        // boot code (the partition table follows)
+		{Off: 446, Len: 64},                       // partition table
+		{Off: 510, Len: 2},                        // signature
+		{Off: 512, Len: 300 << 10},                // bootloader from sector 1
+		{Off: 4 << 20, Len: 64 << 10},             // FAT reserved area + FATs
+		{Off: 5<<20 + 100, Len: 1<<20 + 7},        // a file, unaligned
+		{Off: 8 << 20, Len: 4096},                 // single block
+		{Off: 8<<20 + 4096, Len: 8192},            // adjacent: merges with the previous
+		{Off: 20 << 20, Len: 2 << 20},             // btrfs chunk
+		{Off: size/2 - 3, Len: 10},                // straddles a block boundary
+		{Off: size - 4096 - 512, Len: 4096 + 512}, // the tail
 	}
 }
 
