@@ -68,7 +68,14 @@ func saveKernel(o *Options, k *rootfs.Kernel, dir string) error {
 		return err
 	}
 	depmod(o, tmp, k.Version)
-	return os.Rename(tmp, dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		// Another build cached the same kernel meanwhile: use its copy.
+		if _, serr := os.Stat(filepath.Join(dir, "Image")); serr == nil {
+			return nil
+		}
+		return err
+	}
+	return nil
 }
 
 // depmod writes the module indexes (modules.dep, modules.alias, ...) that

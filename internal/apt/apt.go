@@ -20,6 +20,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/deb"
 	"github.com/mkimage/mkimage/internal/filehash"
+	"golang.org/x/sys/unix"
 )
 
 // Cache is a private apt state for one architecture.
@@ -150,8 +151,19 @@ func (c *Cache) Update(ctx context.Context) error {
 	if have && age < maxAge {
 		return nil
 	}
+	// Builds and tests running at once share the cache: one updates the
+	// lists, the others wait and then find them fresh (apt-get itself
+	// fails at once on a held lists lock).
+	unlock, err := c.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if age, have = c.listsAge(); have && age < maxAge {
+		return nil
+	}
 	c.logf("updating %s package lists in %s", c.Arch, filepath.Join(c.Dir, "lists"))
-	_, err := c.run(ctx, c.Dir, "apt-get", "-q", "update")
+	_, err = c.run(ctx, c.Dir, "apt-get", "-q", "update")
 	if err == nil {
 		if _, have := c.listsAge(); !have {
 			err = errors.New("apt-get update wrote no Release files (no sources configured?)")
@@ -165,6 +177,20 @@ func (c *Cache) Update(ctx context.Context) error {
 		return fmt.Errorf("apt update of %s: %w", c.Dir, err)
 	}
 	return nil
+}
+
+// lock takes an exclusive lock on the cache directory, waiting for
+// another process that holds it.
+func (c *Cache) lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(c.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("apt cache lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("apt cache lock %s: %w", f.Name(), err)
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }
 
 // Show returns the candidate version's index stanza for a package.
