@@ -113,6 +113,50 @@ func (p *Package) Data(fn func(hdr *tar.Header, r io.Reader) error) error {
 	return p.walkTar(f, m, fn)
 }
 
+// ControlFiles calls fn for every entry of control.tar (control,
+// md5sums, conffiles, maintainer scripts) in archive order, like Data.
+func (p *Package) ControlFiles(fn func(hdr *tar.Header, r io.Reader) error) error {
+	m, err := p.member("control.tar")
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(p.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return p.walkTar(f, m, fn)
+}
+
+// OpenData returns the decompressed data.tar stream, for callers that
+// feed it to a tar reader of their own; Close releases the file.
+func (p *Package) OpenData() (io.ReadCloser, error) {
+	m, err := p.member("data.tar")
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p.Path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := decompress(m.name, io.NewSectionReader(f, m.offset, m.size))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %s: %w", p.Path, m.name, err)
+	}
+	return dataReader{r, f}, nil
+}
+
+type dataReader struct {
+	io.ReadCloser
+	f *os.File
+}
+
+func (d dataReader) Close() error {
+	d.ReadCloser.Close()
+	return d.f.Close()
+}
+
 func (p *Package) walkTar(f *os.File, m member, fn func(*tar.Header, io.Reader) error) error {
 	r, err := decompress(m.name, io.NewSectionReader(f, m.offset, m.size))
 	if err != nil {

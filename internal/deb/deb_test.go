@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -206,5 +207,43 @@ func TestKernelPackage(t *testing.T) {
 	}
 	if image < 1<<20 {
 		t.Errorf("vmlinuz is %d bytes", image)
+	}
+}
+
+func TestControlFilesAndOpenData(t *testing.T) {
+	for _, z := range []string{"xz", "gzip", "zstd", "none"} {
+		p, err := Open(buildDeb(t, z))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var control []string
+		must(t, p.ControlFiles(func(h *tar.Header, r io.Reader) error {
+			control = append(control, strings.TrimPrefix(h.Name, "./"))
+			return nil
+		}))
+		if !slices.Contains(control, "control") {
+			t.Errorf("%s: control.tar entries %v lack control", z, control)
+		}
+		rc, err := p.OpenData()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(rc)
+		var found string
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			must(t, err)
+			if h.Name == "./usr/bin/hello" {
+				b, _ := io.ReadAll(tr)
+				found = string(b)
+			}
+		}
+		must(t, rc.Close())
+		if found != "hello world\n" {
+			t.Errorf("%s: OpenData gave usr/bin/hello %q", z, found)
+		}
 	}
 }

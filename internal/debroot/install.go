@@ -4,17 +4,16 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/md5"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/deb"
+	"github.com/mkimage/mkimage/internal/filehash"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/rootfs"
 )
@@ -102,7 +101,7 @@ type statusEntry struct {
 func Check(d Deb) (*deb.Package, error) {
 	p := d.Pkg
 	if p.SHA256 != "" {
-		sum, err := fileSHA256(d.Path)
+		sum, err := filehash.SHA256(d.Path)
 		if err != nil {
 			return nil, fmt.Errorf("package %s %s: %w", p.Name, p.Version, err)
 		}
@@ -180,16 +179,16 @@ func (w *dbWriter) install(d Deb) error {
 // unpack streams data.tar once: into the tree, and through a tar reader
 // that lists the paths for dpkg's .list file.
 func (w *dbWriter) unpack(d Deb) ([]string, error) {
-	f, m, err := openMember(d.Path, "data.tar")
+	pkg, err := deb.Open(d.Path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	dec, done, err := decompressed(m.name, io.NewSectionReader(f, m.offset, m.size))
+	dec, err := pkg.OpenData()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", d.Path, m.name, err)
+		return nil, err
 	}
-	defer done()
+	defer dec.Close()
+	member := pkg.DataMember()
 	pr, pw := io.Pipe()
 	type result struct {
 		list []string
@@ -216,14 +215,14 @@ func (w *dbWriter) unpack(d Deb) ([]string, error) {
 		io.Copy(io.Discard, pr)
 		ch <- r
 	}()
-	err = rootfs.AddTar(w.t, d.Path+": "+m.name, io.TeeReader(dec, pw), rootfs.TarOptions{Epoch: w.opt.Epoch, FollowDirSymlinks: true})
+	err = rootfs.AddTar(w.t, d.Path+": "+member, io.TeeReader(dec, pw), rootfs.TarOptions{Epoch: w.opt.Epoch, FollowDirSymlinks: true})
 	pw.Close()
 	r := <-ch
 	if err != nil {
 		return nil, err
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", d.Path, m.name, r.err)
+		return nil, fmt.Errorf("%s: %s: %w", d.Path, member, r.err)
 	}
 	return r.list, nil
 }
@@ -345,17 +344,4 @@ func (w *dbWriter) finish() error {
 		}
 	}
 	return w.put(HookPath, []byte(hookScript), 0o755)
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
