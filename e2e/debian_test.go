@@ -64,6 +64,12 @@ echo "E2E: c1 state $(lxc-info -n c1 -sH 2>&1) ip $(lxc-info -n c1 -iH 2>&1 | tr
 echo "E2E: c1 mac $(lxc-attach -n c1 -- /bin/busybox cat /sys/class/net/eth0/address 2>&1)"
 if ping -c 2 -W 5 10.0.5.10 >/dev/null 2>&1; then echo "E2E: ping c1 ok"; else echo "E2E: ping c1 failed"; ip -br addr; fi
 if grep -q ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then echo "E2E: lxcfs mounted"; else echo "E2E: lxcfs not mounted"; systemctl status lxcfs --no-pager -l 2>&1 | tail -n 12 | sed 's/^/E2E-lxcfs: /'; ls -l /dev/fuse 2>&1 | sed 's/^/E2E-lxcfs: /'; fi
+# The native btrfs writer's filesystem, read-write under the node's own
+# kernel and btrfs-progs: write, snapshot the root subvolume, scrub.
+echo "boot $n" >/root/e2e-rw && sync
+if btrfs subvolume snapshot -r / /.snapshots/e2e-$n >/dev/null 2>&1 && [ -r /.snapshots/e2e-$n/etc/hostname ]; then echo "E2E: btrfs snapshot ok"; else echo "E2E: btrfs snapshot failed"; fi
+if btrfs scrub start -B / >/tmp/e2e-scrub 2>&1 && grep -q 'no errors found' /tmp/e2e-scrub; then echo "E2E: btrfs scrub ok"; else echo "E2E: btrfs scrub failed"; sed 's/^/E2E-scrub: /' /tmp/e2e-scrub; fi
+echo "E2E: btrfs kernel complaints $(dmesg | grep -c -E 'BTRFS (critical|error)|corrupt')"
 echo "E2E: done boot $n"
 [ $n = 1 ] && systemctl reboot
 exit 0
@@ -229,6 +235,9 @@ func checkDebianReport(t *testing.T, boot int, console string) {
 		"E2E: c1 mac 00:16:3e:00:05:10",
 		"E2E: ping c1 ok",
 		"E2E: lxcfs mounted",
+		"E2E: btrfs snapshot ok",
+		"E2E: btrfs scrub ok",
+		"E2E: btrfs kernel complaints 0",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("boot %d: no %q in the report", boot, want)
