@@ -53,11 +53,8 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 		return err
 	}
 	in.initrd = data
-	// Whether it came from the cache is logged, not recorded: the
-	// manifest must not depend on the cache's state.
-	if res.Cached {
-		logf(o, "initramfs: cached %s", res.Path)
-	}
+	// Whether it came from the cache is logged (by initramfs.Build), not
+	// recorded: the manifest must not depend on the cache's state.
 	in.add("initramfs", res.Path, res.SHA256, fmt.Sprintf("%d modules", len(res.Modules)))
 	return nil
 }
