@@ -222,15 +222,25 @@ func (c *Console) Expect(ctx context.Context, text string) (string, error) {
 	defer stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var partial time.Time // when a match on an unfinished line was seen
 	for {
 		rest := c.buf[c.pos:]
 		// A match counts once its line is complete, so the caller
-		// gets the whole line.
+		// gets the whole line; a line that stays unfinished (a prompt
+		// such as "login: ") counts after a quiet second.
 		if i := bytes.Index(rest, []byte(text)); i >= 0 {
 			start := bytes.LastIndexByte(c.buf[:c.pos+i], '\n') + 1
 			end := c.pos + i + len(text)
 			j := bytes.IndexByte(c.buf[end:], '\n')
-			if j >= 0 || c.closed {
+			if j < 0 && partial.IsZero() {
+				partial = time.Now()
+				time.AfterFunc(promptQuiet, func() {
+					c.mu.Lock()
+					defer c.mu.Unlock()
+					c.cond.Broadcast()
+				})
+			}
+			if j >= 0 || c.closed || (!partial.IsZero() && time.Since(partial) >= promptQuiet) {
 				if j >= 0 {
 					end += j
 				} else {
@@ -256,6 +266,10 @@ func (c *Console) Expect(ctx context.Context, text string) (string, error) {
 		c.cond.Wait()
 	}
 }
+
+// promptQuiet is how long a match on an unfinished line waits for the
+// rest of its line before it counts.
+const promptQuiet = time.Second
 
 // TailError is an Expect failure with the console's last lines.
 type TailError struct {

@@ -132,3 +132,17 @@ func TestCopyImage(t *testing.T) {
 		t.Error("missing source gave no error")
 	}
 }
+
+// A prompt never ends its line: it matches once the console stays quiet.
+func TestExpectPrompt(t *testing.T) {
+	c := newConsole(nil)
+	c.Write([]byte("Debian GNU/Linux 12 node ttyAMA0\r\n\r\nnode login: "))
+	start := time.Now()
+	line, err := c.Expect(context.Background(), "login:")
+	if err != nil || line != "node login: " {
+		t.Fatalf("Expect = %q, %v", line, err)
+	}
+	if waited := time.Since(start); waited < promptQuiet {
+		t.Errorf("matched an unfinished line after %v, before the quiet time", waited)
+	}
+}
