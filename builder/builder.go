@@ -57,6 +57,11 @@ type Options struct {
 	// MetadataSingle selects single instead of DUP btrfs metadata.
 	MetadataSingle bool
 
+	// Preconfigure runs a Debian root's first-boot hooks (package
+	// configuration) once in QEMU at build time (see preconfigure.go).
+	// A preconfigured image is not byte-reproducible.
+	Preconfigure bool
+
 	// Compress additionally writes IMAGE.zst or IMAGE.xz ("" none).
 	Compress string
 
@@ -99,6 +104,9 @@ func (o *Options) fill() error {
 	}
 	if o.Compress != "" && o.Compress != "zst" && o.Compress != "xz" {
 		return fmt.Errorf("--compress %q: want zst or xz", o.Compress)
+	}
+	if err := checkPreconfigure(o); err != nil {
+		return err
 	}
 	if o.Log == nil {
 		o.Log = io.Discard

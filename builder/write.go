@@ -108,6 +108,13 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	if err := img.f.Sync(); err != nil {
 		return nil, fmt.Errorf("output %s: %w", o.Output, err)
 	}
+	warnings := p.Warnings
+	if o.Preconfigure {
+		if err := preconfigure(ctx, o, in, p, img.f.Name()); err != nil {
+			return nil, fmt.Errorf("--preconfigure: %w", err)
+		}
+		warnings = append(warnings[:len(warnings):len(warnings)], preconfigureWarning)
+	}
 	imgSum, err := filehash.SHA256(img.f.Name())
 	if err != nil {
 		return nil, err
@@ -115,7 +122,13 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 
 	// The block map and manifest go out first, the image last: whoever
 	// sees the image under its final name also finds its map.
-	bm, err := bmap.Create(img.f, p.Layout.Size, bmapExtents(mapped))
+	var bm *bmap.Map
+	if o.Preconfigure {
+		// QEMU wrote where it liked: map the final image's data.
+		bm, err = bmap.FromFile(img.f)
+	} else {
+		bm, err = bmap.Create(img.f, p.Layout.Size, bmapExtents(mapped))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("block map: %w", err)
 	}
@@ -126,7 +139,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	man := Manifest{
 		Tool: "mkimage", Version: o.Version, Board: p.Board, Epoch: o.Epoch.Unix(),
 		Image: o.Output, Size: p.Layout.Size, SHA256: imgSum, Kernel: p.Kernel, Cmdline: p.Cmdline,
-		Layout: p.Layout, Root: p.Root, Inputs: p.Inputs, Warnings: p.Warnings,
+		Layout: p.Layout, Root: p.Root, Inputs: p.Inputs, Warnings: warnings,
 	}
 	manData, _ := json.MarshalIndent(man, "", "  ")
 	if err := writeFileAtomic(p.Bmap, bmData); err != nil {

@@ -38,6 +38,7 @@ func runBuild(args []string) error {
 	fs.StringVar(&headroom, "headroom", "256MiB", "free space added to an automatic root size")
 	fs.StringVar(&o.Backend, "root-backend", "native", "root filesystem writer: native (Go btrfs writer) or mkfs (mkfs.btrfs --rootdir)")
 	fs.BoolVar(&o.MetadataSingle, "metadata-single", false, "single btrfs metadata instead of DUP")
+	fs.BoolVar(&o.Preconfigure, "preconfigure", false, "configure a Debian root's packages once in QEMU at build time, so cards boot configured (minutes; the image is then not byte-reproducible)")
 	fs.StringVar(&o.Compress, "compress", "", "also write IMAGE.zst or IMAGE.xz (zst|xz)")
 	fs.StringVar(&o.CacheDir, "cache-dir", builder.DefaultCacheDir(), "cache for downloads and built artifacts")
 	fs.BoolVar(&dryRun, "dry-run", false, "resolve the inputs and print the plan; write nothing")

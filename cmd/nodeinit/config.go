@@ -17,6 +17,9 @@ type config struct {
 	Init       string        // init=
 	Timeout    time.Duration // nodeinit.timeout=, waiting for the root device
 	Rescue     bool          // nodeinit.rescue: stop before switch_root
+	// Preconfigure (nodeinit.preconfigure): run the root's first-boot
+	// hooks only, then power off (see preconfigure.go).
+	Preconfigure bool
 
 	// Netboot (see net.go). A root= URL (http://[HOST][:PORT]/root.img)
 	// is a diskless root; a URL with no host means the DHCP server.
@@ -91,6 +94,8 @@ func (c *config) apply(words []string) error {
 			c.NetinstallDisk = v
 		case "nodeinit.rescue":
 			c.Rescue = !hasValue || v == "1" || v == "yes" || v == "true"
+		case "nodeinit.preconfigure":
+			c.Preconfigure = !hasValue || v == "1" || v == "yes" || v == "true"
 		}
 	}
 	return nil
@@ -125,6 +130,9 @@ func readConfig(st *state) error {
 	}
 	c := st.cfg
 	say("config: root=%q rootfstype=%s rootflags=%q init=%s timeout=%v", c.Root, c.RootFSType, c.RootFlags, c.Init, c.Timeout)
+	if c.Preconfigure {
+		say("preconfigure: the root's first-boot hooks run, then the machine powers off")
+	}
 	if isNetRoot(c.Root) {
 		say("netboot: diskless root %s sha256 %s", c.Root, c.NetrootSHA256)
 	}

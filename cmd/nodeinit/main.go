@@ -46,6 +46,16 @@
 //     ("nodeinit: policy: ip_forward=1", "nodeinit: policy: route ... dev
 //     eth0", ...). A failing part is logged; the node still boots.
 //
+// Preconfigure (nodeinit.preconfigure on the command line, from `mkimage
+// --preconfigure` at build time): after mount-root, only the root's hooks
+// run (none of the per-node steps: machine-id, host keys, hostname, disk
+// id, growth and network stay for each card's own first boot), recorded
+// as done in firstboot.json; then any SSH host keys and machine-id the
+// packages' scripts made are removed, the root is synced and unmounted,
+// "nodeinit: preconfigure: done" is printed and the machine powers off.
+// On any failure it prints "nodeinit: preconfigure: failed: WHY" and
+// powers off (no rescue shell: nobody is at that console).
+//
 // Every line it prints starts with "nodeinit: " so tests and people can
 // grep the console.
 //
@@ -108,7 +118,13 @@ func main() {
 	start := time.Now()
 	for _, s := range steps {
 		if err := s.run(st); err != nil {
+			if st.cfg.Preconfigure {
+				preconfigureFailed(fmt.Errorf("step %s: %v", s.name, err))
+			}
 			rescue(fmt.Sprintf("step %s failed: %v", s.name, err))
+		}
+		if s.name == "mount-root" && st.cfg.Preconfigure {
+			preconfigure(st) // never returns
 		}
 	}
 	// switchRoot only returns on failure.

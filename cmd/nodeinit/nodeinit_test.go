@@ -21,6 +21,7 @@ func TestConfig(t *testing.T) {
 			config{Root: "/dev/mmcblk0p2", RootFSType: "btrfs", RootFlags: "subvol=@,noatime", Init: "/lib/systemd/systemd", Timeout: 90 * time.Second, Rescue: true}, ""},
 		{"nodeinit.timeout=1m30s rootfstype=ext4", config{RootFSType: "ext4", Init: "/sbin/init", Timeout: 90 * time.Second}, ""},
 		{"nodeinit.timeout=soon", config{}, "nodeinit.timeout=soon"},
+		{"root=LABEL=root nodeinit.preconfigure", config{Root: "LABEL=root", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Preconfigure: true}, ""},
 		{"console=ttyAMA0 rootwait root=http://:80/root.img netroot.sha256=ab12",
 			config{Root: "http://:80/root.img", NetrootSHA256: "ab12", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second}, ""},
 		{"root=LABEL=root netinstall=http://:80/node.img netinstall.sha256=cd34 netinstall.disk=mmcblk1",

@@ -189,3 +189,26 @@ func (r *runner) logLines(rd io.Reader, prefix string) {
 		r.Log("%s%s", prefix, strings.TrimRight(sc.Text(), "\r"))
 	}
 }
+
+// RunHooks runs the root's pending hooks (HooksDir) alone, none of the
+// per-node steps, and records each one that succeeds in StatePath as Run
+// does, so Run on a later boot logs it as already done and skips it. It
+// needs no cluster config (env.Config is ignored) and returns the hooks
+// it ran ("hook:NAME"). nodeinit's preconfigure mode uses it to configure
+// a root once at build time, before it is cloned to many cards.
+func RunHooks(ctx context.Context, env Env) ([]string, error) {
+	if env.Log == nil {
+		env.Log = func(string, ...any) {}
+	}
+	st, err := ReadState(env.Root)
+	if err != nil {
+		if st == nil {
+			return nil, err
+		}
+		env.Log("nodeinit: firstboot: %v", err)
+	}
+	r := &runner{Env: env, state: st}
+	var res Result
+	err = r.runHooks(ctx, &res)
+	return res.Ran, err
+}
