@@ -24,6 +24,37 @@ func markerOverlay(t *testing.T, script string) string {
 	return dir
 }
 
+// overlayFile is one file of a test overlay.
+type overlayFile struct {
+	data string
+	mode os.FileMode
+}
+
+// systemdOverlay writes files into a new overlay directory and enables
+// the systemd unit etc/systemd/system/UNIT (one of the files) in
+// multi-user.target, as `systemctl enable` would.
+func systemdOverlay(t *testing.T, unit string, files map[string]overlayFile) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, f := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wants := filepath.Join(dir, "etc/systemd/system/multi-user.target.wants")
+	if err := os.MkdirAll(wants, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/systemd/system/"+unit, filepath.Join(wants, unit)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 func needQEMU(t *testing.T) {
 	t.Helper()
 	testenv.Short(t)

@@ -99,37 +99,17 @@ lxc.start.auto = 1
 
 func debianOverlay(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	files := map[string]struct {
-		data string
-		mode os.FileMode
-	}{
+	dir := systemdOverlay(t, "e2e-report.service", map[string]overlayFile{
 		"usr/local/sbin/e2e-report":             {debianReport, 0o755},
 		"etc/systemd/system/e2e-report.service": {debianReportUnit, 0o644},
 		"var/lib/lxc/c1/config":                 {c1Config, 0o644},
 		"var/lib/lxc/c1/rootfs/etc/hostname":    {"c1\n", 0o644},
 		"etc/default/lxc-net":                   {"USE_LXC_BRIDGE=\"false\"\n", 0o644},
-	}
-	for name, f := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "run"} {
 		if err := os.MkdirAll(filepath.Join(dir, "var/lib/lxc/c1/rootfs", d), 0o755); err != nil {
 			t.Fatal(err)
 		}
-	}
-	wants := filepath.Join(dir, "etc/systemd/system/multi-user.target.wants")
-	if err := os.MkdirAll(wants, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("/etc/systemd/system/e2e-report.service", filepath.Join(wants, "e2e-report.service")); err != nil {
-		t.Fatal(err)
 	}
 	return dir
 }

@@ -34,30 +34,10 @@ WantedBy=multi-user.target
 
 func preOverlay(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	for name, f := range map[string]struct {
-		data string
-		mode os.FileMode
-	}{
+	return systemdOverlay(t, "e2e-pre-report.service", map[string]overlayFile{
 		"usr/local/sbin/e2e-pre-report":             {preReport, 0o755},
 		"etc/systemd/system/e2e-pre-report.service": {preReportUnit, 0o644},
-	} {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	wants := filepath.Join(dir, "etc/systemd/system/multi-user.target.wants")
-	if err := os.MkdirAll(wants, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("/etc/systemd/system/e2e-pre-report.service", filepath.Join(wants, "e2e-pre-report.service")); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	})
 }
 
 // TestPreconfigure: `--preconfigure` configures the Debian root's
