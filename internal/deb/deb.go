@@ -101,22 +101,18 @@ func (p *Package) DataMember() string {
 // (usually "./usr/bin/x"). An error from fn stops the walk and is returned
 // as is.
 func (p *Package) Data(fn func(hdr *tar.Header, r io.Reader) error) error {
-	m, err := p.member("data.tar")
-	if err != nil {
-		return err
-	}
-	f, err := os.Open(p.Path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return p.walkTar(f, m, fn)
+	return p.walkMember("data.tar", fn)
 }
 
 // ControlFiles calls fn for every entry of control.tar (control,
 // md5sums, conffiles, maintainer scripts) in archive order, like Data.
 func (p *Package) ControlFiles(fn func(hdr *tar.Header, r io.Reader) error) error {
-	m, err := p.member("control.tar")
+	return p.walkMember("control.tar", fn)
+}
+
+// walkMember opens the package and walks the tar member named prefix.*.
+func (p *Package) walkMember(prefix string, fn func(*tar.Header, io.Reader) error) error {
+	m, err := p.member(prefix)
 	if err != nil {
 		return err
 	}
