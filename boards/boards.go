@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/mkimage/mkimage/internal/devicetree"
 )
 
 //go:embed *.toml
@@ -37,6 +38,14 @@ type Board struct {
 	QemuModules []string   `toml:"qemu_modules" json:"qemu_modules,omitempty"`
 	PXEDefaults []string   `toml:"pxe_defaults" json:"pxe_defaults"`
 	Bootloader  Bootloader `toml:"bootloader" json:"bootloader"`
+	// BootDevices select the device tree nodes the node needs before its
+	// root (SD/eMMC controllers, ethernet): /path, alias:NAME or
+	// compatible:STRING. The build follows their suppliers in the DTB
+	// and puts every driver they need into the initramfs (package
+	// bootpath); a device with no driver is a build error.
+	BootDevices []string `toml:"boot_devices" json:"boot_devices,omitempty"`
+	// DTFixups change the board's DTB before it goes on the card.
+	DTFixups []devicetree.Fixup `toml:"dt_fixup" json:"dt_fixups,omitempty"`
 
 	firstPartition int64
 }
@@ -133,6 +142,22 @@ func (b *Board) validate() error {
 	}
 	if b.DTB != "" && (path.IsAbs(b.DTB) || strings.Contains(b.DTB, "..") || !strings.HasSuffix(b.DTB, ".dtb")) {
 		return fmt.Errorf("dtb %q: want a relative vendor/file.dtb path", b.DTB)
+	}
+	if b.DTB != "" && len(b.BootDevices) == 0 {
+		return fmt.Errorf("boot_devices is empty: name the SD/eMMC and ethernet nodes of %s so the build can check their drivers", b.DTB)
+	}
+	if b.DTB == "" && (len(b.BootDevices) > 0 || len(b.DTFixups) > 0) {
+		return fmt.Errorf("boot_devices and dt_fixup need a dtb (this board's device tree comes from its firmware)")
+	}
+	for _, sel := range b.BootDevices {
+		if err := devicetree.ValidSelector(sel); err != nil {
+			return fmt.Errorf("boot_devices: %w", err)
+		}
+	}
+	for i, f := range b.DTFixups {
+		if err := f.Check(); err != nil {
+			return fmt.Errorf("dt_fixup %d: %w", i+1, err)
+		}
 	}
 	off, err := ParseSize(b.FirstPartition)
 	if err != nil {

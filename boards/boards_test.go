@@ -10,10 +10,18 @@ func TestAllBoardsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != 3 {
-		t.Fatalf("got %d boards, want 3 (odroid-c2, macchiatobin, qemu-virt)", len(all))
+	names := strings.Join(Names(), " ")
+	for _, want := range []string{"odroid-c2", "macchiatobin", "qemu-virt"} {
+		if !strings.Contains(names, want) {
+			t.Errorf("board %s missing (have %s)", want, names)
+		}
 	}
 	for _, b := range all {
+		// A board whose device tree goes on the card names its boot
+		// devices, so every build checks their drivers.
+		if b.DTB != "" && len(b.BootDevices) == 0 {
+			t.Errorf("%s: no boot_devices", b.Name)
+		}
 		if b.FirstPartitionOffset() != 4<<20 {
 			t.Errorf("%s: first partition at %d, want 4 MiB", b.Name, b.FirstPartitionOffset())
 		}
@@ -75,6 +83,11 @@ func TestParseRejects(t *testing.T) {
 		{"write into p1", base + "[bootloader]\nwrites = [{ from = 0, to = 4194304 }]\n", "inside partition 1"},
 		{"bad dtb", base + "dtb = \"/abs.dtb\"\n", "dtb"},
 		{"required without writes", base + "[bootloader]\nrequired = true\n", "no writes"},
+		{"dtb without boot devices", base + "dtb = \"v/b.dtb\"\n", "boot_devices is empty"},
+		{"bad boot device", base + "dtb = \"v/b.dtb\"\nboot_devices = [\"mmc0\"]\n", "bad node selector \"mmc0\""},
+		{"boot devices without dtb", base + "boot_devices = [\"alias:mmc0\"]\n", "need a dtb"},
+		{"fix-up without why", base + "dtb = \"v/b.dtb\"\nboot_devices = [\"alias:mmc0\"]\n[[dt_fixup]]\nnode = \"/x\"\ndelete = [\"y\"]\n", "why is empty"},
+		{"fix-up bad value", base + "dtb = \"v/b.dtb\"\nboot_devices = [\"alias:mmc0\"]\n[[dt_fixup]]\nnode = \"/x\"\nwhy = \"z\"\nset = { y = -3 }\n", "does not fit a 32-bit cell"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("x.toml", []byte(tc.data))

@@ -29,7 +29,7 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	want := in.board.AllModules()
+	want := append([]string(nil), in.bootModules...)
 	files := fstree.New(o.Epoch)
 	if in.cluster != nil {
 		want = append(want, policyModules...)

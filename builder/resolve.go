@@ -34,9 +34,14 @@ type inputs struct {
 	root     *fstree.Tree
 	blob     []byte
 	blobName string
-	initrd   []byte
-	list     []Input
-	warnings []string
+	// dtb is the board's device tree as it goes on the card (fix-ups
+	// applied); bootModules are the board's modules plus what its boot
+	// path needs (see bootPath).
+	dtb         []byte
+	bootModules []string
+	initrd      []byte
+	list        []Input
+	warnings    []string
 	// cluster is the baked cluster config (JSON for nodeinit), nil
 	// without --config.
 	cluster []byte
@@ -58,6 +63,9 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 		return nil, err
 	}
 	if err := in.loadKernel(ctx, o); err != nil {
+		return nil, err
+	}
+	if err := in.loadDeviceTree(o); err != nil {
 		return nil, err
 	}
 	if err := in.loadRoot(ctx, o); err != nil {

@@ -272,6 +272,11 @@ func (s *Set) modinfo(m Module) ([]byte, error) {
 	return data, nil
 }
 
+// Match returns the module files whose aliases match a device's modalias
+// (e.g. "of:NmmcT(null)Camlogic,meson-gx-mmc"), sorted. Built-in modules
+// are not returned: see Builtin and the kernel Image.
+func (s *Set) Match(modalias string) ([]string, error) { return s.lookupAlias(modalias) }
+
 // lookupAlias returns the modules providing alias, sorted; it reads every
 // module's .modinfo the first time (softdeps name aliases such as
 // "crc32c", which Debian's 6.1 kernel provides as crc32c_generic).
