@@ -10,6 +10,7 @@ import (
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/bootpath"
 	"github.com/mkimage/mkimage/internal/devicetree"
+	"github.com/mkimage/mkimage/internal/kbuild"
 	"github.com/mkimage/mkimage/internal/kmod"
 	"github.com/mkimage/mkimage/internal/rootfs"
 )
@@ -27,8 +28,9 @@ type BootPathResult struct {
 
 // BootPath resolves the kernel of o (as a build would) and checks the
 // board's boot path. A missing driver is reported in the result, not as
-// an error, so the table can show it.
-func BootPath(ctx context.Context, o Options) (*BootPathResult, error) {
+// an error, so the table can show it; with a kernel source (directory or
+// tarball) it names the Kconfig symbol that would build it.
+func BootPath(ctx context.Context, o Options, kernelSrc string) (*BootPathResult, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
@@ -49,6 +51,17 @@ func BootPath(ctx context.Context, o Options) (*BootPathResult, error) {
 	_, cl, err := deviceTree(b, in.kernel)
 	if err != nil {
 		return nil, err
+	}
+	if kernelSrc != "" && len(cl.Problems()) > 0 {
+		cache, err := kbuild.CacheDir()
+		if err != nil {
+			return nil, err
+		}
+		src, err := kbuild.OpenSource(kernelSrc, cache, o.Log)
+		if err != nil {
+			return nil, fmt.Errorf("--kernel-src: %w", err)
+		}
+		cl.NameSymbols(src.Dir)
 	}
 	return &BootPathResult{Board: b.Name, Kernel: in.kernel.Version, DTB: b.DTB, Fixups: b.DTFixups, Closure: cl, Modules: cl.Modules()}, nil
 }

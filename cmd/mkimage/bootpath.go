@@ -18,11 +18,12 @@ func init() {
 }
 
 func runBootPath(args []string) error {
-	fs := newFlags("bootpath", "bootpath --board BOARD [--kernel DEB|DIR] [--json]")
+	fs := newFlags("bootpath", "bootpath --board BOARD [--kernel DEB|DIR] [--kernel-src SRC] [--json]")
 	var o builder.Options
 	fs.StringVarP(&o.Board, "board", "b", "", "board to check ("+strings.Join(boards.Names(), ", ")+")")
 	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb, or a directory from mkimage kernel (default: Debian bookworm's current arm64 kernel, fetched)")
 	fs.StringVar(&o.CacheDir, "cache-dir", builder.DefaultCacheDir(), "cache for downloads")
+	src := fs.String("kernel-src", "", "kernel source directory or tarball: name the Kconfig symbol of each missing driver")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.BoolP("quiet", "q", false, "no progress lines")
 	if err := parse(fs, args); err != nil {
@@ -37,7 +38,7 @@ func runBootPath(args []string) error {
 	if !*quiet {
 		o.Log = os.Stderr
 	}
-	res, err := builder.BootPath(context.Background(), o)
+	res, err := builder.BootPath(context.Background(), o, *src)
 	if err != nil {
 		return err
 	}
@@ -80,6 +81,9 @@ func printBootPath(out io.Writer, r *builder.BootPathResult) {
 			driver = "(in Image)"
 		case row.Kind == "framework":
 			driver = "(" + row.Matched + ")"
+		}
+		if row.Kconfig != "" {
+			driver = "CONFIG_" + row.Kconfig + "?"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", row.Path, compat, driver, row.Kind, row.Via)
 	}

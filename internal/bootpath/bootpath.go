@@ -39,6 +39,9 @@ type Row struct {
 	// Matched is the compatible string the driver matched, or why no
 	// driver is needed (Kind Framework).
 	Matched string `json:"matched,omitempty"`
+	// Kconfig is the symbol that would build a missing driver, where the
+	// kernel source was searched (see KconfigSymbol).
+	Kconfig string `json:"kconfig,omitempty"`
 	// Via says how the walk reached it: "boot device", "parent of X",
 	// "vmmc-supply of X".
 	Via string `json:"via"`
@@ -97,6 +100,9 @@ func (c *Closure) Err() error {
 		what := "no driver in this kernel (built in or module) for compatible " + strings.Join(quote(r.Compatible), ", ")
 		if r.Kind == Disabled {
 			what = "disabled in the device tree (status is not \"okay\"), but needed"
+		}
+		if r.Kconfig != "" {
+			what += "; enable CONFIG_" + r.Kconfig
 		}
 		fmt.Fprintf(&b, "\n  %s: %s (reached as %s)", r.Path, what, r.Via)
 	}
