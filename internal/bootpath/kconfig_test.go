@@ -29,6 +29,14 @@ func TestKconfigSymbolTree(t *testing.T) {
 	write("drivers/misc/lonely.c", `{ .compatible = "vendor,orphan" }`)
 	write("drivers/clk/Makefile", "obj-y += clk-fixed.o\n")
 	write("drivers/clk/clk-fixed.c", `CLK_OF_DECLARE(fixed_clk, "fixed-clock", of_fixed_clk_setup);`)
+	c := &Closure{Rows: []Row{{Path: "/reg", Compatible: []string{"vendor,reg", "regulator-fixed"}, Kind: Missing}, {Path: "/ok", Compatible: []string{"vendor,orphan"}, Kind: Builtin}}}
+	c.NameSymbols(src)
+	if c.Rows[0].Kconfig != "REGULATOR_FIXED_VOLTAGE" || c.Rows[1].Kconfig != "" {
+		t.Errorf("NameSymbols: %+v", c.Rows)
+	}
+	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "enable CONFIG_REGULATOR_FIXED_VOLTAGE") {
+		t.Errorf("Err() does not say what to enable: %v", err)
+	}
 	for _, tt := range []struct{ compat, sym, file, err string }{
 		{compat: "regulator-fixed", sym: "REGULATOR_FIXED_VOLTAGE", file: "drivers/regulator/fixed.c"},
 		{compat: "amlogic,meson-gxbb-dwmac", sym: "DWMAC_MESON", file: "drivers/net/meson-glue.c"},
