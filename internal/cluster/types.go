@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
 
 // The value types below implement encoding.TextUnmarshaler so that a bad
@@ -83,6 +85,40 @@ func (m *MAC) UnmarshalText(b []byte) error {
 		return fmt.Errorf("MAC %q is a multicast address (expected a unicast MAC)", b)
 	}
 	*m = MAC(hw.String())
+	return nil
+}
+
+var serialRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._:/+-]{0,63}$`)
+
+// SerialNumber is a board's device tree serial-number, normalised as
+// plan.NormalizeSerialNumber does (lower case, no "0x").
+type SerialNumber string
+
+func (s *SerialNumber) UnmarshalText(b []byte) error {
+	v := plan.NormalizeSerialNumber(string(b))
+	if !serialRE.MatchString(v) {
+		return fmt.Errorf("malformed serial_number %q (expected the board's device tree serial-number, like \"0a1b2c3d4e5f6789\": letters, digits and . _ : / + -, at most 64)", b)
+	}
+	if strings.Trim(v, "0") == "" {
+		return fmt.Errorf("serial_number %q is all zeros (expected a board's own serial: zeros are what boards without one report)", b)
+	}
+	*s = SerialNumber(v)
+	return nil
+}
+
+// CardSerial is an SD/eMMC card's CID serial, kept in the kernel's form
+// "0x1234abcd" (plan.NormalizeCardSerial).
+type CardSerial string
+
+func (c *CardSerial) UnmarshalText(b []byte) error {
+	v, ok := plan.NormalizeCardSerial(string(b))
+	if !ok {
+		return fmt.Errorf("malformed card_serial %q (expected the card's 32-bit serial in hex, as /sys/block/mmcblk0/device/serial shows it: \"0x1234abcd\")", b)
+	}
+	if v == "0x00000000" {
+		return fmt.Errorf("card_serial %q is zero (expected a card's own serial: zero is what cards without one report)", b)
+	}
+	*c = CardSerial(v)
 	return nil
 }
 
