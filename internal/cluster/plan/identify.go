@@ -132,6 +132,25 @@ type Machine struct {
 	NICs         []NIC    // sorted by name; no loopback, no all-zero MAC
 }
 
+// values returns the machine's values of an identity key.
+func (m Machine) values(key string) []string {
+	switch key {
+	case KeySerialNumber:
+		if m.SerialNumber != "" {
+			return []string{m.SerialNumber}
+		}
+	case KeyCardSerial:
+		return m.CardSerials
+	case KeyMAC:
+		macs := make([]string, len(m.NICs))
+		for i, n := range m.NICs {
+			macs[i] = n.MAC
+		}
+		return macs
+	}
+	return nil
+}
+
 // NIC is one network interface.
 type NIC struct{ Iface, MAC string }
 
@@ -254,20 +273,15 @@ var ErrNoNIC = errors.New("no network interface with a MAC address")
 func (b *Baked) Identify(m Machine) (Identity, error) {
 	var matches []Match
 	nicOf := map[string]NIC{} // node name -> the NIC whose MAC named it
-	add := func(key, v string) {
-		if p, ok := b.forKey(key, v); ok {
+	for _, key := range KeyOrder {
+		for i, v := range m.values(key) {
+			p, ok := b.forKey(key, v)
+			if !ok {
+				continue
+			}
 			matches = append(matches, Match{Key: key, Value: v, Node: p.Name})
-		}
-	}
-	add(KeySerialNumber, m.SerialNumber)
-	for _, s := range m.CardSerials {
-		add(KeyCardSerial, s)
-	}
-	for _, n := range m.NICs {
-		if p, ok := b.ForMAC(n.MAC); ok {
-			matches = append(matches, Match{Key: KeyMAC, Value: n.MAC, Node: p.Name})
-			if _, have := nicOf[p.Name]; !have {
-				nicOf[p.Name] = n
+			if _, have := nicOf[p.Name]; key == KeyMAC && !have {
+				nicOf[p.Name] = m.NICs[i]
 			}
 		}
 	}
