@@ -106,6 +106,12 @@ func (s *SerialNumber) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// UnmarshalTOML takes only a string: a bare TOML number would reach
+// UnmarshalText as decimal, and 0x1234 would silently become "4660".
+func (s *SerialNumber) UnmarshalTOML(v any) error {
+	return quoted(v, "serial_number", "\"0a1b2c3d4e5f6789\"", s.UnmarshalText)
+}
+
 // CardSerial is an SD/eMMC card's CID serial, kept in the kernel's form
 // "0x1234abcd" (plan.NormalizeCardSerial).
 type CardSerial string
@@ -120,6 +126,21 @@ func (c *CardSerial) UnmarshalText(b []byte) error {
 	}
 	*c = CardSerial(v)
 	return nil
+}
+
+// UnmarshalTOML takes only a string, as SerialNumber's does.
+func (c *CardSerial) UnmarshalTOML(v any) error {
+	return quoted(v, "card_serial", "\"0x1234abcd\"", c.UnmarshalText)
+}
+
+// quoted passes a TOML string value to text; any other type is an error
+// that shows the key quoted.
+func quoted(v any, key, example string, text func([]byte) error) error {
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("%s is a TOML %T, not a string (expected quotes, like %s = %s)", key, v, key, example)
+	}
+	return text([]byte(s))
 }
 
 // Addr is an IPv4 address.
