@@ -67,6 +67,9 @@ func runNetboot(args []string) error {
 			return err
 		}
 		for _, p := range cfg.Resolve() {
+			if p.MAC == "" {
+				continue // named by a serial: netbooted with the default mode
+			}
 			mac, err := net.ParseMAC(p.MAC)
 			if err != nil {
 				return fmt.Errorf("%s: node %s: MAC %q: %v", o.Config, p.Name, p.MAC, err)
