@@ -115,12 +115,13 @@ func GXBBImages(bl30, bl301, bl31, bl33 []byte) []Image {
 }
 
 // Build signs bl2 and the images into a boot image (u-boot.img). bl2 is
-// bl2.bin or Hardkernel's bl2.package (bl2.bin zero-padded to 0xC000);
-// only its first BL2Max bytes are covered, so anything past them must be
-// zero. TOC offsets are those of the signed entries.
+// bl2.bin or Hardkernel's bl2.package (0xC000 bytes: bl2 and bl21, each
+// padded). Like aml_encrypt_gxb, only its first BL2Max bytes go in; the
+// package's last 4 KiB are cut off. TOC offsets are those of the signed
+// entries.
 func Build(bl2 []byte, images []Image) ([]byte, error) {
-	if len(bl2) > BL2Max && !allZero(bl2[BL2Max:]) {
-		return nil, fmt.Errorf("BL2 is %d bytes; the header covers only the first %d (0x%X)", len(bl2), BL2Max, BL2Max)
+	if len(bl2) > FIPAt {
+		return nil, fmt.Errorf("BL2 is %d bytes; a GXBB BL2 package has at most %d (0x%X)", len(bl2), FIPAt, FIPAt)
 	}
 	if _, err := ParseHeader(bl2); err == nil || (len(bl2) > HeaderAt && bytes.HasPrefix(bl2[HeaderAt:], []byte(Magic))) {
 		return nil, errors.New("BL2 already carries an @AML header (is it a signed image?)")
@@ -280,12 +281,3 @@ func CheckEntry(b []byte) ([]byte, error) {
 }
 
 func roundUp(n, a int) int { return (n + a - 1) / a * a }
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
