@@ -305,9 +305,9 @@ func prepareGXBB(f *Format, files []File, infos []Info) ([]byte, error) {
 }
 
 // hardkernelPair lays the pair out as Hardkernel's sd_fusing.sh writes
-// them, shifted into one blob: bl1.bin.hardkernel from byte 0 (the board
-// rule keeps the card's partition table), u-boot.bin at sector 97. The
-// script's u-boot.bin write covers anything of bl1 past sector 97.
+// them, in one blob: bl1.bin.hardkernel from byte 0 (the board rule keeps
+// the card's partition table), u-boot.bin at sector 97 (the script's
+// u-boot.bin write covers anything of bl1 past it).
 func hardkernelPair(bl1, uboot []byte) []byte {
 	const at = amlimage.SDPrefix + amlimage.FIPAt // sector 97
 	out := make([]byte, at, at+len(uboot))
