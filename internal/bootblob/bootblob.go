@@ -32,6 +32,8 @@ const (
 	// HardkernelBL1 is bl1.bin.hardkernel: the SD sector and signed BL2,
 	// without a FIP.
 	HardkernelBL1
+	// AmlogicBL2 is a signed BL2 alone, without the SD sector or a FIP.
+	AmlogicBL2
 	// FIP is an ATF FIP whose entries carry no Amlogic signature.
 	FIP
 	// UBoot is an unsigned ARM64 U-Boot binary.
@@ -71,6 +73,12 @@ func Identify(b []byte) Info {
 	case hasAML(b, amlimage.SDPrefix+amlimage.HeaderAt):
 		in := Info{Kind: HardkernelBL1, What: "Hardkernel's bl1.bin.hardkernel (signed BL2 without a FIP): pass Hardkernel's u-boot.bin too"}
 		if err := amlimage.CheckBL2(b[amlimage.SDPrefix:]); err != nil {
+			in.Problem = err.Error()
+		}
+		return in
+	case hasAML(b, amlimage.HeaderAt):
+		in := Info{Kind: AmlogicBL2, What: "a signed Amlogic BL2 without a FIP"}
+		if err := amlimage.CheckBL2(b); err != nil {
 			in.Problem = err.Error()
 		}
 		return in

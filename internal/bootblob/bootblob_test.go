@@ -43,6 +43,7 @@ func TestIdentify(t *testing.T) {
 		{"boot image", img, AmlogicImage, "without the SD card's first sector", ""},
 		{"hardkernel u-boot.bin", hk, HardkernelFIP, "Hardkernel's u-boot.bin (FIP without BL1): pass bl1.bin.hardkernel too", ""},
 		{"bl1.bin.hardkernel", bl1, HardkernelBL1, "pass Hardkernel's u-boot.bin too", ""},
+		{"signed BL2 alone", img[:amlimage.FIPAt], AmlogicBL2, "a signed Amlogic BL2 without a FIP", ""},
 		{"plain fip", plainFIP(t), FIP, "a plain ARM Trusted Firmware FIP without Amlogic signatures", ""},
 		{"unsigned u-boot", bootblobtest.UBoot(2, 600<<10), UBoot, "an unsigned u-boot.bin (an ARM64 U-Boot binary, not a signed FIP)", ""},
 		{"arm64 binary", bootblobtest.UBoot(2, 600<<10)[:0x1000], ARM64, "a raw ARM64 binary", ""},
