@@ -181,6 +181,19 @@ func TestAssembleBootloader(t *testing.T) {
 		t.Errorf("--bootloader refuses what mkimage bootloader wrote: %v", err)
 	}
 
+	// A flat directory with a bare bl2.bin (the package's first 0xB000
+	// bytes are all that go in) gives the same file.
+	flat := writeFiles(t, map[string][]byte{"bl2.bin": p.BL2[:0xB000], "bl30.bin": p.BL30, "bl301.bin": p.BL301})
+	out2 := filepath.Join(t.TempDir(), "flat.sd.bin")
+	if _, err := AssembleBootloader(t.Context(), BootloaderOptions{
+		Board: "odroid-c2", Amlogic: flat, BL31: filepath.Join(dir, "bl31.bin"), BL33: filepath.Join(dir, "u-boot.bin"), Output: out2,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got2, _ := os.ReadFile(out2); !bytes.Equal(got2, got) {
+		t.Error("bl2.bin in a flat directory gives a different file than bl2.package in fip/gxb")
+	}
+
 	for _, tc := range []struct {
 		o    BootloaderOptions
 		want string
