@@ -9,8 +9,10 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/bootblob"
 	"github.com/mkimage/mkimage/internal/bootblob/bootblobtest"
 	"github.com/mkimage/mkimage/internal/disk"
+	"github.com/mkimage/mkimage/internal/testenv"
 )
 
 func writeFiles(t *testing.T, files map[string][]byte) string {
@@ -206,5 +208,44 @@ func TestAssembleBootloader(t *testing.T) {
 		if _, err := AssembleBootloader(t.Context(), tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("got %v, want %q", err, tc.want)
 		}
+	}
+}
+
+// The Debian files board data names exist in Debian's current packages,
+// and a card bootloader assembles from them.
+func TestDebianBootloaderParts(t *testing.T) {
+	testenv.Short(t)
+	testenv.NeedTools(t, "apt-get", "apt-cache")
+	all, err := boards.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range all {
+		d := b.Bootloader.Debian
+		if d == nil {
+			continue
+		}
+		t.Run(b.Name, func(t *testing.T) {
+			o := &Options{CacheDir: DefaultCacheDir(), Log: io.Discard}
+			bl33, err := debianFile(t.Context(), o, d.BL33)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k := bootblob.Identify(bl33).Kind; k != bootblob.UBoot {
+				t.Errorf("%s is %s", d.BL33, bootblob.Identify(bl33))
+			}
+			if bl31, err := debianFile(t.Context(), o, d.BL31); err != nil || len(bl31) < 4096 {
+				t.Fatalf("%s: %d bytes, %v", d.BL31, len(bl31), err)
+			}
+			p := bootblobtest.Parts(9)
+			tree := writeFiles(t, map[string][]byte{"bl2.package": p.BL2, "bl30.bin": p.BL30, "bl301.bin": p.BL301})
+			out := filepath.Join(t.TempDir(), "u-boot.bin.sd.bin")
+			if _, err := AssembleBootloader(t.Context(), BootloaderOptions{Board: b.Name, Amlogic: tree, Output: out, CacheDir: o.CacheDir}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := loadFor(t, b.Name, out); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
