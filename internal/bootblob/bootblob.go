@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -132,6 +133,11 @@ func signedEntries(b []byte) ([]string, error) {
 	}
 	if len(t.Entries) == 0 {
 		return names, errors.New("its FIP TOC has no entries")
+	}
+	// The GXBB BL2 loads entries by position, not UUID (NixOS builds
+	// label BL30 as BL2), so only BL33's presence is required.
+	if !slices.ContainsFunc(t.Entries, func(e fip.Entry) bool { return e.UUID == fip.BL33 }) {
+		return names, errors.New("its FIP has no BL33 (U-Boot) entry")
 	}
 	for _, e := range t.Entries {
 		if _, err := amlimage.CheckEntry(fip.Payload(b, e)); err != nil {

@@ -27,6 +27,16 @@ func flip(b []byte, at int) []byte {
 	return c
 }
 
+// noBL33 is a signed SD image whose FIP lacks BL33.
+func noBL33(t *testing.T) []byte {
+	p := bootblobtest.Parts(6)
+	img, err := amlimage.Build(p.BL2, amlimage.GXBBImages(p.BL30, p.BL301, p.BL31, p.BL33)[:3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return amlimage.SDImage(img)
+}
+
 func TestIdentify(t *testing.T) {
 	sd := bootblobtest.SDImage(t, 1)
 	img := sd[amlimage.SDPrefix:]
@@ -52,6 +62,7 @@ func TestIdentify(t *testing.T) {
 		{"empty", nil, Unknown, "unrecognised data", ""},
 		{"sd image, BL2 digest broken", flip(sd, 0x2000), AmlogicSD, "signed Amlogic SD image", "BL2 @AML digest does not match"},
 		{"sd image, BL33 broken", flip(sd, len(sd)-0x5000), AmlogicSD, "signed Amlogic SD image", "FIP entry BL33: @AML entry digest does not match"},
+		{"sd image without BL33", noBL33(t), AmlogicSD, "FIP with BL2, BL30, BL301, BL31)", "no BL33"},
 		{"hardkernel u-boot.bin broken", flip(hk, 0x4100), HardkernelFIP, "Hardkernel's u-boot.bin", "FIP entry BL30"},
 		{"armada 8k, image checksum", flip(a8k, len(a8k)-8), Armada8K, "Armada 8K", "boot image checksum"},
 		{"armada 8k, header checksum", flip(a8k, 24), Armada8K, "Armada 8K", "prolog checksum"},
