@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/mkimage/mkimage/internal/bootblob"
 	"github.com/mkimage/mkimage/internal/devicetree"
 )
 
@@ -55,9 +56,24 @@ type Bootloader struct {
 	// Required: the card does not boot on the board without the blob.
 	Required bool `toml:"required" json:"required"`
 	// Blob describes the expected file for messages.
-	Blob    string  `toml:"blob" json:"blob,omitempty"`
+	Blob string `toml:"blob" json:"blob,omitempty"`
+	// Format is the boot format the blob must have (a bootblob format
+	// name, e.g. "amlogic-gxbb-sd"); files given are checked against it.
+	Format  string  `toml:"format" json:"format,omitempty"`
 	Writes  []Write `toml:"writes" json:"writes,omitempty"`
 	Protect []Range `toml:"protect" json:"protect,omitempty"`
+	// Debian names Debian arm64 files `mkimage bootloader` assembles the
+	// blob from, where the format allows assembling one.
+	Debian *DebianBlobs `toml:"debian" json:"debian,omitempty"`
+}
+
+// DebianBlobs are open bootloader parts from Debian packages, each
+// "package:path/in/package".
+type DebianBlobs struct {
+	// BL33 is the U-Boot binary (mainline, distro boot).
+	BL33 string `toml:"bl33" json:"bl33"`
+	// BL31 is ARM Trusted Firmware's EL3 runtime.
+	BL31 string `toml:"bl31" json:"bl31"`
 }
 
 // Write copies blob bytes [From, From+Length) to disk offset To. Length 0
@@ -179,6 +195,21 @@ func (b *Board) validate() error {
 		}
 		if w.To >= off {
 			return fmt.Errorf("bootloader write %d starts at %d, inside partition 1 (%d)", i, w.To, off)
+		}
+	}
+	if len(b.Bootloader.Writes) > 0 {
+		if b.Bootloader.Format == "" {
+			return fmt.Errorf("bootloader has writes but no format (one of %s)", strings.Join(bootblob.Formats(), ", "))
+		}
+		if _, err := bootblob.Lookup(b.Bootloader.Format); err != nil {
+			return fmt.Errorf("bootloader: %w", err)
+		}
+	}
+	if d := b.Bootloader.Debian; d != nil {
+		for _, f := range []string{d.BL33, d.BL31} {
+			if pkg, p, ok := strings.Cut(f, ":"); !ok || pkg == "" || p == "" || path.IsAbs(p) {
+				return fmt.Errorf("bootloader.debian: %q: want package:path/in/package", f)
+			}
 		}
 	}
 	for i, p := range b.Bootloader.Protect {

@@ -3,6 +3,8 @@ package boards
 import (
 	"strings"
 	"testing"
+
+	"github.com/mkimage/mkimage/internal/bootblob"
 )
 
 func TestAllBoardsLoad(t *testing.T) {
@@ -88,6 +90,9 @@ func TestParseRejects(t *testing.T) {
 		{"boot devices without dtb", base + "boot_devices = [\"alias:mmc0\"]\n", "need a dtb"},
 		{"fix-up without why", base + "dtb = \"v/b.dtb\"\nboot_devices = [\"alias:mmc0\"]\n[[dt_fixup]]\nnode = \"/x\"\ndelete = [\"y\"]\n", "why is empty"},
 		{"fix-up bad value", base + "dtb = \"v/b.dtb\"\nboot_devices = [\"alias:mmc0\"]\n[[dt_fixup]]\nnode = \"/x\"\nwhy = \"z\"\nset = { y = -3 }\n", "does not fit a 32-bit cell"},
+		{"writes without format", base + "[bootloader]\nwrites = [{ from = 0, to = 512 }]\n", "no format"},
+		{"unknown format", base + "[bootloader]\nformat = \"floppy\"\nwrites = [{ from = 0, to = 512 }]\n", "unknown bootloader format \"floppy\""},
+		{"bad debian path", base + "[bootloader]\nformat = \"armada-8k\"\nwrites = [{ from = 0, to = 512 }]\n[bootloader.debian]\nbl33 = \"u-boot.bin\"\nbl31 = \"a:b\"\n", "package:path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("x.toml", []byte(tc.data))
@@ -114,6 +119,26 @@ func TestParseSize(t *testing.T) {
 		got, err := ParseSize(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+// Every board that puts a bootloader on the card names a format the
+// recogniser knows; the two real boards name theirs.
+func TestBootloaderFormats(t *testing.T) {
+	all, err := All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"odroid-c2": "amlogic-gxbb-sd", "macchiatobin": "armada-8k"}
+	for _, b := range all {
+		if len(b.Bootloader.Writes) > 0 {
+			if _, err := bootblob.Lookup(b.Bootloader.Format); err != nil {
+				t.Errorf("%s: %v", b.Name, err)
+			}
+		}
+		if w, ok := want[b.Name]; ok && b.Bootloader.Format != w {
+			t.Errorf("%s: bootloader format %q, want %q", b.Name, b.Bootloader.Format, w)
 		}
 	}
 }

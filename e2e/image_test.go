@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/bootblob/bootblobtest"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/rootfs"
 	"github.com/mkimage/mkimage/internal/testenv"
@@ -127,16 +128,20 @@ func TestImagePerBoard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blob := make([]byte, 1<<20)
-	rand.Read(blob)
-	blobPath := filepath.Join(dir, "blob.bin")
-	os.WriteFile(blobPath, blob, 0o644)
+	// Bootloaders of the shape each board's format wants, booting nothing.
+	blobs := map[string][]byte{
+		"odroid-c2":    bootblobtest.SDImage(t, 1),
+		"macchiatobin": bootblobtest.Armada8K(bootblobtest.Random(2, 1<<20)),
+	}
 
 	for _, board := range []string{"qemu-virt", "odroid-c2", "macchiatobin"} {
 		t.Run(board, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), board+".img")
 			args := []string{"--board", board, "-o", img, "--rootfs", root}
-			if board != "qemu-virt" {
+			blob := blobs[board]
+			if blob != nil {
+				blobPath := filepath.Join(dir, board+"-blob.bin")
+				os.WriteFile(blobPath, blob, 0o644)
 				args = append(args, "--bootloader", blobPath)
 			}
 			mustRun(t, args...)
