@@ -359,9 +359,11 @@ type Kernel struct {
 	Image ImageBuiltin
 }
 
-// ModuleMatcher finds module files by modalias (kmod.Set does).
+// ModuleMatcher finds module files and built-in modules by modalias
+// (kmod.Set does).
 type ModuleMatcher interface {
 	Match(modalias string) ([]string, error)
+	MatchBuiltin(modalias string) []string
 }
 
 // Modules implements Drivers.
@@ -383,5 +385,11 @@ func (k *Kernel) Modules(modalias string) ([]string, error) {
 	return out, nil
 }
 
-// Builtin implements Drivers.
-func (k *Kernel) Builtin(compatible string) bool { return k.Image.Builtin(compatible) }
+// Builtin implements Drivers: modules.builtin.modinfo's of: aliases where
+// the kernel lists them, else the Image's of_device_id tables.
+func (k *Kernel) Builtin(compatible string) bool {
+	if k.Mods != nil && len(k.Mods.MatchBuiltin("of:NxT(null)C"+compatible)) > 0 {
+		return true
+	}
+	return k.Image.Builtin(compatible)
+}
