@@ -41,9 +41,9 @@ func Parse(b []byte) (*Tree, error) {
 	if total := binary.BigEndian.Uint32(b[4:]); int64(total) > int64(len(b)) {
 		return nil, fmt.Errorf("device tree header says %d bytes, the file has %d", total, len(b))
 	}
-	f, err := dt.ReadFDT(bytes.NewReader(b))
+	f, err := read(b)
 	if err != nil {
-		return nil, fmt.Errorf("device tree: %w", err)
+		return nil, err
 	}
 	t := &Tree{fdt: f}
 	if err := t.index(); err != nil {

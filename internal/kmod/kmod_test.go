@@ -171,9 +171,9 @@ func TestMatchBuiltin(t *testing.T) {
 		t.Fatal(err)
 	}
 	for alias, want := range map[string]string{
-		"of:NregT(null)Cregulator-fixed":         "fixed",
+		"of:NregT(null)Cregulator-fixed":          "fixed",
 		"of:NregT(null)Cregulator-fixedCvendor,x": "fixed",
-		"of:NregT(null)Cregulator-gpio":          "",
+		"of:NregT(null)Cregulator-gpio":           "",
 	} {
 		if got := strings.Join(s.MatchBuiltin(alias), ","); got != want {
 			t.Errorf("MatchBuiltin(%q) = %q, want %q", alias, got, want)
