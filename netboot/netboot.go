@@ -6,10 +6,10 @@
 //
 //   - diskless: root.img, the btrfs root (Label "root", default subvolume
 //     "@", the same layout as a card's root partition) with root.img.bmap;
-//     nodeinit fetches it into RAM, checks it and mounts it (internal/netroot);
+//     nodeinit fetches it into RAM, checks it and mounts it (internal/node/netroot);
 //   - install: node.img, the full SD card image with node.img.bmap;
 //     nodeinit writes it to the node's card, checks it and reboots
-//     (internal/netinstall).
+//     (internal/node/netinstall).
 //
 // The tree is written into a temporary directory beside the output and
 // renamed into place when complete.

@@ -11,8 +11,8 @@ import (
 	"syscall"
 
 	"github.com/mkimage/mkimage/internal/cluster"
-	"github.com/mkimage/mkimage/internal/netserve"
-	"github.com/mkimage/mkimage/internal/pxedhcp"
+	"github.com/mkimage/mkimage/internal/server/netserve"
+	"github.com/mkimage/mkimage/internal/server/pxedhcp"
 	"github.com/mkimage/mkimage/netboot"
 )
 

@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
-	"github.com/mkimage/mkimage/internal/firstboot"
-	"github.com/mkimage/mkimage/internal/policy"
+	"github.com/mkimage/mkimage/internal/node/firstboot"
+	"github.com/mkimage/mkimage/internal/node/policy"
 )
 
 // nicWait is how long first boot waits for a network interface to show

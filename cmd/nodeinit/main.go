@@ -74,7 +74,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
-	"github.com/mkimage/mkimage/internal/netup"
+	"github.com/mkimage/mkimage/internal/node/netup"
 )
 
 // Paths inside the initramfs that the builder writes (see package

@@ -14,9 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mkimage/mkimage/internal/netinstall"
-	"github.com/mkimage/mkimage/internal/netroot"
-	"github.com/mkimage/mkimage/internal/netup"
+	"github.com/mkimage/mkimage/internal/node/netinstall"
+	"github.com/mkimage/mkimage/internal/node/netroot"
+	"github.com/mkimage/mkimage/internal/node/netup"
 )
 
 // isNetRoot says whether root= names a root image on a server.

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mkimage/mkimage/internal/firstboot"
+	"github.com/mkimage/mkimage/internal/node/firstboot"
 )
 
 // preconfigure runs the root's first-boot hooks alone (nodeinit.preconfigure),

@@ -23,7 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mkimage/mkimage/internal/netfetch"
+	"github.com/mkimage/mkimage/internal/node/netfetch"
 )
 
 // Options say what to write where.

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/bmap"
-	"github.com/mkimage/mkimage/internal/netfetch/fetchtest"
+	"github.com/mkimage/mkimage/internal/node/netfetch/fetchtest"
 )
 
 func TestChooseDisk(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/bmap"
-	"github.com/mkimage/mkimage/internal/netfetch/fetchtest"
+	"github.com/mkimage/mkimage/internal/node/netfetch/fetchtest"
 )
 
 // image writes a 1 MiB image with data in two places and its bmap into a

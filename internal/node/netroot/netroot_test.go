@@ -14,7 +14,7 @@ import (
 	"github.com/mkimage/mkimage/internal/bmap"
 	"github.com/mkimage/mkimage/internal/btrfs"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/netfetch/fetchtest"
+	"github.com/mkimage/mkimage/internal/node/netfetch/fetchtest"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 

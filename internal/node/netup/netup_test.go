@@ -17,7 +17,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/vishvananda/netns"
 
-	"github.com/mkimage/mkimage/internal/pxedhcp"
+	"github.com/mkimage/mkimage/internal/server/pxedhcp"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 

@@ -17,7 +17,7 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/bmap"
-	"github.com/mkimage/mkimage/internal/netserve"
+	"github.com/mkimage/mkimage/internal/server/netserve"
 )
 
 // Serve serves dir over HTTP on 127.0.0.1 until the test ends and

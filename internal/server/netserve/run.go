@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/mkimage/mkimage/internal/pxedhcp"
+	"github.com/mkimage/mkimage/internal/server/pxedhcp"
 )
 
 // Options configure Run.

@@ -25,7 +25,7 @@ import (
 
 func seedPlan(t *testing.T, name string) plan.Plan {
 	t.Helper()
-	c, err := cluster.Load("../../examples/seed-cluster.toml")
+	c, err := cluster.Load("../../../examples/seed-cluster.toml")
 	if err != nil {
 		t.Fatal(err)
 	}

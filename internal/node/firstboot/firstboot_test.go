@@ -29,7 +29,7 @@ const (
 
 func seed(t testing.TB) *plan.Baked {
 	t.Helper()
-	c, err := cluster.Load("../../examples/seed-cluster.toml")
+	c, err := cluster.Load("../../../examples/seed-cluster.toml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mkimage/mkimage/internal/netfetch"
+	"github.com/mkimage/mkimage/internal/node/netfetch"
 )
 
 // Options say what to fetch and where to mount it.
