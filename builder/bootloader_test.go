@@ -2,6 +2,7 @@ package builder
 
 import (
 	"bytes"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"os"
 	"path/filepath"
@@ -97,14 +98,14 @@ func TestHardkernelPairPlacement(t *testing.T) {
 	if _, err := disk.WriteBootloader(f, in.board, in.blobName, in.blob); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := disk.WriteMBR(f, mbr); err != nil {
+	if _, err := ondisk.WriteMBR(f, mbr); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(img)
 
 	// sd_fusing.sh on a card that already has our table.
 	sim := make([]byte, 4<<20)
-	disk.WriteMBR(writerAt{sim}, mbr)
+	ondisk.WriteMBR(writerAt{sim}, mbr)
 	copy(sim[0:442], bl1[0:442])     // dd bs=1 count=442
 	copy(sim[512:], bl1[512:])       // dd bs=512 skip=1 seek=1
 	copy(sim[97*512:], hk)           // dd bs=512 seek=97

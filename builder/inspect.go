@@ -3,6 +3,7 @@ package builder
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"os"
 	"text/tabwriter"
@@ -45,7 +46,7 @@ func Inspect(path, boardName string) (*Inspection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(rep.Partitions) > 0 && rep.Partitions[0].Type == disk.TypeFAT32LBA {
+	if len(rep.Partitions) > 0 && rep.Partitions[0].Type == ondisk.TypeFAT32LBA {
 		p := rep.Partitions[0]
 		fs, err := fat.Open(io.NewSectionReader(f, p.Start, p.Size), p.Size)
 		if err != nil {

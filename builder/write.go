@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"os"
 	"sort"
@@ -74,7 +75,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		}
 		logf(o, "bootloader %s placed (%d bytes)", in.blobName, len(in.blob))
 	}
-	r, err := disk.WriteMBR(img.f, p.Layout.MBR(ids.disk))
+	r, err := ondisk.WriteMBR(img.f, p.Layout.MBR(ids.disk))
 	if err != nil {
 		return nil, fmt.Errorf("partition table: %w", err)
 	}
@@ -197,7 +198,7 @@ func idsFor(in *inputs, p *Plan) ids {
 	fmt.Fprintf(h, "%s\x00%s\x00%d", p.Board, p.Cmdline, p.Layout.Size)
 	seed := h.Sum(nil)
 	return ids{
-		disk: disk.DiskID(seed),
+		disk: ondisk.DiskID(seed),
 		fat:  binary.LittleEndian.Uint32(seed[4:8]) | 1,
 		root: seed,
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"reflect"
 	"strings"
@@ -56,7 +57,7 @@ func fakeDevs() ([]blockDev, func(string) (io.ReaderAt, func(), error)) {
 	binary.LittleEndian.PutUint32(mbr[440:], 0x1234abcd)
 	mbr[510], mbr[511] = 0x55, 0xaa
 	btrfs := make([]byte, 0x11000)
-	copy(btrfs[0x10040:], btrfsMagic)
+	copy(btrfs[0x10040:], ondisk.BtrfsMagic)
 	copy(btrfs[0x10020:], []byte{0xe4, 0x09, 0xee, 0xd2, 0xd4, 0x2c, 0x49, 0x44, 0x98, 0x7a, 0xed, 0xbc, 0xfb, 0x7d, 0x37, 0x74})
 	copy(btrfs[0x1012b:], "root")
 	data := map[string][]byte{"vda": mbr, "vda1": make([]byte, 0x11000), "vda2": btrfs}

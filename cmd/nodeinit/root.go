@@ -12,10 +12,8 @@ package main
 // present; two or more is an error rather than a guess.
 
 import (
-	"bytes"
-	"encoding/binary"
-	"errors"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"os"
 	"path/filepath"
@@ -30,55 +28,6 @@ type blockDev struct {
 	Name   string // vda2
 	Disk   string // vda (itself for a whole disk)
 	PartNo int    // 0 for a whole disk
-}
-
-// fsInfo is what a device's first bytes say about it.
-type fsInfo struct {
-	Type  string // "btrfs" or ""
-	Label string
-	UUID  string // btrfs fsid, 8-4-4-4-12 lower-case hex
-}
-
-const (
-	btrfsSuper = 0x10000
-	btrfsMagic = "_BHRfS_M"
-)
-
-// probeFS reads the btrfs superblock, if any, from r.
-func probeFS(r io.ReaderAt) (fsInfo, error) {
-	sb := make([]byte, 0x1000)
-	if _, err := r.ReadAt(sb, btrfsSuper); err != nil {
-		if errors.Is(err, io.EOF) {
-			return fsInfo{}, nil // too small to hold a btrfs
-		}
-		return fsInfo{}, err
-	}
-	if string(sb[0x40:0x48]) != btrfsMagic {
-		return fsInfo{}, nil
-	}
-	label := sb[0x12b : 0x12b+256]
-	if i := bytes.IndexByte(label, 0); i >= 0 {
-		label = label[:i]
-	}
-	return fsInfo{Type: "btrfs", Label: string(label), UUID: formatUUID(sb[0x20:0x30])}, nil
-}
-
-func formatUUID(b []byte) string {
-	h := fmt.Sprintf("%x", b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-// mbrDiskID reads the MBR disk signature as the kernel prints it in
-// PARTUUIDs (8 lower-case hex digits), or "" without an MBR.
-func mbrDiskID(r io.ReaderAt) (string, error) {
-	sec := make([]byte, 512)
-	if _, err := r.ReadAt(sec, 0); err != nil {
-		return "", err
-	}
-	if sec[510] != 0x55 || sec[511] != 0xaa {
-		return "", nil
-	}
-	return fmt.Sprintf("%08x", binary.LittleEndian.Uint32(sec[440:444])), nil
 }
 
 // listBlock lists the block devices under sysBlock (/sys/class/block),
@@ -142,7 +91,7 @@ func matchRoot(spec string, devs []blockDev, open func(name string) (io.ReaderAt
 			if err != nil {
 				continue
 			}
-			id, _ := mbrDiskID(r)
+			id, _ := ondisk.DiskIDString(r)
 			done()
 			if id != "" && fmt.Sprintf("%s-%02x", id, d.PartNo) == want {
 				found = append(found, d.Name)
@@ -153,13 +102,13 @@ func matchRoot(spec string, devs []blockDev, open func(name string) (io.ReaderAt
 		if err != nil {
 			continue // e.g. an empty card reader
 		}
-		fi, _ := probeFS(r)
+		fs, ok, _ := ondisk.ProbeBtrfs(r)
 		done()
 		switch {
-		case fi.Type == "":
-		case kind == "LABEL" && fi.Label == want,
-			kind == "UUID" && fi.UUID == want,
-			kind == "" && fi.Type == "btrfs":
+		case !ok:
+		case kind == "LABEL" && fs.Label == want,
+			kind == "UUID" && fs.FSID == want,
+			kind == "":
 			found = append(found, d.Name)
 		}
 	}

@@ -2,6 +2,7 @@ package disk
 
 import (
 	"fmt"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"sort"
 
@@ -18,7 +19,7 @@ type Placement struct {
 
 // tableRange is never the bootloader's, whatever a board file says: the
 // disk identifier and partition table are ours.
-var tableRange = boards.Range{Offset: tableAt, Length: tableLen, Why: "MBR disk identifier, partition table and signature"}
+var tableRange = boards.Range{Offset: ondisk.TableOffset, Length: ondisk.TableLength, Why: "MBR disk identifier, partition table and signature"}
 
 // PlaceBootloader resolves the board's writes for a blob of blobSize bytes
 // and checks them: every source range inside the blob, no destination byte
@@ -63,17 +64,17 @@ func PlaceBootloader(board *boards.Board, blobName string, blobSize int64) ([]Pl
 // WriteBootloader copies the blob's bytes to where the board wants them.
 // Every check runs before the first write, so a bad blob leaves the disk
 // untouched. A board without writes writes nothing.
-func WriteBootloader(w io.WriterAt, board *boards.Board, blobName string, blob []byte) ([]Range, error) {
+func WriteBootloader(w io.WriterAt, board *boards.Board, blobName string, blob []byte) ([]ondisk.Range, error) {
 	ps, err := PlaceBootloader(board, blobName, int64(len(blob)))
 	if err != nil {
 		return nil, err
 	}
-	var out []Range
+	var out []ondisk.Range
 	for _, p := range ps {
 		if _, err := w.WriteAt(blob[p.From:p.From+p.Length], p.To); err != nil {
 			return out, fmt.Errorf("writing blob %s at disk offset %d: %w", blobName, p.To, err)
 		}
-		out = append(out, Range{p.To, p.Length})
+		out = append(out, ondisk.Range{Offset: p.To, Length: p.Length})
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -106,7 +107,7 @@ func TestMBRMatchesSfdisk(t *testing.T) {
 			t.Fatal(err)
 		}
 		f, img := newImage(t, l.Size)
-		if _, err := WriteMBR(f, l.MBR(0x1234abcd)); err != nil {
+		if _, err := ondisk.WriteMBR(f, l.MBR(0x1234abcd)); err != nil {
 			t.Fatal(err)
 		}
 		j := sfdiskRead(t, img)
@@ -157,7 +158,7 @@ func TestReadMBRRoundTrip(t *testing.T) {
 	}
 	s := make([]byte, 512)
 	copy(s[440:], b)
-	m, err := ReadMBR(bytes.NewReader(s))
+	m, err := ondisk.ReadMBR(bytes.NewReader(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,10 +166,10 @@ func TestReadMBRRoundTrip(t *testing.T) {
 		t.Errorf("read %+v, wrote %+v", m, l.MBR(77))
 	}
 	s[511] = 0
-	if _, err := ReadMBR(bytes.NewReader(s)); err == nil {
+	if _, err := ondisk.ReadMBR(bytes.NewReader(s)); err == nil {
 		t.Error("missing signature accepted")
 	}
-	if _, err := (MBR{Partitions: []Partition{{Number: 1, Start: 100, Size: 512}}}).Bytes(); err == nil {
+	if _, err := (ondisk.MBR{Partitions: []ondisk.Partition{{Number: 1, Start: 100, Size: 512}}}).Bytes(); err == nil {
 		t.Error("unaligned partition accepted")
 	}
 }
@@ -187,16 +188,16 @@ func TestOdroidC2Bootloader(t *testing.T) {
 	for _, mbrFirst := range []bool{false, true} {
 		f, img := newImage(t, l.Size)
 		if mbrFirst {
-			WriteMBR(f, l.MBR(0xcafe0001))
+			ondisk.WriteMBR(f, l.MBR(0xcafe0001))
 		}
 		rs, err := WriteBootloader(f, bd, "u-boot.bin.sd.bin", bl)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !mbrFirst {
-			WriteMBR(f, l.MBR(0xcafe0001))
+			ondisk.WriteMBR(f, l.MBR(0xcafe0001))
 		}
-		if fmt.Sprint(rs) != fmt.Sprint([]Range{{0, 440}, {512, int64(len(bl)) - 512}}) {
+		if fmt.Sprint(rs) != fmt.Sprint([]ondisk.Range{{Offset: 0, Length: 440}, {Offset: 512, Length: int64(len(bl)) - 512}}) {
 			t.Errorf("ranges %v", rs)
 		}
 		d, _ := os.ReadFile(img)
@@ -233,7 +234,7 @@ func TestMacchiatobinBootloader(t *testing.T) {
 	if _, err := WriteBootloader(f, bd, "flash-image.bin", bl); err != nil {
 		t.Fatal(err)
 	}
-	WriteMBR(f, l.MBR(1))
+	ondisk.WriteMBR(f, l.MBR(1))
 	d, _ := os.ReadFile(img)
 	if !bytes.Equal(d[512:512+len(bl)], bl) {
 		t.Error("blob does not start at byte 512")
@@ -326,7 +327,7 @@ func TestInspectProblems(t *testing.T) {
 	if rep.SignatureOK || len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0], "no MBR signature") {
 		t.Errorf("blank disk: %+v", rep)
 	}
-	WriteMBR(f, l.MBR(5))
+	ondisk.WriteMBR(f, l.MBR(5))
 	rep, _ = Inspect(f, l.Size-MiB, bd)
 	joined := strings.Join(rep.Problems, "\n")
 	for _, want := range []string{"partition 2 ends at", "all zero"} {
@@ -341,8 +342,8 @@ func TestInspectProblems(t *testing.T) {
 }
 
 func TestDiskID(t *testing.T) {
-	a, b := DiskID([]byte("ab"), []byte("c")), DiskID([]byte("a"), []byte("bc"))
-	if a == b || a == 0 || a != DiskID([]byte("ab"), []byte("c")) {
+	a, b := ondisk.DiskID([]byte("ab"), []byte("c")), ondisk.DiskID([]byte("a"), []byte("bc"))
+	if a == b || a == 0 || a != ondisk.DiskID([]byte("ab"), []byte("c")) {
 		t.Errorf("ids %x %x", a, b)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 
 	"github.com/mkimage/mkimage/boards"
@@ -25,7 +26,7 @@ type Report struct {
 
 // PartitionReport is one partition as found.
 type PartitionReport struct {
-	Partition
+	ondisk.Partition
 	TypeName string `json:"type_name"`
 	Aligned  bool   `json:"aligned_4mib"`
 }
@@ -44,11 +45,11 @@ type Region struct {
 
 func typeName(t byte) string {
 	switch t {
-	case TypeFAT32LBA:
+	case ondisk.TypeFAT32LBA:
 		return "FAT32 (LBA)"
 	case 0x0b:
 		return "FAT32 (CHS)"
-	case TypeLinux:
+	case ondisk.TypeLinux:
 		return "Linux"
 	case 0xee:
 		return "GPT protective"
@@ -64,12 +65,12 @@ func typeName(t byte) string {
 // be looked at; only read failures are errors.
 func Inspect(r io.ReaderAt, size int64, board *boards.Board) (Report, error) {
 	rep := Report{Size: size}
-	s := make([]byte, sectorSize)
+	s := make([]byte, ondisk.SectorSize)
 	if _, err := r.ReadAt(s, 0); err != nil {
 		return rep, fmt.Errorf("reading sector 0: %w", err)
 	}
-	rep.BootCodeNonZero = lastNonZero(s[:tableAt]) >= 0
-	m, err := parseMBR(s)
+	rep.BootCodeNonZero = lastNonZero(s[:ondisk.TableOffset]) >= 0
+	m, err := ondisk.ParseMBR(s)
 	if err != nil {
 		rep.Problems = append(rep.Problems, err.Error())
 	} else {

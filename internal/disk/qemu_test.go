@@ -3,6 +3,7 @@ package disk
 import (
 	"bytes"
 	"context"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"os"
 	"os/exec"
@@ -67,7 +68,7 @@ func TestUBootReadsCard(t *testing.T) {
 			if _, err := fat.Write(io.NewOffsetWriter(f, l.Boot().Start), tr, fat.Options{Size: l.Boot().Size, VolumeID: 3, HiddenSectors: uint32(l.Boot().Start / 512)}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := WriteMBR(f, l.MBR(DiskID([]byte(tc.name)))); err != nil {
+			if _, err := ondisk.WriteMBR(f, l.MBR(ondisk.DiskID([]byte(tc.name)))); err != nil {
 				t.Fatal(err)
 			}
 			f.Close()

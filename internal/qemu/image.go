@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"regexp"
 
-	"github.com/mkimage/mkimage/internal/disk"
 	"github.com/mkimage/mkimage/internal/fat"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,7 +61,7 @@ func withBootFS(image string, fn func(*fat.FS) error) error {
 		return err
 	}
 	defer f.Close()
-	mbr, err := disk.ReadMBR(f)
+	mbr, err := ondisk.ReadMBR(f)
 	if err != nil {
 		return fmt.Errorf("%s: %w", image, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"github.com/mkimage/mkimage/internal/ondisk"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -67,12 +68,6 @@ func readUint(path string) (uint64, error) {
 	return v, nil
 }
 
-const (
-	mbrEntries = 446
-	mbrSigOff  = 510
-	diskIDOff  = 440
-)
-
 // growPartition rewrites the root partition's MBR entry so that it ends
 // at the end of the disk (or where the next partition starts) and tells
 // the kernel with BLKPG_RESIZE_PARTITION, which works while the partition
@@ -87,14 +82,14 @@ func growPartition(d rootDisk, logf func(string, ...any)) (uint64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	var mbr [512]byte
+	var mbr [ondisk.SectorSize]byte
 	if _, err := f.ReadAt(mbr[:], 0); err != nil {
 		return 0, fmt.Errorf("%s: reading MBR: %v", d.DiskPath, err)
 	}
-	if mbr[mbrSigOff] != 0x55 || mbr[mbrSigOff+1] != 0xAA {
+	if mbr[ondisk.SignatureOffset] != 0x55 || mbr[ondisk.SignatureOffset+1] != 0xAA {
 		return 0, fmt.Errorf("%s: no MBR signature 55 AA at byte 510", d.DiskPath)
 	}
-	off := mbrEntries + 16*(d.Partition-1)
+	off := ondisk.EntriesOffset + 16*(d.Partition-1)
 	e := mbr[off : off+16]
 	start := uint64(binary.LittleEndian.Uint32(e[8:]))
 	size := uint64(binary.LittleEndian.Uint32(e[12:]))
@@ -103,7 +98,7 @@ func growPartition(d rootDisk, logf func(string, ...any)) (uint64, error) {
 	}
 	end := d.DiskSize
 	for i := 0; i < 4; i++ { // never run into a later partition
-		o := mbrEntries + 16*i
+		o := ondisk.EntriesOffset + 16*i
 		s := uint64(binary.LittleEndian.Uint32(mbr[o+8:]))
 		if i != d.Partition-1 && mbr[o+4] != 0 && s > start && s < end {
 			end = s
@@ -164,10 +159,10 @@ func newDiskID(path string) ([4]byte, error) {
 	}
 	defer f.Close()
 	var sig [2]byte
-	if _, err := f.ReadAt(sig[:], mbrSigOff); err != nil || sig != [2]byte{0x55, 0xAA} {
+	if _, err := f.ReadAt(sig[:], ondisk.SignatureOffset); err != nil || sig != [2]byte{0x55, 0xAA} {
 		return id, fmt.Errorf("%s: no MBR signature 55 AA at byte 510", path)
 	}
-	if _, err := f.WriteAt(id[:], diskIDOff); err != nil {
+	if _, err := f.WriteAt(id[:], ondisk.TableOffset); err != nil {
 		return id, err
 	}
 	return id, f.Sync()

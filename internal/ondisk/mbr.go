@@ -1,9 +1,9 @@
-// Package disk plans the partition layout of a card image, writes its MBR
-// and places a board's bootloader blob, and reads all of that back for
-// `mkimage inspect`. It writes only sector 0's disk identifier and table
-// (bytes 440..511) so the boot code bytes 0..439 stay free for a
-// bootloader (the Odroid C2's FIP starts there).
-package disk
+// Package ondisk reads and writes what both sides find on a card: the MBR
+// (disk identifier, partition table) and the btrfs superblock's identity.
+// It imports nothing board-specific, so nodeinit can use it. Only sector
+// 0's bytes 440..511 are ever written, so the boot code bytes 0..439 stay
+// free for a bootloader (the Odroid C2's FIP starts there).
+package ondisk
 
 import (
 	"crypto/sha256"
@@ -18,10 +18,13 @@ const (
 	TypeLinux    = 0x83
 )
 
+// Byte offsets in sector 0.
 const (
-	sectorSize = 512
-	tableAt    = 440 // disk identifier (4), reserved (2), 4 entries (64), 0x55AA
-	tableLen   = 512 - tableAt
+	SectorSize      = 512
+	TableOffset     = 440 // disk identifier (4), reserved (2), 4 entries (64), 0x55AA
+	TableLength     = SectorSize - TableOffset
+	EntriesOffset   = 446 // four 16-byte entries
+	SignatureOffset = 510 // 0x55 0xAA
 )
 
 // Partition is one MBR entry; offsets in bytes.
@@ -66,9 +69,9 @@ func DiskID(inputs ...[]byte) uint32 {
 	return id
 }
 
-// chs encodes an LBA as the 3 CHS bytes with the 255-head, 63-sector
+// CHS encodes an LBA as the 3 CHS bytes with the 255-head, 63-sector
 // geometry Linux tools use, saturating at 1023/254/63 like they do.
-func chs(lba int64) [3]byte {
+func CHS(lba int64) [3]byte {
 	const heads, sectors = 255, 63
 	c := lba / (heads * sectors)
 	h := (lba / sectors) % heads
@@ -85,16 +88,16 @@ func (m MBR) Bytes() ([]byte, error) {
 	if len(m.Partitions) > 4 {
 		return nil, fmt.Errorf("MBR holds 4 primary partitions, got %d", len(m.Partitions))
 	}
-	b := make([]byte, tableLen)
+	b := make([]byte, TableLength)
 	binary.LittleEndian.PutUint32(b[0:], m.DiskID)
 	for _, p := range m.Partitions {
 		if p.Number < 1 || p.Number > 4 {
 			return nil, fmt.Errorf("partition number %d: want 1..4", p.Number)
 		}
-		if p.Start%sectorSize != 0 || p.Size%sectorSize != 0 || p.Start <= 0 || p.Size <= 0 {
+		if p.Start%SectorSize != 0 || p.Size%SectorSize != 0 || p.Start <= 0 || p.Size <= 0 {
 			return nil, fmt.Errorf("partition %d (start %d, size %d bytes): want positive whole sectors", p.Number, p.Start, p.Size)
 		}
-		lba, n := p.Start/sectorSize, p.Size/sectorSize
+		lba, n := p.Start/SectorSize, p.Size/SectorSize
 		if lba+n > 1<<32 {
 			return nil, fmt.Errorf("partition %d ends at sector %d, beyond the MBR's 2^32 sectors", p.Number, lba+n)
 		}
@@ -102,7 +105,7 @@ func (m MBR) Bytes() ([]byte, error) {
 		if p.Bootable {
 			e[0] = 0x80
 		}
-		s, end := chs(lba), chs(lba+n-1)
+		s, end := CHS(lba), CHS(lba+n-1)
 		copy(e[1:4], s[:])
 		e[4] = p.Type
 		copy(e[5:8], end[:])
@@ -120,29 +123,40 @@ func WriteMBR(w io.WriterAt, m MBR) (Range, error) {
 	if err != nil {
 		return Range{}, err
 	}
-	if _, err := w.WriteAt(b, tableAt); err != nil {
+	if _, err := w.WriteAt(b, TableOffset); err != nil {
 		return Range{}, fmt.Errorf("writing the MBR: %w", err)
 	}
-	return Range{tableAt, tableLen}, nil
+	return Range{TableOffset, TableLength}, nil
 }
 
 // ReadMBR parses sector 0. It fails without the 0x55AA signature.
 func ReadMBR(r io.ReaderAt) (MBR, error) {
-	s := make([]byte, sectorSize)
+	s := make([]byte, SectorSize)
 	if _, err := r.ReadAt(s, 0); err != nil {
 		return MBR{}, fmt.Errorf("reading sector 0: %w", err)
 	}
-	return parseMBR(s)
+	return ParseMBR(s)
 }
 
-func parseMBR(s []byte) (MBR, error) {
-	var m MBR
-	if s[510] != 0x55 || s[511] != 0xaa {
-		return m, fmt.Errorf("sector 0 has no MBR signature (bytes 510..511 are %02x %02x, want 55 aa)", s[510], s[511])
+// SignatureError is sector 0 without the 0x55AA signature: no MBR.
+type SignatureError struct{ Got [2]byte }
+
+func (e *SignatureError) Error() string {
+	return fmt.Sprintf("sector 0 has no MBR signature (bytes 510..511 are %02x %02x, want 55 aa)", e.Got[0], e.Got[1])
+}
+
+// ParseMBR parses a copy of sector 0.
+func ParseMBR(s []byte) (MBR, error) {
+	if len(s) < SectorSize {
+		return MBR{}, fmt.Errorf("sector 0: %d bytes, want %d", len(s), SectorSize)
 	}
-	m.DiskID = binary.LittleEndian.Uint32(s[tableAt:])
+	var m MBR
+	if s[SignatureOffset] != 0x55 || s[SignatureOffset+1] != 0xaa {
+		return m, &SignatureError{[2]byte{s[SignatureOffset], s[SignatureOffset+1]}}
+	}
+	m.DiskID = binary.LittleEndian.Uint32(s[TableOffset:])
 	for i := 0; i < 4; i++ {
-		e := s[446+16*i:][:16]
+		e := s[EntriesOffset+16*i:][:16]
 		n := int64(binary.LittleEndian.Uint32(e[12:]))
 		if e[4] == 0 || n == 0 {
 			continue
@@ -151,8 +165,8 @@ func parseMBR(s []byte) (MBR, error) {
 			Number:   i + 1,
 			Type:     e[4],
 			Bootable: e[0]&0x80 != 0,
-			Start:    int64(binary.LittleEndian.Uint32(e[8:])) * sectorSize,
-			Size:     n * sectorSize,
+			Start:    int64(binary.LittleEndian.Uint32(e[8:])) * SectorSize,
+			Size:     n * SectorSize,
 		})
 	}
 	return m, nil
