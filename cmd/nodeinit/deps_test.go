@@ -1,0 +1,70 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mkimage/mkimage/internal/testenv"
+)
+
+// nodeSide are the project's packages nodeinit may link: the node's own,
+// the cluster model and the formats both sides read. Anything else is
+// build or server code that has no place in a small arm64 PID 1.
+var nodeSide = []string{
+	"github.com/mkimage/mkimage/cmd/nodeinit",
+	"github.com/mkimage/mkimage/internal/node/",
+	"github.com/mkimage/mkimage/internal/cluster/plan",
+	"github.com/mkimage/mkimage/internal/ondisk",
+	"github.com/mkimage/mkimage/internal/bmap",
+	"github.com/mkimage/mkimage/internal/modalias",
+}
+
+// TestNodeSideOnly: `go list -deps ./cmd/nodeinit` names no build-side
+// package ("nodeinit never imports the builder" is checked, not a comment).
+func TestNodeSideOnly(t *testing.T) {
+	testenv.NeedTools(t, "go")
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if !strings.HasPrefix(p, "github.com/mkimage/mkimage") {
+			continue
+		}
+		ok := false
+		for _, allowed := range nodeSide {
+			if p == allowed || strings.HasSuffix(allowed, "/") && strings.HasPrefix(p, allowed) {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("nodeinit links %s, which is not node-side", p)
+		}
+	}
+}
+
+// sizeBudget is what nodeinit's arm64 binary may weigh: it is in every
+// initramfs, which U-Boot loads from the card or over TFTP on every boot.
+const sizeBudget = 14 << 20
+
+func TestSizeBudget(t *testing.T) {
+	testenv.Short(t)
+	testenv.NeedTools(t, "go")
+	bin := filepath.Join(t.TempDir(), "nodeinit")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	st, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("nodeinit (linux/arm64): %d bytes, budget %d", st.Size(), sizeBudget)
+	if st.Size() > sizeBudget {
+		t.Errorf("nodeinit is %d bytes, over its %d-byte budget", st.Size(), sizeBudget)
+	}
+}
