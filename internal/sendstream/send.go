@@ -438,8 +438,8 @@ func (s *sender) updateFile(p string, old, n *fstree.Inode) error {
 }
 
 // updateData sends the WriteChunk blocks of n that differ from old's,
-// then a truncate when the size changed. Growth that is all zeros is
-// left to the truncate.
+// then a truncate when the size changed and the writes did not set it.
+// Growth that is all zeros is left to the truncate.
 func (s *sender) updateData(p string, old, n *fstree.Inode) (bool, error) {
 	osize, size := old.Size(), n.Size()
 	if size == 0 {
@@ -469,6 +469,7 @@ func (s *sender) updateData(p string, old, n *fstree.Inode) (bool, error) {
 		s.old = make([]byte, WriteChunk)
 	}
 	changed := false
+	end := int64(0) // where the last write ended
 	for off := int64(0); off < size; off += WriteChunk {
 		buf := s.data[:min(WriteChunk, size-off)]
 		if _, err := io.ReadFull(r, buf); err != nil {
@@ -484,9 +485,11 @@ func (s *sender) updateData(p string, old, n *fstree.Inode) (bool, error) {
 		if err := s.write(p, off, buf); err != nil {
 			return false, err
 		}
-		changed = true
+		changed, end = true, off+int64(len(buf))
 	}
-	if size != osize {
+	// A shrink needs the truncate; so does growth the writes do not
+	// reach to the end.
+	if size < osize || size > osize && end != size {
 		return true, s.truncate(p, size)
 	}
 	return changed, nil
