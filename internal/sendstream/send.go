@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/mkimage/mkimage/internal/fstree"
 )
@@ -35,12 +36,22 @@ const capability = "security.capability"
 // xattrs, owner, mode, capability, times; a directory's times once
 // everything in it exists.
 func WriteFull(w io.Writer, tree *fstree.Tree, opts Options) error {
-	s, err := newSender(w, opts)
-	if err != nil {
+	if err := checkName(opts.Name); err != nil {
 		return err
 	}
 	if err := tree.Validate(); err != nil {
-		return fmt.Errorf("send stream of %s: %w", opts.Name, err)
+		return fmt.Errorf("send stream %s: %w", opts.Name, err)
+	}
+	s := newSender(w)
+	if err := s.full(tree, opts); err != nil {
+		return fmt.Errorf("send stream %s: %w", opts.Name, err)
+	}
+	return nil
+}
+
+func (s *sender) full(tree *fstree.Tree, opts Options) error {
+	if err := s.enc.header(); err != nil {
+		return err
 	}
 	s.enc.begin(cmdSubvol)
 	s.enc.str(attrPath, opts.Name)
@@ -59,22 +70,33 @@ func WriteFull(w io.Writer, tree *fstree.Tree, opts Options) error {
 // (identified by opts.ParentUUID and opts.ParentCTransid) into child, as
 // the new snapshot opts.Name. Entries are matched by path: what is new,
 // gone or changed in type is created or removed (a rename is a removal and
-// a creation), what only changed is updated in place. A file whose set of
-// hard-link names differs between the trees is replaced whole, so links
-// always come out right.
+// a creation), what only changed is updated in place, sending only the
+// WriteChunk blocks whose bytes differ. A file whose set of hard-link
+// names differs between the trees is replaced whole, so links always come
+// out right.
 func WriteIncremental(w io.Writer, parent, child *fstree.Tree, opts Options) error {
-	s, err := newSender(w, opts)
-	if err != nil {
+	if err := checkName(opts.Name); err != nil {
 		return err
 	}
 	if err := parent.Validate(); err != nil {
-		return fmt.Errorf("send stream of %s: parent: %w", opts.Name, err)
+		return fmt.Errorf("send stream %s: parent: %w", opts.Name, err)
 	}
 	if err := child.Validate(); err != nil {
-		return fmt.Errorf("send stream of %s: %w", opts.Name, err)
+		return fmt.Errorf("send stream %s: %w", opts.Name, err)
 	}
+	s := newSender(w)
+	if err := s.incremental(parent, child, opts); err != nil {
+		return fmt.Errorf("send stream %s: %w", opts.Name, err)
+	}
+	return nil
+}
+
+func (s *sender) incremental(parent, child *fstree.Tree, opts Options) error {
 	s.oldNames, s.newNames = names(parent), names(child)
 	s.ino = 256 + uint64(len(s.oldNames)) // new inodes after the parent's
+	if err := s.enc.header(); err != nil {
+		return err
+	}
 	s.enc.begin(cmdSnapshot)
 	s.enc.str(attrPath, opts.Name)
 	s.enc.bytes(attrUUID, opts.UUID[:])
@@ -90,6 +112,14 @@ func WriteIncremental(w io.Writer, parent, child *fstree.Tree, opts Options) err
 	return s.finish()
 }
 
+// checkName accepts what can name a directory entry.
+func checkName(name string) error {
+	if name == "" || len(name) > 255 || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("send stream: invalid subvolume name %q", name)
+	}
+	return nil
+}
+
 type sender struct {
 	enc     encoder
 	ino     uint64                   // last inode number handed out
@@ -100,15 +130,8 @@ type sender struct {
 	old                []byte // likewise, for the parent's content
 }
 
-func newSender(w io.Writer, opts Options) (*sender, error) {
-	if opts.Name == "" || len(opts.Name) > 255 || opts.Name == "." || opts.Name == ".." || bytes.ContainsAny([]byte(opts.Name), "/\x00") {
-		return nil, fmt.Errorf("send stream: invalid subvolume name %q", opts.Name)
-	}
-	s := &sender{enc: encoder{w: w}, ino: 256, created: map[*fstree.Inode]string{}}
-	if err := s.enc.header(); err != nil {
-		return nil, err
-	}
-	return s, nil
+func newSender(w io.Writer) *sender {
+	return &sender{enc: encoder{w: w}, ino: 256, created: map[*fstree.Inode]string{}}
 }
 
 func (s *sender) finish() error {
