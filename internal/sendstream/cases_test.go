@@ -81,6 +81,11 @@ var changes = []change{
 		lookup(t, tr, "dev/sda1").Minor = 2
 		remove(t, tr, "run/fifo")
 		put(t, tr, "run/fifo", &fstree.Inode{Mode: fstree.ModeSocket | 0o644, Mtime: ts(60)})
+	}, want: []string{
+		"symlink o400-0-0", "chown o400-0-0", "utimes o400-0-0", "rename o400-0-0",
+		"mknod dev/o401-0-0", "chown dev/o401-0-0", "chmod dev/o401-0-0", "utimes dev/o401-0-0", "rename dev/o401-0-0", "utimes dev",
+		"mksock run/o402-0-0", "chown run/o402-0-0", "chmod run/o402-0-0", "utimes run/o402-0-0", "rename run/o402-0-0", "utimes run",
+		"utimes ",
 	}},
 	{name: "capabilities", do: func(t testing.TB, tr *fstree.Tree) {
 		p := lookup(t, tr, "bin/prog") // rewritten: setuid and capability must survive

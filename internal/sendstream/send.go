@@ -400,6 +400,22 @@ func (s *sender) updateDir(p string, old, n *fstree.Inode) error {
 			if err := s.updateFile(cp, o, c); err != nil {
 				return err
 			}
+		case ook && cok && !o.IsDir() && !c.IsDir() && s.created[c] == "":
+			// A new file over an old one: made whole under a temporary
+			// name, then renamed over it, as the kernel does.
+			tmp := path.Join(p, tempName(old, n, s.ino+1))
+			if err := s.create(tmp, c); err != nil {
+				return err
+			}
+			if err := s.cmd(cmdRename, tmp); err != nil {
+				return err
+			}
+			s.enc.str(attrPathTo, cp)
+			if err := s.end(tmp); err != nil {
+				return err
+			}
+			s.created[c] = cp
+			entries = true
 		default:
 			if ook {
 				if err := s.remove(cp, o); err != nil {
@@ -419,6 +435,18 @@ func (s *sender) updateDir(p string, old, n *fstree.Inode) error {
 		return s.utimes(p, n)
 	}
 	return nil
+}
+
+// tempName is the kernel's name for an inode not yet in place,
+// o<ino>-<gen>-<n>, made unique among the entries of both directories.
+func tempName(old, n *fstree.Inode, ino uint64) string {
+	for k := 0; ; k++ {
+		name := fmt.Sprintf("o%d-0-%d", ino, k)
+		_, inOld := old.Children[name]
+		if _, inNew := n.Children[name]; !inOld && !inNew {
+			return name
+		}
+	}
 }
 
 // same reports whether non-directory o can be updated in place into c:

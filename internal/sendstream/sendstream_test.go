@@ -262,3 +262,26 @@ func TestErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestTempName(t *testing.T) {
+	dir := func(names ...string) *fstree.Inode {
+		d := fstree.NewDir(0o755, epoch)
+		for _, n := range names {
+			d.Children[n] = file(0o644, nil, 1)
+		}
+		return d
+	}
+	for _, c := range []struct {
+		old, new *fstree.Inode
+		want     string
+	}{
+		{dir(), dir(), "o300-0-0"},
+		{dir("o300-0-0"), dir(), "o300-0-1"},
+		{dir("o300-0-0"), dir("o300-0-1", "o300-0-2"), "o300-0-3"},
+		{dir("o301-0-0"), dir(), "o300-0-0"},
+	} {
+		if got := tempName(c.old, c.new, 300); got != c.want {
+			t.Errorf("tempName among %v and %v: %s, want %s", c.old.Names(), c.new.Names(), got, c.want)
+		}
+	}
+}
