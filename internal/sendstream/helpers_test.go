@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 	"testing"
@@ -31,21 +32,33 @@ func data(seed, n int) []byte {
 
 func file(perm uint32, b []byte, i int) *fstree.Inode { return fstree.NewFile(perm, b, ts(i)) }
 
-// sparseBytes is in-memory content with known holes.
-type sparseBytes struct {
-	fstree.Bytes
-	ext []fstree.Extent
+// sparseContent has pseudo-random data in its extents and zeros
+// elsewhere, made when opened.
+type sparseContent struct {
+	size int64
+	seed int
+	ext  []fstree.Extent
 }
 
-func (s sparseBytes) Extents() []fstree.Extent { return s.ext }
-
-// sparseFile has pseudo-random data in ext and zeros elsewhere.
-func sparseFile(size int64, i int, ext ...fstree.Extent) *fstree.Inode {
-	b := make([]byte, size)
-	for k, e := range ext {
-		copy(b[e.Offset:], data(i*100+k, int(e.Length)))
+func (s sparseContent) Size() int64              { return s.size }
+func (s sparseContent) Extents() []fstree.Extent { return s.ext }
+func (s sparseContent) Open() (io.ReadCloser, error) {
+	var rs []io.Reader
+	pos := int64(0)
+	for k, e := range s.ext {
+		rs = append(rs, io.LimitReader(zeros{}, e.Offset-pos), bytes.NewReader(data(s.seed*100+k, int(e.Length))))
+		pos = e.Offset + e.Length
 	}
-	return &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseBytes{b, ext}, Atime: ts(i), Mtime: ts(i), Ctime: ts(i)}
+	rs = append(rs, io.LimitReader(zeros{}, s.size-pos))
+	return io.NopCloser(io.MultiReader(rs...)), nil
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func sparseFile(size int64, i int, ext ...fstree.Extent) *fstree.Inode {
+	return &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size, i, ext}, Atime: ts(i), Mtime: ts(i), Ctime: ts(i)}
 }
 
 func put(t testing.TB, tr *fstree.Tree, p string, n *fstree.Inode) {

@@ -188,10 +188,7 @@ func (s *sender) create(p string, n *fstree.Inode) error {
 	s.created[n] = p
 	if p != "" {
 		s.ino++
-		cmd := map[uint32]uint16{
-			fstree.ModeDir: cmdMkdir, fstree.ModeRegular: cmdMkfile, fstree.ModeSymlink: cmdSymlink,
-			fstree.ModeChar: cmdMknod, fstree.ModeBlock: cmdMknod, fstree.ModeFIFO: cmdMkfifo, fstree.ModeSocket: cmdMksock,
-		}[n.Type()]
+		cmd := createCmd[n.Type()]
 		if err := s.cmd(cmd, p); err != nil {
 			return err
 		}
@@ -223,6 +220,12 @@ func (s *sender) create(p string, n *fstree.Inode) error {
 		}
 	}
 	return s.utimes(p, n)
+}
+
+// createCmd makes each file type (Validate lets no other through).
+var createCmd = map[uint32]uint16{
+	fstree.ModeDir: cmdMkdir, fstree.ModeRegular: cmdMkfile, fstree.ModeSymlink: cmdSymlink,
+	fstree.ModeChar: cmdMknod, fstree.ModeBlock: cmdMknod, fstree.ModeFIFO: cmdMkfifo, fstree.ModeSocket: cmdMksock,
 }
 
 // rdev is the device number as glibc's makedev encodes it, which receive

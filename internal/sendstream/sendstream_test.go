@@ -228,7 +228,7 @@ func TestErrors(t *testing.T) {
 	n.Xattrs = map[string][]byte{"user.big": make([]byte, 70000)}
 	put(t, bigx, "f", n)
 	badExt := fstree.New(epoch)
-	put(t, badExt, "f", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseBytes{make([]byte, 10), []fstree.Extent{{Offset: 5, Length: 10}}}})
+	put(t, badExt, "f", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{10, 1, []fstree.Extent{{Offset: 5, Length: 10}}}})
 	slash := fstree.New(epoch)
 	slash.Root.Children["a/b"] = file(0o644, nil, 1)
 	for _, c := range []struct {
