@@ -11,12 +11,13 @@ import (
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/kmod/kmodtest"
 	"github.com/mkimage/mkimage/internal/rootfs"
+	"github.com/mkimage/mkimage/internal/testenv"
 )
 
 // benchRoot is a realistic node root: Debian's arm64 busybox-static with
 // applet links and a few /etc files, plus the kernel package (image and
 // about 5,000 modules, 350 MB).
-func benchRoot(b *testing.B) *fstree.Tree {
+func benchRoot(b testing.TB) *fstree.Tree {
 	tr := fstree.New(epoch)
 	for _, prefix := range []string{"busybox-static_", "linux-image-"} {
 		src, err := rootfs.HostDir(kmodtest.Unpack(b, kmodtest.Deb(b, prefix)), rootfs.HostOptions{RootOwned: true})
@@ -31,6 +32,34 @@ func benchRoot(b *testing.B) *fstree.Tree {
 	put(b, tr, "etc/hostname", fstree.NewFile(0o644, []byte("node\n"), epoch))
 	put(b, tr, "etc/passwd", fstree.NewFile(0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"), epoch))
 	return tr
+}
+
+// TestReceiveRealRoot: btrfs receive of a real root's full stream, and of
+// an incremental one patching its busybox binary, read back whole.
+func TestReceiveRealRoot(t *testing.T) {
+	testenv.Short(t)
+	testenv.NeedRoot(t)
+	tree := benchRoot(t)
+	mnt := scratchFS(t)
+	receive(t, mnt, full(t, tree, baseOpts), baseOpts, tree)
+	child := clone(tree)
+	patchBusybox(t, child)
+	o := Options{Name: "v2", UUID: [16]byte{2}, CTransid: 8, ParentUUID: baseOpts.UUID, ParentCTransid: baseOpts.CTransid}
+	stream := incremental(t, tree, child, o)
+	checkDump(t, stream)
+	receive(t, mnt, stream, o, child)
+}
+
+// patchBusybox flips one byte in the middle of bin/busybox.
+func patchBusybox(t testing.TB, tr *fstree.Tree) {
+	n := lookup(t, tr, "bin/busybox")
+	data, err := fstree.ReadAll(n.Content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append([]byte(nil), data...)
+	data[len(data)/2] ^= 0xff
+	n.Content, n.Mtime = fstree.Bytes(data), ts(2)
 }
 
 type counter int64
@@ -53,16 +82,7 @@ func BenchmarkSize(b *testing.B) {
 			n := lookup(b, tr, "etc/hostname")
 			n.Content, n.Mtime = fstree.Bytes("node-2\n"), ts(1)
 		}},
-		{"bin/busybox 1 byte patched", func(tr *fstree.Tree) {
-			n := lookup(b, tr, "bin/busybox")
-			data, err := fstree.ReadAll(n.Content)
-			if err != nil {
-				b.Fatal(err)
-			}
-			data = append([]byte(nil), data...)
-			data[len(data)/2] ^= 0xff
-			n.Content, n.Mtime = fstree.Bytes(data), ts(2)
-		}},
+		{"bin/busybox 1 byte patched", func(tr *fstree.Tree) { patchBusybox(b, tr) }},
 	}
 	children := make([]*fstree.Tree, len(edits))
 	for i, e := range edits {
