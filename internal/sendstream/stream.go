@@ -65,6 +65,12 @@ const (
 	attrCloneCtransid = 21
 )
 
+// attrNames name the attributes that can be too long, for messages.
+var attrNames = map[uint16]string{
+	attrPath: "path", attrPathTo: "new path", attrPathLink: "link target",
+	attrXattrName: "xattr name", attrXattrData: "xattr value", attrData: "data",
+}
+
 const (
 	magic = "btrfs-stream\x00"
 	// maxCommand is the largest command a version 1 reader accepts,
@@ -117,7 +123,7 @@ func (e *encoder) begin(cmd uint16) {
 func (e *encoder) bytes(typ uint16, data []byte) {
 	if len(data) > 0xffff {
 		if e.err == nil {
-			e.err = fmt.Errorf("attribute %d is %d bytes, more than a send stream attribute holds (65535)", typ, len(data))
+			e.err = fmt.Errorf("%s is %d bytes, more than a send stream attribute holds (65535)", attrNames[typ], len(data))
 		}
 		return
 	}
