@@ -241,7 +241,7 @@ func TestErrors(t *testing.T) {
 		{"no name", fstree.New(epoch), Options{}, nil, "invalid subvolume name"},
 		{"slash in name", fstree.New(epoch), Options{Name: "a/b"}, nil, "invalid subvolume name"},
 		{"long path", long, Options{Name: "v"}, nil, "longer than receive accepts"},
-		{"big xattr", bigx, Options{Name: "v"}, nil, "more than a send stream attribute holds"},
+		{"big xattr", bigx, Options{Name: "v"}, nil, "/f: xattr value is 70000 bytes"},
 		{"bad extent", badExt, Options{Name: "v"}, nil, "past the end"},
 		{"invalid tree", slash, Options{Name: "v"}, nil, "invalid entry name"},
 		{"write error", baseTree(t), Options{Name: "v"}, &failWriter{after: 1000}, "disk full"},
