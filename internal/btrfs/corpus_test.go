@@ -2,87 +2,19 @@ package btrfs
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/fstree/fstreetest"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
 var epoch = time.Unix(1700000000, 123456789)
-
-// genContent is deterministic pseudo-random data of any size, made on
-// the fly so big files cost no memory.
-type genContent struct {
-	seed uint64
-	size int64
-}
-
-func (g genContent) Size() int64 { return g.size }
-func (g genContent) Open() (io.ReadCloser, error) {
-	return io.NopCloser(io.LimitReader(&genReader{x: g.seed*2654435761 + 1}, g.size)), nil
-}
-
-type genReader struct {
-	x   uint64
-	buf [8]byte
-	n   int
-}
-
-func (r *genReader) Read(p []byte) (int, error) {
-	done := 0
-	for r.n == 0 && len(p)-done >= 8 { // whole words: same stream, faster
-		r.x ^= r.x << 13
-		r.x ^= r.x >> 7
-		r.x ^= r.x << 17
-		binary.LittleEndian.PutUint64(p[done:], r.x)
-		done += 8
-	}
-	for i := done; i < len(p); i++ {
-		if r.n == 0 {
-			r.x ^= r.x << 13
-			r.x ^= r.x >> 7
-			r.x ^= r.x << 17
-			binary.LittleEndian.PutUint64(r.buf[:], r.x)
-			r.n = 8
-		}
-		p[i] = r.buf[8-r.n]
-		r.n--
-	}
-	return len(p), nil
-}
-
-// sparseContent has data only in its extents; holes read as zeros.
-type sparseContent struct {
-	size int64
-	ext  []fstree.Extent
-}
-
-func (s sparseContent) Size() int64              { return s.size }
-func (s sparseContent) Extents() []fstree.Extent { return s.ext }
-func (s sparseContent) Open() (io.ReadCloser, error) {
-	var rs []io.Reader
-	pos := int64(0)
-	for i, e := range s.ext {
-		rs = append(rs, io.LimitReader(zeroReader{}, e.Offset-pos))
-		g, _ := genContent{uint64(i + 7), e.Length}.Open()
-		rs = append(rs, g)
-		pos = e.Offset + e.Length
-	}
-	rs = append(rs, io.LimitReader(zeroReader{}, s.size-pos))
-	return io.NopCloser(io.MultiReader(rs...)), nil
-}
-
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 func mustPut(t testing.TB, tr *fstree.Tree, p string, n *fstree.Inode) {
 	t.Helper()
@@ -163,10 +95,10 @@ func corpus(t testing.TB, big bool) map[string]*fstree.Tree {
 
 	inl := fstree.New(epoch)
 	for _, n := range []int{1, 2047, 2048, 2049, 3949, 3950, 4094, 4095, 4096, 4097, 8191, 8192, 8193} {
-		mustPut(t, inl, fmt.Sprintf("f%d", n), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{uint64(n), int64(n)}, Atime: ts(n), Mtime: ts(n), Ctime: ts(n)})
+		mustPut(t, inl, fmt.Sprintf("f%d", n), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Random(uint64(n), int64(n)), Atime: ts(n), Mtime: ts(n), Ctime: ts(n)})
 	}
 	for n := 2047; n <= 4097; n += 7 {
-		mustPut(t, inl, fmt.Sprintf("range/f%d", n), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{uint64(n), int64(n)}, Atime: ts(n), Mtime: ts(n), Ctime: ts(n)})
+		mustPut(t, inl, fmt.Sprintf("range/f%d", n), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Random(uint64(n), int64(n)), Atime: ts(n), Mtime: ts(n), Ctime: ts(n)})
 	}
 	trees["inline"] = inl
 
@@ -186,24 +118,24 @@ func corpus(t testing.TB, big bool) map[string]*fstree.Tree {
 
 	sp := fstree.New(epoch)
 	mib := int64(1 << 20)
-	mustPut(t, sp, "allhole", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 10 * mib}, Mtime: ts(1)})
-	mustPut(t, sp, "smallhole", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 3000}, Mtime: ts(1)})
-	mustPut(t, sp, "middle", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 20 * mib, ext: []fstree.Extent{{Offset: 5 * mib, Length: 1 * mib}}}, Mtime: ts(2)})
-	mustPut(t, sp, "unaligned", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 1000001, ext: []fstree.Extent{{Offset: 10, Length: 5000}, {Offset: 6000, Length: 100}, {Offset: 300000, Length: 1}, {Offset: 999999, Length: 2}}}, Mtime: ts(3)})
-	mustPut(t, sp, "tailhole", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 5 * mib, ext: []fstree.Extent{{Offset: 0, Length: 4096}}}, Mtime: ts(4)})
-	mustPut(t, sp, "smalldata", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: 3000, ext: []fstree.Extent{{Offset: 1000, Length: 10}}}, Mtime: ts(5)})
+	mustPut(t, sp, "allhole", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Sparse(10*mib, 0), Mtime: ts(1)})
+	mustPut(t, sp, "smallhole", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Sparse(3000, 0), Mtime: ts(1)})
+	mustPut(t, sp, "middle", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Sparse(20*mib, 0, []fstree.Extent{{Offset: 5 * mib, Length: 1 * mib}}...), Mtime: ts(2)})
+	mustPut(t, sp, "unaligned", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Sparse(1000001, 0, []fstree.Extent{{Offset: 10, Length: 5000}, {Offset: 6000, Length: 100}, {Offset: 300000, Length: 1}, {Offset: 999999, Length: 2}}...), Mtime: ts(3)})
+	mustPut(t, sp, "tailhole", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Sparse(5*mib, 0, []fstree.Extent{{Offset: 0, Length: 4096}}...), Mtime: ts(4)})
+	mustPut(t, sp, "smalldata", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Sparse(3000, 0, []fstree.Extent{{Offset: 1000, Length: 10}}...), Mtime: ts(5)})
 	trees["sparse"] = sp
 
 	many10k := fstree.New(epoch)
 	for i := 0; i < 10000; i++ {
-		mustPut(t, many10k, fmt.Sprintf("d%02d/file%05d", i%50, i), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{uint64(i), int64(i % 3000)}, Atime: ts(i), Mtime: ts(i), Ctime: ts(i)})
+		mustPut(t, many10k, fmt.Sprintf("d%02d/file%05d", i%50, i), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Random(uint64(i), int64(i%3000)), Atime: ts(i), Mtime: ts(i), Ctime: ts(i)})
 	}
 	trees["10k"] = many10k
 
 	if big {
 		lg := fstree.New(epoch)
-		mustPut(t, lg, "big300", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{1, 300*mib + 12345}, Mtime: ts(1)})
-		mustPut(t, lg, "big130", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{2, 130 * mib}, Mtime: ts(2)})
+		mustPut(t, lg, "big300", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Random(1, 300*mib+12345), Mtime: ts(1)})
+		mustPut(t, lg, "big130", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Random(2, 130*mib), Mtime: ts(2)})
 		mustPut(t, lg, "after", fstree.NewFile(0o644, []byte("after the big ones"), ts(3)))
 		trees["large"] = lg
 	}
@@ -257,15 +189,6 @@ func TestDeterministic(t *testing.T) {
 	if sha256File(t, a) == sha256File(t, c) {
 		t.Fatal("a different seed gave the same image")
 	}
-}
-
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 // recorder keeps the errors compareTree reports.
@@ -396,10 +319,10 @@ func TestManyDataChunks(t *testing.T) {
 	defer func(old uint64) { maxDataChunk = old }(maxDataChunk)
 	tr := corpus(t, false)["kinds"]
 	for i := 0; i < 2000; i++ {
-		mustPut(t, tr, fmt.Sprintf("many/f%d", i), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{uint64(i), int64(i * 37)}, Mtime: ts(i)})
+		mustPut(t, tr, fmt.Sprintf("many/f%d", i), &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Random(uint64(i), int64(i*37)), Mtime: ts(i)})
 	}
-	mustPut(t, tr, "big/a", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{5, 50<<20 + 3}, Mtime: ts(1)})
-	mustPut(t, tr, "big/b", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: genContent{6, 7 << 20}, Mtime: ts(2)})
+	mustPut(t, tr, "big/a", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Random(5, 50<<20+3), Mtime: ts(1)})
+	mustPut(t, tr, "big/b", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Random(6, 7<<20), Mtime: ts(2)})
 	for _, size := range []uint64{8 << 20, 9 << 20} {
 		maxDataChunk = size
 		img, _ := writeImage(t, tr, Options{Metadata: Single})
@@ -409,7 +332,7 @@ func TestManyDataChunks(t *testing.T) {
 			compareTree(t, dir, tr, nil)
 			umount(t, dir)
 		}
-		out := run(t, "btrfs", "inspect-internal", "dump-tree", "-t", "chunk", img)
+		out := testenv.Run(t, "btrfs", "inspect-internal", "dump-tree", "-t", "chunk", img)
 		if n := strings.Count(out, "type DATA"); n < 5 {
 			t.Errorf("%d data chunks, want several", n)
 		}

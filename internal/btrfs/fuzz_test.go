@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/fstree/fstreetest"
 )
 
 // fuzzTree turns bytes into a tree and options: each 3-byte op adds an
@@ -54,7 +55,7 @@ func fuzzTree(data []byte) (*fstree.Tree, Options) {
 		var n *fstree.Inode
 		switch op & 7 {
 		case 0:
-			n = &fstree.Inode{Mode: fstree.ModeRegular | uint32(b)<<4&0o7777, Content: genContent{uint64(i), int64(a) * int64(b) * 3}, Atime: t, Mtime: t, Ctime: t}
+			n = &fstree.Inode{Mode: fstree.ModeRegular | uint32(b)<<4&0o7777, Content: fstreetest.Random(uint64(i), int64(a)*int64(b)*3), Atime: t, Mtime: t, Ctime: t}
 			files = append(files, n)
 		case 1:
 			n = fstree.NewDir(uint32(a)&0o7777, t)
@@ -82,7 +83,7 @@ func fuzzTree(data []byte) (*fstree.Tree, Options) {
 			for off := int64(b) * 3; off < size; off += int64(a)*9000 + 5000 {
 				ext = append(ext, fstree.Extent{Offset: off, Length: min(int64(b)*50+1, size-off)})
 			}
-			n = &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size: size, ext: ext}, Mtime: t}
+			n = &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Sparse(size, 0, ext...), Mtime: t}
 		}
 		if n != nil {
 			parent.Children[name] = n

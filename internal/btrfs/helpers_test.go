@@ -13,11 +13,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/fstree/fstreetest"
 	"github.com/mkimage/mkimage/internal/rootfs"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
@@ -161,7 +161,7 @@ func compareTree(t testing.TB, dir string, src *fstree.Tree, skip map[string]boo
 		t.Errorf("reading back %s: %v", dir, err)
 		return
 	}
-	want := epochTimes(src)
+	want := fstreetest.EpochTimes(src)
 	for p := range skip {
 		_, inWant := want.Lookup(p)
 		_, inGot := got.Lookup(p)
@@ -205,31 +205,4 @@ func compareTree(t testing.TB, dir string, src *fstree.Tree, skip map[string]boo
 	if len(diffs) > 0 {
 		t.Errorf("%d differences between the tree (a) and the mounted image (b)", len(diffs))
 	}
-}
-
-// epochTimes copies src (sharing content and xattrs, keeping hard links)
-// with every zero time set to the Unix epoch.
-func epochTimes(src *fstree.Tree) *fstree.Tree {
-	copies := map[*fstree.Inode]*fstree.Inode{}
-	var cp func(n *fstree.Inode) *fstree.Inode
-	cp = func(n *fstree.Inode) *fstree.Inode {
-		if c, ok := copies[n]; ok {
-			return c
-		}
-		c := *n
-		copies[n] = &c
-		for _, tm := range []*time.Time{&c.Atime, &c.Mtime, &c.Ctime} {
-			if tm.IsZero() {
-				*tm = time.Unix(0, 0)
-			}
-		}
-		if n.IsDir() {
-			c.Children = make(map[string]*fstree.Inode, len(n.Children))
-			for name, child := range n.Children {
-				c.Children[name] = cp(child)
-			}
-		}
-		return &c
-	}
-	return &fstree.Tree{Root: cp(src.Root)}
 }

@@ -80,9 +80,9 @@ func TestReadWrite(t *testing.T) {
 			if err := os.Truncate(img, res.Size+512<<20); err != nil {
 				t.Fatal(err)
 			}
-			dev, _, _ := strings.Cut(strings.TrimSpace(run(t, "findmnt", "-n", "-o", "SOURCE", "--mountpoint", dir)), "[")
-			run(t, "losetup", "-c", dev)
-			run(t, "btrfs", "filesystem", "resize", "max", dir)
+			dev, _, _ := strings.Cut(strings.TrimSpace(testenv.Run(t, "findmnt", "-n", "-o", "SOURCE", "--mountpoint", dir)), "[")
+			testenv.Run(t, "losetup", "-c", dev)
+			testenv.Run(t, "btrfs", "filesystem", "resize", "max", dir)
 		}
 		if growFirst {
 			grow()
@@ -98,20 +98,20 @@ func TestReadWrite(t *testing.T) {
 			t.Fatalf("case %d: %v", i, err)
 		}
 		os.Remove(filepath.Join(dir, "hl1"))
-		run(t, "sync")
+		testenv.Run(t, "sync")
 		snapDir := dir
 		if len(o.Subvolumes) > 0 {
 			snapDir = filepath.Join(dir, ".snapshots")
 		}
-		run(t, "btrfs", "subvolume", "snapshot", dir, filepath.Join(snapDir, "snap1"))
+		testenv.Run(t, "btrfs", "subvolume", "snapshot", dir, filepath.Join(snapDir, "snap1"))
 		if !growFirst {
 			grow()
 		}
 		if err := os.WriteFile(filepath.Join(dir, "after-grow"), big, 0o644); err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
-		run(t, "sync")
-		out := run(t, "btrfs", "scrub", "start", "-B", dir)
+		testenv.Run(t, "sync")
+		out := testenv.Run(t, "btrfs", "scrub", "start", "-B", dir)
 		if !strings.Contains(out, "no errors found") {
 			t.Errorf("case %d: scrub: %s", i, out)
 		}
@@ -120,7 +120,7 @@ func TestReadWrite(t *testing.T) {
 			t.Errorf("case %d: kernel complained:\n%s", i, strings.Join(bad, "\n"))
 		}
 		btrfsCheck(t, img)
-		out = run(t, "btrfs", "inspect-internal", "dump-super", img)
+		out = testenv.Run(t, "btrfs", "inspect-internal", "dump-super", img)
 		if want := res.Size + 512<<20; !strings.Contains(out, "total_bytes\t\t"+itoa(want)) {
 			t.Errorf("case %d: device not grown to %d bytes:\n%s", i, want, out)
 		}
@@ -152,13 +152,13 @@ func TestSubvolumes(t *testing.T) {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
-	list := run(t, "btrfs", "subvolume", "list", dir)
+	list := testenv.Run(t, "btrfs", "subvolume", "list", dir)
 	for _, want := range []string{"ID 256 gen 1 top level 5 path @\n", "top level 256 path .snapshots\n", "top level 256 path var/lib/lxc\n", "top level 256 path tmp\n", "top level 259 path var/lib/lxc/c1/rootfs\n"} {
 		if !strings.Contains(list, want) {
 			t.Errorf("btrfs subvolume list lacks %q:\n%s", want, list)
 		}
 	}
-	if def := run(t, "btrfs", "subvolume", "get-default", dir); !strings.Contains(def, "ID 256") {
+	if def := testenv.Run(t, "btrfs", "subvolume", "get-default", dir); !strings.Contains(def, "ID 256") {
 		t.Errorf("default subvolume: %s", def)
 	}
 	umount(t, dir)

@@ -382,6 +382,35 @@ func (t *Tree) Resolve(p string) (string, error) {
 	return strings.Join(out, "/"), nil
 }
 
+// Clone returns a copy of t that can be changed without touching t:
+// every inode, directory and xattr map is copied, hard links stay links
+// (one copy per inode), file contents are shared (they are read-only).
+func (t *Tree) Clone() *Tree {
+	copies := map[*Inode]*Inode{}
+	var cp func(n *Inode) *Inode
+	cp = func(n *Inode) *Inode {
+		if c, ok := copies[n]; ok {
+			return c
+		}
+		c := *n
+		copies[n] = &c
+		if n.Xattrs != nil {
+			c.Xattrs = make(map[string][]byte, len(n.Xattrs))
+			for k, v := range n.Xattrs {
+				c.Xattrs[k] = v
+			}
+		}
+		if n.Children != nil {
+			c.Children = make(map[string]*Inode, len(n.Children))
+			for name, child := range n.Children {
+				c.Children[name] = cp(child)
+			}
+		}
+		return &c
+	}
+	return &Tree{Root: cp(t.Root)}
+}
+
 // WalkFunc is called for every entry, parents before children, children in
 // sorted name order. p is "" for the root.
 type WalkFunc func(p string, n *Inode) error

@@ -183,3 +183,33 @@ func TestMergeKeepsDirectorySymlinks(t *testing.T) {
 		t.Fatal("symlink loop resolved")
 	}
 }
+
+func TestClone(t *testing.T) {
+	tr := New(time.Unix(5, 0))
+	f := NewFile(0o644, []byte("x"), time.Unix(5, 0))
+	f.Xattrs = map[string][]byte{"user.a": []byte("1")}
+	if _, err := tr.MkdirAll("d", time.Unix(5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Put("d/f", f); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Put("link", f); err != nil { // a hard link
+		t.Fatal(err)
+	}
+	c := tr.Clone()
+	cf, _ := c.Lookup("d/f")
+	cl, _ := c.Lookup("link")
+	if cf == f || cf != cl {
+		t.Fatal("clone shares the inode with the source, or lost the hard link")
+	}
+	cf.Mode = 0o600
+	cf.Xattrs["user.a"] = []byte("2")
+	delete(c.Root.Children, "d")
+	if f.Mode&0o777 != 0o644 || string(f.Xattrs["user.a"]) != "1" {
+		t.Error("changing the clone changed the source's inode")
+	}
+	if _, ok := tr.Lookup("d/f"); !ok {
+		t.Error("removing from the clone removed from the source")
+	}
+}

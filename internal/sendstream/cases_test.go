@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/fstree/fstreetest"
 )
 
 // change is one way a child version differs from baseTree.
@@ -20,18 +21,18 @@ var changes = []change{
 	{name: "unchanged", do: func(testing.TB, *fstree.Tree) {}, want: []string{}},
 	{name: "one file", do: func(t testing.TB, tr *fstree.Tree) {
 		n := lookup(t, tr, "sizes/f98304")
-		b := data(98304, 98304)
+		b := fstreetest.Data(98304, 98304)
 		b[WriteChunk+5] ^= 1
 		n.Content = fstree.Bytes(b)
 		n.Mtime = ts(99)
 	}, want: []string{"write sizes/f98304", "utimes sizes/f98304"}},
 	{name: "grow and shrink", do: func(t testing.TB, tr *fstree.Tree) {
-		lookup(t, tr, "sizes/f49152").Content = fstree.Bytes(data(49152, 49153))
-		lookup(t, tr, "sizes/f1").Content = fstree.Bytes(data(5, WriteChunk*3))
+		lookup(t, tr, "sizes/f49152").Content = fstree.Bytes(fstreetest.Data(49152, 49153))
+		lookup(t, tr, "sizes/f1").Content = fstree.Bytes(fstreetest.Data(5, WriteChunk*3))
 		lookup(t, tr, "sizes/f49153").Content = fstree.Bytes(nil)
-		lookup(t, tr, "sizes/f98304").Content = fstree.Bytes(data(98304, 98304)[:70000])
+		lookup(t, tr, "sizes/f98304").Content = fstree.Bytes(fstreetest.Data(98304, 98304)[:70000])
 		// Growth by zeros only: a truncate alone.
-		lookup(t, tr, "sizes/f49151").Content = fstree.Bytes(append(data(49151, 49151), make([]byte, 100000)...))
+		lookup(t, tr, "sizes/f49151").Content = fstree.Bytes(append(fstreetest.Data(49151, 49151), make([]byte, 100000)...))
 	}},
 	{name: "metadata", do: func(t testing.TB, tr *fstree.Tree) {
 		n := lookup(t, tr, "xattrs/file")
@@ -60,7 +61,7 @@ var changes = []change{
 	{name: "removed and added", do: func(t testing.TB, tr *fstree.Tree) {
 		remove(t, tr, "deep")
 		remove(t, tr, "names")
-		put(t, tr, "new/dir/f", file(0o640, data(1, 70000), 40))
+		put(t, tr, "new/dir/f", file(0o640, fstreetest.Data(1, 70000), 40))
 		put(t, tr, "new/dev/zero", &fstree.Inode{Mode: fstree.ModeChar | 0o666, Major: 1, Minor: 5, Mtime: ts(41)})
 		put(t, tr, "new/empty", file(0o644, nil, 42))
 		put(t, tr, "new/s", fstree.NewSymlink("dir/f", ts(43)))
@@ -114,7 +115,7 @@ var changes = []change{
 
 // child returns baseTree changed by c.
 func (c change) child(t testing.TB) *fstree.Tree {
-	tr := clone(baseTree(t))
+	tr := baseTree(t).Clone()
 	c.do(t, tr)
 	if err := tr.Validate(); err != nil {
 		t.Fatalf("%s: %v", c.name, err)

@@ -4,61 +4,23 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"path"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/fstree/fstreetest"
 )
 
 var epoch = time.Unix(1700000000, 123456789)
 
 func ts(i int) time.Time { return time.Unix(1600000000+int64(i)*7919, int64(i)*1000003%1e9) }
 
-// data is n deterministic pseudo-random bytes.
-func data(seed, n int) []byte {
-	b := make([]byte, n)
-	x := uint64(seed)*2654435761 + 1
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		b[i] = byte(x)
-	}
-	return b
-}
-
 func file(perm uint32, b []byte, i int) *fstree.Inode { return fstree.NewFile(perm, b, ts(i)) }
 
-// sparseContent has pseudo-random data in its extents and zeros
-// elsewhere, made when opened.
-type sparseContent struct {
-	size int64
-	seed int
-	ext  []fstree.Extent
-}
-
-func (s sparseContent) Size() int64              { return s.size }
-func (s sparseContent) Extents() []fstree.Extent { return s.ext }
-func (s sparseContent) Open() (io.ReadCloser, error) {
-	var rs []io.Reader
-	pos := int64(0)
-	for k, e := range s.ext {
-		rs = append(rs, io.LimitReader(zeros{}, e.Offset-pos), bytes.NewReader(data(s.seed*100+k, int(e.Length))))
-		pos = e.Offset + e.Length
-	}
-	rs = append(rs, io.LimitReader(zeros{}, s.size-pos))
-	return io.NopCloser(io.MultiReader(rs...)), nil
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
-
 func sparseFile(size int64, i int, ext ...fstree.Extent) *fstree.Inode {
-	return &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{size, i, ext}, Atime: ts(i), Mtime: ts(i), Ctime: ts(i)}
+	return &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Sparse(size, uint64(i), ext...), Atime: ts(i), Mtime: ts(i), Ctime: ts(i)}
 }
 
 func put(t testing.TB, tr *fstree.Tree, p string, n *fstree.Inode) {
@@ -138,7 +100,7 @@ func baseTree(t testing.TB) *fstree.Tree {
 
 	// Sizes around the write chunk, and holes.
 	for _, n := range []int{0, 1, WriteChunk - 1, WriteChunk, WriteChunk + 1, 2 * WriteChunk, 1<<20 + 3} {
-		put(t, tr, fmt.Sprintf("sizes/f%d", n), file(0o644, data(n, n), n%50))
+		put(t, tr, fmt.Sprintf("sizes/f%d", n), file(0o644, fstreetest.Data(uint64(n), n), n%50))
 	}
 	mib := int64(1 << 20)
 	put(t, tr, "sparse/allhole", sparseFile(10*mib, 1))
@@ -148,52 +110,9 @@ func baseTree(t testing.TB) *fstree.Tree {
 
 	// Xattrs of many sizes.
 	x := file(0o644, []byte("x"), 22)
-	x.Xattrs = map[string][]byte{"user.empty": {}, "user.small": []byte("v"), "user.big": data(7, 16000), "trusted.bin": {0, 1, 2, 0}}
+	x.Xattrs = map[string][]byte{"user.empty": {}, "user.small": []byte("v"), "user.big": fstreetest.Data(7, 16000), "trusted.bin": {0, 1, 2, 0}}
 	put(t, tr, "xattrs/file", x)
 	return tr
-}
-
-// clone copies tr deeply enough to change it (inodes, children,
-// xattrs); hard links stay links, content is shared.
-func clone(tr *fstree.Tree) *fstree.Tree {
-	copies := map[*fstree.Inode]*fstree.Inode{}
-	var cp func(n *fstree.Inode) *fstree.Inode
-	cp = func(n *fstree.Inode) *fstree.Inode {
-		if c, ok := copies[n]; ok {
-			return c
-		}
-		c := *n
-		copies[n] = &c
-		if n.Xattrs != nil {
-			c.Xattrs = map[string][]byte{}
-			for k, v := range n.Xattrs {
-				c.Xattrs[k] = v
-			}
-		}
-		if n.IsDir() {
-			c.Children = make(map[string]*fstree.Inode, len(n.Children))
-			for name, child := range n.Children {
-				c.Children[name] = cp(child)
-			}
-		}
-		return &c
-	}
-	return &fstree.Tree{Root: cp(tr.Root)}
-}
-
-// epochTimes copies tr with every zero time set to the Unix epoch, as a
-// stream sends it.
-func epochTimes(tr *fstree.Tree) *fstree.Tree {
-	c := clone(tr)
-	c.Walk(func(_ string, n *fstree.Inode) error {
-		for _, tm := range []*time.Time{&n.Atime, &n.Mtime, &n.Ctime} {
-			if tm.IsZero() {
-				*tm = time.Unix(0, 0)
-			}
-		}
-		return nil
-	})
-	return c
 }
 
 // op is one decoded command.

@@ -42,7 +42,7 @@ func TestReceiveRealRoot(t *testing.T) {
 	tree := benchRoot(t)
 	mnt := scratchFS(t)
 	receive(t, mnt, full(t, tree, baseOpts), baseOpts, tree)
-	child := clone(tree)
+	child := tree.Clone()
 	patchBusybox(t, child)
 	o := Options{Name: "v2", UUID: [16]byte{2}, CTransid: 8, ParentUUID: baseOpts.UUID, ParentCTransid: baseOpts.CTransid}
 	stream := incremental(t, tree, child, o)
@@ -86,7 +86,7 @@ func BenchmarkSize(b *testing.B) {
 	}
 	children := make([]*fstree.Tree, len(edits))
 	for i, e := range edits {
-		children[i] = clone(tree)
+		children[i] = tree.Clone()
 		e.do(children[i])
 	}
 	var fullSize counter
@@ -141,11 +141,11 @@ func kernelSizes(b *testing.B, tree *fstree.Tree, children []*fstree.Tree) []str
 			b.Fatal(err)
 		}
 		f.Close()
-		run(b, "btrfs", "receive", "-f", stream, mnt)
+		testenv.Run(b, "btrfs", "receive", "-f", stream, mnt)
 	}
 	send := func(args ...string) string {
 		out := filepath.Join(dir, "k")
-		run(b, "btrfs", append([]string{"send", "-q", "-f", out}, args...)...)
+		testenv.Run(b, "btrfs", append([]string{"send", "-q", "-f", out}, args...)...)
 		st, err := os.Stat(out)
 		if err != nil {
 			b.Fatal(err)

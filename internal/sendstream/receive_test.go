@@ -10,18 +10,10 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/fstree/fstreetest"
 	"github.com/mkimage/mkimage/internal/rootfs"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
-
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 func writeStream(t testing.TB, b []byte) string {
 	t.Helper()
@@ -37,7 +29,7 @@ func writeStream(t testing.TB, b []byte) string {
 func checkDump(t testing.TB, stream []byte) {
 	t.Helper()
 	testenv.NeedTools(t, "btrfs")
-	out := run(t, "btrfs", "receive", "--dump", "-f", writeStream(t, stream))
+	out := testenv.Run(t, "btrfs", "receive", "--dump", "-f", writeStream(t, stream))
 	// A command's line starts with its name and a path under "./";
 	// other lines are the rest of printed xattr values.
 	known := map[string]bool{}
@@ -85,12 +77,12 @@ func scratchFS(t testing.TB) string {
 	if err := os.Truncate(img, 1<<30); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "mkfs.btrfs", "-q", img)
+	testenv.Run(t, "mkfs.btrfs", "-q", img)
 	mnt := filepath.Join(dir, "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "mount", "-t", "btrfs", "-o", "loop,noatime", img, mnt)
+	testenv.Run(t, "mount", "-t", "btrfs", "-o", "loop,noatime", img, mnt)
 	t.Cleanup(func() {
 		dev, _ := exec.Command("findmnt", "-n", "-o", "SOURCE", "--mountpoint", mnt).Output()
 		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
@@ -108,21 +100,21 @@ func scratchFS(t testing.TB) string {
 // (ctime aside: receive cannot set it).
 func receive(t testing.TB, mnt string, stream []byte, o Options, want *fstree.Tree) {
 	t.Helper()
-	run(t, "btrfs", "receive", "-f", writeStream(t, stream), mnt)
+	testenv.Run(t, "btrfs", "receive", "-f", writeStream(t, stream), mnt)
 	sub := filepath.Join(mnt, o.Name)
-	if out := run(t, "btrfs", "property", "get", "-ts", sub, "ro"); strings.TrimSpace(out) != "ro=true" {
+	if out := testenv.Run(t, "btrfs", "property", "get", "-ts", sub, "ro"); strings.TrimSpace(out) != "ro=true" {
 		t.Errorf("%s: %s", sub, out)
 	}
 	u := hex.EncodeToString(o.UUID[:])
 	u = u[:8] + "-" + u[8:12] + "-" + u[12:16] + "-" + u[16:20] + "-" + u[20:]
-	if out := run(t, "btrfs", "subvolume", "show", sub); !strings.Contains(out, "Received UUID: \t\t"+u) {
+	if out := testenv.Run(t, "btrfs", "subvolume", "show", sub); !strings.Contains(out, "Received UUID: \t\t"+u) {
 		t.Errorf("%s: received UUID is not %s:\n%s", sub, u, out)
 	}
 	got, err := rootfs.HostDir(sub, rootfs.HostOptions{})
 	if err != nil {
 		t.Fatalf("reading back %s: %v", sub, err)
 	}
-	diffs, err := fstree.Diff(epochTimes(want), got, fstree.DiffOptions{IgnoreCtime: true})
+	diffs, err := fstree.Diff(fstreetest.EpochTimes(want), got, fstree.DiffOptions{IgnoreCtime: true})
 	if err != nil {
 		diffs = append(diffs, err.Error())
 	}
@@ -171,7 +163,7 @@ func TestReceiveChain(t *testing.T) {
 	order := []string{"one file", "grow and shrink", "metadata", "hard links", "type and target", "capabilities", "sparse", "file to dir and back", "all new"}
 	for i, name := range order {
 		c := changes[slices.IndexFunc(changes, func(c change) bool { return c.name == name })]
-		child := clone(parent)
+		child := parent.Clone()
 		c.do(t, child)
 		o := Options{Name: "v" + string(rune('1'+i)), UUID: [16]byte{0xee, byte(i)}, CTransid: uint64(10 + i), ParentUUID: po.UUID, ParentCTransid: po.CTransid}
 		stream := incremental(t, parent, child, o)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/fstree/fstreetest"
 )
 
 func full(t testing.TB, tr *fstree.Tree, o Options) []byte {
@@ -163,13 +164,13 @@ func TestFullOrder(t *testing.T) {
 func TestDeterministic(t *testing.T) {
 	a := full(t, baseTree(t), baseOpts)
 	for i := 0; i < 3; i++ {
-		if b := full(t, clone(baseTree(t)), baseOpts); !bytes.Equal(a, b) {
+		if b := full(t, baseTree(t).Clone(), baseOpts); !bytes.Equal(a, b) {
 			t.Fatal("two streams of the same tree differ")
 		}
 	}
 	c := changes[len(changes)-2]
 	x := incremental(t, baseTree(t), c.child(t), childOpts(1, c))
-	if y := incremental(t, clone(baseTree(t)), c.child(t), childOpts(1, c)); !bytes.Equal(x, y) {
+	if y := incremental(t, baseTree(t).Clone(), c.child(t), childOpts(1, c)); !bytes.Equal(x, y) {
 		t.Fatal("two incremental streams of the same trees differ")
 	}
 }
@@ -228,7 +229,7 @@ func TestErrors(t *testing.T) {
 	n.Xattrs = map[string][]byte{"user.big": make([]byte, 70000)}
 	put(t, bigx, "f", n)
 	badExt := fstree.New(epoch)
-	put(t, badExt, "f", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: sparseContent{10, 1, []fstree.Extent{{Offset: 5, Length: 10}}}})
+	put(t, badExt, "f", &fstree.Inode{Mode: fstree.ModeRegular | 0o644, Content: fstreetest.Sparse(10, 1, fstree.Extent{Offset: 5, Length: 10})})
 	slash := fstree.New(epoch)
 	slash.Root.Children["a/b"] = file(0o644, nil, 1)
 	for _, c := range []struct {

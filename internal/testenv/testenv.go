@@ -6,6 +6,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -51,4 +52,15 @@ func Short(t testing.TB) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped with -short")
 	}
+}
+
+// Run runs a host program and fails t with its output when it fails; it
+// returns what the program printed (stdout and stderr).
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
