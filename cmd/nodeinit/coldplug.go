@@ -1,0 +1,293 @@
+package main
+
+// Coldplug: the builder carries modules that are loaded only when a
+// device present needs them (initramfs.ColdplugIndex, package modalias).
+// Every device in sysfs that a bus could match a driver to shows a
+// MODALIAS= in its uevent file; the modules whose aliases match it are
+// loaded, dependencies first, as udev would. Loading a driver adds
+// devices (virtio_mmio binds a transport, which adds the virtio device
+// virtio_blk matches; a bound regulator lets an MMC controller's deferred
+// probe finish, which adds the card), so the scan repeats until no new
+// device has appeared for a moment, within nodeinit.coldplug seconds.
+// The root search goes on scanning for the rest of that budget, since an
+// SD card shows up well after its controller.
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mkimage/mkimage/internal/modalias"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// coldplugQuiet is how long no new device may appear before the
+	// coldplug step ends; coldplugPoll is the time between scans.
+	coldplugQuiet = 300 * time.Millisecond
+	coldplugPoll  = 100 * time.Millisecond
+)
+
+// coldplugger loads carried modules for the devices present.
+type coldplugger struct {
+	devices string // /sys/devices
+	idx     *modalias.Index
+	// load loads one module file; an error wrapping unix.EEXIST means
+	// it was loaded already.
+	load func(path string) error
+	say  func(format string, a ...any)
+
+	deadline time.Time
+	tried    map[string]error  // module name → nil once loaded, or why it failed
+	seen     map[string]string // device directory → its modalias
+	modules  int               // modules loaded by coldplug
+}
+
+func newColdplugger(devices string, idx *modalias.Index, load func(string) error, say func(string, ...any)) *coldplugger {
+	return &coldplugger{devices: devices, idx: idx, load: load, say: say, tried: map[string]error{}, seen: map[string]string{}}
+}
+
+// loadedAlready marks the modules in /proc/modules as loaded, so those
+// loaded by name are not loaded again.
+func (c *coldplugger) loadedAlready(procModules string) {
+	b, err := os.ReadFile(procModules)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, _, _ := strings.Cut(line, " "); name != "" {
+			c.tried[name] = nil
+		}
+	}
+}
+
+// scan returns the modalias of every device not seen before, by device
+// directory.
+func (c *coldplugger) scan() map[string]string {
+	found := map[string]string{}
+	filepath.WalkDir(c.devices, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			// A device that went away while walking.
+			return nil
+		}
+		if d.Name() != "uevent" || !d.Type().IsRegular() {
+			return nil
+		}
+		dir := filepath.Dir(p)
+		if _, ok := c.seen[dir]; ok {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "MODALIAS="); ok && v != "" {
+				found[dir] = v
+				c.seen[dir] = v
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// pass scans once and loads the modules the new devices match. It
+// returns how many new devices it saw and modules it loaded.
+func (c *coldplugger) pass() (devices, loaded int) {
+	found := c.scan()
+	dirs := make([]string, 0, len(found))
+	for d := range found {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	for _, d := range dirs {
+		for _, name := range c.idx.Lookup(found[d]) {
+			loaded += c.loadWithDeps(name, found[d])
+		}
+	}
+	return len(found), loaded
+}
+
+// loadWithDeps loads name after the modules it needs, each once; a
+// failure is logged, remembered and not tried again. It returns how many
+// modules it loaded.
+func (c *coldplugger) loadWithDeps(name, why string) (n int) {
+	defer func() { c.modules += n }()
+	if _, done := c.tried[name]; done {
+		return 0
+	}
+	m, ok := c.idx.Module(name)
+	if !ok {
+		return 0
+	}
+	self := false // name itself is loaded; soft "post:" ones may follow
+	for _, dep := range m.Load {
+		err, done := c.tried[dep]
+		if !done {
+			d, _ := c.idx.Module(dep)
+			err = c.load(d.Path)
+			if errors.Is(err, unix.EEXIST) {
+				err = nil
+			}
+			c.tried[dep] = err
+			switch {
+			case err != nil:
+				c.say("coldplug: loading %s for %s failed: %v", dep, why, err)
+			case dep == name:
+				c.say("coldplug: loaded %s for %s", dep, why)
+				n++
+			default:
+				c.say("coldplug: loaded %s (needed by %s)", dep, name)
+				n++
+			}
+		}
+		self = self || dep == name
+		if err != nil && !self {
+			// name would only fail on the missing symbols.
+			c.tried[name] = fmt.Errorf("needs %s, which failed", dep)
+			if done {
+				c.say("coldplug: not loading %s for %s: it needs %s, which failed", name, why, dep)
+			}
+			return n
+		}
+	}
+	return n
+}
+
+// settle scans until no new device has appeared for coldplugQuiet, or
+// until the deadline. It reports whether the devices settled.
+func (c *coldplugger) settle(now func() time.Time, sleep func(time.Duration)) bool {
+	last := now()
+	for {
+		devs, mods := c.pass()
+		t := now()
+		if devs > 0 || mods > 0 {
+			last = t
+		}
+		if t.Sub(last) >= coldplugQuiet {
+			return true
+		}
+		if !t.Before(c.deadline) {
+			return false
+		}
+		sleep(coldplugPoll)
+	}
+}
+
+// unbound returns the modaliases of devices that have none bound, each
+// once, sorted, with how many devices show it.
+func (c *coldplugger) unbound() (aliases []string, count map[string]int) {
+	count = map[string]int{}
+	for dir, alias := range c.seen {
+		if _, err := os.Lstat(filepath.Join(dir, "driver")); err == nil {
+			continue
+		}
+		if _, err := os.Stat(dir); err != nil {
+			continue // gone
+		}
+		if count[alias] == 0 {
+			aliases = append(aliases, alias)
+		}
+		count[alias]++
+	}
+	sort.Strings(aliases)
+	return aliases, count
+}
+
+// report says, briefly, which devices still have no driver.
+func (c *coldplugger) report() {
+	aliases, count := c.unbound()
+	if len(aliases) == 0 {
+		c.say("coldplug: every device with a modalias has a driver")
+		return
+	}
+	const show = 6
+	var parts []string
+	total := 0
+	for i, a := range aliases {
+		total += count[a]
+		if i >= show {
+			continue
+		}
+		if count[a] > 1 {
+			a = fmt.Sprintf("%s (x%d)", a, count[a])
+		}
+		parts = append(parts, a)
+	}
+	more := ""
+	if len(aliases) > show {
+		more = fmt.Sprintf(" and %d more", len(aliases)-show)
+	}
+	c.say("coldplug: %d devices have no driver: %s%s", total, strings.Join(parts, ", "), more)
+}
+
+// coldplug is the boot step: after the listed modules, load the carried
+// ones the devices present match.
+func coldplug(st *state) error {
+	b, err := os.ReadFile(coldplugIndex)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // nothing carried for coldplug
+	}
+	if err != nil {
+		return err
+	}
+	idx, err := modalias.Parse(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("%s: %v", coldplugIndex, err)
+	}
+	if st.cfg.Coldplug == 0 {
+		say("coldplug: off (nodeinit.coldplug=0); %d modules carried are not loaded", len(idx.Modules))
+		return nil
+	}
+	start := time.Now()
+	c := newColdplugger("/sys/devices", idx, finitModule, say)
+	c.loadedAlready("/proc/modules")
+	c.deadline = start.Add(st.cfg.Coldplug)
+	settled := c.settle(time.Now, time.Sleep)
+	how := "devices settled"
+	if !settled {
+		how = "budget spent"
+	}
+	say("coldplug: loaded %d of %d modules carried for %d devices in %v (%s)", c.modules, len(idx.Modules), len(c.seen), time.Since(start).Round(time.Millisecond), how)
+	c.report()
+	if names := regulators("/sys/class/regulator"); len(names) > 0 {
+		say("coldplug: regulators: %s", strings.Join(names, ", "))
+	}
+	st.coldplug = c
+	return nil
+}
+
+// regulators lists the names of the regulators bound, as
+// /sys/class/regulator shows them.
+func regulators(class string) []string {
+	ents, err := os.ReadDir(class)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(class, e.Name(), "name"))
+		if err != nil {
+			continue
+		}
+		names = append(names, e.Name()+"="+strings.TrimSpace(string(b)))
+	}
+	return names
+}
+
+// coldplugMore runs one more coldplug pass while the budget lasts; the
+// root search calls it as it polls.
+func (st *state) coldplugMore() {
+	if c := st.coldplug; c != nil && time.Now().Before(c.deadline) {
+		c.pass()
+	}
+}
