@@ -13,14 +13,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fakeSys is a sysfs devices tree in a temporary directory.
+// fakeSys is a sysfs /sys/bus tree in a temporary directory (device
+// directories in place of the symlinks into /sys/devices).
 type fakeSys struct {
 	t   *testing.T
 	dir string
 }
 
-// add creates a device directory with a uevent holding alias (none when
-// empty), bound to a driver when bound.
+// add creates a device directory BUS/devices/NAME with a uevent holding
+// alias (none when empty), bound to a driver when bound.
 func (s fakeSys) add(dev, alias string, bound bool) {
 	s.t.Helper()
 	d := filepath.Join(s.dir, dev)
@@ -41,7 +42,7 @@ func (s fakeSys) add(dev, alias string, bound bool) {
 
 func (s fakeSys) bind(dev string) {
 	s.t.Helper()
-	if err := os.Symlink("../../bus/x/drivers/y", filepath.Join(s.dir, dev, "driver")); err != nil && !os.IsExist(err) {
+	if err := os.Symlink("../../drivers/y", filepath.Join(s.dir, dev, "driver")); err != nil && !os.IsExist(err) {
 		s.t.Fatal(err)
 	}
 }
@@ -75,12 +76,12 @@ alias virtio:d00000002v* virtio_blk
 // device shows up, well within the budget.
 func TestColdplugLoop(t *testing.T) {
 	sys := fakeSys{t, t.TempDir()}
-	sys.add("platform/a000000.virtio_mmio", "of:Nvirtio_mmioT(null)Cvirtio,mmio", false)
-	sys.add("platform/a000200.virtio_mmio", "of:Nvirtio_mmioT(null)Cvirtio,mmio", false)
-	sys.add("platform/regulator-test", "of:Nregulator-testT(null)Cregulator-fixed", false)
-	sys.add("platform/9000000.pl011", "of:Npl011T(null)Carm,pl011Carm,primecell", true)
-	sys.add("platform/gpio-keys", "of:Ngpio-keysT(null)Cgpio-keys", false)
-	sys.add("cpu/cpu0", "", false) // no modalias: ignored
+	sys.add("platform/devices/a000000.virtio_mmio", "of:Nvirtio_mmioT(null)Cvirtio,mmio", false)
+	sys.add("platform/devices/a000200.virtio_mmio", "of:Nvirtio_mmioT(null)Cvirtio,mmio", false)
+	sys.add("platform/devices/regulator-test", "of:Nregulator-testT(null)Cregulator-fixed", false)
+	sys.add("amba/devices/9000000.pl011", "of:Npl011T(null)Carm,pl011Carm,primecell", true)
+	sys.add("platform/devices/gpio-keys", "of:Ngpio-keysT(null)Cgpio-keys", false)
+	sys.add("cpu/devices/cpu0", "", false) // no modalias: ignored
 
 	var loaded []string
 	load := func(p string) error {
@@ -89,12 +90,12 @@ func TestColdplugLoop(t *testing.T) {
 		switch name {
 		case "virtio_mmio":
 			// Probing binds both transports; each adds a virtio device.
-			sys.bind("platform/a000000.virtio_mmio")
-			sys.bind("platform/a000200.virtio_mmio")
-			sys.add("platform/a000000.virtio_mmio/virtio0", "virtio:d00000002v554D4551", false)
-			sys.add("platform/a000200.virtio_mmio/virtio1", "virtio:d00000001v554D4551", false)
+			sys.bind("platform/devices/a000000.virtio_mmio")
+			sys.bind("platform/devices/a000200.virtio_mmio")
+			sys.add("virtio/devices/virtio0", "virtio:d00000002v554D4551", false)
+			sys.add("virtio/devices/virtio1", "virtio:d00000001v554D4551", false)
 		case "virtio_blk":
-			sys.bind("platform/a000000.virtio_mmio/virtio0")
+			sys.bind("virtio/devices/virtio0")
 		case "failover":
 			return fmt.Errorf("exec format error")
 		case "fixed":
@@ -167,7 +168,7 @@ func TestColdplugBudget(t *testing.T) {
 	sleep := func(d time.Duration) {
 		now = now.Add(d)
 		n++
-		sys.add(fmt.Sprintf("platform/dev%d", n), "platform:endless", false)
+		sys.add(fmt.Sprintf("platform/devices/dev%d", n), "platform:endless", false)
 	}
 	if c.settle(clock, sleep) {
 		t.Fatal("settled although devices kept appearing")
