@@ -29,8 +29,8 @@ import (
 const (
 	// coldplugQuiet is how long no new device may appear before the
 	// coldplug step ends; coldplugPoll is the time between scans.
-	coldplugQuiet = 300 * time.Millisecond
-	coldplugPoll  = 100 * time.Millisecond
+	coldplugQuiet = 200 * time.Millisecond
+	coldplugPoll  = 50 * time.Millisecond
 )
 
 // coldplugger loads carried modules for the devices present.
@@ -44,8 +44,9 @@ type coldplugger struct {
 
 	deadline time.Time
 	tried    map[string]error  // module name → nil once loaded, or why it failed
-	seen     map[string]string // device directory → its modalias
+	seen     map[string]string // device directory → its modalias, "" for none
 	modules  int               // modules loaded by coldplug
+	scans    int
 }
 
 func newColdplugger(buses string, idx *modalias.Index, load func(string) error, say func(string, ...any)) *coldplugger {
@@ -72,6 +73,7 @@ func (c *coldplugger) loadedAlready(procModules string) {
 // reads a hundred small files where walking /sys/devices would read
 // thousands of directories, which under emulation takes seconds.
 func (c *coldplugger) scan() map[string]string {
+	c.scans++
 	found := map[string]string{}
 	buses, _ := os.ReadDir(c.buses)
 	for _, bus := range buses {
@@ -86,6 +88,9 @@ func (c *coldplugger) scan() map[string]string {
 			if err != nil {
 				continue // gone, or not ready yet
 			}
+			// A device's modalias never changes, nor does having none
+			// (cpu, memory, workqueue devices): each is read once.
+			c.seen[p] = ""
 			for _, line := range strings.Split(string(b), "\n") {
 				if v, ok := strings.CutPrefix(line, "MODALIAS="); ok && v != "" {
 					found[p] = v
@@ -131,19 +136,22 @@ func (c *coldplugger) loadWithDeps(name, why string) (n int) {
 		err, done := c.tried[dep]
 		if !done {
 			d, _ := c.idx.Module(dep)
+			start := time.Now()
 			err = c.load(d.Path)
 			if errors.Is(err, unix.EEXIST) {
 				err = nil
 			}
 			c.tried[dep] = err
+			// The time is mostly the probes the module's drivers run.
+			took := time.Since(start).Round(time.Millisecond)
 			switch {
 			case err != nil:
 				c.say("coldplug: loading %s for %s failed: %v", dep, why, err)
 			case dep == name:
-				c.say("coldplug: loaded %s for %s", dep, why)
+				c.say("coldplug: loaded %s for %s (%v)", dep, why, took)
 				n++
 			default:
-				c.say("coldplug: loaded %s (needed by %s)", dep, name)
+				c.say("coldplug: loaded %s (needed by %s) (%v)", dep, name, took)
 				n++
 			}
 		}
@@ -155,6 +163,17 @@ func (c *coldplugger) loadWithDeps(name, why string) (n int) {
 				c.say("coldplug: not loading %s for %s: it needs %s, which failed", name, why, dep)
 			}
 			return n
+		}
+	}
+	return n
+}
+
+// withAlias counts the devices seen that have a modalias.
+func (c *coldplugger) withAlias() int {
+	n := 0
+	for _, a := range c.seen {
+		if a != "" {
+			n++
 		}
 	}
 	return n
@@ -185,6 +204,9 @@ func (c *coldplugger) settle(now func() time.Time, sleep func(time.Duration)) bo
 func (c *coldplugger) unbound() (aliases []string, count map[string]int) {
 	count = map[string]int{}
 	for dir, alias := range c.seen {
+		if alias == "" {
+			continue
+		}
 		if _, err := os.Lstat(filepath.Join(dir, "driver")); err == nil {
 			continue
 		}
@@ -258,7 +280,7 @@ func coldplug(st *state) error {
 	if !settled {
 		how = "budget spent"
 	}
-	say("coldplug: loaded %d of %d modules carried for %d devices in %v (%s)", c.modules, len(idx.Modules), len(c.seen), time.Since(start).Round(time.Millisecond), how)
+	say("coldplug: loaded %d of %d modules carried for %d devices in %v (%d scans, %s)", c.modules, len(idx.Modules), c.withAlias(), time.Since(start).Round(time.Millisecond), c.scans, how)
 	c.report()
 	if names := regulators("/sys/class/regulator"); len(names) > 0 {
 		say("coldplug: regulators: %s", strings.Join(names, ", "))
