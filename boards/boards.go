@@ -152,6 +152,13 @@ func (b *Board) validate() error {
 	if len(b.Modules) == 0 {
 		return fmt.Errorf("modules is empty: the node could not reach its root disk")
 	}
+	for _, c := range b.Coldplug {
+		for _, m := range b.Modules {
+			if strings.ReplaceAll(c, "-", "_") == strings.ReplaceAll(m, "-", "_") {
+				return fmt.Errorf("coldplug module %s is in modules too: list it once", c)
+			}
+		}
+	}
 	if b.Bootloader.Required && len(b.Bootloader.Writes) == 0 {
 		return fmt.Errorf("bootloader is required but has no writes")
 	}

@@ -75,6 +75,7 @@ func TestParseRejects(t *testing.T) {
 		{"write into p1", base + "[bootloader]\nwrites = [{ from = 0, to = 4194304 }]\n", "inside partition 1"},
 		{"bad dtb", base + "dtb = \"/abs.dtb\"\n", "dtb"},
 		{"required without writes", base + "[bootloader]\nrequired = true\n", "no writes"},
+		{"coldplug and by name", base + "coldplug = [\"virtio_blk\", \"btrfs\"]\n", "coldplug module btrfs is in modules too"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("x.toml", []byte(tc.data))
@@ -101,6 +102,39 @@ func TestParseSize(t *testing.T) {
 		got, err := ParseSize(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestColdplugLists: every board's coldplug list is separate from its
+// load-by-name list, and the virtio drivers an image needs under QEMU
+// are only carried for coldplug (loaded when the devices are present).
+// qemu-virt loads none by name, so every qemu-virt boot proves coldplug.
+func TestColdplugLists(t *testing.T) {
+	all, err := All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range all {
+		named := map[string]bool{}
+		for _, m := range b.Modules {
+			named[strings.ReplaceAll(m, "-", "_")] = true
+			if strings.HasPrefix(m, "virtio") {
+				t.Errorf("%s: %s is loaded by name; virtio drivers are for coldplug", b.Name, m)
+			}
+		}
+		cold := map[string]bool{}
+		for _, m := range b.Coldplug {
+			n := strings.ReplaceAll(m, "-", "_")
+			if named[n] || cold[n] {
+				t.Errorf("%s: coldplug module %s is listed twice", b.Name, m)
+			}
+			cold[n] = true
+		}
+		for _, v := range []string{"virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net"} {
+			if !cold[v] {
+				t.Errorf("%s: %s is not carried for coldplug: the image would not boot under QEMU virt", b.Name, v)
+			}
 		}
 	}
 }
