@@ -3,7 +3,8 @@ package main
 // Coldplug: the builder carries modules that are loaded only when a
 // device present needs them (initramfs.ColdplugIndex, package modalias).
 // Every device in sysfs that a bus could match a driver to shows a
-// MODALIAS= in its uevent file (a bus device's; see scan); the modules whose aliases match it are
+// modalias (a bus device's modalias file, or MODALIAS= in its uevent;
+// see scan); the modules whose aliases match it are
 // loaded, dependencies first, as udev would. Loading a driver adds
 // devices (virtio_mmio binds a transport, which adds the virtio device
 // virtio_blk matches; a bound regulator lets an MMC controller's deferred
@@ -84,22 +85,38 @@ func (c *coldplugger) scan() map[string]string {
 			if _, ok := c.seen[p]; ok {
 				continue
 			}
-			b, err := os.ReadFile(filepath.Join(p, "uevent"))
+			v, err := readModalias(p)
 			if err != nil {
 				continue // gone, or not ready yet
 			}
 			// A device's modalias never changes, nor does having none
-			// (cpu, memory, workqueue devices): each is read once.
-			c.seen[p] = ""
-			for _, line := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(line, "MODALIAS="); ok && v != "" {
-					found[p] = v
-					c.seen[p] = v
-				}
+			// (memory, workqueue devices): each is read once.
+			c.seen[p] = v
+			if v != "" {
+				found[p] = v
 			}
 		}
 	}
 	return found
+}
+
+// readModalias returns the modalias of the device directory dir: its
+// modalias file, which is cheaper for the kernel to make than the whole
+// uevent, or else its uevent's MODALIAS= (the MMC bus has only that).
+func readModalias(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "modalias"))
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if b, err = os.ReadFile(filepath.Join(dir, "uevent")); err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MODALIAS="); ok {
+			return v, nil
+		}
+	}
+	return "", nil
 }
 
 // pass scans once and loads the modules the new devices match. It

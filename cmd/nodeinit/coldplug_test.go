@@ -40,6 +40,16 @@ func (s fakeSys) add(dev, alias string, bound bool) {
 	}
 }
 
+// addModaliasFile creates a device whose modalias is in its modalias
+// file, as most buses show it, and whose uevent has none.
+func (s fakeSys) addModaliasFile(dev, alias string) {
+	s.t.Helper()
+	s.add(dev, "", false)
+	if err := os.WriteFile(filepath.Join(s.dir, dev, "modalias"), []byte(alias+"\n"), 0o444); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
 func (s fakeSys) bind(dev string) {
 	s.t.Helper()
 	if err := os.Symlink("../../drivers/y", filepath.Join(s.dir, dev, "driver")); err != nil && !os.IsExist(err) {
@@ -78,7 +88,7 @@ func TestColdplugLoop(t *testing.T) {
 	sys := fakeSys{t, t.TempDir()}
 	sys.add("platform/devices/a000000.virtio_mmio", "of:Nvirtio_mmioT(null)Cvirtio,mmio", false)
 	sys.add("platform/devices/a000200.virtio_mmio", "of:Nvirtio_mmioT(null)Cvirtio,mmio", false)
-	sys.add("platform/devices/regulator-test", "of:Nregulator-testT(null)Cregulator-fixed", false)
+	sys.addModaliasFile("platform/devices/regulator-test", "of:Nregulator-testT(null)Cregulator-fixed")
 	sys.add("amba/devices/9000000.pl011", "of:Npl011T(null)Carm,pl011Carm,primecell", true)
 	sys.add("platform/devices/gpio-keys", "of:Ngpio-keysT(null)Cgpio-keys", false)
 	sys.add("cpu/devices/cpu0", "", false) // no modalias: ignored
