@@ -2,16 +2,16 @@ package main
 
 // Coldplug: the builder carries modules that are loaded only when a
 // device present needs them (initramfs.ColdplugIndex, package modalias).
-// Every device in sysfs that a bus could match a driver to shows a
-// modalias (a bus device's modalias file, or MODALIAS= in its uevent;
-// see scan); the modules whose aliases match it are
-// loaded, dependencies first, as udev would. Loading a driver adds
-// devices (virtio_mmio binds a transport, which adds the virtio device
-// virtio_blk matches; a bound regulator lets an MMC controller's deferred
-// probe finish, which adds the card), so the scan repeats until no new
-// device has appeared for a moment, within nodeinit.coldplug seconds.
-// The root search goes on scanning for the rest of that budget, since an
-// SD card shows up well after its controller.
+// Every device a bus could match a driver to shows a modalias (its
+// modalias file, or MODALIAS= in its uevent; see scan); the modules whose
+// aliases match it are loaded, dependencies first, as udev would. Loading
+// a driver adds devices (virtio_mmio binds a transport, which adds the
+// virtio device virtio_blk matches; a bound regulator lets an MMC
+// controller's deferred probe finish, which adds the card), so the scan
+// repeats until no new device has appeared for a moment, within
+// nodeinit.coldplug seconds. The root search goes on scanning for the
+// rest of that budget, since an SD card shows up well after its
+// controller.
 
 import (
 	"bytes"
@@ -277,12 +277,14 @@ func coldplug(st *state) error {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // nothing carried for coldplug
 	}
-	if err != nil {
-		return err
+	var idx *modalias.Index
+	if err == nil {
+		idx, err = modalias.Parse(bytes.NewReader(b))
 	}
-	idx, err := modalias.Parse(bytes.NewReader(b))
 	if err != nil {
-		return fmt.Errorf("%s: %v", coldplugIndex, err)
+		// The modules loaded by name may still reach the root.
+		say("coldplug: %s: %v; loading nothing by coldplug", coldplugIndex, err)
+		return nil
 	}
 	if st.cfg.Coldplug == 0 {
 		say("coldplug: off (nodeinit.coldplug=0); %d modules carried are not loaded", len(idx.Modules))
