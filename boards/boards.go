@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/mkimage/mkimage/internal/bootblob"
+	"github.com/mkimage/mkimage/internal/devicetree"
 )
 
 //go:embed *.toml
@@ -43,6 +45,14 @@ type Board struct {
 	Coldplug    []string   `toml:"coldplug" json:"coldplug,omitempty"`
 	PXEDefaults []string   `toml:"pxe_defaults" json:"pxe_defaults"`
 	Bootloader  Bootloader `toml:"bootloader" json:"bootloader"`
+	// BootDevices select the device tree nodes the node needs before its
+	// root (SD/eMMC controllers, ethernet): /path, alias:NAME or
+	// compatible:STRING. The build follows their suppliers in the DTB
+	// and puts every driver they need into the initramfs (package
+	// bootpath); a device with no driver is a build error.
+	BootDevices []string `toml:"boot_devices" json:"boot_devices,omitempty"`
+	// DTFixups change the board's DTB before it goes on the card.
+	DTFixups []devicetree.Fixup `toml:"dt_fixup" json:"dt_fixups,omitempty"`
 
 	firstPartition int64
 }
@@ -52,9 +62,24 @@ type Bootloader struct {
 	// Required: the card does not boot on the board without the blob.
 	Required bool `toml:"required" json:"required"`
 	// Blob describes the expected file for messages.
-	Blob    string  `toml:"blob" json:"blob,omitempty"`
+	Blob string `toml:"blob" json:"blob,omitempty"`
+	// Format is the boot format the blob must have (a bootblob format
+	// name, e.g. "amlogic-gxbb-sd"); files given are checked against it.
+	Format  string  `toml:"format" json:"format,omitempty"`
 	Writes  []Write `toml:"writes" json:"writes,omitempty"`
 	Protect []Range `toml:"protect" json:"protect,omitempty"`
+	// Debian names Debian arm64 files `mkimage bootloader` assembles the
+	// blob from, where the format allows assembling one.
+	Debian *DebianBlobs `toml:"debian" json:"debian,omitempty"`
+}
+
+// DebianBlobs are open bootloader parts from Debian packages, each
+// "package:path/in/package".
+type DebianBlobs struct {
+	// BL33 is the U-Boot binary (mainline, distro boot).
+	BL33 string `toml:"bl33" json:"bl33"`
+	// BL31 is ARM Trusted Firmware's EL3 runtime.
+	BL31 string `toml:"bl31" json:"bl31"`
 }
 
 // Write copies blob bytes [From, From+Length) to disk offset To. Length 0
@@ -141,6 +166,22 @@ func (b *Board) validate() error {
 	if b.DTB != "" && (path.IsAbs(b.DTB) || strings.Contains(b.DTB, "..") || !strings.HasSuffix(b.DTB, ".dtb")) {
 		return fmt.Errorf("dtb %q: want a relative vendor/file.dtb path", b.DTB)
 	}
+	if b.DTB != "" && len(b.BootDevices) == 0 {
+		return fmt.Errorf("boot_devices is empty: name the SD/eMMC and ethernet nodes of %s so the build can check their drivers", b.DTB)
+	}
+	if b.DTB == "" && (len(b.BootDevices) > 0 || len(b.DTFixups) > 0) {
+		return fmt.Errorf("boot_devices and dt_fixup need a dtb (this board's device tree comes from its firmware)")
+	}
+	for _, sel := range b.BootDevices {
+		if err := devicetree.ValidSelector(sel); err != nil {
+			return fmt.Errorf("boot_devices: %w", err)
+		}
+	}
+	for i, f := range b.DTFixups {
+		if err := f.Check(); err != nil {
+			return fmt.Errorf("dt_fixup %d: %w", i+1, err)
+		}
+	}
 	off, err := ParseSize(b.FirstPartition)
 	if err != nil {
 		return fmt.Errorf("first_partition_offset: %w", err)
@@ -168,6 +209,21 @@ func (b *Board) validate() error {
 		}
 		if w.To >= off {
 			return fmt.Errorf("bootloader write %d starts at %d, inside partition 1 (%d)", i, w.To, off)
+		}
+	}
+	if len(b.Bootloader.Writes) > 0 {
+		if b.Bootloader.Format == "" {
+			return fmt.Errorf("bootloader has writes but no format (one of %s)", strings.Join(bootblob.Formats(), ", "))
+		}
+		if _, err := bootblob.Lookup(b.Bootloader.Format); err != nil {
+			return fmt.Errorf("bootloader: %w", err)
+		}
+	}
+	if d := b.Bootloader.Debian; d != nil {
+		for _, f := range []string{d.BL33, d.BL31} {
+			if pkg, p, ok := strings.Cut(f, ":"); !ok || pkg == "" || p == "" || path.IsAbs(p) {
+				return fmt.Errorf("bootloader.debian: %q: want package:path/in/package", f)
+			}
 		}
 	}
 	for i, p := range b.Bootloader.Protect {

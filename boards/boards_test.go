@@ -3,6 +3,8 @@ package boards
 import (
 	"strings"
 	"testing"
+
+	"github.com/mkimage/mkimage/internal/bootblob"
 )
 
 func TestAllBoardsLoad(t *testing.T) {
@@ -10,10 +12,18 @@ func TestAllBoardsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != 3 {
-		t.Fatalf("got %d boards, want 3 (odroid-c2, macchiatobin, qemu-virt)", len(all))
+	names := strings.Join(Names(), " ")
+	for _, want := range []string{"odroid-c2", "macchiatobin", "qemu-virt"} {
+		if !strings.Contains(names, want) {
+			t.Errorf("board %s missing (have %s)", want, names)
+		}
 	}
 	for _, b := range all {
+		// A board whose device tree goes on the card names its boot
+		// devices, so every build checks their drivers.
+		if b.DTB != "" && len(b.BootDevices) == 0 {
+			t.Errorf("%s: no boot_devices", b.Name)
+		}
 		if b.FirstPartitionOffset() != 4<<20 {
 			t.Errorf("%s: first partition at %d, want 4 MiB", b.Name, b.FirstPartitionOffset())
 		}
@@ -76,6 +86,14 @@ func TestParseRejects(t *testing.T) {
 		{"bad dtb", base + "dtb = \"/abs.dtb\"\n", "dtb"},
 		{"required without writes", base + "[bootloader]\nrequired = true\n", "no writes"},
 		{"coldplug and by name", base + "coldplug = [\"virtio_blk\", \"btrfs\"]\n", "coldplug module btrfs is in modules too"},
+		{"dtb without boot devices", base + "dtb = \"v/b.dtb\"\n", "boot_devices is empty"},
+		{"bad boot device", base + "dtb = \"v/b.dtb\"\nboot_devices = [\"mmc0\"]\n", "bad node selector \"mmc0\""},
+		{"boot devices without dtb", base + "boot_devices = [\"alias:mmc0\"]\n", "need a dtb"},
+		{"fix-up without why", base + "dtb = \"v/b.dtb\"\nboot_devices = [\"alias:mmc0\"]\n[[dt_fixup]]\nnode = \"/x\"\ndelete = [\"y\"]\n", "why is empty"},
+		{"fix-up bad value", base + "dtb = \"v/b.dtb\"\nboot_devices = [\"alias:mmc0\"]\n[[dt_fixup]]\nnode = \"/x\"\nwhy = \"z\"\nset = { y = -3 }\n", "does not fit a 32-bit cell"},
+		{"writes without format", base + "[bootloader]\nwrites = [{ from = 0, to = 512 }]\n", "no format"},
+		{"unknown format", base + "[bootloader]\nformat = \"floppy\"\nwrites = [{ from = 0, to = 512 }]\n", "unknown bootloader format \"floppy\""},
+		{"bad debian path", base + "[bootloader]\nformat = \"armada-8k\"\nwrites = [{ from = 0, to = 512 }]\n[bootloader.debian]\nbl33 = \"u-boot.bin\"\nbl31 = \"a:b\"\n", "package:path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("x.toml", []byte(tc.data))
@@ -102,6 +120,26 @@ func TestParseSize(t *testing.T) {
 		got, err := ParseSize(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+// Every board that puts a bootloader on the card names a format the
+// recogniser knows; the two real boards name theirs.
+func TestBootloaderFormats(t *testing.T) {
+	all, err := All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"odroid-c2": "amlogic-gxbb-sd", "macchiatobin": "armada-8k"}
+	for _, b := range all {
+		if len(b.Bootloader.Writes) > 0 {
+			if _, err := bootblob.Lookup(b.Bootloader.Format); err != nil {
+				t.Errorf("%s: %v", b.Name, err)
+			}
+		}
+		if w, ok := want[b.Name]; ok && b.Bootloader.Format != w {
+			t.Errorf("%s: bootloader format %q, want %q", b.Name, b.Bootloader.Format, w)
 		}
 	}
 }

@@ -36,9 +36,11 @@ type Options struct {
 	Rootfs string
 	// Packages are installed in a Debian root besides its base set.
 	Packages []string
-	// Bootloader is the board's blob; empty builds a card without one
-	// (with a warning where the board needs it).
-	Bootloader string
+	// Bootloader is the board's bootloader: one file, or the files the
+	// board's format takes together (Hardkernel's bl1.bin.hardkernel and
+	// u-boot.bin); empty builds a card without one (with a warning where
+	// the board needs it).
+	Bootloader []string
 	// Overlays are laid over the root after the project's own overlays,
 	// in order.
 	Overlays []string

@@ -33,7 +33,7 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	want := in.board.AllModules()
+	want := append([]string(nil), in.bootModules...)
 	cold := append(append([]string{}, in.board.Coldplug...), o.Coldplug...)
 	files := fstree.New(o.Epoch)
 	if in.cluster != nil {

@@ -157,7 +157,7 @@ func bootTree(o *Options, in *inputs, cmdline string) (*fstree.Tree, error) {
 	entry := uboot.Entry{Label: "mkimage", Kernel: "/" + bootKernel, Initrd: "/" + bootInitrd, Append: cmdline}
 	info := BootInfo{Board: in.board.Name, Kernel: bootKernel, Initrd: bootInitrd, Cmdline: cmdline, Version: in.kernel.Version}
 	if d := in.board.DTB; d != "" {
-		if err := put("dtbs/"+d, in.kernel.DTBs[d]); err != nil {
+		if err := put("dtbs/"+d, in.dtb); err != nil {
 			return nil, err
 		}
 		entry.FDT = "/dtbs/" + d

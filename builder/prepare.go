@@ -38,7 +38,7 @@ func Prepare(ctx context.Context, o Options) (*Prepared, error) {
 		Cmdline: cmdline(b), Root: in.root, Inputs: in.list,
 	}
 	if b.DTB != "" {
-		p.DTB = in.kernel.DTBs[b.DTB]
+		p.DTB = in.dtb
 	}
 	return p, nil
 }

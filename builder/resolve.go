@@ -7,12 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/cluster"
-	"github.com/mkimage/mkimage/internal/disk"
 	"github.com/mkimage/mkimage/internal/filehash"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/rootfs"
@@ -34,9 +32,14 @@ type inputs struct {
 	root     *fstree.Tree
 	blob     []byte
 	blobName string
-	initrd   []byte
-	list     []Input
-	warnings []string
+	// dtb is the board's device tree as it goes on the card (fix-ups
+	// applied); bootModules are the board's modules plus what its boot
+	// path needs (see bootPath).
+	dtb         []byte
+	bootModules []string
+	initrd      []byte
+	list        []Input
+	warnings    []string
 	// cluster is the baked cluster config (JSON for nodeinit), nil
 	// without --config.
 	cluster []byte
@@ -58,6 +61,9 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 		return nil, err
 	}
 	if err := in.loadKernel(ctx, o); err != nil {
+		return nil, err
+	}
+	if err := in.loadDeviceTree(o); err != nil {
 		return nil, err
 	}
 	if err := in.loadRoot(ctx, o); err != nil {
@@ -97,32 +103,6 @@ func (in *inputs) loadConfig(o *Options) error {
 
 func (in *inputs) add(kind, path, sum, note string) {
 	in.list = append(in.list, Input{Kind: kind, Path: path, SHA256: sum, Note: note})
-}
-
-func (in *inputs) loadBootloader(o *Options) error {
-	b := in.board
-	if o.Bootloader == "" {
-		if b.Bootloader.Required {
-			w := fmt.Sprintf("no --bootloader given: the card will not boot on a %s by itself (it needs %s); it still boots in QEMU with `mkimage qemu`", b.Name, b.Bootloader.Blob)
-			in.warnings = append(in.warnings, w)
-			logf(o, "warning: %s", w)
-		}
-		return nil
-	}
-	if len(b.Bootloader.Writes) == 0 {
-		return fmt.Errorf("--bootloader %s: board %s takes no bootloader on the card (firmware provides it)", o.Bootloader, b.Name)
-	}
-	data, err := os.ReadFile(o.Bootloader)
-	if err != nil {
-		return fmt.Errorf("--bootloader: %w", err)
-	}
-	name := filepath.Base(o.Bootloader)
-	if _, err := disk.PlaceBootloader(b, name, int64(len(data))); err != nil {
-		return fmt.Errorf("--bootloader %s: %w", o.Bootloader, err)
-	}
-	in.blob, in.blobName = data, name
-	in.add("bootloader", o.Bootloader, sum(data), fmt.Sprintf("%d bytes", len(data)))
-	return nil
 }
 
 func (in *inputs) loadKernel(ctx context.Context, o *Options) error {

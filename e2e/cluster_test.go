@@ -211,6 +211,7 @@ func TestClusterNodes(t *testing.T) {
 			"nodeinit: policy: nftables table ip nodeinit: 4 rules (forward, policy drop: 3; postrouting: 1)",
 			"nodeinit: policy: route 192.168.77.0/24 via 10.0.2.2 dev eth0",
 			"nodeinit: cpufreq: not available, governor skipped",
+			"nodeinit: hostname: rtr",
 		)
 		if strings.Contains(log, "differ from the plan") {
 			t.Errorf("policy differs from the plan:\n%s", tail(log, 30))
@@ -229,7 +230,7 @@ func TestClusterNodes(t *testing.T) {
 			t.Errorf("host key hash %q, the router's %q: want its own", n.Key, first.Key)
 		}
 		rootGrown(t, n)
-		consoleHas(t, log, "nodeinit: policy: ip_forward=0", "nodeinit: policy: nftables: no table ip nodeinit")
+		consoleHas(t, log, "nodeinit: policy: ip_forward=0", "nodeinit: policy: nftables: no table ip nodeinit", "nodeinit: hostname: wrk")
 	})
 
 	t.Run("router second boot", func(t *testing.T) {
@@ -250,6 +251,7 @@ func TestClusterNodes(t *testing.T) {
 			"nodeinit: policy: applied for rtr",
 			"nodeinit: policy: nftables table ip nodeinit: 4 rules",
 			"nodeinit: policy: route 192.168.77.0/24 via 10.0.2.2 dev eth0",
+			"nodeinit: hostname: rtr", // the kernel's, set at every boot
 		)
 		for _, redone := range []string{"machine-id done", "hook 10-e2e: chrooted", "partition 2:"} {
 			if strings.Contains(log, redone) {
@@ -307,6 +309,7 @@ func TestClusterNodes(t *testing.T) {
 		if len(warnings) != 1 || warnings[0] != wantWarn {
 			t.Errorf("warnings %q, want exactly %q", warnings, wantWarn)
 		}
+		consoleHas(t, log, "nodeinit: hostname: "+want)
 	})
 }
 

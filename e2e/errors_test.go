@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mkimage/mkimage/internal/amlimage"
+	"github.com/mkimage/mkimage/internal/bootblob/bootblobtest"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
@@ -50,8 +52,15 @@ func TestBadInputs(t *testing.T) {
 	through := writeTar(t, filepath.Join(dir, "through.tar"),
 		tarEntry{h: tar.Header{Name: "evil", Typeflag: tar.TypeSymlink, Linkname: "/tmp"}},
 		tarEntry{h: tar.Header{Name: "evil/planted", Typeflag: tar.TypeReg}, data: []byte("x")})
+	// A well-formed signed image too large for the space before p1.
+	parts := bootblobtest.Parts(1)
+	parts.BL33 = bootblobtest.UBoot(2, 5<<20)
 	bigBlob := filepath.Join(dir, "big-blob.bin")
-	os.WriteFile(bigBlob, make([]byte, 5<<20), 0o644)
+	os.WriteFile(bigBlob, amlimage.SDImage(bootblobtest.Image(t, parts)), 0o644)
+	randomBlob := filepath.Join(dir, "random.bin")
+	os.WriteFile(randomBlob, bootblobtest.Random(3, 1<<20), 0o644)
+	unsigned := filepath.Join(dir, "u-boot.bin")
+	os.WriteFile(unsigned, bootblobtest.UBoot(4, 600<<10), 0o644)
 
 	for _, tc := range []struct {
 		name string
@@ -68,6 +77,9 @@ func TestBadInputs(t *testing.T) {
 		{"root too large", []string{"--board", "qemu-virt", "--rootfs", goodRoot, "--root-size", "4MiB"}, []string{"--root-size", "too small"}},
 		{"unknown coldplug module", []string{"--board", "qemu-virt", "--rootfs", goodRoot, "--coldplug", "no_such_driver"}, []string{"coldplug", "no_such_driver"}},
 		{"blob too large", []string{"--board", "odroid-c2", "--rootfs", goodRoot, "--bootloader", bigBlob}, []string{"big-blob.bin", "partition 1"}},
+		{"random bootloader", []string{"--board", "odroid-c2", "--rootfs", goodRoot, "--bootloader", randomBlob}, []string{"random.bin", "unrecognised data", "signed Amlogic SD image"}},
+		{"unsigned u-boot", []string{"--board", "odroid-c2", "--rootfs", goodRoot, "--bootloader", unsigned}, []string{"u-boot.bin", "an unsigned u-boot.bin"}},
+		{"random flash-image", []string{"--board", "macchiatobin", "--rootfs", goodRoot, "--bootloader", randomBlob}, []string{"random.bin", "Armada 8K boot image"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()

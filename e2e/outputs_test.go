@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mkimage/mkimage/internal/bootblob/bootblobtest"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
@@ -58,7 +59,7 @@ func TestManifestBmapInspect(t *testing.T) {
 	testenv.NeedTools(t, "bmaptool")
 	dir := t.TempDir()
 	root := testRoot(t, dir)
-	blob := bytes.Repeat([]byte{0xa5}, 64<<10)
+	blob := bootblobtest.SDImage(t, 1)
 	blobPath := filepath.Join(dir, "u-boot.bin.sd.bin")
 	os.WriteFile(blobPath, blob, 0o644)
 	img := filepath.Join(dir, "node.img")

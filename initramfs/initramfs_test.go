@@ -53,6 +53,7 @@ func TestBuild(t *testing.T) {
 	testenv.Short(t)
 	testenv.NeedTools(t, "xz", "cpio")
 	r := build(t, initramfs.Options{})
+	k := kmodtest.DebianKernel(t)
 	if out, err := exec.Command("xz", "-t", r.Path).CombinedOutput(); err != nil {
 		t.Fatalf("xz -t: %v\n%s", err, out)
 	}
@@ -64,14 +65,13 @@ func TestBuild(t *testing.T) {
 		t.Errorf("xz check is not CRC32:\n%s", info)
 	}
 	list := cpioList(t, r.Path, "-tv")
-	ver := kmodtest.DebianKernel(t).Version
 	for _, want := range []string{
 		" init -> bbin/nodeinit\n",
 		" bbin/bb\n",
 		" bbin/gosh -> bb\n",
 		"crw-------   1 root     root       5,   1 Nov 14  2023 dev/console\n",
-		" lib/modules/" + ver + "/kernel/fs/btrfs/btrfs.ko\n",
-		" lib/modules/" + ver + "/kernel/drivers/block/virtio_blk.ko\n",
+		" lib/modules/" + k.Version + "/kernel/fs/btrfs/btrfs.ko\n",
+		" lib/modules/" + k.Version + "/kernel/drivers/block/virtio_blk.ko\n",
 		" etc/nodeinit/modules\n",
 		" etc/nodeinit/coldplug\n",
 	} {

@@ -33,7 +33,7 @@ func runBoards(args []string) error {
 	for _, b := range all {
 		bl := "none (firmware)"
 		if len(b.Bootloader.Writes) > 0 {
-			bl = fmt.Sprintf("at byte %d", b.Bootloader.Writes[0].To)
+			bl = fmt.Sprintf("%s at byte %d", b.Bootloader.Format, b.Bootloader.Writes[0].To)
 			if b.Bootloader.Required {
 				bl += ", required"
 			}

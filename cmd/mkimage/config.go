@@ -40,7 +40,9 @@ func runConfig(args []string) error {
 		return enc.Encode(c.Bake())
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tMAC\tADDRESS\tROLE\tGATEWAY\tGOVERNOR\tFORWARD\tNAT\tROUTES\tCONTAINERS")
+	// IDENTITY lists the keys each node is found by, in the order first
+	// boot tries them (plan.KeyOrder).
+	fmt.Fprintln(w, "NAME\tIDENTITY\tMAC\tADDRESS\tROLE\tGATEWAY\tGOVERNOR\tFORWARD\tNAT\tROUTES\tCONTAINERS")
 	for _, p := range c.Resolve() {
 		fwd := "off"
 		if p.IPForward {
@@ -62,7 +64,7 @@ func runConfig(args []string) error {
 				cts = append(cts, ct.Name+"="+ct.IP)
 			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.MAC, p.CIDR(), p.Role, dash(p.Gateway),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, strings.Join(p.IdentifyBy, ","), dash(p.MAC), p.CIDR(), p.Role, dash(p.Gateway),
 			dash(p.Governor), fwd, len(p.NAT), dash(strings.Join(routes, "; ")), dash(strings.Join(cts, " ")))
 	}
 	if err := w.Flush(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/builder"
 	"github.com/mkimage/mkimage/initramfs"
 	"github.com/mkimage/mkimage/internal/rootfs"
 )
@@ -58,8 +59,12 @@ func runInitramfs(args []string) error {
 	if *quiet {
 		log = nil
 	}
+	want, err := builder.BootModules(b, k)
+	if err != nil {
+		return err
+	}
 	res, err := initramfs.Build(context.Background(), initramfs.Options{
-		Board: b, Modules: append(b.AllModules(), *mods...), Coldplug: append(append([]string{}, b.Coldplug...), *cold...),
+		Board: b, Modules: append(want, *mods...), Coldplug: append(append([]string{}, b.Coldplug...), *cold...),
 		ModulesFS: modFS, KernelVersion: k.Version,
 		Epoch: time.Unix(*epoch, 0), CacheDir: *cache, Log: log,
 	})

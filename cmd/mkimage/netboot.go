@@ -32,7 +32,7 @@ func runNetboot(args []string) error {
 	fs.StringVar(&o.Rootfs, "rootfs", "debian", "root filesystem: debian[:SUITE], minimal (busybox; small for diskless nodes), a directory or a tarball")
 	fs.StringArrayVar(&o.Overlays, "overlay", nil, "directory or tarball laid over the root (repeatable)")
 	fs.StringVar(&o.Initramfs, "initramfs", "", "use this initramfs instead of building one")
-	fs.StringVar(&o.Bootloader, "bootloader", "", "the board's bootloader blob, for the install image")
+	fs.StringSliceVar(&o.Bootloader, "bootloader", nil, "the board's bootloader file(s), for the install image (as for mkimage build)")
 	fs.StringVar(&defMode, "default-mode", "diskless", "mode of the default pxelinux files and of nodes with no netboot mode: diskless or install")
 	fs.IntVar(&port, "http-port", 80, "HTTP port of mkimage serve, written into the kernel command lines")
 	fs.StringVar(&headroom, "root-headroom", "64MiB", "free space in the diskless root (held in the node's RAM)")
@@ -67,6 +67,9 @@ func runNetboot(args []string) error {
 			return err
 		}
 		for _, p := range cfg.Resolve() {
+			if p.MAC == "" {
+				continue // named by a serial: netbooted with the default mode
+			}
 			mac, err := net.ParseMAC(p.MAC)
 			if err != nil {
 				return fmt.Errorf("%s: node %s: MAC %q: %v", o.Config, p.Name, p.MAC, err)

@@ -70,6 +70,9 @@ func runServe(args []string) error {
 			}
 			c.Domain = string(cfg.Cluster.Domain)
 			for _, p := range cfg.Resolve() {
+				if p.MAC == "" {
+					continue // no MAC to reserve its address for
+				}
 				mac, err := net.ParseMAC(p.MAC)
 				if err != nil {
 					return fmt.Errorf("%s: node %s: %v", config, p.Name, err)

@@ -22,7 +22,7 @@ import (
 )
 
 // nicWait is how long first boot waits for a network interface to show
-// up: the node is identified by its MAC.
+// up: the node may be identified by its MAC, and needs one either way.
 const nicWait = 5 * time.Second
 
 // logf prints a line from the firstboot and policy packages, which start
@@ -84,10 +84,16 @@ func firstBoot(st *state) error {
 	}
 	if !st.haveNode {
 		// Policy still needs to know who this node is.
-		if id, err := plan.Identify("/sys", b); err == nil {
+		id, err := plan.Identify("/sys", st.rootPart(), b)
+		var conflict *plan.ConflictError
+		switch {
+		case errors.As(err, &conflict) && id.Plan.Name != "":
+			say("policy: error: %v; applying the policy of unknown node %s", err, id.Plan.Name)
 			st.node, st.haveNode = id.Plan, true
-		} else {
+		case err != nil:
 			say("policy: cannot identify this node, policy skipped: %v", err)
+		default:
+			st.node, st.haveNode = id.Plan, true
 		}
 	}
 	return nil

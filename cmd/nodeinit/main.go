@@ -5,7 +5,8 @@
 // console: a node must never hang silently or panic the kernel.
 //
 // The steps, in order: mount-early, config, modules, coldplug,
-// netinstall, find-root, mount-root, first-boot, policy, switch-root.
+// netinstall, find-root, mount-root, first-boot, policy, hostname,
+// switch-root.
 //
 // Coldplug (coldplug.go; lines "nodeinit: coldplug: ..."): the modules
 // the builder carried for coldplug (board key `coldplug`, build flag
@@ -37,7 +38,8 @@
 // read-write for them if rootflags made it read-only, and put back after):
 //
 //   - first-boot (package firstboot): the node is found in the inventory
-//     by MAC, and the once-per-node steps not yet recorded in the root's
+//     by device tree serial-number, card serial or MAC (plan.KeyOrder),
+//     and the once-per-node steps not yet recorded in the root's
 //     /var/lib/nodeinit/firstboot.json run: machine-id, SSH host keys,
 //     hostname, hosts, network, authorized keys, timezone, disk id, grow
 //     the root partition and the btrfs filesystem, subvolumes. Then the
@@ -54,6 +56,10 @@
 //     it reads back what is in the kernel and prints it
 //     ("nodeinit: policy: ip_forward=1", "nodeinit: policy: route ... dev
 //     eth0", ...). A failing part is logged; the node still boots.
+//
+// Then, at every boot, the kernel hostname is set to the node's name from
+// the plan ("nodeinit: hostname: NAME"), for roots whose init does not
+// read /etc/hostname.
 //
 // Preconfigure (nodeinit.preconfigure on the command line, from `mkimage
 // --preconfigure` at build time): after mount-root, only the root's hooks
@@ -122,6 +128,7 @@ var steps = []step{
 	{"mount-root", mountRoot},
 	{"first-boot", firstBoot},
 	{"policy", applyPolicy},
+	{"hostname", setHostname},
 	{"switch-root", switchRoot},
 }
 

@@ -47,13 +47,16 @@ func (c *Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.Bake()) }
 
 func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
 	p := plan.Plan{
-		Name:     string(n.Name),
-		MAC:      string(n.MAC),
-		Role:     string(n.Role),
-		Netboot:  string(n.Netboot),
-		Domain:   string(c.Cluster.Domain),
-		Governor: string(n.Governor),
+		Name:         string(n.Name),
+		MAC:          string(n.MAC),
+		SerialNumber: string(n.SerialNumber),
+		CardSerial:   string(n.CardSerial),
+		Role:         string(n.Role),
+		Netboot:      string(n.Netboot),
+		Domain:       string(c.Cluster.Domain),
+		Governor:     string(n.Governor),
 	}
+	p.IdentifyBy = p.Keys()
 	if n.IP.IsValid() {
 		p.IP = n.IP.String()
 		p.PrefixLen = c.Network.Subnet.Bits()

@@ -144,14 +144,17 @@ type Backup struct {
 	Dir       string   `toml:"dir"`       // default "/.snapshots"
 }
 
-// Node is a [[node]] inventory entry.
+// Node is a [[node]] inventory entry. It needs at least one of the
+// identity keys mac, serial_number and card_serial (plan.KeyOrder).
 type Node struct {
-	Name     Hostname `toml:"name"`
-	MAC      MAC      `toml:"mac"`
-	IP       Addr     `toml:"ip"`
-	Role     Role     `toml:"role"`
-	Netboot  Netboot  `toml:"netboot"`
-	Governor Governor `toml:"governor"` // overrides [power]
+	Name         Hostname     `toml:"name"`
+	MAC          MAC          `toml:"mac"`
+	SerialNumber SerialNumber `toml:"serial_number"`
+	CardSerial   CardSerial   `toml:"card_serial"`
+	IP           Addr         `toml:"ip"`
+	Role         Role         `toml:"role"`
+	Netboot      Netboot      `toml:"netboot"`
+	Governor     Governor     `toml:"governor"` // overrides [power]
 }
 
 // Error is one problem in a config file. Line is 0 when unknown.

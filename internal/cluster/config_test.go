@@ -3,8 +3,10 @@ package cluster
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -17,6 +19,12 @@ name = "t"
 subnet = "192.168.142.0/24"
 gateway = "192.168.142.1"
 `
+
+// idNode is a [[node]] named by key (one or more "key = value" lines), at
+// 192.168.142.<host>; its first key is on the table's third line.
+func idNode(name, key string, host int) string {
+	return fmt.Sprintf("[[node]]\nname = %q\n%s\nip = \"192.168.142.%d\"\nrole = \"worker\"\n", name, key, host)
+}
 
 func TestParseErrors(t *testing.T) {
 	node := func(name, mac, ip, role string) string {
@@ -62,6 +70,18 @@ func TestParseErrors(t *testing.T) {
 		{"bad ssh key", strings.Replace(base, "name = \"t\"", "name = \"t\"\nssh_authorized_keys = [\"ssh-dss AAAA\"]", 1), "c.toml:3: bad SSH public key"},
 		{"bad timezone", strings.Replace(base, "name = \"t\"", "name = \"t\"\ntimezone = \"../etc\"", 1), "c.toml:3: bad timezone \"../etc\""},
 		{"bad netboot", base + strings.Replace(ok1, "role", "netboot = \"pxe\"\nrole", 1), "c.toml:10: unknown netboot mode \"pxe\" (expected diskless, install)"},
+		{"no identity key", base + "[[node]]\nname = \"a\"\nip = \"192.168.142.11\"\nrole = \"worker\"\n", "c.toml:6: node a has no mac, serial_number or card_serial (expected at least one"},
+		{"bad serial_number", base + idNode("a", `serial_number = "0a1b 2c3d"`, 11), "c.toml:8: malformed serial_number \"0a1b 2c3d\" (expected the board's device tree serial-number"},
+		{"long serial_number", base + idNode("a", `serial_number = "`+strings.Repeat("a", 65)+`"`, 11), "c.toml:8: malformed serial_number"},
+		{"zero serial_number", base + idNode("a", `serial_number = "0000000000000000"`, 11), "c.toml:8: serial_number \"0000000000000000\" is all zeros"},
+		{"bad card_serial", base + idNode("a", `card_serial = "0x1234abcde"`, 11), "c.toml:8: malformed card_serial \"0x1234abcde\" (expected the card's 32-bit serial in hex"},
+		{"card_serial not hex", base + idNode("a", `card_serial = "SD1234"`, 11), "c.toml:8: malformed card_serial \"SD1234\""},
+		{"zero card_serial", base + idNode("a", `card_serial = "0x0"`, 11), "c.toml:8: card_serial \"0x0\" is zero"},
+		{"card_serial wrong type", base + idNode("a", `card_serial = 0x1234abcd`, 11), "c.toml:8: card_serial is a TOML int64, not a string (expected quotes, like card_serial = \"0x1234abcd\")"},
+		{"serial_number wrong type", base + idNode("a", `serial_number = 0x1234`, 11), "c.toml:8: serial_number is a TOML int64, not a string"},
+		{"dup serial_number", base + idNode("a", `serial_number = "0A1B2C3D"`, 11) + idNode("b", `serial_number = "0x0a1b2c3d"`, 12), "c.toml:13: duplicate serial_number \"0a1b2c3d\" (also node \"a\", line 8)"},
+		{"dup card_serial", base + idNode("a", `card_serial = "1234ABCD"`, 11) + idNode("b", `card_serial = "0x1234abcd"`, 12), "c.toml:13: duplicate card_serial 0x1234abcd (also node \"a\", line 8)"},
+		{"netboot without mac", base + idNode("a", "serial_number = \"0a1b\"\nnetboot = \"diskless\"", 11), "c.toml:9: node a: netboot = \"diskless\" needs the node's mac"},
 		{"bad name", base + node("Node_1", "00:1e:06:00:00:01", "192.168.142.11", "worker"), "c.toml:7: bad name \"Node_1\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,4 +219,77 @@ func FuzzParse(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestIdentityKeys: each key is normalised to what the node reads from
+// sysfs, listed in identify_by in the order first boot tries them, and
+// carried through the baked JSON to Identify.
+func TestIdentityKeys(t *testing.T) {
+	src := base +
+		idNode("bymac", `mac = "00:1E:06:00:00:01"`, 11) +
+		idNode("byserial", `serial_number = "0x0A1B2C3D"`, 12) +
+		idNode("bycard", `card_serial = "1234ABCD"`, 13) +
+		idNode("all", "mac = \"00:1e:06:00:00:04\"\ncard_serial = \"0xbeef\"\nserial_number = \"HKC2-0042\"", 14)
+	c, err := Parse("c.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ids struct{ MAC, Serial, Card, By string }
+	var got []ids
+	for _, p := range c.Resolve() {
+		got = append(got, ids{p.MAC, p.SerialNumber, p.CardSerial, strings.Join(p.IdentifyBy, ",")})
+	}
+	want := []ids{
+		{"00:1e:06:00:00:01", "", "", "mac"},
+		{"", "0a1b2c3d", "", "serial_number"},
+		{"", "", "0x1234abcd", "card_serial"},
+		{"00:1e:06:00:00:04", "hkc2-0042", "0x0000beef", "serial_number,card_serial,mac"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("resolved keys\n%+v\nwant\n%+v", got, want)
+	}
+
+	data, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cluster.json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := plan.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		m    plan.Machine
+		node string
+	}{
+		{plan.Machine{SerialNumber: plan.NormalizeSerialNumber("0A1B2C3D\x00"), NICs: []plan.NIC{{Iface: "eth0", MAC: "f2:3c:91:00:00:01"}}}, "byserial"},
+		{plan.Machine{CardSerials: []string{"0x1234abcd"}, NICs: []plan.NIC{{Iface: "eth0", MAC: "f2:3c:91:00:00:01"}}}, "bycard"},
+		{plan.Machine{NICs: []plan.NIC{{Iface: "eth0", MAC: "00:1e:06:00:00:01"}}}, "bymac"},
+		{plan.Machine{SerialNumber: "hkc2-0042", CardSerials: []string{"0x0000beef"}, NICs: []plan.NIC{{Iface: "eth0", MAC: "00:1e:06:00:00:04"}}}, "all"},
+	} {
+		id, err := b.Identify(tc.m)
+		if err != nil || id.Plan.Name != tc.node || !id.Known {
+			t.Errorf("%+v: identity %q known=%v, %v; want %s", tc.m, id.Plan.Name, id.Known, err, tc.node)
+		}
+	}
+}
+
+// TestMACOnlyUnchanged: a MAC-only config bakes as before, apart from the
+// version and identify_by.
+func TestMACOnlyUnchanged(t *testing.T) {
+	b := loadSeed(t).Bake()
+	if b.Version != plan.Version || plan.Version != 2 {
+		t.Errorf("baked version %d", b.Version)
+	}
+	for _, n := range b.Nodes {
+		if n.MAC == "" || n.SerialNumber != "" || n.CardSerial != "" || !reflect.DeepEqual(n.IdentifyBy, []string{"mac"}) {
+			t.Errorf("node %s: keys %q %q %q by %v", n.Name, n.MAC, n.SerialNumber, n.CardSerial, n.IdentifyBy)
+		}
+	}
+	if b.Unknown.IdentifyBy != nil {
+		t.Errorf("unknown plan identify_by %v", b.Unknown.IdentifyBy)
+	}
 }

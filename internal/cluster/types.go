@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
 
 // The value types below implement encoding.TextUnmarshaler so that a bad
@@ -84,6 +86,61 @@ func (m *MAC) UnmarshalText(b []byte) error {
 	}
 	*m = MAC(hw.String())
 	return nil
+}
+
+var serialRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._:/+-]{0,63}$`)
+
+// SerialNumber is a board's device tree serial-number, normalised as
+// plan.NormalizeSerialNumber does (lower case, no "0x").
+type SerialNumber string
+
+func (s *SerialNumber) UnmarshalText(b []byte) error {
+	v := plan.NormalizeSerialNumber(string(b))
+	if !serialRE.MatchString(v) {
+		return fmt.Errorf("malformed serial_number %q (expected the board's device tree serial-number, like \"0a1b2c3d4e5f6789\": letters, digits and . _ : / + -, at most 64)", b)
+	}
+	if strings.Trim(v, "0") == "" {
+		return fmt.Errorf("serial_number %q is all zeros (expected a board's own serial: zeros are what boards without one report)", b)
+	}
+	*s = SerialNumber(v)
+	return nil
+}
+
+// UnmarshalTOML takes only a string: a bare TOML number would reach
+// UnmarshalText as decimal, and 0x1234 would silently become "4660".
+func (s *SerialNumber) UnmarshalTOML(v any) error {
+	return quoted(v, "serial_number", "\"0a1b2c3d4e5f6789\"", s.UnmarshalText)
+}
+
+// CardSerial is an SD/eMMC card's CID serial, kept in the kernel's form
+// "0x1234abcd" (plan.NormalizeCardSerial).
+type CardSerial string
+
+func (c *CardSerial) UnmarshalText(b []byte) error {
+	v, ok := plan.NormalizeCardSerial(string(b))
+	if !ok {
+		return fmt.Errorf("malformed card_serial %q (expected the card's 32-bit serial in hex, as /sys/block/mmcblk0/device/serial shows it: \"0x1234abcd\")", b)
+	}
+	if v == "0x00000000" {
+		return fmt.Errorf("card_serial %q is zero (expected a card's own serial: zero is what cards without one report)", b)
+	}
+	*c = CardSerial(v)
+	return nil
+}
+
+// UnmarshalTOML takes only a string, as SerialNumber's does.
+func (c *CardSerial) UnmarshalTOML(v any) error {
+	return quoted(v, "card_serial", "\"0x1234abcd\"", c.UnmarshalText)
+}
+
+// quoted passes a TOML string value to text; any other type is an error
+// that shows the key quoted.
+func quoted(v any, key, example string, text func([]byte) error) error {
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("%s is a TOML %T, not a string (expected quotes, like %s = %s)", key, v, key, example)
+	}
+	return text([]byte(s))
 }
 
 // Addr is an IPv4 address.

@@ -74,6 +74,8 @@ func (c *Config) validate() []*Error {
 
 	names := map[Hostname]int{}
 	macs := map[MAC]string{}
+	serials := map[SerialNumber]int{}
+	cards := map[CardSerial]int{}
 	ips := map[netip.Addr]int{}
 	roleOf := map[Hostname]Role{}
 	for i, n := range c.Nodes {
@@ -89,12 +91,34 @@ func (c *Config) validate() []*Error {
 			names[n.Name] = i
 			roleOf[n.Name] = n.Role
 		}
-		if n.MAC == "" {
-			bad(at(""), "%s has no mac (expected mac = \"00:1e:06:aa:bb:cc\")", id)
-		} else if prev, dup := macs[n.MAC]; dup {
-			bad(at("mac"), "duplicate MAC %s (%s has it too)", n.MAC, prev)
-		} else {
-			macs[n.MAC] = id
+		if n.MAC == "" && n.SerialNumber == "" && n.CardSerial == "" {
+			bad(at(""), "%s has no mac, serial_number or card_serial (expected at least one, like mac = \"00:1e:06:aa:bb:cc\")", id)
+		}
+		if n.MAC != "" {
+			if prev, dup := macs[n.MAC]; dup {
+				bad(at("mac"), "duplicate MAC %s (%s has it too)", n.MAC, prev)
+			} else {
+				macs[n.MAC] = id
+			}
+		}
+		// A serial names one node only: a second node with it could
+		// never be told apart at first boot.
+		if n.SerialNumber != "" {
+			if prev, dup := serials[n.SerialNumber]; dup {
+				bad(at("serial_number"), "duplicate serial_number %q (also node %q, line %d)", n.SerialNumber, c.Nodes[prev].Name, l.at("node", prev, "serial_number"))
+			} else {
+				serials[n.SerialNumber] = i
+			}
+		}
+		if n.CardSerial != "" {
+			if prev, dup := cards[n.CardSerial]; dup {
+				bad(at("card_serial"), "duplicate card_serial %s (also node %q, line %d)", n.CardSerial, c.Nodes[prev].Name, l.at("node", prev, "card_serial"))
+			} else {
+				cards[n.CardSerial] = i
+			}
+		}
+		if n.Netboot != "" && n.MAC == "" {
+			bad(at("netboot"), "%s: netboot = %q needs the node's mac (U-Boot asks the server for its files by MAC)", id, n.Netboot)
 		}
 		if !n.IP.IsValid() {
 			bad(at(""), "%s has no ip (expected an address in %s)", id, subnet)

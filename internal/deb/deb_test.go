@@ -171,45 +171,6 @@ func TestCorrupt(t *testing.T) {
 	}
 }
 
-const kernelDeb = "/root/.cache/mkimage/apt/debs/linux-image-6.1.0-56-arm64_6.1.192-2_arm64.deb"
-
-func TestKernelPackage(t *testing.T) {
-	testenv.NeedFile(t, kernelDeb)
-	p, err := Open(kernelDeb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := p.Control(); c.Package != "linux-image-6.1.0-56-arm64" || c.Architecture != "arm64" {
-		t.Errorf("control = %+v", c)
-	}
-	want := map[string]bool{"./boot/vmlinuz-": false, "/amlogic/meson-gxbb-odroidc2.dtb": false, "/kernel/fs/btrfs/btrfs.ko": false}
-	var image int64
-	err = p.Data(func(h *tar.Header, r io.Reader) error {
-		for k := range want {
-			if strings.Contains(h.Name, k) {
-				want[k] = true
-			}
-		}
-		if strings.HasPrefix(h.Name, "./boot/vmlinuz-") {
-			n, err := io.Copy(io.Discard, r)
-			image = n
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, seen := range want {
-		if !seen {
-			t.Errorf("no entry matching %q", k)
-		}
-	}
-	if image < 1<<20 {
-		t.Errorf("vmlinuz is %d bytes", image)
-	}
-}
-
 func TestControlFilesAndOpenData(t *testing.T) {
 	for _, z := range []string{"xz", "gzip", "zstd", "none"} {
 		p, err := Open(buildDeb(t, z))

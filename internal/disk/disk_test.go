@@ -253,6 +253,7 @@ first_partition_offset = "4MiB"
 modules = ["m"]
 [bootloader]
 required = true
+format = "armada-8k"
 protect = [{ offset = 1024, length = 512, why = "vendor environment" }]
 writes = [{ from = 0, to = 512 }]
 `))
@@ -296,6 +297,7 @@ console = "ttyS0"
 first_partition_offset = "4MiB"
 modules = ["m"]
 [bootloader]
+format = "armada-8k"
 writes = [{ from = 0, to = 0 }]
 `))
 	if err != nil {

@@ -92,6 +92,10 @@ func (r *runner) exists(rel string) bool {
 // keeps whatever the root's overlay gives it.
 func (r *runner) network() error {
 	p := r.id.Plan
+	if r.id.Iface == "" {
+		// Named by a serial before any NIC showed up.
+		return errors.New("no network interface to configure")
+	}
 	if r.exists("lib/systemd/systemd-networkd") || r.exists("usr/lib/systemd/systemd-networkd") {
 		return WriteFileAtomic(r.path("etc/systemd/network/10-cluster.network"), []byte(networkdFile(p)), 0o644)
 	}

@@ -1,5 +1,6 @@
 // Package firstboot does the once-per-node work of nodeinit on the mounted
-// root: identity from the inventory by MAC, machine-id, SSH host keys,
+// root: identity from the inventory (by device tree serial-number, card
+// serial or MAC: plan.Identify), machine-id, SSH host keys,
 // network configuration, growing the root partition and filesystem, and
 // making unique what cloned cards share. Every step is idempotent and
 // recorded in the root (StatePath) after it completes, so a power cut at
@@ -107,7 +108,8 @@ type runner struct {
 // unrecorded (so it runs again next boot) and returned in the joined
 // error; the others still run. The Result is valid even with an error.
 //
-// Log lines: "nodeinit: firstboot: node NAME (MAC on IFACE)", one
+// Log lines: "nodeinit: firstboot: node NAME (MAC on IFACE)" (with
+// "KEY VALUE; " before the MAC when a serial named the node), one
 // "nodeinit: firstboot: already done: STEP, ..." line for the steps a
 // previous boot recorded, and "nodeinit: firstboot: STEP done (TIME)" as
 // each step is recorded.
@@ -118,33 +120,52 @@ func Run(ctx context.Context, env Env) (Result, error) {
 	if env.Config == nil {
 		return Result{}, errors.New("firstboot: no cluster config")
 	}
-	id, err := plan.Identify(env.Sys, env.Config)
-	if err != nil {
-		return Result{}, fmt.Errorf("firstboot: %v", err)
-	}
-	// With no inventory at all (no cluster config) every node is unknown
-	// and nothing needs saying.
-	if !id.Known && len(env.Config.Nodes) > 0 {
-		env.Log("nodeinit: firstboot: warning: MAC %s (%s) is not in the inventory; hostname %s, DHCP", id.Plan.MAC, id.Iface, id.Plan.Name)
+	id, err := plan.Identify(env.Sys, env.RootPart, env.Config)
+	var conflict *plan.ConflictError
+	var idErr error
+	switch {
+	case errors.As(err, &conflict) && id.Plan.Name != "":
+		// Neither node's address is safe to take: boot as an unknown node
+		// (DHCP), reachable, and say loudly why.
+		env.Log("nodeinit: firstboot: error: %v; fix the inventory; booting as unknown node %s (DHCP)", err, id.Plan.Name)
+		idErr = fmt.Errorf("firstboot: %w", err)
+	case err != nil:
+		return Result{}, fmt.Errorf("firstboot: %w", err)
+	case !id.Known && len(env.Config.Nodes) > 0:
+		// With no inventory at all (no cluster config) every node is
+		// unknown and nothing needs saying.
+		env.Log("nodeinit: firstboot: warning: %s; hostname %s, DHCP", notInInventory(id), id.Plan.Name)
 	}
 	r := &runner{Env: env, id: id}
 	res := Result{Identity: id}
 	st, err := ReadState(env.Root)
 	if err != nil {
 		if st == nil {
-			return res, err
+			return res, errors.Join(idErr, err)
 		}
 		env.Log("nodeinit: firstboot: %v", err)
 	}
 	r.state = st
-	if st.MAC != "" && st.MAC != id.Plan.MAC {
+	switch {
+	case st.Node != "" && st.Node != id.Plan.Name:
 		env.Log("nodeinit: firstboot: card moved from %s (%s) to %s (%s); redoing %v", st.Node, st.MAC, id.Plan.Name, id.Plan.MAC, identitySteps)
+		for _, s := range identitySteps {
+			delete(st.Done, s)
+		}
+	case st.MAC != "" && st.MAC != id.Plan.MAC:
+		// Same node, new MAC (random per boot on some boards): the
+		// network configuration names the MAC.
+		env.Log("nodeinit: firstboot: %s: MAC changed from %s to %s; redoing %v", id.Plan.Name, st.MAC, id.Plan.MAC, identitySteps)
 		for _, s := range identitySteps {
 			delete(st.Done, s)
 		}
 	}
 	st.Node, st.MAC = id.Plan.Name, id.Plan.MAC
-	env.Log("nodeinit: firstboot: node %s (%s on %s)", id.Plan.Name, id.Plan.MAC, id.Iface)
+	if id.Known && id.By != plan.KeyMAC {
+		env.Log("nodeinit: firstboot: node %s (%s %s; %s on %s)", id.Plan.Name, id.By, id.Value, id.Plan.MAC, id.Iface)
+	} else {
+		env.Log("nodeinit: firstboot: node %s (%s on %s)", id.Plan.Name, id.Plan.MAC, id.Iface)
+	}
 	var already []string
 	for _, s := range steps {
 		if _, done := st.Done[s.name]; done {
@@ -160,7 +181,7 @@ func Run(ctx context.Context, env Env) (Result, error) {
 		slices.Sort(already[len(already)-countPrefix(already, hookPrefix):])
 		env.Log("nodeinit: firstboot: already done: %s", strings.Join(already, ", "))
 	}
-	var errs []error
+	errs := []error{idErr}
 	failed := map[string]bool{}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
@@ -276,4 +297,20 @@ func (r *runner) subvolumes() error {
 		}
 	}
 	return nil
+}
+
+// notInInventory says what this machine was looked up by.
+func notInInventory(id plan.Identity) string {
+	m := id.Machine
+	if m.SerialNumber == "" && len(m.CardSerials) == 0 {
+		return fmt.Sprintf("MAC %s (%s) is not in the inventory", id.Plan.MAC, id.Iface)
+	}
+	s := fmt.Sprintf("MAC %s (%s)", id.Plan.MAC, id.Iface)
+	if m.SerialNumber != "" {
+		s += ", serial_number " + m.SerialNumber
+	}
+	for _, c := range m.CardSerials {
+		s += ", card_serial " + c
+	}
+	return s + ": none is in the inventory"
 }

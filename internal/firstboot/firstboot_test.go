@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -421,5 +423,104 @@ func TestSfdiskReadsGrownTable(t *testing.T) {
 	want := fmt.Sprintf("start=%d,size=%d,type=83", p2Start, diskSectors-p2Start)
 	if !strings.Contains(dump, want) || !strings.Contains(dump, fmt.Sprintf("start=%d,size=%d,type=c", p1Start, p1Size)) {
 		t.Errorf("sfdisk --dump:\n%s\nwant %q", out, want)
+	}
+}
+
+// bySerial gives the seed's node01 a device tree serial-number and the
+// fake machine the same, NUL-terminated as the kernel shows it.
+func bySerial(t *testing.T, env Env) {
+	t.Helper()
+	for i := range env.Config.Nodes {
+		if env.Config.Nodes[i].Name == "node01" {
+			env.Config.Nodes[i].SerialNumber = "0a1b2c3d"
+		}
+	}
+	p := filepath.Join(env.Sys, "firmware/devicetree/base/serial-number")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, []byte("0A1B2C3D\x00"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSerialRandomMAC: a board named by its serial whose MAC is random per
+// boot keeps its name; the network configuration follows the MAC.
+func TestSerialRandomMAC(t *testing.T) {
+	env, log := fakeNode(t, "f2:3c:91:00:00:01")
+	bySerial(t, env)
+	os.MkdirAll(filepath.Join(env.Root, "usr/lib/systemd"), 0o755)
+	os.WriteFile(filepath.Join(env.Root, "usr/lib/systemd/systemd-networkd"), nil, 0o755)
+	res, err := Run(context.Background(), env)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	if id := res.Identity; id.Plan.Name != "node01" || id.By != plan.KeySerialNumber || id.Plan.MAC != "f2:3c:91:00:00:01" || id.Iface != "eth0" {
+		t.Fatalf("identity %+v", id)
+	}
+	if !slices.Contains(log.lines, "nodeinit: firstboot: node node01 (serial_number 0a1b2c3d; f2:3c:91:00:00:01 on eth0)") {
+		t.Errorf("no identity line:\n%s", log)
+	}
+	network := filepath.Join(env.Root, "etc/systemd/network/10-cluster.network")
+	if got := read(t, network); !strings.Contains(got, "MACAddress=f2:3c:91:00:00:01\n") || !strings.Contains(got, "Address=192.168.142.11/24\n") {
+		t.Errorf("network file:\n%s", got)
+	}
+
+	os.WriteFile(filepath.Join(env.Sys, "class/net/eth0/address"), []byte("f2:3c:91:00:00:02\n"), 0o644)
+	log.lines = nil
+	res, err = Run(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(res.Ran, ",") != "hostname,hosts,network" {
+		t.Errorf("ran %v after a new MAC\n%s", res.Ran, log)
+	}
+	if !slices.Contains(log.lines, "nodeinit: firstboot: node01: MAC changed from f2:3c:91:00:00:01 to f2:3c:91:00:00:02; redoing [hostname hosts network]") {
+		t.Errorf("no MAC change line:\n%s", log)
+	}
+	if got := read(t, network); !strings.Contains(got, "MACAddress=f2:3c:91:00:00:02\n") {
+		t.Errorf("network file not rewritten for the new MAC:\n%s", got)
+	}
+	if got := read(t, filepath.Join(env.Root, "etc/hostname")); got != "node01\n" {
+		t.Errorf("hostname %q", got)
+	}
+}
+
+// TestIdentityConflict: a serial naming one node and a MAC naming another
+// is an error on the console; the node boots as unknown (DHCP), taking
+// neither node's address.
+func TestIdentityConflict(t *testing.T) {
+	env, log := fakeNode(t, "00:1e:06:42:01:02") // node02's MAC
+	bySerial(t, env)                             // node01's serial
+	res, err := Run(context.Background(), env)
+	var conflict *plan.ConflictError
+	if !errors.As(err, &conflict) {
+		t.Fatalf("err %v, want a *plan.ConflictError", err)
+	}
+	if res.Identity.Known || res.Identity.Plan.Name != "node-001e06420102" || !res.Identity.Plan.DHCP() {
+		t.Errorf("identity %+v, want the unknown node by DHCP", res.Identity)
+	}
+	want := "nodeinit: firstboot: error: this machine matches more than one inventory node: serial_number 0a1b2c3d is node node01, mac 00:1e:06:42:01:02 is node node02; fix the inventory; booting as unknown node node-001e06420102 (DHCP)"
+	if !slices.Contains(log.lines, want) {
+		t.Errorf("log lacks\n%s\n got:\n%s", want, log)
+	}
+	if len(res.Ran) != len(steps) {
+		t.Errorf("ran %v, want every step (as the unknown node)", res.Ran)
+	}
+	if got := read(t, filepath.Join(env.Root, "etc/hostname")); got != "node-001e06420102\n" {
+		t.Errorf("hostname %q", got)
+	}
+}
+
+// TestUnknownWithSerial: the warning names every key looked up.
+func TestUnknownWithSerial(t *testing.T) {
+	env, log := fakeNode(t, "aa:bb:cc:dd:ee:ff")
+	p := filepath.Join(env.Sys, "firmware/devicetree/base/serial-number")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, []byte("ffee\x00"), 0o444)
+	if _, err := Run(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	want := "nodeinit: firstboot: warning: MAC aa:bb:cc:dd:ee:ff (eth0), serial_number ffee: none is in the inventory; hostname node-aabbccddeeff, DHCP"
+	if !slices.Contains(log.lines, want) {
+		t.Errorf("log lacks\n%s\ngot:\n%s", want, log)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -271,6 +272,29 @@ func (s *Set) modinfo(m Module) ([]byte, error) {
 		return nil, fmt.Errorf("%s: .modinfo: %w", m.Path, err)
 	}
 	return data, nil
+}
+
+// Match returns the module files whose aliases match a device's modalias
+// (e.g. "of:NmmcT(null)Camlogic,meson-gx-mmc"), sorted. Built-in modules
+// are not returned: see Builtin and the kernel Image.
+func (s *Set) Match(modalias string) ([]string, error) { return s.lookupAlias(modalias) }
+
+// MatchBuiltin returns the built-in modules whose aliases (from
+// modules.builtin.modinfo, which newer kernels fill with their device
+// tables) match a device's modalias, sorted.
+func (s *Set) MatchBuiltin(modalias string) []string {
+	var out []string
+	for a, m := range s.builtinAlias {
+		ok := a == modalias
+		if !ok && strings.ContainsAny(a, "*?[") {
+			ok, _ = path.Match(a, modalias)
+		}
+		if ok && !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // lookupAlias returns the modules providing alias, sorted; it reads every

@@ -158,3 +158,25 @@ func TestErrors(t *testing.T) {
 		t.Errorf("missing dir: err = %v", err)
 	}
 }
+
+// A kernel that lists its built-in device tables in
+// modules.builtin.modinfo (newer kbuild does) answers by modalias.
+func TestMatchBuiltin(t *testing.T) {
+	fsys := fstest.MapFS{
+		"modules.builtin":         {Data: []byte("kernel/drivers/regulator/fixed.ko\n")},
+		"modules.builtin.modinfo": {Data: []byte("fixed.alias=of:N*T*Cregulator-fixed\x00fixed.alias=of:N*T*Cregulator-fixedC*\x00fixed.license=GPL\x00")},
+	}
+	s, err := kmod.Open(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for alias, want := range map[string]string{
+		"of:NregT(null)Cregulator-fixed":          "fixed",
+		"of:NregT(null)Cregulator-fixedCvendor,x": "fixed",
+		"of:NregT(null)Cregulator-gpio":           "",
+	} {
+		if got := strings.Join(s.MatchBuiltin(alias), ","); got != want {
+			t.Errorf("MatchBuiltin(%q) = %q, want %q", alias, got, want)
+		}
+	}
+}

@@ -9,16 +9,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 )
 
 // BakedPath is where the builder puts the baked config in the initramfs.
 const BakedPath = "/etc/nodeinit/cluster.json"
 
-// Version of the baked JSON format; Read rejects other versions.
-const Version = 1
+// Version of the baked JSON format. Version 2 added serial_number and
+// card_serial and made mac optional: a version-1 reader would silently
+// miss every node named without a MAC, so it must refuse the file. A
+// version-1 file is a valid version-2 file (every node has a MAC), so Read
+// takes both.
+const Version = 2
 
 // Baked is the whole cluster as the node sees it: the cluster-wide values
 // and one Plan per inventory node.
@@ -42,7 +43,16 @@ type Cluster struct {
 // Plan is everything one node needs at first boot and at every boot.
 type Plan struct {
 	Name string `json:"name"`
-	MAC  string `json:"mac,omitempty"` // lower case, colon separated
+	// The identity keys (see Identify); values are normalised as
+	// NormalizeMAC, NormalizeSerialNumber and NormalizeCardSerial do. In
+	// the plan Identify returns, MAC is the cluster interface's MAC on
+	// this boot.
+	MAC          string `json:"mac,omitempty"`
+	SerialNumber string `json:"serial_number,omitempty"`
+	CardSerial   string `json:"card_serial,omitempty"`
+	// IdentifyBy lists the keys the node has, in the order Identify tries
+	// them (KeyOrder); for people reading the plan, Identify does not use it.
+	IdentifyBy []string `json:"identify_by,omitempty"`
 	// IP is the bare address and PrefixLen the subnet's length; both are
 	// empty/zero for DHCP (unknown nodes).
 	IP        string   `json:"ip,omitempty"`
@@ -143,69 +153,8 @@ func Read(path string) (*Baked, error) {
 	if err := json.Unmarshal(data, &b); err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
-	if b.Version != Version {
-		return nil, fmt.Errorf("%s: baked config version %d, expected %d", path, b.Version, Version)
+	if b.Version < 1 || b.Version > Version {
+		return nil, fmt.Errorf("%s: baked config version %d, expected 1 to %d", path, b.Version, Version)
 	}
 	return &b, nil
-}
-
-// ForMAC returns the plan of the inventory node with this MAC.
-func (b *Baked) ForMAC(mac string) (Plan, bool) {
-	mac = strings.ToLower(mac)
-	for _, n := range b.Nodes {
-		if n.MAC == mac {
-			return n, true
-		}
-	}
-	return Plan{}, false
-}
-
-// ForUnknown returns the plan for a node that is not in the inventory:
-// Unknown with a name derived from the MAC ("node-aabbccddeeff") and DHCP.
-func (b *Baked) ForUnknown(mac string) Plan {
-	p := b.Unknown
-	p.Name = "node-" + strings.ReplaceAll(strings.ToLower(mac), ":", "")
-	p.MAC = strings.ToLower(mac)
-	p.IP, p.PrefixLen, p.Gateway = "", 0, ""
-	return p
-}
-
-// Identity is which inventory node this machine is, found by MAC.
-type Identity struct {
-	Plan  Plan
-	Iface string // kernel name of the interface whose MAC matched (or first one)
-	Known bool   // false: MAC not in the inventory, Plan from ForUnknown
-}
-
-// Identify reads sys/class/net/*/address and finds this node in b. With no
-// match it returns an unknown identity for the first non-loopback
-// interface with a real MAC (sorted by name, so the choice is stable).
-func Identify(sys string, b *Baked) (Identity, error) {
-	dirs, err := filepath.Glob(filepath.Join(sys, "class/net/*/address"))
-	if err != nil {
-		return Identity{}, err
-	}
-	sort.Strings(dirs)
-	first := Identity{}
-	for _, f := range dirs {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		mac := strings.ToLower(strings.TrimSpace(string(data)))
-		iface := filepath.Base(filepath.Dir(f))
-		if len(mac) != 17 || mac == "00:00:00:00:00:00" {
-			continue
-		}
-		if p, ok := b.ForMAC(mac); ok {
-			return Identity{Plan: p, Iface: iface, Known: true}, nil
-		}
-		if first.Iface == "" {
-			first = Identity{Plan: b.ForUnknown(mac), Iface: iface}
-		}
-	}
-	if first.Iface == "" {
-		return first, fmt.Errorf("%s: no network interface with a MAC address", filepath.Join(sys, "class/net"))
-	}
-	return first, nil
 }

@@ -5,6 +5,7 @@
 package kmodtest
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mkimage/mkimage/internal/apt"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
@@ -29,7 +31,22 @@ func Deb(t testing.TB, prefix string) string {
 	t.Helper()
 	m, _ := filepath.Glob(filepath.Join(CacheDir(), "apt", "debs", prefix+"*_arm64.deb"))
 	if len(m) == 0 {
-		testenv.Missing(t, "no "+prefix+"*_arm64.deb in "+filepath.Join(CacheDir(), "apt", "debs"))
+		// Fetch it as the builder would, so the test does not depend on
+		// another test having run first.
+		c := &apt.Cache{Dir: filepath.Join(CacheDir(), "apt"), Arch: "arm64"}
+		var err error
+		if prefix == "linux-image-" {
+			_, err = c.KernelPackage(context.Background())
+		} else {
+			_, err = c.Fetch(context.Background(), strings.TrimSuffix(prefix, "_"))
+		}
+		if err != nil {
+			testenv.Missing(t, "no "+prefix+"*_arm64.deb in "+filepath.Join(CacheDir(), "apt", "debs")+" and fetching failed: "+err.Error())
+		}
+		m, _ = filepath.Glob(filepath.Join(CacheDir(), "apt", "debs", prefix+"*_arm64.deb"))
+		if len(m) == 0 {
+			testenv.Missing(t, "no "+prefix+"*_arm64.deb after fetching")
+		}
 	}
 	sort.Strings(m)
 	return m[len(m)-1]

@@ -1,0 +1,141 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+
+	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/bootpath"
+	"github.com/mkimage/mkimage/internal/devicetree"
+	"github.com/mkimage/mkimage/internal/kbuild"
+	"github.com/mkimage/mkimage/internal/kmod"
+	"github.com/mkimage/mkimage/internal/rootfs"
+)
+
+// BootPathResult is what `mkimage bootpath` prints: the board's device
+// tree as it goes on the card and the drivers its boot devices need.
+type BootPathResult struct {
+	Board   string             `json:"board"`
+	Kernel  string             `json:"kernel"`
+	DTB     string             `json:"dtb"`
+	Fixups  []devicetree.Fixup `json:"fixups,omitempty"`
+	Closure *bootpath.Closure  `json:"closure"`
+	Modules []string           `json:"modules"`
+}
+
+// BootPath resolves the kernel of o (as a build would) and checks the
+// board's boot path. A missing driver is reported in the result, not as
+// an error, so the table can show it; with a kernel source (directory or
+// tarball) it names the Kconfig symbol that would build it.
+func BootPath(ctx context.Context, o Options, kernelSrc string) (*BootPathResult, error) {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir()
+	}
+	b, err := boards.Get(o.Board)
+	if err != nil {
+		return nil, err
+	}
+	if b.DTB == "" {
+		return nil, fmt.Errorf("board %s has no device tree on the card (its firmware provides one): nothing to check", b.Name)
+	}
+	in := &inputs{board: b}
+	if err := in.loadKernel(ctx, &o); err != nil {
+		return nil, err
+	}
+	_, cl, err := deviceTree(b, in.kernel)
+	if err != nil {
+		return nil, err
+	}
+	if kernelSrc != "" && len(cl.Problems()) > 0 {
+		cache, err := kbuild.CacheDir()
+		if err != nil {
+			return nil, err
+		}
+		src, err := kbuild.OpenSource(kernelSrc, cache, o.Log)
+		if err != nil {
+			return nil, fmt.Errorf("--kernel-src: %w", err)
+		}
+		cl.NameSymbols(src.Dir)
+	}
+	return &BootPathResult{Board: b.Name, Kernel: in.kernel.Version, DTB: b.DTB, Fixups: b.DTFixups, Closure: cl, Modules: cl.Modules()}, nil
+}
+
+// deviceTree applies the board's fix-ups to its DTB and walks the boot
+// path against the kernel's drivers. It returns the DTB for the card.
+func deviceTree(b *boards.Board, k *rootfs.Kernel) ([]byte, *bootpath.Closure, error) {
+	raw, ok := k.DTBs[b.DTB]
+	if !ok {
+		return nil, nil, fmt.Errorf("kernel %s has no device tree %s for board %s", k.Version, b.DTB, b.Name)
+	}
+	t, err := devicetree.Parse(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", b.DTB, err)
+	}
+	dtb := raw
+	if len(b.DTFixups) > 0 {
+		if err := t.Apply(b.DTFixups); err != nil {
+			return nil, nil, fmt.Errorf("board %s, %s of kernel %s: %w", b.Name, b.DTB, k.Version, err)
+		}
+		if dtb, err = t.Bytes(); err != nil {
+			return nil, nil, err
+		}
+	}
+	mods, err := fs.Sub(k.Modules.FS(), path.Join("lib/modules", k.Version))
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := kmod.Open(mods)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kernel %s modules: %w", k.Version, err)
+	}
+	cl, err := bootpath.Walk(t, b.BootDevices, &bootpath.Kernel{Mods: set, Image: bootpath.ImageBuiltin{Image: k.Image}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("board %s, %s: %w", b.Name, b.DTB, err)
+	}
+	return dtb, cl, nil
+}
+
+// BootModules returns the modules a board needs before its root with
+// kernel k: its own list (board data) and what its device tree's boot
+// path needs. A device without a driver is an error.
+func BootModules(b *boards.Board, k *rootfs.Kernel) ([]string, error) {
+	_, mods, err := bootPath(b, k)
+	return mods, err
+}
+
+// bootPath returns the DTB for the card and the modules the node needs
+// before its root.
+func bootPath(b *boards.Board, k *rootfs.Kernel) ([]byte, []string, error) {
+	want := b.AllModules()
+	if b.DTB == "" {
+		return nil, want, nil
+	}
+	dtb, cl, err := deviceTree(b, k)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cl.Err(); err != nil {
+		return nil, nil, fmt.Errorf("board %s with kernel %s would not reach its root: %w\n(see `mkimage bootpath --board %s`)", b.Name, k.Version, err, b.Name)
+	}
+	return dtb, append(want, cl.Modules()...), nil
+}
+
+// loadDeviceTree puts the fixed DTB and the boot path's modules into the
+// build; a device on the boot path without a driver stops it here.
+func (in *inputs) loadDeviceTree(o *Options) error {
+	dtb, mods, err := bootPath(in.board, in.kernel)
+	if err != nil {
+		return err
+	}
+	in.dtb, in.bootModules = dtb, mods
+	if dtb != nil {
+		logf(o, "boot path of %s: modules %v", in.board.DTB, mods)
+	}
+	return nil
+}
