@@ -34,9 +34,15 @@ type Board struct {
 	FirstPartition  string   `toml:"first_partition_offset" json:"first_partition_offset"`
 	KernelFragments []string `toml:"kernel_fragments" json:"kernel_fragments"`
 	// Modules are the kernel modules the node needs to reach its root
-	// disk; QemuModules are added so the image also boots under QEMU virt.
-	Modules     []string   `toml:"modules" json:"modules"`
-	QemuModules []string   `toml:"qemu_modules" json:"qemu_modules,omitempty"`
+	// disk, loaded by name in every boot.
+	Modules []string `toml:"modules" json:"modules"`
+	// Coldplug modules are carried in the initramfs (with their
+	// dependencies) and loaded only when a device present matches one
+	// of their aliases: drivers for hardware a node may or may not have
+	// (QEMU virt's virtio devices on a real board's image), or suppliers
+	// (regulators, MDIO buses) whose absence would defer a boot device's
+	// probe forever.
+	Coldplug    []string   `toml:"coldplug" json:"coldplug,omitempty"`
 	PXEDefaults []string   `toml:"pxe_defaults" json:"pxe_defaults"`
 	Bootloader  Bootloader `toml:"bootloader" json:"bootloader"`
 	// BootDevices select the device tree nodes the node needs before its
@@ -94,9 +100,10 @@ type Range struct {
 // FirstPartitionOffset returns where partition 1 starts, in bytes.
 func (b *Board) FirstPartitionOffset() int64 { return b.firstPartition }
 
-// AllModules returns the board's modules followed by its QEMU modules.
+// AllModules returns the modules loaded by name (a copy of Modules;
+// Coldplug modules are not among them).
 func (b *Board) AllModules() []string {
-	return append(append([]string{}, b.Modules...), b.QemuModules...)
+	return append([]string{}, b.Modules...)
 }
 
 // Names lists the known boards, sorted.
@@ -185,6 +192,13 @@ func (b *Board) validate() error {
 	b.firstPartition = off
 	if len(b.Modules) == 0 {
 		return fmt.Errorf("modules is empty: the node could not reach its root disk")
+	}
+	for _, c := range b.Coldplug {
+		for _, m := range b.Modules {
+			if strings.ReplaceAll(c, "-", "_") == strings.ReplaceAll(m, "-", "_") {
+				return fmt.Errorf("coldplug module %s is in modules too: list it once", c)
+			}
+		}
 	}
 	if b.Bootloader.Required && len(b.Bootloader.Writes) == 0 {
 		return fmt.Errorf("bootloader is required but has no writes")

@@ -85,6 +85,7 @@ func TestParseRejects(t *testing.T) {
 		{"write into p1", base + "[bootloader]\nwrites = [{ from = 0, to = 4194304 }]\n", "inside partition 1"},
 		{"bad dtb", base + "dtb = \"/abs.dtb\"\n", "dtb"},
 		{"required without writes", base + "[bootloader]\nrequired = true\n", "no writes"},
+		{"coldplug and by name", base + "coldplug = [\"virtio_blk\", \"btrfs\"]\n", "coldplug module btrfs is in modules too"},
 		{"dtb without boot devices", base + "dtb = \"v/b.dtb\"\n", "boot_devices is empty"},
 		{"bad boot device", base + "dtb = \"v/b.dtb\"\nboot_devices = [\"mmc0\"]\n", "bad node selector \"mmc0\""},
 		{"boot devices without dtb", base + "boot_devices = [\"alias:mmc0\"]\n", "need a dtb"},
@@ -139,6 +140,39 @@ func TestBootloaderFormats(t *testing.T) {
 		}
 		if w, ok := want[b.Name]; ok && b.Bootloader.Format != w {
 			t.Errorf("%s: bootloader format %q, want %q", b.Name, b.Bootloader.Format, w)
+		}
+	}
+}
+
+// TestColdplugLists: every board's coldplug list is separate from its
+// load-by-name list, and the virtio drivers an image needs under QEMU
+// are only carried for coldplug (loaded when the devices are present).
+// qemu-virt loads none by name, so every qemu-virt boot proves coldplug.
+func TestColdplugLists(t *testing.T) {
+	all, err := All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range all {
+		named := map[string]bool{}
+		for _, m := range b.Modules {
+			named[strings.ReplaceAll(m, "-", "_")] = true
+			if strings.HasPrefix(m, "virtio") {
+				t.Errorf("%s: %s is loaded by name; virtio drivers are for coldplug", b.Name, m)
+			}
+		}
+		cold := map[string]bool{}
+		for _, m := range b.Coldplug {
+			n := strings.ReplaceAll(m, "-", "_")
+			if named[n] || cold[n] {
+				t.Errorf("%s: coldplug module %s is listed twice", b.Name, m)
+			}
+			cold[n] = true
+		}
+		for _, v := range []string{"virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net"} {
+			if !cold[v] {
+				t.Errorf("%s: %s is not carried for coldplug: the image would not boot under QEMU virt", b.Name, v)
+			}
 		}
 	}
 }

@@ -46,6 +46,10 @@ type Options struct {
 	Overlays []string
 	// Initramfs is a prebuilt initramfs; empty builds one for the board.
 	Initramfs string
+	// Coldplug names modules the built initramfs carries for coldplug
+	// besides the board's: nodeinit loads each (with its dependencies)
+	// only when a device present matches one of its aliases.
+	Coldplug []string
 	// Config is a cluster config file (TOML) baked into the image.
 	Config string
 

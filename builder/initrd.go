@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/mkimage/mkimage/initramfs"
 	"github.com/mkimage/mkimage/internal/fstree"
@@ -17,6 +18,9 @@ var policyModules = []string{"nf_tables", "nf_conntrack", "nft_ct", "nf_nat", "n
 
 func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	if o.Initramfs != "" {
+		if len(o.Coldplug) > 0 {
+			return fmt.Errorf("--coldplug %s: modules for the initramfs the build makes; a given --initramfs %s cannot change", strings.Join(o.Coldplug, ","), o.Initramfs)
+		}
 		data, err := os.ReadFile(o.Initramfs)
 		if err != nil {
 			return fmt.Errorf("--initramfs: %w", err)
@@ -30,6 +34,7 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 		return err
 	}
 	want := append([]string(nil), in.bootModules...)
+	cold := append(append([]string{}, in.board.Coldplug...), o.Coldplug...)
 	files := fstree.New(o.Epoch)
 	if in.cluster != nil {
 		want = append(want, policyModules...)
@@ -40,9 +45,9 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 			return err
 		}
 	}
-	logf(o, "initramfs: nodeinit + rescue commands + %d modules", len(want))
+	logf(o, "initramfs: nodeinit + rescue commands + %d modules + %d for coldplug", len(want), len(cold))
 	res, err := initramfs.Build(ctx, initramfs.Options{
-		Board: in.board, Modules: want, ModulesFS: mods, KernelVersion: in.kernel.Version,
+		Board: in.board, Modules: want, Coldplug: cold, ModulesFS: mods, KernelVersion: in.kernel.Version,
 		Files: files, Epoch: o.Epoch, CacheDir: filepath.Join(o.CacheDir, "initramfs"), Log: o.Log,
 	})
 	if err != nil {
@@ -55,6 +60,6 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	in.initrd = data
 	// Whether it came from the cache is logged (by initramfs.Build), not
 	// recorded: the manifest must not depend on the cache's state.
-	in.add("initramfs", res.Path, res.SHA256, fmt.Sprintf("%d modules", len(res.Modules)))
+	in.add("initramfs", res.Path, res.SHA256, fmt.Sprintf("%d modules, %d for coldplug", len(res.Modules), len(res.Coldplug)))
 	return nil
 }

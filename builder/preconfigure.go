@@ -26,7 +26,7 @@ import (
 // machine-id), unmounts the root and powers off. The per-node first-boot
 // steps (machine-id, host keys, hostname, disk id, growth, network) still
 // run on each card. This works for every board: the initramfs carries
-// the virtio modules and QEMU supplies its own device tree.
+// the virtio modules for coldplug and QEMU supplies its own device tree.
 //
 // A preconfigured image is not byte-reproducible: dpkg and the maintainer
 // scripts stamp the current time into what they write, and the btrfs

@@ -94,7 +94,12 @@ func TestBootQemuVirt(t *testing.T) {
 	log := qemu(t, img, "E2E-MARKER")
 	for _, want := range []string{
 		"Retrieving file: /extlinux/extlinux.conf", // U-Boot read our FAT
-		"nodeinit: mounted",                        // our initramfs found the btrfs root
+		// qemu-virt loads no virtio driver by name: coldplug finds
+		// the disk's and the network's by modalias.
+		"nodeinit: coldplug: loaded virtio_mmio for of:Nvirtio_mmioT(null)Cvirtio,mmio",
+		"nodeinit: coldplug: loaded virtio_blk for virtio:d00000002v",
+		"nodeinit: coldplug: loaded virtio_net for virtio:d00000001v",
+		"nodeinit: mounted", // our initramfs found the btrfs root
 		// The root's init, in the default subvolume, after first boot
 		// (no cluster config: hostname from QEMU's default MAC).
 		"E2E-MARKER root=node-525400123456 subvol=/@",

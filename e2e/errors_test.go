@@ -75,6 +75,7 @@ func TestBadInputs(t *testing.T) {
 		{"absolute entry", []string{"--board", "qemu-virt", "--rootfs", abs}, []string{"abs.tar", "/etc/passwd"}},
 		{"through symlink", []string{"--board", "qemu-virt", "--rootfs", through}, []string{"through.tar", "evil"}},
 		{"root too large", []string{"--board", "qemu-virt", "--rootfs", goodRoot, "--root-size", "4MiB"}, []string{"--root-size", "too small"}},
+		{"unknown coldplug module", []string{"--board", "qemu-virt", "--rootfs", goodRoot, "--coldplug", "no_such_driver"}, []string{"coldplug", "no_such_driver"}},
 		{"blob too large", []string{"--board", "odroid-c2", "--rootfs", goodRoot, "--bootloader", bigBlob}, []string{"big-blob.bin", "partition 1"}},
 		{"random bootloader", []string{"--board", "odroid-c2", "--rootfs", goodRoot, "--bootloader", randomBlob}, []string{"random.bin", "unrecognised data", "signed Amlogic SD image"}},
 		{"unsigned u-boot", []string{"--board", "odroid-c2", "--rootfs", goodRoot, "--bootloader", unsigned}, []string{"u-boot.bin", "an unsigned u-boot.bin"}},

@@ -1,7 +1,8 @@
 // Package initramfs builds a node's initramfs: a u-root busybox holding
 // nodeinit (as /init) and a small rescue set of u-root commands, built for
-// linux/arm64, plus the kernel modules the board needs in load order and
-// files baked in by later stages. The result is a reproducible newc cpio,
+// linux/arm64, plus the kernel modules the board needs in load order, the
+// modules carried for coldplug with their alias index, and files baked in
+// by later stages. The result is a reproducible newc cpio,
 // xz-compressed with a CRC32 check (the kernel's XZ decoder accepts no
 // other), cached by the hash of its inputs.
 package initramfs
@@ -17,6 +18,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/mkimage/mkimage/internal/cpio"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/kmod"
+	"github.com/mkimage/mkimage/internal/modalias"
 	"github.com/ulikunitz/xz"
 )
 
@@ -32,6 +35,10 @@ const (
 	// ModulesList lists module files, absolute paths, one a line, in
 	// load order.
 	ModulesList = "etc/nodeinit/modules"
+	// ColdplugIndex is the modalias.Index of the modules carried for
+	// coldplug: nodeinit loads each when a device present matches one
+	// of its aliases.
+	ColdplugIndex = "etc/nodeinit/coldplug"
 	// CmdlineFile holds defaults in kernel command line syntax (root=,
 	// rootflags=, nodeinit.timeout=); the real command line wins.
 	CmdlineFile = "etc/nodeinit/cmdline"
@@ -52,9 +59,13 @@ var RescueCommands = []string{
 // Options say what goes into an initramfs.
 type Options struct {
 	// Board supplies the module list (Board.AllModules()) unless Modules
-	// is set.
-	Board   *boards.Board
-	Modules []string
+	// is set, and the coldplug list (Board.Coldplug) unless Coldplug is
+	// set. Modules are loaded by name at every boot; Coldplug modules
+	// are carried, with their dependencies and an alias index
+	// (ColdplugIndex), and loaded when a device present matches them.
+	Board    *boards.Board
+	Modules  []string
+	Coldplug []string
 	// ModulesFS is the kernel's lib/modules/<version> directory (from a
 	// .deb, a build, a host directory); ModulesDir is the same as a host
 	// path. With neither, the initramfs has no modules.
@@ -85,8 +96,12 @@ type Result struct {
 	Path   string
 	Size   int64
 	SHA256 string
-	// Modules are the module names in load order.
+	// Modules are the names of the modules loaded by name, in load
+	// order.
 	Modules []string
+	// Coldplug are the names of the modules carried for coldplug
+	// (dependencies included), sorted.
+	Coldplug []string
 	// Cached is true when nothing had to be built.
 	Cached bool
 }
@@ -117,7 +132,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	mods, loadOrder, err := resolveModules(o)
+	mp, err := resolveModules(o)
 	if err != nil {
 		return nil, err
 	}
@@ -132,11 +147,16 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	// The final key covers every input: the busybox's sources, the
-	// modules' bytes and paths, the baked files and the epoch.
+	// modules' bytes and paths, the load list, the coldplug index, the
+	// baked files and the epoch.
 	h := sha256.New()
 	fmt.Fprintf(h, "mkimage initramfs v1\nbusybox %s\nepoch %d\n", bbKey, o.Epoch.Unix())
-	for _, e := range mods {
+	for _, e := range mp.files {
 		fmt.Fprintf(h, "module %s %x\n", e.path, sha256.Sum256(e.data))
+	}
+	fmt.Fprintf(h, "load %s\n", strings.Join(mp.load, " "))
+	if mp.index != nil {
+		fmt.Fprintf(h, "coldplug %x\n", sha256.Sum256(mp.index))
 	}
 	if o.Files != nil {
 		fmt.Fprintf(h, "files\n")
@@ -146,7 +166,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	key := hex.EncodeToString(h.Sum(nil))[:32]
 	out := filepath.Join(o.CacheDir, "initramfs-"+key+".cpio.xz")
-	if res, err := result(out, loadOrder, true); err == nil {
+	if res, err := result(out, mp, true); err == nil {
 		fmt.Fprintf(logw, "initramfs: cached %s\n", out)
 		return res, nil
 	}
@@ -155,7 +175,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := assemble(bb, mods, o)
+	t, err := assemble(bb, mp, o)
 	if err != nil {
 		return nil, err
 	}
@@ -163,31 +183,44 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	fmt.Fprintf(logw, "initramfs: wrote %s\n", out)
-	return result(out, loadOrder, false)
+	return result(out, mp, false)
 }
 
-func result(p string, modules []string, cached bool) (*Result, error) {
+func result(p string, mp *modulePlan, cached bool) (*Result, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(b)
-	return &Result{Path: p, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:]), Modules: modules, Cached: cached}, nil
+	return &Result{Path: p, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:]), Modules: mp.load, Coldplug: mp.coldplug, Cached: cached}, nil
 }
 
 type moduleFile struct {
-	path string // absolute path inside the initramfs
+	path string // path inside the initramfs, without the leading '/'
 	data []byte // decompressed
 }
 
-// resolveModules reads the modules to include, in load order.
-func resolveModules(o Options) ([]moduleFile, []string, error) {
-	want := o.Modules
+// modulePlan is what goes into the initramfs for modules.
+type modulePlan struct {
+	files    []moduleFile // every module file, each once
+	load     []string     // names loaded by name, in load order
+	coldplug []string     // names carried for coldplug, sorted
+	index    []byte       // the ColdplugIndex file; nil without coldplug modules
+}
+
+// resolveModules reads the modules to include: those loaded by name in
+// load order, then those carried for coldplug with their index.
+func resolveModules(o Options) (*modulePlan, error) {
+	want, cold := o.Modules, o.Coldplug
 	if want == nil && o.Board != nil {
 		want = o.Board.AllModules()
 	}
-	if len(want) == 0 {
-		return nil, nil, nil
+	if cold == nil && o.Board != nil {
+		cold = o.Board.Coldplug
+	}
+	mp := &modulePlan{}
+	if len(want) == 0 && len(cold) == 0 {
+		return mp, nil
 	}
 	ver := o.KernelVersion
 	var set *kmod.Set
@@ -195,7 +228,7 @@ func resolveModules(o Options) ([]moduleFile, []string, error) {
 	switch {
 	case o.ModulesFS != nil:
 		if ver == "" {
-			return nil, nil, fmt.Errorf("initramfs: KernelVersion is required with ModulesFS")
+			return nil, fmt.Errorf("initramfs: KernelVersion is required with ModulesFS")
 		}
 		set, err = kmod.Open(o.ModulesFS)
 		if err != nil {
@@ -207,21 +240,27 @@ func resolveModules(o Options) ([]moduleFile, []string, error) {
 		}
 		set, err = kmod.OpenDir(o.ModulesDir)
 	default:
-		return nil, nil, fmt.Errorf("modules %s wanted but no kernel modules directory given", strings.Join(want, ", "))
+		return nil, fmt.Errorf("modules %s wanted but no kernel modules directory given", strings.Join(append(want, cold...), ", "))
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	plan, err := set.Resolve(want...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("kernel %s: %w", ver, err)
+		return nil, fmt.Errorf("kernel %s: %w", ver, err)
 	}
-	var files []moduleFile
-	var names []string
-	for _, m := range plan.Load {
+	cplan, err := set.Resolve(cold...)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: coldplug: %w", ver, err)
+	}
+	stored := map[string]string{} // module name → path inside the initramfs
+	store := func(m kmod.Module) (string, error) {
+		if p, ok := stored[m.Name]; ok {
+			return p, nil
+		}
 		data, err := set.ReadModule(m)
 		if err != nil {
-			return nil, nil, err
+			return "", err
 		}
 		// Stored decompressed: the whole cpio is xz-compressed anyway
 		// and nodeinit then needs no in-kernel decompression.
@@ -229,15 +268,60 @@ func resolveModules(o Options) ([]moduleFile, []string, error) {
 		for _, ext := range []string{".xz", ".zst", ".gz"} {
 			p = strings.TrimSuffix(p, ext)
 		}
-		files = append(files, moduleFile{path: path.Join("lib/modules", ver, p), data: data})
-		names = append(names, m.Name)
+		p = path.Join("lib/modules", ver, p)
+		mp.files = append(mp.files, moduleFile{path: p, data: data})
+		stored[m.Name] = p
+		return p, nil
 	}
-	return files, names, nil
+	for _, m := range plan.Load {
+		if _, err := store(m); err != nil {
+			return nil, err
+		}
+		mp.load = append(mp.load, m.Name)
+	}
+	if len(cplan.Load) == 0 {
+		return mp, nil
+	}
+	var idx modalias.Index
+	for _, m := range cplan.Load {
+		p, err := store(m)
+		if err != nil {
+			return nil, err
+		}
+		// Each module's own closure is its load order; it lies within
+		// the coldplug closure, so every name has a record.
+		one, err := set.Resolve(m.Name)
+		if err != nil {
+			return nil, fmt.Errorf("kernel %s: coldplug: %w", ver, err)
+		}
+		rec := modalias.Module{Name: m.Name, Path: "/" + p}
+		for _, d := range one.Load {
+			rec.Load = append(rec.Load, d.Name)
+		}
+		idx.Modules = append(idx.Modules, rec)
+		in, err := set.Info(m)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range in.Aliases {
+			// No device's modalias holds white space; the index's
+			// fields are separated by it.
+			if !strings.ContainsAny(a, " \t\n") {
+				idx.Aliases = append(idx.Aliases, modalias.Alias{Pattern: a, Module: m.Name})
+			}
+		}
+		mp.coldplug = append(mp.coldplug, m.Name)
+	}
+	sort.Strings(mp.coldplug)
+	if mp.index, err = idx.Marshal(); err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", ver, err)
+	}
+	return mp, nil
 }
 
 // assemble lays modules and extra files over the busybox tree and
 // normalises owners and times.
-func assemble(bb *fstree.Tree, mods []moduleFile, o Options) (*fstree.Tree, error) {
+func assemble(bb *fstree.Tree, mp *modulePlan, o Options) (*fstree.Tree, error) {
 	t := bb
 	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "newroot", ConfigDir} {
 		if _, err := t.MkdirAll(d, o.Epoch); err != nil {
@@ -249,18 +333,25 @@ func assemble(bb *fstree.Tree, mods []moduleFile, o Options) (*fstree.Tree, erro
 	if err := t.Put("dev/console", &fstree.Inode{Mode: fstree.ModeChar | 0o600, Major: 5, Minor: 1}); err != nil {
 		return nil, err
 	}
-	var list bytes.Buffer
-	for _, m := range mods {
+	for _, m := range mp.files {
 		if _, err := t.MkdirAll(path.Dir(m.path), o.Epoch); err != nil {
 			return nil, err
 		}
 		if err := t.Put(m.path, fstree.NewFile(0o644, m.data, o.Epoch)); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(&list, "/%s\n", m.path)
 	}
-	if len(mods) > 0 {
+	if len(mp.load) > 0 {
+		var list bytes.Buffer
+		for _, f := range mp.files[:len(mp.load)] {
+			fmt.Fprintf(&list, "/%s\n", f.path)
+		}
 		if err := t.Put(ModulesList, fstree.NewFile(0o644, list.Bytes(), o.Epoch)); err != nil {
+			return nil, err
+		}
+	}
+	if mp.index != nil {
+		if err := t.Put(ColdplugIndex, fstree.NewFile(0o644, mp.index, o.Epoch)); err != nil {
 			return nil, err
 		}
 	}

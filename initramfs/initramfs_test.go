@@ -14,6 +14,7 @@ import (
 	"github.com/mkimage/mkimage/initramfs"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/kmod/kmodtest"
+	"github.com/mkimage/mkimage/internal/modalias"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
@@ -72,6 +73,7 @@ func TestBuild(t *testing.T) {
 		" lib/modules/" + k.Version + "/kernel/fs/btrfs/btrfs.ko\n",
 		" lib/modules/" + k.Version + "/kernel/drivers/block/virtio_blk.ko\n",
 		" etc/nodeinit/modules\n",
+		" etc/nodeinit/coldplug\n",
 	} {
 		if !strings.Contains(list, want) {
 			t.Errorf("cpio -tv lacks %q", want)
@@ -92,6 +94,25 @@ func TestBuild(t *testing.T) {
 		t.Errorf("load list has %d lines, result %d modules", got, len(r.Modules))
 	}
 
+	// qemu-virt's virtio drivers are carried for coldplug, not loaded
+	// by name: the index gives each its aliases and load order.
+	if strings.Contains(order, "virtio") {
+		t.Errorf("load list names a virtio driver:\n%s", order)
+	}
+	idx, err := modalias.Parse(strings.NewReader(extract(t, r.Path, initramfs.ColdplugIndex)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := idx.Lookup("virtio:d00000002v554D4551"); len(got) != 1 || got[0] != "virtio_blk" {
+		t.Errorf("index: virtio disk matches %v, want virtio_blk", got)
+	}
+	if m, ok := idx.Module("virtio_net"); !ok || m.Load[len(m.Load)-1] != "virtio_net" || len(m.Load) < 2 || !strings.HasSuffix(m.Path, "/virtio_net.ko") {
+		t.Errorf("index: virtio_net record %+v: want its dependencies first, then itself", m)
+	}
+	if len(r.Coldplug) != len(idx.Modules) {
+		t.Errorf("result names %d coldplug modules, index %d", len(r.Coldplug), len(idx.Modules))
+	}
+
 	// Unchanged inputs: served from the cache, same bytes.
 	again := build(t, initramfs.Options{})
 	if !again.Cached || again.SHA256 != r.SHA256 {
@@ -107,6 +128,16 @@ func TestBuild(t *testing.T) {
 	}
 	if got := extract(t, baked.Path, initramfs.CmdlineFile); got != "nodeinit.timeout=5\n" {
 		t.Errorf("baked %s = %q", initramfs.CmdlineFile, got)
+	}
+	// The coldplug set is part of the cache key; without one there is
+	// no index.
+	more := build(t, initramfs.Options{Coldplug: []string{"virtio_blk", "fixed"}})
+	if more.SHA256 == r.SHA256 || len(more.Coldplug) != 2 {
+		t.Errorf("coldplug virtio_blk, fixed: sha %s, modules %v", more.SHA256, more.Coldplug)
+	}
+	none := build(t, initramfs.Options{Coldplug: []string{}})
+	if strings.Contains(cpioList(t, none.Path, "-t"), "etc/nodeinit/coldplug") || none.Coldplug != nil {
+		t.Errorf("no coldplug modules, yet an index (%v)", none.Coldplug)
 	}
 }
 
@@ -133,6 +164,7 @@ func TestErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown module", initramfs.Options{Modules: []string{"virtio_blk", "no_such_driver"}, ModulesDir: k.ModulesDir}, "no_such_driver"},
+		{"unknown coldplug module", initramfs.Options{Coldplug: []string{"virtio_blk", "no_such_driver"}, ModulesDir: k.ModulesDir}, "coldplug: module no_such_driver"},
 		{"no modules dir", initramfs.Options{Modules: []string{"btrfs"}}, "no kernel modules directory"},
 		{"missing modules dir", initramfs.Options{Modules: []string{"btrfs"}, ModulesDir: "/nonexistent/6.1"}, "/nonexistent/6.1"},
 		{"no source tree", initramfs.Options{SourceDir: t.TempDir()}, "go.mod"},

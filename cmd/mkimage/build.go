@@ -32,6 +32,7 @@ func runBuild(args []string) error {
 	fs.StringSliceVar(&o.Bootloader, "bootloader", nil, "the board's bootloader, checked against its format (odroid-c2: a signed u-boot.bin.sd.bin, or Hardkernel's pair bl1.bin.hardkernel,u-boot.bin; macchiatobin: flash-image.bin)")
 	fs.StringArrayVar(&o.Overlays, "overlay", nil, "directory or tarball laid over the root after the project's overlays (repeatable, in order)")
 	fs.StringVar(&o.Initramfs, "initramfs", "", "use this initramfs instead of building one")
+	fs.StringSliceVar(&o.Coldplug, "coldplug", nil, "more kernel modules the initramfs carries for coldplug, besides the board's: loaded at boot only when a device present matches one of their aliases (comma-separated, repeatable)")
 	fs.StringVar(&o.Config, "config", "", "cluster config (TOML) baked into the image")
 	fs.StringVar(&bootSize, "boot-size", "256MiB", "boot partition size")
 	fs.StringVar(&rootSize, "root-size", "", "root partition size (default: content plus --headroom)")

@@ -21,11 +21,12 @@ func init() {
 }
 
 func runInitramfs(args []string) error {
-	fs := newFlags("initramfs", "initramfs --board BOARD --kernel DEB|DIR -o FILE [--module NAME]...")
+	fs := newFlags("initramfs", "initramfs --board BOARD --kernel DEB|DIR -o FILE [--module NAME]... [--coldplug NAME]...")
 	board := fs.String("board", "", "board whose modules are included ("+strings.Join(boards.Names(), ", ")+")")
 	kernel := fs.String("kernel", "", "kernel: a linux-image .deb or a kernel build directory (Image, lib/modules/)")
 	out := fs.StringP("output", "o", "", "output file (.cpio.xz)")
 	mods := fs.StringArray("module", nil, "extra module to include with its dependencies (repeatable)")
+	cold := fs.StringSlice("coldplug", nil, "extra module to carry for coldplug, besides the board's: loaded at boot only when a device present matches one of its aliases (comma-separated, repeatable)")
 	epoch := fs.Int64("epoch", initramfsEpoch(), "mtime of every entry (default $SOURCE_DATE_EPOCH or 0)")
 	cache := fs.String("cache", "", "cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/mkimage/initramfs)")
 	quiet := fs.BoolP("quiet", "q", false, "print only errors")
@@ -63,7 +64,8 @@ func runInitramfs(args []string) error {
 		return err
 	}
 	res, err := initramfs.Build(context.Background(), initramfs.Options{
-		Board: b, Modules: append(want, *mods...), ModulesFS: modFS, KernelVersion: k.Version,
+		Board: b, Modules: append(want, *mods...), Coldplug: append(append([]string{}, b.Coldplug...), *cold...),
+		ModulesFS: modFS, KernelVersion: k.Version,
 		Epoch: time.Unix(*epoch, 0), CacheDir: *cache, Log: log,
 	})
 	if err != nil {
@@ -73,7 +75,7 @@ func runInitramfs(args []string) error {
 		return err
 	}
 	if !*quiet {
-		fmt.Fprintf(os.Stderr, "initramfs: %s: %d bytes, sha256 %s, %d modules (%s)\n", *out, res.Size, res.SHA256, len(res.Modules), strings.Join(res.Modules, " "))
+		fmt.Fprintf(os.Stderr, "initramfs: %s: %d bytes, sha256 %s, %d modules (%s), %d for coldplug (%s)\n", *out, res.Size, res.SHA256, len(res.Modules), strings.Join(res.Modules, " "), len(res.Coldplug), strings.Join(res.Coldplug, " "))
 	}
 	return nil
 }

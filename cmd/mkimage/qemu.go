@@ -18,13 +18,15 @@ func init() {
 }
 
 func runQemu(args []string) error {
-	fs := newFlags("qemu", "qemu IMAGE [--expect TEXT] [--timeout D] [--in-place] [--disk-size SIZE] [--mac MAC] [--log FILE]")
+	fs := newFlags("qemu", "qemu IMAGE [--expect TEXT] [--timeout D] [--in-place] [--disk-size SIZE] [--mac MAC] [--dtb FILE | --dump-dtb FILE] [--log FILE]")
 	expect := fs.String("expect", "", "exit 0 once TEXT appears on the console (without it: run until the VM powers off or ^C)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long (with --expect: exit 1 and print the last console lines)")
 	inPlace := fs.Bool("in-place", false, "boot IMAGE itself; by default the VM writes to a sparse copy")
 	diskSize := fs.String("disk-size", "", "grow the copy to SIZE (e.g. 8G) as a bigger card would be")
 	mac := fs.String("mac", "", "MAC address of the virtio network card (e.g. 52:54:00:12:34:56)")
 	logFile := fs.String("log", "", "also write the console to FILE")
+	dtb := fs.String("dtb", "", "boot with this device tree instead of QEMU's own (start from --dump-dtb's: the machine must match)")
+	dumpDTB := fs.String("dump-dtb", "", "write the device tree QEMU makes for this image's machine to FILE and exit")
 	quiet := fs.BoolP("quiet", "q", false, "do not stream the console to the terminal")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -61,6 +63,14 @@ func runQemu(args []string) error {
 		return err
 	}
 	o.MAC = *mac
+	if *dumpDTB != "" {
+		if err := qemu.DumpDTB(context.Background(), o, *dumpDTB); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "qemu: wrote QEMU's device tree for %s to %s\n", image, *dumpDTB)
+		return nil
+	}
+	o.DTB = *dtb
 	var console []io.Writer
 	if !*quiet {
 		console = append(console, os.Stdout)

@@ -17,6 +17,9 @@ type config struct {
 	Init       string        // init=
 	Timeout    time.Duration // nodeinit.timeout=, waiting for the root device
 	Rescue     bool          // nodeinit.rescue: stop before switch_root
+	// Coldplug (nodeinit.coldplug=) bounds how long coldplug looks for
+	// devices the carried modules match; 0 turns it off.
+	Coldplug time.Duration
 	// Preconfigure (nodeinit.preconfigure): run the root's first-boot
 	// hooks only, then power off (see preconfigure.go).
 	Preconfigure bool
@@ -34,6 +37,7 @@ func defaultConfig() config {
 		RootFSType: "btrfs",
 		Init:       "/sbin/init",
 		Timeout:    30 * time.Second,
+		Coldplug:   5 * time.Second,
 	}
 }
 
@@ -84,6 +88,12 @@ func (c *config) apply(words []string) error {
 				return fmt.Errorf("nodeinit.timeout=%s: %v", v, err)
 			}
 			c.Timeout = d
+		case "nodeinit.coldplug":
+			d, err := parseSeconds(v)
+			if err != nil {
+				return fmt.Errorf("nodeinit.coldplug=%s: %v", v, err)
+			}
+			c.Coldplug = d
 		case "netroot.sha256":
 			c.NetrootSHA256 = v
 		case "netinstall":

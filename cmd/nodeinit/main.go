@@ -4,8 +4,18 @@
 // of those prints what failed and why and starts a rescue shell on the
 // console: a node must never hang silently or panic the kernel.
 //
-// The steps, in order: mount-early, config, modules, netinstall,
-// find-root, mount-root, first-boot, policy, hostname, switch-root.
+// The steps, in order: mount-early, config, modules, coldplug,
+// netinstall, find-root, mount-root, first-boot, policy, hostname,
+// switch-root.
+//
+// Coldplug (coldplug.go; lines "nodeinit: coldplug: ..."): the modules
+// the builder carried for coldplug (board key `coldplug`, build flag
+// --coldplug) are loaded when a device present matches one of their
+// aliases, dependencies first, repeating while loading them adds devices.
+// nodeinit.coldplug=SECONDS (default 5, or a duration such as 1500ms)
+// bounds how long it keeps looking; 0 turns coldplug off. It logs each
+// module it loads and for which modalias, then the devices that still
+// have no driver and the regulators bound.
 //
 // Netboot (mkimage netboot; lines "nodeinit: netboot: ..."):
 //
@@ -80,10 +90,11 @@ import (
 // Paths inside the initramfs that the builder writes (see package
 // initramfs).
 const (
-	modulesList  = "/etc/nodeinit/modules" // module files, load order
-	defaultsFile = "/etc/nodeinit/cmdline" // baked defaults, kernel command line syntax
-	newRoot      = "/newroot"
-	rescueShell  = "/bbin/gosh"
+	modulesList   = "/etc/nodeinit/modules"  // module files, load order
+	coldplugIndex = "/etc/nodeinit/coldplug" // modules carried for coldplug (package modalias)
+	defaultsFile  = "/etc/nodeinit/cmdline"  // baked defaults, kernel command line syntax
+	newRoot       = "/newroot"
+	rescueShell   = "/bbin/gosh"
 )
 
 // state is what the steps share.
@@ -96,6 +107,8 @@ type state struct {
 	node      plan.Plan   // this node's plan, when haveNode
 	haveNode  bool
 	remountRO bool // the root was remounted read-write for first boot
+
+	coldplug *coldplugger // nil unless the coldplug step ran
 }
 
 // step is one named stage of the boot; each must be safe to repeat after
@@ -109,6 +122,7 @@ var steps = []step{
 	{"mount-early", mountEarly},
 	{"config", readConfig},
 	{"modules", loadModules},
+	{"coldplug", coldplug},
 	{"netinstall", netInstall},
 	{"find-root", findRoot},
 	{"mount-root", mountRoot},

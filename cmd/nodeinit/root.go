@@ -161,6 +161,7 @@ func findRoot(st *state) error {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
+		st.coldplugMore()
 	}
 	var names []string
 	for _, d := range last {

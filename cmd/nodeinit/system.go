@@ -79,20 +79,8 @@ func loadModules(*state) error {
 }
 
 func loadModule(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	name := strings.TrimSuffix(path.Base(p), ".ko")
-	err = unix.FinitModule(int(f.Fd()), "", 0)
-	if errors.Is(err, unix.ENOSYS) {
-		// Kernels without finit_module take the bytes.
-		var b []byte
-		if b, err = os.ReadFile(p); err == nil {
-			err = unix.InitModule(b, "")
-		}
-	}
+	err := finitModule(p)
 	switch {
 	case err == nil:
 		say("loaded module %s", name)
@@ -102,6 +90,25 @@ func loadModule(p string) error {
 		return fmt.Errorf("load module %s: %v", p, err)
 	}
 	return nil
+}
+
+// finitModule loads the module file p. An error wrapping unix.EEXIST
+// means the module is loaded already.
+func finitModule(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	err = unix.FinitModule(int(f.Fd()), "", 0)
+	if errors.Is(err, unix.ENOSYS) {
+		// Kernels without finit_module take the bytes.
+		var b []byte
+		if b, err = os.ReadFile(p); err == nil {
+			err = unix.InitModule(b, "")
+		}
+	}
+	return err
 }
 
 func mountRoot(st *state) error {

@@ -19,6 +19,7 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/mkimage/mkimage/internal/modalias"
 	"github.com/ulikunitz/xz"
 )
 
@@ -327,10 +328,8 @@ func (s *Set) lookupAlias(alias string) ([]string, error) {
 	for a, mods := range s.aliases {
 		if a == alias {
 			out = append(out, mods...)
-		} else if strings.ContainsAny(a, "*?[") {
-			if ok, _ := path.Match(a, alias); ok {
-				out = append(out, mods...)
-			}
+		} else if strings.ContainsAny(a, "*?[") && modalias.Match(a, alias) {
+			out = append(out, mods...)
 		}
 	}
 	sort.Strings(out)

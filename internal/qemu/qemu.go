@@ -28,6 +28,10 @@ type Options struct {
 	// which finds the boot partition on Disk.
 	Kernel, Initrd, Append string
 	Bios                   string
+	// DTB replaces QEMU's own device tree (-dtb). Under U-Boot the
+	// firmware gets it and hands it on to the kernel. Make one from
+	// QEMU's with DumpDTB, so it matches the machine.
+	DTB string
 	// MemoryMiB defaults to 1024, CPU to "cortex-a53", SMP to 1.
 	MemoryMiB int
 	CPU       string
@@ -72,6 +76,9 @@ func (o Options) Args() []string {
 		}
 		args = append(args, "-bios", bios)
 	}
+	if o.DTB != "" {
+		args = append(args, "-dtb", o.DTB)
+	}
 	if o.Disk != "" {
 		// virtio-blk-device (virtio-mmio): U-Boot and Linux both find
 		// it without PCI.
@@ -84,6 +91,26 @@ func (o Options) Args() []string {
 	}
 	args = append(args, "-netdev", "user,id=n0", "-device", nic)
 	return append(args, o.Extra...)
+}
+
+// DumpDTB writes the device tree QEMU makes for the machine o describes
+// (-machine dumpdtb) to file, without booting it: the start of a tree
+// for Options.DTB.
+func DumpDTB(ctx context.Context, o Options, file string) error {
+	bin := o.Binary
+	if bin == "" {
+		bin = "qemu-system-aarch64"
+	}
+	o.DTB = ""
+	args := append(o.Args(), "-machine", "dumpdtb="+file)
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s -machine dumpdtb=%s: %w: %s", bin, file, err, strings.TrimSpace(string(out)))
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Size() == 0 {
+		return fmt.Errorf("%s wrote no device tree to %s", bin, file)
+	}
+	return nil
 }
 
 // VM is a running QEMU.
@@ -101,7 +128,7 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	if bin == "" {
 		bin = "qemu-system-aarch64"
 	}
-	for _, f := range []string{o.Disk, o.Kernel, o.Initrd} {
+	for _, f := range []string{o.Disk, o.Kernel, o.Initrd, o.DTB} {
 		if f == "" {
 			continue
 		}

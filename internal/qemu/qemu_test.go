@@ -26,6 +26,9 @@ func TestArgs(t *testing.T) {
 		{"kernel", Options{Kernel: "Image", Initrd: "i.xz", Append: "console=ttyAMA0", MemoryMiB: 512, CPU: "max"},
 			[]string{"-kernel Image", "-initrd i.xz", "-append console=ttyAMA0", "-m 512", "-cpu max"},
 			[]string{"-bios", "-drive"}},
+		{"dtb", Options{Disk: "d.img", DTB: "board.dtb"},
+			[]string{"-bios " + UBoot, "-dtb board.dtb"},
+			[]string{"-kernel"}},
 	}
 	for _, tt := range tests {
 		got := " " + strings.Join(tt.o.Args(), " ") + " "
