@@ -247,7 +247,7 @@ func (w *walker) row(n *devicetree.Node, via string) Row {
 			r.Kind, r.Matched = Builtin, c
 			return r
 		}
-		if mods, _ := w.d.Modules(modalias(n, w.t, []string{c})); len(mods) > 0 {
+		if mods, _ := w.d.Modules(deviceModalias(n, w.t, []string{c})); len(mods) > 0 {
 			r.Kind, r.Modules, r.Matched = Module, mods, c
 			return r
 		}
@@ -265,10 +265,10 @@ func (w *walker) row(n *devicetree.Node, via string) Row {
 // Modalias returns the modalias the kernel gives a device made from n
 // (drivers/of/device.c): "of:N<name>T<type>C<compatible>C<...>".
 func Modalias(t *devicetree.Tree, n *devicetree.Node) string {
-	return modalias(n, t, t.Compatible(n))
+	return deviceModalias(n, t, t.Compatible(n))
 }
 
-func modalias(n *devicetree.Node, t *devicetree.Tree, compat []string) string {
+func deviceModalias(n *devicetree.Node, t *devicetree.Tree, compat []string) string {
 	name, _, _ := strings.Cut(n.Name, "@")
 	typ, ok := t.String(n, "device_type")
 	if !ok {

@@ -3,11 +3,11 @@ package bootpath
 import (
 	"encoding/binary"
 	"os/exec"
-	"path"
 	"strings"
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/devicetree"
+	"github.com/mkimage/mkimage/internal/modalias"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
@@ -19,11 +19,11 @@ type table struct {
 
 // Modules matches module aliases the way the kernel writes them for
 // of_device_id tables: "of:N*T*C<compatible>" and "...C<compatible>C*".
-func (k table) Modules(modalias string) ([]string, error) {
+func (k table) Modules(dev string) ([]string, error) {
 	var out []string
 	for c, m := range k.modules {
 		for _, pat := range []string{"of:N*T*C" + c, "of:N*T*C" + c + "C*"} {
-			if ok, _ := path.Match(pat, modalias); ok {
+			if modalias.Match(pat, dev) {
 				out = append(out, m)
 				break
 			}

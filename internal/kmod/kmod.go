@@ -277,18 +277,15 @@ func (s *Set) modinfo(m Module) ([]byte, error) {
 // Match returns the module files whose aliases match a device's modalias
 // (e.g. "of:NmmcT(null)Camlogic,meson-gx-mmc"), sorted. Built-in modules
 // are not returned: see Builtin and the kernel Image.
-func (s *Set) Match(modalias string) ([]string, error) { return s.lookupAlias(modalias) }
+func (s *Set) Match(dev string) ([]string, error) { return s.lookupAlias(dev) }
 
 // MatchBuiltin returns the built-in modules whose aliases (from
 // modules.builtin.modinfo, which newer kernels fill with their device
 // tables) match a device's modalias, sorted.
-func (s *Set) MatchBuiltin(modalias string) []string {
+func (s *Set) MatchBuiltin(dev string) []string {
 	var out []string
 	for a, m := range s.builtinAlias {
-		ok := a == modalias
-		if !ok && strings.ContainsAny(a, "*?[") {
-			ok, _ = path.Match(a, modalias)
-		}
+		ok := a == dev || strings.ContainsAny(a, "*?[") && modalias.Match(a, dev)
 		if ok && !slices.Contains(out, m) {
 			out = append(out, m)
 		}
