@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
+
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/amlimage"
 	"github.com/mkimage/mkimage/internal/bootblob"
@@ -158,7 +160,7 @@ func AssembleBootloader(ctx context.Context, o BootloaderOptions) ([]BootloaderP
 	if _, err := disk.PlaceBootloader(b, filepath.Base(o.Output), int64(len(sd))); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(o.Output, sd); err != nil {
+	if err := atomicfile.WriteFile(o.Output, sd, 0o644); err != nil {
 		return nil, err
 	}
 	return parts, nil

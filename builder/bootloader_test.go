@@ -2,12 +2,13 @@ package builder
 
 import (
 	"bytes"
-	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/bootblob"

@@ -3,10 +3,11 @@ package builder
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"os"
 	"text/tabwriter"
+
+	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/disk"

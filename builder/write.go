@@ -6,11 +6,13 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"os"
 	"sort"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/atomicfile"
+	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/internal/bmap"
 	"github.com/mkimage/mkimage/internal/compress"
@@ -53,12 +55,12 @@ type extent struct{ off, len int64 }
 
 func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error) {
 	start := time.Now()
-	img, err := createPending(o.Output)
+	img, err := atomicfile.Create(o.Output, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	defer img.Discard()
-	if err := img.f.Truncate(p.Layout.Size); err != nil {
+	defer img.Abort()
+	if err := img.Truncate(p.Layout.Size); err != nil {
 		return nil, fmt.Errorf("output %s: %w", o.Output, err)
 	}
 	var mapped []extent
@@ -66,7 +68,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 
 	// Sector 0: bootloader bytes first, then the table over 440..511.
 	if in.blob != nil {
-		rs, err := disk.WriteBootloader(img.f, in.board, in.blobName, in.blob)
+		rs, err := disk.WriteBootloader(img, in.board, in.blobName, in.blob)
 		if err != nil {
 			return nil, err
 		}
@@ -75,7 +77,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		}
 		logf(o, "bootloader %s placed (%d bytes)", in.blobName, len(in.blob))
 	}
-	r, err := ondisk.WriteMBR(img.f, p.Layout.MBR(ids.disk))
+	r, err := ondisk.WriteMBR(img, p.Layout.MBR(ids.disk))
 	if err != nil {
 		return nil, fmt.Errorf("partition table: %w", err)
 	}
@@ -83,7 +85,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 
 	bootPart := p.Layout.Boot()
 	logf(o, "boot partition: FAT32 %s at %s", human(bootPart.Size), human(bootPart.Start))
-	frs, err := fat.Write(io.NewOffsetWriter(img.f, bootPart.Start), p.boot, fat.Options{
+	frs, err := fat.Write(io.NewOffsetWriter(img, bootPart.Start), p.boot, fat.Options{
 		Size: bootPart.Size, Label: bootLabel, VolumeID: ids.fat, HiddenSectors: uint32(bootPart.Start / 512),
 	})
 	if err != nil {
@@ -98,7 +100,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	}
 	rootPart := p.Layout.Root()
 	logf(o, "root partition: btrfs %s at %s (%s backend)", human(rootPart.Size), human(rootPart.Start), o.Backend)
-	rrs, err := rootWriterFor(o).write(ctx, io.NewOffsetWriter(img.f, rootPart.Start), rootPart.Size, in.root, ids.root)
+	rrs, err := rootWriterFor(o).write(ctx, io.NewOffsetWriter(img, rootPart.Start), rootPart.Size, in.root, ids.root)
 	if err != nil {
 		return nil, fmt.Errorf("root partition: %w", err)
 	}
@@ -106,17 +108,17 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		mapped = append(mapped, extent{rootPart.Start + r.off, r.len})
 	}
 
-	if err := img.f.Sync(); err != nil {
+	if err := img.Sync(); err != nil {
 		return nil, fmt.Errorf("output %s: %w", o.Output, err)
 	}
 	warnings := p.Warnings
 	if o.Preconfigure {
-		if err := preconfigure(ctx, o, in, p, img.f.Name()); err != nil {
+		if err := preconfigure(ctx, o, in, p, img.Name()); err != nil {
 			return nil, fmt.Errorf("--preconfigure: %w", err)
 		}
 		warnings = append(warnings[:len(warnings):len(warnings)], preconfigureWarning)
 	}
-	imgSum, err := filehash.SHA256(img.f.Name())
+	imgSum, err := filehash.SHA256(img.Name())
 	if err != nil {
 		return nil, err
 	}
@@ -126,9 +128,9 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	var bm *bmap.Map
 	if o.Preconfigure {
 		// QEMU wrote where it liked: map the final image's data.
-		bm, err = bmap.FromFile(img.f)
+		bm, err = bmap.FromFile(img.File)
 	} else {
-		bm, err = bmap.Create(img.f, p.Layout.Size, bmapExtents(mapped))
+		bm, err = bmap.Create(img, p.Layout.Size, bmapExtents(mapped))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("block map: %w", err)
@@ -143,10 +145,10 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		Layout: p.Layout, Root: p.Root, Inputs: p.Inputs, Warnings: warnings,
 	}
 	manData, _ := json.MarshalIndent(man, "", "  ")
-	if err := writeFileAtomic(p.Bmap, bmData); err != nil {
+	if err := atomicfile.WriteFile(p.Bmap, bmData, 0o644); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(p.Manifest, append(manData, '\n')); err != nil {
+	if err := atomicfile.WriteFile(p.Manifest, append(manData, '\n'), 0o644); err != nil {
 		os.Remove(p.Bmap)
 		return nil, err
 	}

@@ -14,11 +14,12 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mkimage/mkimage/internal/cpio"
-	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/u-root/gobusybox/src/pkg/golang"
 	"github.com/u-root/mkuimage/uimage"
 	"github.com/u-root/uio/llog"
+
+	"github.com/mkimage/mkimage/internal/cpio"
+	"github.com/mkimage/mkimage/internal/fstree"
 )
 
 const modulePath = "github.com/mkimage/mkimage"

@@ -22,12 +22,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
+
+	"github.com/ulikunitz/xz"
+
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/cpio"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/kmod"
 	"github.com/mkimage/mkimage/internal/modalias"
-	"github.com/ulikunitz/xz"
 )
 
 // Paths inside the initramfs that nodeinit reads.
@@ -375,12 +378,11 @@ func normalized(t *fstree.Tree, epoch time.Time) *fstree.Tree {
 
 // writeXZ writes t as cpio.xz to p atomically.
 func writeXZ(p string, t *fstree.Tree) error {
-	f, err := os.CreateTemp(filepath.Dir(p), ".initramfs-*")
+	f, err := atomicfile.Create(p, 0o644)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
+	defer f.Abort() // nothing after Commit
 	// The kernel's XZ decoder checks CRC32 only, and its dictionary must
 	// fit the kernel's preallocation; xz's default 8 MiB does.
 	zw, err := xz.WriterConfig{CheckSum: xz.CRC32, DictCap: 8 << 20}.NewWriter(f)
@@ -393,11 +395,5 @@ func writeXZ(p string, t *fstree.Tree) error {
 	if err := zw.Close(); err != nil {
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
+	return f.Commit()
 }

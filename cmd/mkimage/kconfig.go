@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/mkimage/mkimage/internal/atomicfile"
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/kbuild"
@@ -117,22 +117,7 @@ func writeOut(file string, data []byte) error {
 		_, err := os.Stdout.Write(data)
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".kconfig-")
-	if err != nil {
-		return fmt.Errorf("-o %s: %w", file, err)
-	}
-	_, err = io.Copy(tmp, bytes.NewReader(data))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), file)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.WriteFile(file, data, 0o644); err != nil {
 		return fmt.Errorf("-o %s: %w", file, err)
 	}
 	return nil

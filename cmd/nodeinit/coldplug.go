@@ -23,8 +23,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mkimage/mkimage/internal/modalias"
 	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/modalias"
 )
 
 const (

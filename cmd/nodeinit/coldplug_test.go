@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mkimage/mkimage/internal/modalias"
 	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/modalias"
 )
 
 // fakeSys is a sysfs /sys/bus tree in a temporary directory (device

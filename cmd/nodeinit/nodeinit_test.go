@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
-	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/ondisk"
 )
 
 func TestConfig(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/node/firstboot"
@@ -70,7 +72,7 @@ func scrubIdentity(root string) error {
 	// first boot fill it in on the node.
 	mid := filepath.Join(root, "etc/machine-id")
 	if fi, err := os.Lstat(mid); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
-		if err := firstboot.WriteFileAtomic(mid, nil, 0o444); err != nil {
+		if err := atomicfile.WriteFile(mid, nil, 0o444); err != nil {
 			return err
 		}
 		say("preconfigure: emptied /etc/machine-id")

@@ -13,7 +13,6 @@ package main
 
 import (
 	"fmt"
-	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"os"
 	"path/filepath"
@@ -21,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/ondisk"
 )
 
 // blockDev is one block device as seen in sysfs.

@@ -13,9 +13,10 @@ import (
 	"hash"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/mkimage/mkimage/internal/atomicfile"
 )
 
 // BlockSize is the block size of the maps we write (bmaptool's default).
@@ -116,33 +117,13 @@ func (m *Map) Marshal() ([]byte, error) {
 	return out, nil
 }
 
-// WriteFile writes m to path atomically (temporary file, then rename).
+// WriteFile writes m to path atomically.
 func (m *Map) WriteFile(path string) error {
 	data, err := m.Marshal()
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, data)
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, data, 0o644)
 }
 
 type xmlMap struct {

@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
+
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
@@ -98,14 +100,13 @@ func CompressFile(src, dst string, k Kind) (err error) {
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
+	tmp, err := atomicfile.Create(dst, 0o644)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			tmp.Abort()
 		}
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)
@@ -122,11 +123,5 @@ func CompressFile(src, dst string, k Kind) (err error) {
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return tmp.Commit()
 }

@@ -4,12 +4,13 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"github.com/mkimage/mkimage/internal/ondisk"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"unsafe"
+
+	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"golang.org/x/sys/unix"
 )

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
+
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
 
@@ -20,7 +22,7 @@ func (r *runner) machineID() error {
 	if _, err := rand.Read(id[:]); err != nil {
 		return err
 	}
-	return WriteFileAtomic(r.path("etc/machine-id"), []byte(hex.EncodeToString(id[:])+"\n"), 0o444)
+	return atomicfile.WriteFile(r.path("etc/machine-id"), []byte(hex.EncodeToString(id[:])+"\n"), 0o444)
 }
 
 // sshHostKeys writes fresh ed25519 and ECDSA host keys; any keys that came
@@ -45,10 +47,10 @@ func (r *runner) sshHostKeys() error {
 			return err
 		}
 		base := filepath.Join(dir, "ssh_host_"+k.Type+"_key")
-		if err := WriteFileAtomic(base, k.Private, 0o600); err != nil {
+		if err := atomicfile.WriteFile(base, k.Private, 0o600); err != nil {
 			return err
 		}
-		if err := WriteFileAtomic(base+".pub", k.Public, 0o644); err != nil {
+		if err := atomicfile.WriteFile(base+".pub", k.Public, 0o644); err != nil {
 			return err
 		}
 	}
@@ -56,7 +58,7 @@ func (r *runner) sshHostKeys() error {
 }
 
 func (r *runner) hostname() error {
-	return WriteFileAtomic(r.path("etc/hostname"), []byte(r.id.Plan.Name+"\n"), 0o644)
+	return atomicfile.WriteFile(r.path("etc/hostname"), []byte(r.id.Plan.Name+"\n"), 0o644)
 }
 
 func names(name, domain string) string {
@@ -77,7 +79,7 @@ func (r *runner) hosts() error {
 	for _, n := range r.Config.Nodes {
 		fmt.Fprintf(&b, "%s\t%s\n", n.IP, names(n.Name, domain))
 	}
-	return WriteFileAtomic(r.path("etc/hosts"), b.Bytes(), 0o644)
+	return atomicfile.WriteFile(r.path("etc/hosts"), b.Bytes(), 0o644)
 }
 
 func (r *runner) exists(rel string) bool {
@@ -97,7 +99,7 @@ func (r *runner) network() error {
 		return errors.New("no network interface to configure")
 	}
 	if r.exists("lib/systemd/systemd-networkd") || r.exists("usr/lib/systemd/systemd-networkd") {
-		return WriteFileAtomic(r.path("etc/systemd/network/10-cluster.network"), []byte(networkdFile(p)), 0o644)
+		return atomicfile.WriteFile(r.path("etc/systemd/network/10-cluster.network"), []byte(networkdFile(p)), 0o644)
 	}
 	stanza := interfacesStanza(p, r.id.Iface)
 	main := r.path("etc/network/interfaces")
@@ -106,14 +108,14 @@ func (r *runner) network() error {
 		return err
 	}
 	if bytes.Contains(old, []byte("interfaces.d")) && r.exists("etc/network/interfaces.d") {
-		return WriteFileAtomic(r.path("etc/network/interfaces.d/cluster"), []byte(stanza), 0o644)
+		return atomicfile.WriteFile(r.path("etc/network/interfaces.d/cluster"), []byte(stanza), 0o644)
 	}
 	if len(old) > 0 && !bytes.HasPrefix(old, []byte(generated)) {
-		if err := WriteFileAtomic(main+".orig", old, 0o644); err != nil {
+		if err := atomicfile.WriteFile(main+".orig", old, 0o644); err != nil {
 			return err
 		}
 	}
-	if err := WriteFileAtomic(main, []byte(generated+"auto lo\niface lo inet loopback\n\n"+stanza), 0o644); err != nil {
+	if err := atomicfile.WriteFile(main, []byte(generated+"auto lo\niface lo inet loopback\n\n"+stanza), 0o644); err != nil {
 		return err
 	}
 	return r.resolvConf()
@@ -198,7 +200,7 @@ func (r *runner) resolvConf() error {
 	for _, d := range p.DNS {
 		fmt.Fprintf(&b, "nameserver %s\n", d)
 	}
-	return WriteFileAtomic(r.path("etc/resolv.conf"), []byte(b.String()), 0o644)
+	return atomicfile.WriteFile(r.path("etc/resolv.conf"), []byte(b.String()), 0o644)
 }
 
 // authorizedKeys adds the cluster's keys to root's authorized_keys,
@@ -230,7 +232,7 @@ func (r *runner) authorizedKeys() error {
 			out = append(out, k+"\n"...)
 		}
 	}
-	return WriteFileAtomic(file, out, 0o600)
+	return atomicfile.WriteFile(file, out, 0o600)
 }
 
 func (r *runner) timezone() error {
@@ -238,7 +240,7 @@ func (r *runner) timezone() error {
 	if tz == "" {
 		return nil
 	}
-	if err := WriteFileAtomic(r.path("etc/timezone"), []byte(tz+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(r.path("etc/timezone"), []byte(tz+"\n"), 0o644); err != nil {
 		return err
 	}
 	zone := "/usr/share/zoneinfo/" + tz
@@ -246,10 +248,5 @@ func (r *runner) timezone() error {
 		r.Log("nodeinit: firstboot: %s not in the root; /etc/localtime left alone", zone)
 		return nil
 	}
-	tmp := r.path("etc/.localtime.tmp")
-	os.Remove(tmp)
-	if err := os.Symlink(zone, tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, r.path("etc/localtime"))
+	return atomicfile.Symlink(zone, r.path("etc/localtime"))
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/atomicfile"
 )
 
 // StatePath is where first-boot progress lives, relative to the root.
@@ -49,45 +51,5 @@ func (s *State) write(root string) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(root, StatePath), append(data, '\n'), 0o644)
-}
-
-// WriteFileAtomic writes data to a temporary file beside path, syncs it,
-// renames it over path and syncs the directory: after a power cut path
-// holds either the old or the new content, never a mix.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(filepath.Join(root, StatePath), append(data, '\n'), 0o644)
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/mkimage/mkimage/internal/atomicfile"
 )
 
 // Names of what Backup installs in the root.
@@ -75,18 +77,5 @@ func cronLine(path, line string) error {
 }
 
 func writeIfChanged(path, content string, perm os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && string(old) == content {
-		return os.Chmod(path, perm)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".nodeinit-tmp"
-	if err := os.WriteFile(tmp, []byte(content), perm); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, perm); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFileIfChanged(path, []byte(content), perm)
 }

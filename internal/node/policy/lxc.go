@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
+
 	"github.com/vishvananda/netlink"
 )
 
@@ -107,14 +109,7 @@ func rewrite(path string, prefixes, lines []string, create bool) error {
 	if bytes.Equal(out.Bytes(), old) {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".nodeinit-tmp"
-	if err := os.WriteFile(tmp, out.Bytes(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, out.Bytes(), 0o644)
 }
 
 func lxcDefault(env Env) error {

@@ -1,0 +1,125 @@
+// Package atomicfile writes files so that after a crash or a power cut a
+// path holds its old content or its new one, never a mix and never
+// nothing: the data goes to a temporary file beside the path, which is
+// synced, renamed over the path, and the directory is synced so the
+// rename itself survives. It is the one rule for the build host's outputs
+// and the node's state and policy files (a node's power can be cut at any
+// moment; 46 of them share one supply).
+package atomicfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// File is a file being written under a temporary name. Commit puts it at
+// its path; Abort (or a failed Commit) removes it.
+type File struct {
+	*os.File
+	path string
+	perm os.FileMode
+	done bool
+}
+
+// Create starts a file for path in path's directory, which must exist.
+func Create(path string, perm os.FileMode) (*File, error) {
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("%s: directory %s does not exist", path, dir)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &File{File: f, path: path, perm: perm}, nil
+}
+
+// Commit syncs the data, renames the file to its path and syncs the
+// directory. On error the temporary file is removed and the path keeps
+// its old content.
+func (f *File) Commit() error {
+	if f.done {
+		return fmt.Errorf("%s: already committed or aborted", f.path)
+	}
+	err := f.Chmod(f.perm)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), f.path)
+	}
+	if err != nil {
+		f.Abort()
+		return fmt.Errorf("%s: %w", f.path, err)
+	}
+	f.done = true
+	return SyncDir(filepath.Dir(f.path))
+}
+
+// Abort removes the temporary file; after Commit it does nothing.
+func (f *File) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.Close()
+	os.Remove(f.Name())
+}
+
+// WriteFile writes data to path atomically, creating path's directory
+// when it is missing.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := Create(path, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Abort()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Commit()
+}
+
+// WriteFileIfChanged is WriteFile, skipped when path already holds data
+// (its mode is still set to perm): policy applied at every boot must not
+// wear the card by rewriting what did not change.
+func WriteFileIfChanged(path string, data []byte, perm os.FileMode) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		return os.Chmod(path, perm)
+	}
+	return WriteFile(path, data, perm)
+}
+
+// Symlink points path at target atomically (a new link renamed over it).
+func Symlink(target, path string) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-link")
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir syncs a directory, so renames and new entries in it are on disk.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

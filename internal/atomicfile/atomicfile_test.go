@@ -1,0 +1,91 @@
+package atomicfile
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sub", "f")
+	if err := WriteFile(p, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(p, []byte("two"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	st, _ := os.Stat(p)
+	if string(b) != "two" || st.Mode().Perm() != 0o640 {
+		t.Errorf("content %q mode %v", b, st.Mode())
+	}
+	if got := entries(t, filepath.Join(dir, "sub")); len(got) != 1 {
+		t.Errorf("left behind: %v", got)
+	}
+}
+
+// An aborted or failed write leaves the old content and no temporary file.
+func TestAbortKeepsOld(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := WriteFile(p, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Create(p, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("half"))
+	f.Abort()
+	f.Abort() // twice is fine
+	if err := f.Commit(); err == nil {
+		t.Error("Commit after Abort succeeded")
+	}
+	if b, _ := os.ReadFile(p); string(b) != "old" {
+		t.Errorf("content %q", b)
+	}
+	if got := entries(t, dir); strings.Join(got, " ") != "f" {
+		t.Errorf("left behind: %v", got)
+	}
+	if _, err := Create(filepath.Join(dir, "missing", "f"), 0o644); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("Create in a missing directory: %v", err)
+	}
+}
+
+func TestIfChangedAndSymlink(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	WriteFile(p, []byte("x"), 0o644)
+	st1, _ := os.Stat(p)
+	if err := WriteFileIfChanged(p, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := os.Stat(p)
+	if !os.SameFile(st1, st2) || st2.Mode().Perm() != 0o600 {
+		t.Error("an unchanged file was rewritten, or its mode not set")
+	}
+	l := filepath.Join(dir, "link")
+	for _, target := range []string{"/a", "/b"} {
+		if err := Symlink(target, l); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.Readlink(l); got != target {
+			t.Errorf("link -> %q, want %q", got, target)
+		}
+	}
+}
