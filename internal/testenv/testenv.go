@@ -6,7 +6,10 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // NeedTools skips (or, under CI, fails) t unless every named program is
@@ -50,5 +53,41 @@ func Short(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test skipped with -short")
+	}
+}
+
+// CacheFiles returns the files in mkimage's cache (~/.cache/mkimage)
+// matching glob (relative to the cache, filepath.Glob syntax), for tests
+// and fuzz seeds that use real inputs when a build has fetched them. It
+// returns nil when there are none.
+func CacheFiles(glob string) []string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return nil
+	}
+	m, _ := filepath.Glob(filepath.Join(dir, "mkimage", glob))
+	return m
+}
+
+// Bounded runs fn and fails t when it allocates more than maxAlloc bytes
+// in total (runtime.MemStats.TotalAlloc, which counts garbage too, so a
+// huge buffer made and dropped still shows) or takes longer than maxTime.
+// It is how tests hold a parser to bounded memory and time on hostile
+// input; run such tests without t.Parallel so others do not add to the
+// count.
+func Bounded(t testing.TB, maxAlloc uint64, maxTime time.Duration, fn func()) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	fn()
+	took := time.Since(start)
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > maxAlloc {
+		t.Errorf("allocated %d bytes, want at most %d", n, maxAlloc)
+	}
+	if took > maxTime {
+		t.Errorf("took %v, want at most %v", took, maxTime)
 	}
 }
