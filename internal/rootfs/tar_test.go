@@ -25,7 +25,7 @@ func run(t *testing.T, name string, args ...string) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +239,7 @@ type entry struct {
 	ctime      time.Time
 }
 
-func buildTar(t *testing.T, ents []entry) []byte {
+func buildTar(t testing.TB, ents []entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -351,7 +351,7 @@ func TestTarEntries(t *testing.T) {
 	}
 }
 
-func compress(t *testing.T, kind string, data []byte) []byte {
+func compress(t testing.TB, kind string, data []byte) []byte {
 	var buf bytes.Buffer
 	switch kind {
 	case "gz":
