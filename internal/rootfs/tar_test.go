@@ -384,7 +384,7 @@ func TestCorruptTarballs(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{"truncated tar", plain[:50000], "root.tar: entry \"big\": unexpected EOF"},
+		{"truncated tar", plain[:50000], "root.tar: entry \"big\": reading the 100000 bytes its header gives: unexpected EOF"},
 		{"truncated header", plain[:700], "root.tar: after 0 entries: truncated (no end-of-archive marker)"},
 		{"cut at a block boundary", plain[:len(plain)-1024], "root.tar: after 2 entries: truncated (no end-of-archive marker)"},
 		{"garbage", bytes.Repeat([]byte("garbage!"), 200), "root.tar: after 0 entries: archive/tar: invalid tar header"},
