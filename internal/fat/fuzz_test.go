@@ -3,8 +3,6 @@ package fat
 import (
 	"bytes"
 	"encoding/binary"
-	"io"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -97,13 +95,6 @@ func TestCompactVolume(t *testing.T) {
 func FuzzOpen(f *testing.F) {
 	f.Add(compactVolume(f, smallTree(f)))
 	f.Add(compactVolume(f, fstree.New(t0)))
-	// The boot partition of an image the builder wrote, when a test left
-	// one in the cache, cut to its boot sector and first FAT sectors.
-	for _, p := range testenv.CacheFiles("*.img") {
-		if b, err := readHead(p, 64<<10); err == nil {
-			f.Add(b)
-		}
-	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fs, err := Open(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
@@ -119,15 +110,6 @@ func FuzzOpen(f *testing.F) {
 			}
 		}
 	})
-}
-
-func readHead(p string, n int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, n))
 }
 
 // TestHostile holds the reader to bounded memory and time on volumes made

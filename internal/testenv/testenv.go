@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,4 +91,15 @@ func Bounded(t testing.TB, maxAlloc uint64, maxTime time.Duration, fn func()) {
 	if took > maxTime {
 		t.Errorf("took %v, want at most %v", took, maxTime)
 	}
+}
+
+// Head returns the first n bytes of the file at path (fewer if it is
+// shorter), for seeds cut from big real files.
+func Head(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
 }
