@@ -284,10 +284,7 @@ func (s *Set) Match(modalias string) ([]string, error) { return s.lookupAlias(mo
 func (s *Set) MatchBuiltin(modalias string) []string {
 	var out []string
 	for a, m := range s.builtinAlias {
-		ok := a == modalias
-		if !ok && strings.ContainsAny(a, "*?[") {
-			ok, _ = path.Match(a, modalias)
-		}
+		ok := a == modalias || strings.ContainsAny(a, "*?[\\") && MatchAlias(a, modalias)
 		if ok && !slices.Contains(out, m) {
 			out = append(out, m)
 		}
@@ -325,16 +322,103 @@ func (s *Set) lookupAlias(alias string) ([]string, error) {
 	}
 	var out []string
 	for a, mods := range s.aliases {
-		if a == alias {
+		if a == alias || strings.ContainsAny(a, "*?[\\") && MatchAlias(a, alias) {
 			out = append(out, mods...)
-		} else if strings.ContainsAny(a, "*?[") {
-			if ok, _ := path.Match(a, alias); ok {
-				out = append(out, mods...)
-			}
 		}
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// MatchAlias reports whether a module's alias pattern matches a device's
+// modalias the way modprobe matches them, with fnmatch(3) and no flags:
+// '*' and '?' match any bytes, '/' included (path.Match stops at '/'),
+// [...] classes take ranges and '!' or '^' negation, a backslash quotes
+// the next byte, and a '[' that opens no valid class is a plain '['.
+func MatchAlias(pattern, modalias string) bool {
+	p, s := pattern, modalias
+	px, sx := 0, 0
+	starP, starS := -1, -1 // where to resume after the last '*'
+	for sx < len(s) {
+		if px < len(p) {
+			switch c := p[px]; c {
+			case '*':
+				starP, starS = px, sx
+				px++
+				continue
+			case '?':
+				px, sx = px+1, sx+1
+				continue
+			case '[':
+				if n, ok, valid := matchClass(p[px:], s[sx]); !valid && s[sx] == '[' {
+					px, sx = px+1, sx+1
+					continue
+				} else if valid && ok {
+					px, sx = px+n, sx+1
+					continue
+				}
+			case '\\':
+				if px+1 < len(p) && p[px+1] == s[sx] {
+					px, sx = px+2, sx+1
+					continue
+				} else if px+1 == len(p) && s[sx] == '\\' {
+					px, sx = px+1, sx+1
+					continue
+				}
+			default:
+				if c == s[sx] {
+					px, sx = px+1, sx+1
+					continue
+				}
+			}
+		}
+		// Mismatch: let the last '*' take one more byte, if there is one.
+		if starP < 0 {
+			return false
+		}
+		starS++
+		px, sx = starP+1, starS
+	}
+	for px < len(p) && p[px] == '*' {
+		px++
+	}
+	return px == len(p)
+}
+
+// matchClass matches c against the bracket expression at the start of p
+// and returns its length; valid is false when p opens no complete class.
+func matchClass(p string, c byte) (n int, ok, valid bool) {
+	i := 1
+	negate := i < len(p) && (p[i] == '!' || p[i] == '^')
+	if negate {
+		i++
+	}
+	for first := true; ; first = false {
+		if i >= len(p) {
+			return 0, false, false
+		}
+		if p[i] == ']' && !first {
+			return i + 1, ok != negate, true
+		}
+		lo := p[i]
+		if lo == '\\' && i+1 < len(p) {
+			i++
+			lo = p[i]
+		}
+		i++
+		hi := lo
+		if i+1 < len(p) && p[i] == '-' && p[i+1] != ']' {
+			i++
+			if p[i] == '\\' && i+1 < len(p) {
+				i++
+			}
+			hi = p[i]
+			i++
+		}
+		if lo <= c && c <= hi {
+			ok = true
+		}
+	}
 }
 
 // Plan is a resolved load list.
