@@ -98,7 +98,7 @@ func TestParseRejects(t *testing.T) {
 		{"md5", "<ChecksumType> sha256", "<ChecksumType> md5", "md5"},
 		{"not xml", "<bmap", "<<bmap", "not a bmap file"},
 		{"short file checksum", sum, sum[:10], "bad BmapFileChecksum"},
-		// Found by FuzzParse: the sum is located in the raw bytes, which
+		// Found writing FuzzParse: the sum is located in the raw bytes, which
 		// panicked when it was spelled with a character reference.
 		{"checksum as character reference", sum, fmt.Sprintf("&#%d;%s", sum[0], sum[1:]), "is not written out as plain text"},
 		{"exabyte image", "<ImageSize> 67108864 ", "<ImageSize> 9223372036854775807 ", "bad ImageSize 9223372036854775807"},
