@@ -3,7 +3,7 @@
 GO ?= go
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-short vet bench clean
+.PHONY: all build test test-short vet bench fuzz clean
 
 all: build
 
@@ -25,6 +25,12 @@ test: vet
 # Unit tests only (no QEMU boots, no kernel builds).
 test-short:
 	$(GO) test -short ./...
+
+# Every fuzz target, one after the other, FUZZTIME each (default 30s);
+# see scripts/fuzz.sh.
+FUZZTIME ?= 30s
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 bench:
 	for b in bench/*.sh; do echo "== $$b"; bash $$b; done

@@ -126,6 +126,11 @@ func (m *Map) WriteFile(path string) error {
 	return atomicfile.WriteFile(path, data, 0o644)
 }
 
+const (
+	maxBlockSize = 1 << 30
+	maxImageSize = 1 << 60
+)
+
 type xmlMap struct {
 	XMLName      xml.Name `xml:"bmap"`
 	Version      string   `xml:"version,attr"`
@@ -169,14 +174,23 @@ func Parse(data []byte) (*Map, error) {
 	if m.BlockSize, err = num("BlockSize", x.BlockSize); err != nil {
 		return nil, err
 	}
-	if m.BlockSize == 0 || m.BlockSize%512 != 0 {
-		return nil, fmt.Errorf("bad BlockSize %d (want a multiple of 512)", m.BlockSize)
+	if m.BlockSize == 0 || m.BlockSize%512 != 0 || m.BlockSize > maxBlockSize {
+		return nil, fmt.Errorf("bad BlockSize %d (want a multiple of 512, at most %d)", m.BlockSize, maxBlockSize)
+	}
+	// Bounds keep block and byte arithmetic inside int64.
+	if m.ImageSize > maxImageSize {
+		return nil, fmt.Errorf("bad ImageSize %d (more than %d bytes)", m.ImageSize, int64(maxImageSize))
 	}
 	sum := strings.TrimSpace(x.FileSum)
 	if len(sum) != 2*h.Size() {
 		return nil, fmt.Errorf("bad BmapFileChecksum %q", sum)
 	}
+	// The sum is taken over the file with this field's text zeroed, so
+	// it must appear as it is (not as XML character references).
 	i := bytes.Index(data, []byte(sum))
+	if i < 0 {
+		return nil, fmt.Errorf("BmapFileChecksum %q is not written out as plain text in the file", sum)
+	}
 	zeroed := bytes.Clone(data)
 	copy(zeroed[i:], strings.Repeat("0", len(sum)))
 	h.Write(zeroed)

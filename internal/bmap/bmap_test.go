@@ -2,6 +2,7 @@ package bmap_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,6 +98,11 @@ func TestParseRejects(t *testing.T) {
 		{"md5", "<ChecksumType> sha256", "<ChecksumType> md5", "md5"},
 		{"not xml", "<bmap", "<<bmap", "not a bmap file"},
 		{"short file checksum", sum, sum[:10], "bad BmapFileChecksum"},
+		// Found writing FuzzParse: the sum is located in the raw bytes, which
+		// panicked when it was spelled with a character reference.
+		{"checksum as character reference", sum, fmt.Sprintf("&#%d;%s", sum[0], sum[1:]), "is not written out as plain text"},
+		{"exabyte image", "<ImageSize> 67108864 ", "<ImageSize> 9223372036854775807 ", "bad ImageSize 9223372036854775807"},
+		{"huge blocks", "<BlockSize> 4096 ", "<BlockSize> 4611686018427387904 ", "bad BlockSize"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

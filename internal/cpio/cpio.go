@@ -164,9 +164,9 @@ func Read(r io.Reader) (*fstree.Tree, error) {
 		if h.name == trailer {
 			return t, nil
 		}
-		data := make([]byte, h.size)
-		if _, err := io.ReadFull(br, data); err != nil {
-			return nil, fmt.Errorf("cpio entry %q: data: %w", h.name, err)
+		data, err := fstree.ReadBytes(br, int64(h.size))
+		if err != nil {
+			return nil, fmt.Errorf("cpio entry %q: header says %d bytes of data: %w", h.name, h.size, err)
 		}
 		pad := (4 - int64(h.size)%4) % 4
 		if _, err := br.Discard(int(pad)); err != nil {

@@ -16,7 +16,7 @@ import (
 
 var epoch = time.Unix(1700000000, 0)
 
-func sample(t *testing.T) *fstree.Tree {
+func sample(t testing.TB) *fstree.Tree {
 	t.Helper()
 	tr := fstree.New(epoch)
 	must := func(err error) {
@@ -42,7 +42,7 @@ func sample(t *testing.T) *fstree.Tree {
 	return tr
 }
 
-func write(t *testing.T, tr *fstree.Tree) []byte {
+func write(t testing.TB, tr *fstree.Tree) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := cpio.Write(&b, tr); err != nil {

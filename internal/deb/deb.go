@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -26,6 +27,9 @@ type Package struct {
 	Path    string
 	control Control
 	members []member
+	// ra is the package's bytes when it was given by Read; Open's
+	// packages reopen Path instead of holding a file open.
+	ra io.ReaderAt
 }
 
 type member struct {
@@ -45,7 +49,23 @@ func Open(path string) (*Package, error) {
 	if err != nil {
 		return nil, err
 	}
-	members, err := readAr(f, st.Size())
+	return read(f, st.Size(), path)
+}
+
+// Read reads a .deb of size bytes from r, like Open; name labels it in
+// errors and is the Package's Path. r must stay readable while the
+// Package is used.
+func Read(r io.ReaderAt, size int64, name string) (*Package, error) {
+	p, err := read(r, size, name)
+	if err != nil {
+		return nil, err
+	}
+	p.ra = r
+	return p, nil
+}
+
+func read(f io.ReaderAt, size int64, path string) (*Package, error) {
+	members, err := readAr(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -67,7 +87,11 @@ func Open(path string) (*Package, error) {
 	var ctrl []byte
 	err = p.walkTar(f, cm, func(hdr *tar.Header, r io.Reader) error {
 		if strings.TrimPrefix(hdr.Name, "./") == "control" && hdr.Typeflag == tar.TypeReg {
-			ctrl, err = io.ReadAll(r)
+			// Real control files are a few KiB; a bigger one is not
+			// read into memory.
+			if ctrl, err = io.ReadAll(io.LimitReader(r, maxControl+1)); err == nil && len(ctrl) > maxControl {
+				return fmt.Errorf("%s: %s: control file is larger than %d bytes", path, cm.name, maxControl)
+			}
 			return err
 		}
 		return nil
@@ -116,6 +140,9 @@ func (p *Package) walkMember(prefix string, fn func(*tar.Header, io.Reader) erro
 	if err != nil {
 		return err
 	}
+	if p.ra != nil {
+		return p.walkTar(p.ra, m, fn)
+	}
 	f, err := os.Open(p.Path)
 	if err != nil {
 		return err
@@ -131,32 +158,106 @@ func (p *Package) OpenData() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p.Path)
+	var f io.ReaderAt = p.ra
+	if f == nil {
+		fh, err := os.Open(p.Path)
+		if err != nil {
+			return nil, err
+		}
+		f = fh
+	}
+	r, err := p.open(f, m)
 	if err != nil {
+		if c, ok := f.(io.Closer); ok && p.ra == nil {
+			c.Close()
+		}
 		return nil, err
 	}
-	r, err := decompress(m.name, io.NewSectionReader(f, m.offset, m.size))
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %s: %w", p.Path, m.name, err)
-	}
-	return dataReader{r, f}, nil
+	return dataReader{r, f, p.ra == nil}, nil
 }
 
 type dataReader struct {
 	io.ReadCloser
-	f *os.File
+	f   io.ReaderAt
+	own bool // f was opened for this reader
 }
 
 func (d dataReader) Close() error {
 	d.ReadCloser.Close()
-	return d.f.Close()
+	if c, ok := d.f.(io.Closer); ok && d.own {
+		return c.Close()
+	}
+	return nil
 }
 
-func (p *Package) walkTar(f *os.File, m member, fn func(*tar.Header, io.Reader) error) error {
+// open returns member m decompressed, held to its size limit.
+func (p *Package) open(f io.ReaderAt, m member) (io.ReadCloser, error) {
 	r, err := decompress(m.name, io.NewSectionReader(f, m.offset, m.size))
 	if err != nil {
-		return fmt.Errorf("%s: %s: %w", p.Path, m.name, err)
+		return nil, fmt.Errorf("%s: %s: %w", p.Path, m.name, err)
+	}
+	lim, why := p.limit(m)
+	return &boundedReader{ReadCloser: r, left: lim, limit: lim, why: why}, nil
+}
+
+// A .deb from outside may be a decompression bomb: a small member that
+// expands to more than memory or disk can take. A member may decompress
+// to maxRatio times its size, at least minLimit (real packages stay
+// under 20); data.tar also to twice the Installed-Size the package
+// declares plus tarSlack for tar headers and padding (dpkg-gencontrol
+// counts every file's size, so real packages stay just above 1).
+const (
+	maxRatio   = 1000
+	minLimit   = 64 << 20
+	tarSlack   = 4 << 20
+	maxControl = 1 << 20
+)
+
+// limit returns how many bytes member m may decompress to, and why.
+func (p *Package) limit(m member) (int64, string) {
+	lim, why := int64(math.MaxInt64), "no limit"
+	if m.size < math.MaxInt64/maxRatio {
+		lim, why = max(minLimit, maxRatio*m.size), fmt.Sprintf("%d times its %d bytes", maxRatio, m.size)
+	}
+	if !strings.HasPrefix(m.name, "data.tar") {
+		return lim, why
+	}
+	is := p.control.Get("Installed-Size")
+	if kib, err := strconv.ParseInt(is, 10, 64); err == nil && kib >= 0 && kib < 1<<40 {
+		if l := 2*kib<<10 + tarSlack; l < lim {
+			lim, why = l, fmt.Sprintf("twice the package's Installed-Size of %d KiB, plus %d MiB", kib, tarSlack>>20)
+		}
+	}
+	return lim, why
+}
+
+// boundedReader fails once more than limit bytes have come through.
+type boundedReader struct {
+	io.ReadCloser
+	left, limit int64
+	why         string
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, b.err()
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n, b.err()
+	}
+	return n, err
+}
+
+func (b *boundedReader) err() error {
+	return fmt.Errorf("decompresses to more than %d bytes (%s): refused as a decompression bomb", b.limit, b.why)
+}
+
+func (p *Package) walkTar(f io.ReaderAt, m member, fn func(*tar.Header, io.Reader) error) error {
+	r, err := p.open(f, m)
+	if err != nil {
+		return err
 	}
 	defer r.Close()
 	tr := tar.NewReader(r)
@@ -247,7 +348,7 @@ const arMagic = "!<arch>\n"
 
 // readAr indexes the members of an ar archive (the common format dpkg
 // writes; GNU "name/" and BSD "#1/len" names are both accepted).
-func readAr(f *os.File, size int64) ([]member, error) {
+func readAr(f io.ReaderAt, size int64) ([]member, error) {
 	head := make([]byte, len(arMagic))
 	if size < int64(len(arMagic)) {
 		return nil, fmt.Errorf("not a Debian package: no ar header (file is %d bytes)", size)
@@ -277,6 +378,11 @@ func readAr(f *os.File, size int64) ([]member, error) {
 			return nil, fmt.Errorf("ar member %q: bad size %q", name, strings.TrimSpace(string(h[48:58])))
 		}
 		data := off + 60
+		// Before anything is allocated for it: the size is the
+		// header's claim.
+		if sz > size-data {
+			return nil, fmt.Errorf("ar member %q: truncated (needs %d bytes from offset %d, file has %d)", name, sz, data, size)
+		}
 		if strings.HasPrefix(name, "#1/") {
 			n, err := strconv.Atoi(name[3:])
 			if err != nil || n < 0 || int64(n) > sz {
@@ -291,9 +397,6 @@ func readAr(f *os.File, size int64) ([]member, error) {
 			sz -= int64(n)
 		} else {
 			name = strings.TrimSuffix(name, "/")
-		}
-		if data+sz > size {
-			return nil, fmt.Errorf("ar member %q: truncated (needs %d bytes, file has %d)", name, data+sz, size)
 		}
 		ms = append(ms, member{name: name, offset: data, size: sz})
 		off = data + sz

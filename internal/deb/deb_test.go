@@ -15,7 +15,7 @@ import (
 )
 
 // buildDeb builds a small package with dpkg-deb using compression z.
-func buildDeb(t *testing.T, z string) string {
+func buildDeb(t testing.TB, z string) string {
 	t.Helper()
 	testenv.NeedTools(t, "dpkg-deb")
 	dir := t.TempDir()
@@ -35,7 +35,7 @@ func buildDeb(t *testing.T, z string) string {
 	return out
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -184,6 +184,15 @@ func FuzzParse(f *testing.F) {
 	if raw, err := exec.Command("dtc", "-q", "-I", "dts", "-O", "dtb", "testdata/board.dts").Output(); err == nil {
 		f.Add(raw)
 	}
+	// The boards' DTBs from Debian's kernel package, when a build has
+	// unpacked it into the cache.
+	for _, glob := range []string{"amlogic/meson-gxbb-odroidc2.dtb", "marvell/armada-8040-mcbin*.dtb"} {
+		for _, p := range testenv.CacheFiles("kernels/*/dtbs/" + glob) {
+			if b, err := os.ReadFile(p); err == nil {
+				f.Add(b)
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tr, err := Parse(b)
 		if err != nil {

@@ -2,9 +2,10 @@ package disk
 
 import (
 	"fmt"
-	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"sort"
+
+	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/boards"
 )

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/mkimage/mkimage/internal/ondisk"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/testenv"

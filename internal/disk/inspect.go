@@ -4,8 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
+
+	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/boards"
 )

@@ -5,6 +5,7 @@ package disk
 
 import (
 	"fmt"
+
 	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/boards"

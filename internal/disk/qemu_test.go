@@ -3,7 +3,6 @@ package disk
 import (
 	"bytes"
 	"context"
-	"github.com/mkimage/mkimage/internal/ondisk"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/internal/fat"
 	"github.com/mkimage/mkimage/internal/fstree"

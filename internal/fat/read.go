@@ -59,42 +59,60 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	if spc == 0 || spc&(spc-1) != 0 || nfat == 0 || fatSec == 0 || int64(total)*sectorSize > size {
 		return nil, fmt.Errorf("FAT32 boot sector is inconsistent (sectors/cluster %d, FATs %d, FAT sectors %d, total sectors %d for %d bytes)", spc, nfat, fatSec, total, size)
 	}
-	dataStart := res + nfat*fatSec
-	if dataStart >= total {
-		return nil, fmt.Errorf("FAT32 boot sector: data area starts beyond the volume")
+	// In 64 bits: nfat*fatSec can wrap a uint32 and put the data area
+	// anywhere.
+	dataStart := uint64(res) + uint64(nfat)*uint64(fatSec)
+	if dataStart >= uint64(total) {
+		return nil, fmt.Errorf("FAT32 boot sector: data area starts at sector %d, beyond the volume's %d sectors", dataStart, total)
 	}
-	clusters := (total - dataStart) / spc
+	clusters := (total - uint32(dataStart)) / spc
 	g := geometry{totalSectors: total, sectorsPerClus: spc, fatSectors: fatSec, clusters: clusters}
 	fs := &FS{r: r, g: g, VolumeID: le.Uint32(bs[67:]), Label: strings.TrimRight(string(bs[71:82]), " ")}
 	entries := min(uint64(clusters)+2, uint64(fatSec)*sectorSize/4)
-	raw := make([]byte, entries*4)
-	if _, err := r.ReadAt(raw, int64(res)*sectorSize); err != nil {
-		return nil, fmt.Errorf("reading the FAT: %w", err)
-	}
-	fs.fat = make([]uint32, entries)
-	for i := range fs.fat {
-		fs.fat[i] = le.Uint32(raw[4*i:]) & 0x0fffffff
+	// Read the FAT in chunks: the size passed in may be a partition
+	// table's claim, so allocate only for bytes the reader really has.
+	fs.fat = make([]uint32, 0, min(entries, fatChunk/4))
+	raw := make([]byte, fatChunk)
+	for off := uint64(0); off < entries*4; off += fatChunk {
+		b := raw[:min(fatChunk, entries*4-off)]
+		if _, err := r.ReadAt(b, int64(res)*sectorSize+int64(off)); err != nil {
+			return nil, fmt.Errorf("reading the FAT (%d entries from sector %d): %w", entries, res, err)
+		}
+		for i := 0; i+4 <= len(b); i += 4 {
+			fs.fat = append(fs.fat, le.Uint32(b[i:])&0x0fffffff)
+		}
 	}
 	fs.dataStart = int64(dataStart) * sectorSize
 	fs.rootCluster = le.Uint32(bs[44:])
 	return fs, nil
 }
 
-// chain returns the clusters of the chain starting at first, at most
-// enough for limit bytes (limit < 0: no size limit).
-func (fs *FS) chain(first uint32, limit int64) ([]uint32, error) {
+// fatChunk is how much of the FAT Open reads at a time.
+const fatChunk = 1 << 20
+
+// chain returns the clusters of the chain starting at first: for a file
+// (size >= 0) just enough to hold size bytes, for a directory (size < 0)
+// all of them, which must hold at most -size bytes. A chain that comes
+// back to a cluster it has passed is an error, not a longer file.
+func (fs *FS) chain(first uint32, size int64) ([]uint32, error) {
 	var out []uint32
+	seen := map[uint32]bool{}
 	cb := fs.g.clusterBytes()
 	for c := first; ; {
 		if c < 2 || int(c) >= len(fs.fat) {
 			return nil, fmt.Errorf("cluster chain from %d reaches invalid cluster %d", first, c)
 		}
-		out = append(out, c)
-		if len(out) > len(fs.fat) {
-			return nil, fmt.Errorf("cluster chain from %d loops", first)
+		if seen[c] {
+			return nil, fmt.Errorf("cluster chain from %d loops back to cluster %d after %d clusters", first, c, len(out))
 		}
-		if limit >= 0 && int64(len(out))*cb >= limit {
+		seen[c] = true
+		out = append(out, c)
+		n := int64(len(out)) * cb
+		if size >= 0 && n >= size {
 			return out, nil
+		}
+		if size < 0 && n > -size {
+			return nil, fmt.Errorf("cluster chain from %d holds more than %d bytes, the most a directory can", first, -size)
 		}
 		next := fs.fat[c]
 		if next >= 0x0ffffff8 {
@@ -104,6 +122,8 @@ func (fs *FS) chain(first uint32, limit int64) ([]uint32, error) {
 	}
 }
 
+// read returns the bytes of a file of size bytes, or of a whole directory
+// of at most -size bytes (size < 0), starting at cluster first.
 func (fs *FS) read(first uint32, size int64) ([]byte, error) {
 	if size == 0 {
 		return nil, nil
@@ -128,7 +148,7 @@ func (fs *FS) read(first uint32, size int64) ([]byte, error) {
 		}
 		lo, hi := int64(i)*cb, min(int64(j)*cb, size)
 		if _, err := fs.r.ReadAt(b[lo:hi], fs.dataStart+int64(cl[i]-2)*cb); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("reading clusters %d..%d: %w", cl[i], cl[j-1], err)
 		}
 		i = j
 	}
@@ -137,7 +157,9 @@ func (fs *FS) read(first uint32, size int64) ([]byte, error) {
 
 // readDir parses the entries of the directory starting at cluster first.
 func (fs *FS) readDir(dir string, first uint32) ([]Entry, error) {
-	b, err := fs.read(first, -1)
+	// The FAT spec allows 65536 entries per directory: reading no more
+	// keeps a long or hostile chain from filling memory.
+	b, err := fs.read(first, -maxDirBytes)
 	if err != nil {
 		return nil, fmt.Errorf("directory /%s: %w", dir, err)
 	}

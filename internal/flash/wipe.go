@@ -1,9 +1,10 @@
 package flash
 
 import (
-	"encoding/binary"
+	"bytes"
 
 	"github.com/mkimage/mkimage/internal/bmap"
+	"github.com/mkimage/mkimage/internal/ondisk"
 )
 
 // Stale data on a reused card is harmless where our filesystems keep their
@@ -24,18 +25,11 @@ const wipeSpan = 1 << 20
 // read as zero or image data, given the image's first sector.
 func wipeZones(mbr []byte, devSize int64) []bmap.Extent {
 	zones := []bmap.Extent{ext(0, wipeSpan), ext(devSize-wipeSpan, wipeSpan)}
-	if len(mbr) >= 512 && mbr[510] == 0x55 && mbr[511] == 0xaa {
-		for i := range 4 {
-			e := mbr[446+16*i:]
-			if e[4] == 0 {
-				continue // unused entry
-			}
-			start := int64(binary.LittleEndian.Uint32(e[8:])) * 512
-			size := int64(binary.LittleEndian.Uint32(e[12:])) * 512
-			if size == 0 {
-				continue
-			}
-			zones = append(zones, ext(start, min(wipeSpan, size)), ext(start+size-min(wipeSpan, size), min(wipeSpan, size)))
+	// A sector without a partition table has only the disk's zones.
+	if t, err := ondisk.ReadMBR(bytes.NewReader(mbr)); err == nil {
+		for _, p := range t.Partitions {
+			n := min(wipeSpan, p.Size)
+			zones = append(zones, ext(p.Start, n), ext(p.End()-n, n))
 		}
 	}
 	// Clip to the device.

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -114,6 +115,34 @@ type Bytes []byte
 
 func (b Bytes) Size() int64                  { return int64(len(b)) }
 func (b Bytes) Open() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+
+// ReadBytes reads exactly size bytes of r, the content an archive header
+// announces. The buffer grows as the data arrives (from 1 MiB, doubling,
+// capped at size), so a header that claims gigabytes over a short stream
+// costs what the stream holds, not what it claims. Running out early is
+// io.ErrUnexpectedEOF.
+func ReadBytes(r io.Reader, size int64) (Bytes, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("negative size %d", size)
+	}
+	b := make([]byte, min(size, 1<<20))
+	n := 0
+	for {
+		m, err := io.ReadFull(r, b[n:])
+		n += m
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return nil, err
+		}
+		if int64(n) == size {
+			return b, nil
+		}
+		k := int(min(int64(len(b)), size-int64(len(b))))
+		b = slices.Grow(b, k)[:len(b)+k]
+	}
+}
 
 // HostFile is file content read from a file on the build host when a
 // writer needs it, so large trees are not held in memory.

@@ -19,8 +19,9 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/mkimage/mkimage/internal/modalias"
 	"github.com/ulikunitz/xz"
+
+	"github.com/mkimage/mkimage/internal/modalias"
 )
 
 // Normalize returns the kernel's name for a module: '-' and '_' are the
@@ -285,7 +286,7 @@ func (s *Set) Match(dev string) ([]string, error) { return s.lookupAlias(dev) }
 func (s *Set) MatchBuiltin(dev string) []string {
 	var out []string
 	for a, m := range s.builtinAlias {
-		ok := a == dev || strings.ContainsAny(a, "*?[") && modalias.Match(a, dev)
+		ok := a == dev || strings.ContainsAny(a, "*?[\\") && modalias.Match(a, dev)
 		if ok && !slices.Contains(out, m) {
 			out = append(out, m)
 		}
@@ -323,9 +324,7 @@ func (s *Set) lookupAlias(alias string) ([]string, error) {
 	}
 	var out []string
 	for a, mods := range s.aliases {
-		if a == alias {
-			out = append(out, mods...)
-		} else if strings.ContainsAny(a, "*?[") && modalias.Match(a, alias) {
+		if a == alias || strings.ContainsAny(a, "*?[\\") && modalias.Match(a, alias) {
 			out = append(out, mods...)
 		}
 	}

@@ -364,19 +364,11 @@ func (e readError) Unwrap() error { return e.err }
 // non-zero blocks so a mostly empty disk image costs little memory.
 func readContent(r io.Reader, size int64, sparse bool) (fstree.Content, error) {
 	if !sparse {
-		if size <= 64<<20 {
-			b := make([]byte, size)
-			if _, err := io.ReadFull(r, b); err != nil {
-				return nil, unexpected(err)
-			}
-			return fstree.Bytes(b), nil
+		b, err := fstree.ReadBytes(r, size)
+		if err != nil {
+			return nil, fmt.Errorf("reading the %d bytes its header gives: %w", size, unexpected(err))
 		}
-		// Grow as data arrives: a corrupt header may claim any size.
-		var buf bytes.Buffer
-		if _, err := io.CopyN(&buf, r, size); err != nil {
-			return nil, unexpected(err)
-		}
-		return fstree.Bytes(buf.Bytes()), nil
+		return b, nil
 	}
 	return readSparse(r, size)
 }

@@ -25,7 +25,7 @@ func run(t *testing.T, name string, args ...string) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +239,7 @@ type entry struct {
 	ctime      time.Time
 }
 
-func buildTar(t *testing.T, ents []entry) []byte {
+func buildTar(t testing.TB, ents []entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -351,7 +351,7 @@ func TestTarEntries(t *testing.T) {
 	}
 }
 
-func compress(t *testing.T, kind string, data []byte) []byte {
+func compress(t testing.TB, kind string, data []byte) []byte {
 	var buf bytes.Buffer
 	switch kind {
 	case "gz":
@@ -384,7 +384,7 @@ func TestCorruptTarballs(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{"truncated tar", plain[:50000], "root.tar: entry \"big\": unexpected EOF"},
+		{"truncated tar", plain[:50000], "root.tar: entry \"big\": reading the 100000 bytes its header gives: unexpected EOF"},
 		{"truncated header", plain[:700], "root.tar: after 0 entries: truncated (no end-of-archive marker)"},
 		{"cut at a block boundary", plain[:len(plain)-1024], "root.tar: after 2 entries: truncated (no end-of-archive marker)"},
 		{"garbage", bytes.Repeat([]byte("garbage!"), 200), "root.tar: after 0 entries: archive/tar: invalid tar header"},

@@ -4,10 +4,14 @@
 package testenv
 
 import (
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // NeedTools skips (or, under CI, fails) t unless every named program is
@@ -63,4 +67,51 @@ func Run(t testing.TB, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// CacheFiles returns the files in mkimage's cache (~/.cache/mkimage)
+// matching glob (relative to the cache, filepath.Glob syntax), for tests
+// and fuzz seeds that use real inputs when a build has fetched them. It
+// returns nil when there are none.
+func CacheFiles(glob string) []string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return nil
+	}
+	m, _ := filepath.Glob(filepath.Join(dir, "mkimage", glob))
+	return m
+}
+
+// Bounded runs fn and fails t when it allocates more than maxAlloc bytes
+// in total (runtime.MemStats.TotalAlloc, which counts garbage too, so a
+// huge buffer made and dropped still shows) or takes longer than maxTime.
+// It is how tests hold a parser to bounded memory and time on hostile
+// input; run such tests without t.Parallel so others do not add to the
+// count.
+func Bounded(t testing.TB, maxAlloc uint64, maxTime time.Duration, fn func()) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	fn()
+	took := time.Since(start)
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > maxAlloc {
+		t.Errorf("allocated %d bytes, want at most %d", n, maxAlloc)
+	}
+	if took > maxTime {
+		t.Errorf("took %v, want at most %v", took, maxTime)
+	}
+}
+
+// Head returns the first n bytes of the file at path (fewer if it is
+// shorter), for seeds cut from big real files.
+func Head(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
 }

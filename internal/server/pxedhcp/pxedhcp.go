@@ -350,7 +350,7 @@ func (s *Server) Serve(ifname string, stop <-chan struct{}) error {
 
 // ServeConn answers DHCP on conn until stop is closed, then closes it.
 func (s *Server) ServeConn(conn net.PacketConn, stop <-chan struct{}) error {
-	srv, err := server4.NewServer("", nil, s.handle, server4.WithConn(conn))
+	srv, err := server4.NewServer("", nil, s.handle, server4.WithConn(conn), server4.WithLogger(&dropLog{l: s.c.Log}))
 	if err != nil {
 		return err
 	}
@@ -363,5 +363,26 @@ func (s *Server) ServeConn(conn net.PacketConn, stop <-chan struct{}) error {
 		srv.Close()
 		<-done
 		return nil
+	}
+}
+
+// dropLog passes on the one thing the DHCP library says that matters
+// here: a packet it could not parse (an option overrunning the packet,
+// a short header) was dropped, so a broken or hostile client shows in the
+// log instead of being ignored silently. The library's read loop calls
+// it from one goroutine, "Handling request from PEER" before each parse.
+type dropLog struct {
+	l    *log.Logger
+	peer string
+}
+
+func (*dropLog) PrintMessage(string, *dhcpv4.DHCPv4) {}
+
+func (d *dropLog) Printf(format string, v ...any) {
+	switch {
+	case strings.HasPrefix(format, "Handling request from") && len(v) == 1:
+		d.peer = fmt.Sprint(v[0])
+	case strings.HasPrefix(format, "Error parsing") && len(v) == 1:
+		d.l.Printf("dhcp: dropped a malformed packet from %s: %v", d.peer, v[0])
 	}
 }
