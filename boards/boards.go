@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"path"
 	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/mkimage/mkimage/internal/bytesize"
+
 	"github.com/BurntSushi/toml"
+
 	"github.com/mkimage/mkimage/internal/bootblob"
 	"github.com/mkimage/mkimage/internal/devicetree"
 )
@@ -182,7 +184,7 @@ func (b *Board) validate() error {
 			return fmt.Errorf("dt_fixup %d: %w", i+1, err)
 		}
 	}
-	off, err := ParseSize(b.FirstPartition)
+	off, err := bytesize.Parse(b.FirstPartition)
 	if err != nil {
 		return fmt.Errorf("first_partition_offset: %w", err)
 	}
@@ -232,26 +234,4 @@ func (b *Board) validate() error {
 		}
 	}
 	return nil
-}
-
-// ParseSize reads a byte size such as "4MiB", "256M", "1G", "512K" or a
-// plain number of bytes. K/M/G/T are binary (1024-based) with or without
-// "iB".
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("bad size %q (want a number with an optional K, M, G or T suffix, e.g. 4MiB)", s)
-	}
-	return n * mult, nil
 }

@@ -3,8 +3,6 @@ package boards
 import (
 	"strings"
 	"testing"
-
-	"github.com/mkimage/mkimage/internal/bootblob"
 )
 
 func TestAllBoardsLoad(t *testing.T) {
@@ -104,75 +102,5 @@ func TestParseRejects(t *testing.T) {
 	}
 	if _, err := Parse("x.toml", []byte(base)); err != nil {
 		t.Fatalf("valid board rejected: %v", err)
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"4MiB", 4 << 20, true}, {"256M", 256 << 20, true}, {"1G", 1 << 30, true},
-		{"512K", 512 << 10, true}, {"4096", 4096, true}, {"2GiB", 2 << 30, true},
-		{"", 0, false}, {"-1M", 0, false}, {"1.5G", 0, false}, {"lots", 0, false},
-	} {
-		got, err := ParseSize(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
-}
-
-// Every board that puts a bootloader on the card names a format the
-// recogniser knows; the two real boards name theirs.
-func TestBootloaderFormats(t *testing.T) {
-	all, err := All()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{"odroid-c2": "amlogic-gxbb-sd", "macchiatobin": "armada-8k"}
-	for _, b := range all {
-		if len(b.Bootloader.Writes) > 0 {
-			if _, err := bootblob.Lookup(b.Bootloader.Format); err != nil {
-				t.Errorf("%s: %v", b.Name, err)
-			}
-		}
-		if w, ok := want[b.Name]; ok && b.Bootloader.Format != w {
-			t.Errorf("%s: bootloader format %q, want %q", b.Name, b.Bootloader.Format, w)
-		}
-	}
-}
-
-// TestColdplugLists: every board's coldplug list is separate from its
-// load-by-name list, and the virtio drivers an image needs under QEMU
-// are only carried for coldplug (loaded when the devices are present).
-// qemu-virt loads none by name, so every qemu-virt boot proves coldplug.
-func TestColdplugLists(t *testing.T) {
-	all, err := All()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range all {
-		named := map[string]bool{}
-		for _, m := range b.Modules {
-			named[strings.ReplaceAll(m, "-", "_")] = true
-			if strings.HasPrefix(m, "virtio") {
-				t.Errorf("%s: %s is loaded by name; virtio drivers are for coldplug", b.Name, m)
-			}
-		}
-		cold := map[string]bool{}
-		for _, m := range b.Coldplug {
-			n := strings.ReplaceAll(m, "-", "_")
-			if named[n] || cold[n] {
-				t.Errorf("%s: coldplug module %s is listed twice", b.Name, m)
-			}
-			cold[n] = true
-		}
-		for _, v := range []string{"virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net"} {
-			if !cold[v] {
-				t.Errorf("%s: %s is not carried for coldplug: the image would not boot under QEMU virt", b.Name, v)
-			}
-		}
 	}
 }

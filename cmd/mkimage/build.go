@@ -8,6 +8,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/mkimage/mkimage/internal/bytesize"
+
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/builder"
 )
@@ -65,7 +67,7 @@ func runBuild(args []string) error {
 		if s.val == "" {
 			continue
 		}
-		if *s.dst, err = boards.ParseSize(s.val); err != nil {
+		if *s.dst, err = bytesize.Parse(s.val); err != nil {
 			return usagef("%s: %v", s.flag, err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/mkimage/mkimage/internal/bytesize"
+
 	"github.com/mkimage/mkimage/internal/flash"
 )
 
@@ -27,7 +29,7 @@ func runFlash(args []string) error {
 	if fs.NArg() < 2 {
 		return usagef("flash needs an image and at least one target, e.g. mkimage flash node.img /dev/sdb /dev/sdc")
 	}
-	limit, err := flash.ParseSize(*maxSize)
+	limit, err := bytesize.Parse(*maxSize)
 	if err != nil {
 		return usagef("--max-size %q: %v", *maxSize, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/mkimage/mkimage/internal/bytesize"
+
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/builder"
 	"github.com/mkimage/mkimage/internal/cluster"
@@ -58,7 +60,7 @@ func runNetboot(args []string) error {
 		return usagef("--http-port %d: want 1-65535", port)
 	}
 	no := netboot.Options{Default: mode, HTTPPort: port}
-	if no.RootHeadroom, err = boards.ParseSize(headroom); err != nil {
+	if no.RootHeadroom, err = bytesize.Parse(headroom); err != nil {
 		return usagef("--root-headroom: %v", err)
 	}
 	if o.Config != "" {

@@ -9,7 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/bytesize"
+
 	"github.com/mkimage/mkimage/internal/qemu"
 )
 
@@ -40,7 +41,7 @@ func runQemu(args []string) error {
 		if *inPlace {
 			return usagef("qemu: --disk-size grows the copy; it cannot be used with --in-place")
 		}
-		n, err := boards.ParseSize(*diskSize)
+		n, err := bytesize.Parse(*diskSize)
 		if err != nil {
 			return usagef("--disk-size: %v", err)
 		}

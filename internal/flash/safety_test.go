@@ -184,26 +184,3 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
-
-func TestParseSize(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"128GiB", 128 << 30, true},
-		{"64GB", 64e9, true},
-		{"1.5G", 3 << 29, true},
-		{"4096", 4096, true},
-		{"10 MiB", 10 << 20, true},
-		{"12 parsecs", 0, false},
-		{"GiB", 0, false},
-		{"-1", 0, false},
-	}
-	for _, tt := range tests {
-		got, err := ParseSize(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
-		}
-	}
-}
