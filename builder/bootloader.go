@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/internal/atomicfile"
 
 	"github.com/mkimage/mkimage/boards"
@@ -72,7 +74,7 @@ type BootloaderOptions struct {
 	// Hardkernel u-boot tree (fip/gxb/), or a directory holding the files.
 	Amlogic string
 	Output  string
-	// CacheDir holds the apt cache (default DefaultCacheDir()).
+	// CacheDir holds the apt cache (default cachedir.Root()).
 	CacheDir string
 	Log      io.Writer
 }
@@ -100,7 +102,7 @@ func AssembleBootloader(ctx context.Context, o BootloaderOptions) ([]BootloaderP
 		return nil, errors.New("the Amlogic parts (BL2, BL30, BL301) are needed: give the directory of Hardkernel's u-boot tree (branch odroidc2-v2015.01)")
 	}
 	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir()
+		o.CacheDir = cachedir.Root()
 	}
 	if o.Log == nil {
 		o.Log = io.Discard

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/boards"
@@ -228,7 +230,7 @@ func TestDebianBootloaderParts(t *testing.T) {
 			continue
 		}
 		t.Run(b.Name, func(t *testing.T) {
-			o := &Options{CacheDir: DefaultCacheDir(), Log: io.Discard}
+			o := &Options{CacheDir: cachedir.Root(), Log: io.Discard}
 			bl33, err := debianFile(t.Context(), o, d.BL33)
 			if err != nil {
 				t.Fatal(err)

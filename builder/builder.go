@@ -15,8 +15,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/cachedir"
 
 	"github.com/mkimage/mkimage/boards"
 )
@@ -118,23 +119,12 @@ func (o *Options) fill() error {
 		o.Log = io.Discard
 	}
 	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir()
+		o.CacheDir = cachedir.Root()
 	}
 	if o.Version == "" {
 		o.Version = "dev"
 	}
 	return nil
-}
-
-// DefaultCacheDir is $XDG_CACHE_HOME/mkimage or ~/.cache/mkimage.
-func DefaultCacheDir() string {
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "mkimage")
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".cache", "mkimage")
-	}
-	return filepath.Join(os.TempDir(), "mkimage-cache")
 }
 
 // EpochFromEnv returns SOURCE_DATE_EPOCH as a time, or the Unix epoch

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"path"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/bootpath"
 	"github.com/mkimage/mkimage/internal/devicetree"
@@ -35,7 +37,7 @@ func BootPath(ctx context.Context, o Options, kernelSrc string) (*BootPathResult
 		o.Log = io.Discard
 	}
 	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir()
+		o.CacheDir = cachedir.Root()
 	}
 	b, err := boards.Get(o.Board)
 	if err != nil {
@@ -53,10 +55,7 @@ func BootPath(ctx context.Context, o Options, kernelSrc string) (*BootPathResult
 		return nil, err
 	}
 	if kernelSrc != "" && len(cl.Problems()) > 0 {
-		cache, err := kbuild.CacheDir()
-		if err != nil {
-			return nil, err
-		}
+		cache := cachedir.Dir("kernel")
 		src, err := kbuild.OpenSource(kernelSrc, cache, o.Log)
 		if err != nil {
 			return nil, fmt.Errorf("--kernel-src: %w", err)

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/internal/atomicfile"
 
 	"github.com/ulikunitz/xz"
@@ -109,15 +111,6 @@ type Result struct {
 	Cached bool
 }
 
-// DefaultCacheDir returns ${XDG_CACHE_HOME:-$HOME/.cache}/mkimage/initramfs.
-func DefaultCacheDir() (string, error) {
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(d, "mkimage", "initramfs"), nil
-}
-
 // Build builds the initramfs, or finds it in the cache.
 func Build(ctx context.Context, o Options) (*Result, error) {
 	logw := o.Log
@@ -125,11 +118,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		logw = io.Discard
 	}
 	if o.CacheDir == "" {
-		d, err := DefaultCacheDir()
-		if err != nil {
-			return nil, err
-		}
-		o.CacheDir = d
+		o.CacheDir = cachedir.Dir("initramfs")
 	}
 	if err := os.MkdirAll(o.CacheDir, 0o755); err != nil {
 		return nil, err

@@ -2,11 +2,13 @@ package kernelconfig_test
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mkimage/mkimage/internal/cachedir"
+	"github.com/mkimage/mkimage/internal/kmod/kmodtest"
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/kbuild"
@@ -22,10 +24,7 @@ func openDebianSource(t *testing.T) (*kbuild.Source, kbuild.Toolchain) {
 	t.Helper()
 	testenv.NeedFile(t, DebianSource)
 	testenv.NeedTools(t, "make", "tar", "xz", "gcc", "flex", "bison", kbuild.CrossPrefix+"gcc")
-	cache, err := kbuild.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache := cachedir.Dir("kernel")
 	src, err := kbuild.OpenSource(DebianSource, cache, testWriter{t})
 	if err != nil {
 		t.Fatal(err)
@@ -123,11 +122,7 @@ func TestLossExplainedOn61(t *testing.T) {
 // with modules (=m) counting as enabled.
 func TestCheckDebianConfig(t *testing.T) {
 	testenv.NeedTools(t, "dpkg-deb", "tar")
-	cache, _ := os.UserCacheDir()
-	debs, _ := filepath.Glob(filepath.Join(cache, "mkimage", "apt", "debs", "linux-image-*-arm64_*.deb"))
-	if len(debs) == 0 {
-		testenv.Missing(t, "no linux-image-*-arm64 .deb in "+filepath.Join(cache, "mkimage", "apt", "debs"))
-	}
+	debs := []string{kmodtest.Deb(t, "linux-image-")}
 	dir := t.TempDir()
 	cmd := exec.Command("sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/config-*'`, "sh", debs[0], dir)
 	if out, err := cmd.CombinedOutput(); err != nil {

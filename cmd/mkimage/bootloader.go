@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/builder"
 	"github.com/mkimage/mkimage/internal/bootblob"
@@ -27,7 +29,7 @@ func runBootloader(args []string) error {
 	bl33 := fs.String("bl33", "", "BL33 (an unsigned u-boot.bin; default: the board's from Debian, u-boot-amlogic)")
 	bl31 := fs.String("bl31", "", "BL31 (ARM Trusted Firmware; default: the board's from Debian, arm-trusted-firmware)")
 	out := fs.StringP("output", "o", "", "file to write (u-boot.bin.sd.bin, for --bootloader)")
-	cache := fs.String("cache-dir", builder.DefaultCacheDir(), "cache for downloads")
+	cache := fs.String("cache-dir", cachedir.Root(), "cache for downloads")
 	quiet := fs.BoolP("quiet", "q", false, "no progress lines")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/builder"
 )
@@ -22,7 +24,7 @@ func runBootPath(args []string) error {
 	var o builder.Options
 	fs.StringVarP(&o.Board, "board", "b", "", "board to check ("+strings.Join(boards.Names(), ", ")+")")
 	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb, or a directory from mkimage kernel (default: Debian bookworm's current arm64 kernel, fetched)")
-	fs.StringVar(&o.CacheDir, "cache-dir", builder.DefaultCacheDir(), "cache for downloads")
+	fs.StringVar(&o.CacheDir, "cache-dir", cachedir.Root(), "cache for downloads")
 	src := fs.String("kernel-src", "", "kernel source directory or tarball: name the Kconfig symbol of each missing driver")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.BoolP("quiet", "q", false, "no progress lines")

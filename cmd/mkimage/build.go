@@ -8,6 +8,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/internal/bytesize"
 
 	"github.com/mkimage/mkimage/boards"
@@ -43,7 +45,7 @@ func runBuild(args []string) error {
 	fs.BoolVar(&o.MetadataSingle, "metadata-single", false, "single btrfs metadata instead of DUP")
 	fs.BoolVar(&o.Preconfigure, "preconfigure", false, "configure a Debian root's packages once in QEMU at build time, so cards boot configured (minutes; the image is then not byte-reproducible)")
 	fs.StringVar(&o.Compress, "compress", "", "also write IMAGE.zst or IMAGE.xz (zst|xz)")
-	fs.StringVar(&o.CacheDir, "cache-dir", builder.DefaultCacheDir(), "cache for downloads and built artifacts")
+	fs.StringVar(&o.CacheDir, "cache-dir", cachedir.Root(), "cache for downloads and built artifacts")
 	fs.BoolVar(&dryRun, "dry-run", false, "resolve the inputs and print the plan; write nothing")
 	fs.BoolVar(&asJSON, "json", false, "print the plan (--dry-run) or result as JSON")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress lines")

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/internal/atomicfile"
 
 	"github.com/mkimage/mkimage/boards"
@@ -85,10 +87,7 @@ func mergeForBoard(board string, files []string) (*kernelconfig.Merged, error) {
 // resolveForBoard resolves merged with the kernel source at src, printing
 // each lost setting on stderr.
 func resolveForBoard(merged *kernelconfig.Merged, srcFlag, src, base, toolchain string) (*kernelconfig.Resolution, *kbuild.Source, error) {
-	cache, err := kbuild.CacheDir()
-	if err != nil {
-		return nil, nil, err
-	}
+	cache := cachedir.Dir("kernel")
 	s, err := kbuild.OpenSource(src, cache, os.Stderr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", srcFlag, err)

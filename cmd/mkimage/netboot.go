@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/internal/bytesize"
 
 	"github.com/mkimage/mkimage/boards"
@@ -38,7 +40,7 @@ func runNetboot(args []string) error {
 	fs.StringVar(&defMode, "default-mode", "diskless", "mode of the default pxelinux files and of nodes with no netboot mode: diskless or install")
 	fs.IntVar(&port, "http-port", 80, "HTTP port of mkimage serve, written into the kernel command lines")
 	fs.StringVar(&headroom, "root-headroom", "64MiB", "free space in the diskless root (held in the node's RAM)")
-	fs.StringVar(&o.CacheDir, "cache-dir", builder.DefaultCacheDir(), "cache for downloads and built artifacts")
+	fs.StringVar(&o.CacheDir, "cache-dir", cachedir.Root(), "cache for downloads and built artifacts")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -18,9 +18,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
+	"golang.org/x/sys/unix"
+
 	"github.com/mkimage/mkimage/internal/deb"
 	"github.com/mkimage/mkimage/internal/filehash"
-	"golang.org/x/sys/unix"
 )
 
 // Cache is a private apt state for one architecture.
@@ -46,26 +49,9 @@ type Fetched struct {
 	Size    int64
 }
 
-// DefaultDir is ${XDG_CACHE_HOME:-$HOME/.cache}/mkimage/apt.
-func DefaultDir() (string, error) {
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("apt cache: %w", err)
-		}
-		base = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(base, "mkimage", "apt"), nil
-}
-
 // New returns the default arm64 cache logging to log.
 func New(log io.Writer) (*Cache, error) {
-	dir, err := DefaultDir()
-	if err != nil {
-		return nil, err
-	}
-	return &Cache{Dir: dir, Arch: "arm64", Log: log}, nil
+	return &Cache{Dir: cachedir.Dir("apt"), Arch: "arm64", Log: log}, nil
 }
 
 func (c *Cache) logf(format string, args ...any) {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/internal/deb"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
@@ -23,7 +25,7 @@ func testCache(t *testing.T, log io.Writer) *Cache {
 	t.Helper()
 	testenv.NeedTools(t, "apt-get", "apt-cache")
 	c := &Cache{Dir: t.TempDir(), Arch: "arm64", Log: log}
-	if def, err := DefaultDir(); err == nil {
+	if def := cachedir.Dir("apt"); def != "" {
 		ms, _ := filepath.Glob(filepath.Join(def, "lists", "*_*"))
 		if err := os.MkdirAll(filepath.Join(c.Dir, "lists"), 0o755); err != nil {
 			t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/internal/kbuild"
 	"github.com/mkimage/mkimage/internal/kbuild/kbuildtest"
 	"github.com/mkimage/mkimage/internal/testenv"
@@ -61,10 +63,7 @@ func TestKconfigSymbolTree(t *testing.T) {
 func TestKconfigSymbolLinux(t *testing.T) {
 	testenv.Short(t)
 	testenv.NeedFile(t, kbuildtest.Source)
-	cache, err := kbuild.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache := cachedir.Dir("kernel")
 	src, err := kbuild.OpenSource(kbuildtest.Source, cache, nil)
 	if err != nil {
 		t.Fatal(err)

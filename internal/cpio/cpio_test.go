@@ -9,6 +9,7 @@ import (
 	"time"
 
 	cg "github.com/cavaliergopher/cpio"
+
 	"github.com/mkimage/mkimage/internal/cpio"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/testenv"

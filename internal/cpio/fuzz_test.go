@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ulikunitz/xz"
+
 	"github.com/mkimage/mkimage/internal/cpio"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/testenv"
-	"github.com/ulikunitz/xz"
 )
 
 // FuzzRead reads archives the way tests and the busybox initramfs path

@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mkimage/mkimage/internal/testenv"
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/mkimage/mkimage/internal/testenv"
 )
 
 // FuzzIndex reads apt Packages indexes (from the host's mirror, so from

@@ -18,9 +18,10 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/mkimage/mkimage/internal/deb"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
+
+	"github.com/mkimage/mkimage/internal/deb"
 )
 
 // Pkg is one package stanza of a Packages index.

@@ -5,15 +5,16 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/internal/apt"
-	"github.com/mkimage/mkimage/internal/kmod/kmodtest"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
 // TestRealIndex resolves the node's package set from Debian's real apt
 // lists, in the builder's cache (updated there when missing or old).
 func TestRealIndex(t *testing.T) {
-	c := &apt.Cache{Dir: filepath.Join(kmodtest.CacheDir(), "apt"), Arch: "arm64"}
+	c := &apt.Cache{Dir: filepath.Join(cachedir.Root(), "apt"), Arch: "arm64"}
 	if err := c.Update(context.Background()); err != nil {
 		testenv.Missing(t, "apt lists: "+err.Error())
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/kmod/kmodtest"
+
 	"github.com/mkimage/mkimage/internal/kbuild/kbuildtest"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
@@ -22,11 +24,7 @@ import (
 func TestBootQemuVirt(t *testing.T) {
 	testenv.Short(t)
 	testenv.NeedTools(t, "qemu-system-aarch64", "xz", "mkfs.btrfs", "dpkg-deb")
-	cache, _ := os.UserCacheDir()
-	debs, _ := filepath.Glob(filepath.Join(cache, "mkimage", "apt", "debs", "busybox-static_*_arm64.deb"))
-	if len(debs) == 0 {
-		testenv.Missing(t, "no busybox-static arm64 .deb in "+filepath.Join(cache, "mkimage", "apt", "debs"))
-	}
+	debs := []string{kmodtest.Deb(t, "busybox-static_")}
 	kernel := kbuildtest.QemuVirtKernel(t)
 	dir := t.TempDir()
 

@@ -21,15 +21,6 @@ import (
 // Arch is the only architecture the boards need.
 const Arch = "arm64"
 
-// CacheDir returns ${XDG_CACHE_HOME:-$HOME/.cache}/mkimage/kernel.
-func CacheDir() (string, error) {
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory: %w (set XDG_CACHE_HOME)", err)
-	}
-	return filepath.Join(d, "mkimage", "kernel"), nil
-}
-
 // Source is a kernel source tree that is never written to.
 type Source struct {
 	Dir string

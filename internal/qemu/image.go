@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mkimage/mkimage/internal/fat"
 	"github.com/mkimage/mkimage/internal/ondisk"
-	"golang.org/x/sys/unix"
 )
 
 // BootInfo is the builder's mkimage.json on the boot partition: what the

@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mkimage/mkimage/internal/fstree"
 	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/fstree"
 )
 
 // HostOptions tune how a host directory is read.

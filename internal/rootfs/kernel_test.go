@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ulikunitz/xz"
+
 	"github.com/mkimage/mkimage/internal/deb"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/kmod/kmodtest"
 	"github.com/mkimage/mkimage/internal/testenv"
-	"github.com/ulikunitz/xz"
 )
 
 func TestKernelDebian(t *testing.T) {

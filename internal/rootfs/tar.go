@@ -22,8 +22,9 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/ulikunitz/xz"
+
+	"github.com/mkimage/mkimage/internal/fstree"
 )
 
 // TarOptions tune how archive entries become tree entries.

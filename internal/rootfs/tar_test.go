@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/testenv"
-	"github.com/ulikunitz/xz"
 )
 
 func run(t *testing.T, name string, args ...string) {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/cachedir"
 )
 
 // NeedTools skips (or, under CI, fails) t unless every named program is
@@ -74,11 +76,7 @@ func Run(t testing.TB, name string, args ...string) string {
 // and fuzz seeds that use real inputs when a build has fetched them. It
 // returns nil when there are none.
 func CacheFiles(glob string) []string {
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return nil
-	}
-	m, _ := filepath.Glob(filepath.Join(dir, "mkimage", glob))
+	m, _ := filepath.Glob(filepath.Join(cachedir.Root(), glob))
 	return m
 }
 

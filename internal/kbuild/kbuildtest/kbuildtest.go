@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/kbuild"
 	"github.com/mkimage/mkimage/internal/testenv"
@@ -40,10 +42,7 @@ func Build(t testing.TB, board, out string) *kbuild.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := kbuild.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache := cachedir.Dir("kernel")
 	logw := logWriter{t}
 	src, err := kbuild.OpenSource(Source, cache, logw)
 	if err != nil {

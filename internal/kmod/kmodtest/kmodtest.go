@@ -13,27 +13,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
+
 	"github.com/mkimage/mkimage/internal/apt"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
-// CacheDir is ${XDG_CACHE_HOME:-$HOME/.cache}/mkimage.
-func CacheDir() string {
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "mkimage")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "mkimage")
-}
-
 // Deb returns the newest cached .deb whose name starts with prefix.
 func Deb(t testing.TB, prefix string) string {
 	t.Helper()
-	m, _ := filepath.Glob(filepath.Join(CacheDir(), "apt", "debs", prefix+"*_arm64.deb"))
+	m, _ := filepath.Glob(filepath.Join(cachedir.Root(), "apt", "debs", prefix+"*_arm64.deb"))
 	if len(m) == 0 {
 		// Fetch it as the builder would, so the test does not depend on
 		// another test having run first.
-		c := &apt.Cache{Dir: filepath.Join(CacheDir(), "apt"), Arch: "arm64"}
+		c := &apt.Cache{Dir: filepath.Join(cachedir.Root(), "apt"), Arch: "arm64"}
 		var err error
 		if prefix == "linux-image-" {
 			_, err = c.KernelPackage(context.Background())
@@ -41,9 +34,9 @@ func Deb(t testing.TB, prefix string) string {
 			_, err = c.Fetch(context.Background(), strings.TrimSuffix(prefix, "_"))
 		}
 		if err != nil {
-			testenv.Missing(t, "no "+prefix+"*_arm64.deb in "+filepath.Join(CacheDir(), "apt", "debs")+" and fetching failed: "+err.Error())
+			testenv.Missing(t, "no "+prefix+"*_arm64.deb in "+filepath.Join(cachedir.Root(), "apt", "debs")+" and fetching failed: "+err.Error())
 		}
-		m, _ = filepath.Glob(filepath.Join(CacheDir(), "apt", "debs", prefix+"*_arm64.deb"))
+		m, _ = filepath.Glob(filepath.Join(cachedir.Root(), "apt", "debs", prefix+"*_arm64.deb"))
 		if len(m) == 0 {
 			testenv.Missing(t, "no "+prefix+"*_arm64.deb after fetching")
 		}
@@ -56,7 +49,7 @@ func Deb(t testing.TB, prefix string) string {
 func Unpack(t testing.TB, deb string) string {
 	t.Helper()
 	testenv.NeedTools(t, "dpkg-deb")
-	dir := filepath.Join(CacheDir(), "test-debs", strings.TrimSuffix(filepath.Base(deb), ".deb"))
+	dir := filepath.Join(cachedir.Root(), "test-debs", strings.TrimSuffix(filepath.Base(deb), ".deb"))
 	if _, err := os.Stat(filepath.Join(dir, ".done")); err == nil {
 		return dir
 	}
