@@ -2,12 +2,12 @@ package kernelconfig
 
 import (
 	"bufio"
-	"bytes"
-	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/mkimage/mkimage/internal/compress"
 )
 
 // Config is a kernel .config: symbol (without CONFIG_) to value, "n" for
@@ -16,15 +16,12 @@ type Config map[string]string
 
 // ParseConfig reads a .config, plain or gzip-compressed (/proc/config.gz).
 func ParseConfig(name string, r io.Reader) (Config, error) {
-	br := bufio.NewReader(r)
-	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("config %s: %w", name, err)
-		}
-		defer zr.Close()
-		br = bufio.NewReader(zr)
+	zr, _, err := compress.Open(r)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
+	defer zr.Close()
+	br := bufio.NewReader(zr)
 	c := Config{}
 	sc := bufio.NewScanner(br)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)

@@ -1,16 +1,23 @@
-// Package compress writes and reads compressed disk images: zstd
-// (klauspost/compress) and xz (ulikunitz/xz, CRC64 check, which xz(1),
-// Etcher and bmaptool read).
+// Package compress is the project's one place for compression: it writes
+// compressed disk images (zstd from klauspost/compress; xz from
+// ulikunitz/xz with a CRC64 check, which xz(1), Etcher and bmaptool read)
+// and reads every compressed input the tool takes (images, .deb members,
+// tarballs, kernel modules, apt indexes, kernel configs): gzip, xz, zstd
+// and lz4, chosen by file name or by magic bytes.
 package compress
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/pierrec/lz4/v4"
 
 	"github.com/mkimage/mkimage/internal/atomicfile"
 
@@ -25,6 +32,8 @@ const (
 	None Kind = ""
 	Zstd Kind = "zst"
 	XZ   Kind = "xz"
+	Gzip Kind = "gz"
+	LZ4  Kind = "lz4"
 )
 
 // ParseKind accepts the --compress values: "", "none", "zst", "zstd", "xz".
@@ -40,15 +49,48 @@ func ParseKind(s string) (Kind, error) {
 	return None, fmt.Errorf("unknown compression %q (want zst or xz)", s)
 }
 
-// KindOf tells the format from a file name's extension.
+// KindOf tells the format from a file name's extension (None for any
+// other extension).
 func KindOf(path string) Kind {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".zst":
 		return Zstd
 	case ".xz":
 		return XZ
+	case ".gz":
+		return Gzip
+	case ".lz4":
+		return LZ4
 	}
 	return None
+}
+
+// Sniff tells the format from a file's first bytes (six are enough).
+func Sniff(head []byte) Kind {
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		return Gzip
+	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		return XZ
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return Zstd
+	case bytes.HasPrefix(head, []byte{0x04, 0x22, 0x4d, 0x18}):
+		return LZ4
+	}
+	return None
+}
+
+// Open reads r decompressed, the format told by its magic bytes (anything
+// else is read as it is).
+func Open(r io.Reader) (io.ReadCloser, Kind, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	head, err := br.Peek(6)
+	if err != nil && err != io.EOF {
+		return nil, None, err
+	}
+	k := Sniff(head)
+	rc, err := NewReader(br, k)
+	return rc, k, err
 }
 
 // Ext is the file name extension for k, with its dot ("" for None).
@@ -88,6 +130,10 @@ func NewReader(r io.Reader, k Kind) (io.ReadCloser, error) {
 			return nil, err
 		}
 		return io.NopCloser(x), nil
+	case Gzip:
+		return gzip.NewReader(r)
+	case LZ4:
+		return io.NopCloser(lz4.NewReader(r)), nil
 	}
 	return nil, fmt.Errorf("no decompressor for %q", k)
 }

@@ -2,11 +2,14 @@ package compress_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/pierrec/lz4/v4"
 
 	"github.com/mkimage/mkimage/internal/bmap/bmaptest"
 	"github.com/mkimage/mkimage/internal/compress"
@@ -92,5 +95,42 @@ func TestParseKind(t *testing.T) {
 	}
 	if _, err := compress.ParseKind("gz"); err == nil {
 		t.Error("ParseKind(gz) succeeded")
+	}
+}
+
+// Open tells every format the tool reads by its magic bytes.
+func TestOpenSniffs(t *testing.T) {
+	data := bytes.Repeat([]byte("mkimage "), 1000)
+	var gz, l4 bytes.Buffer
+	g := gzip.NewWriter(&gz)
+	g.Write(data)
+	g.Close()
+	lw := lz4.NewWriter(&l4)
+	lw.Write(data)
+	lw.Close()
+	streams := map[compress.Kind][]byte{compress.None: data, compress.Gzip: gz.Bytes(), compress.LZ4: l4.Bytes()}
+	for _, k := range []compress.Kind{compress.Zstd, compress.XZ} {
+		var b bytes.Buffer
+		w, err := compress.NewWriter(&b, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		w.Close()
+		streams[k] = b.Bytes()
+	}
+	for k, s := range streams {
+		rc, got, err := compress.Open(bytes.NewReader(s))
+		if err != nil || got != k {
+			t.Errorf("%q: kind %q, %v", k, got, err)
+			continue
+		}
+		out, err := io.ReadAll(rc)
+		if err != nil || !bytes.Equal(out, data) {
+			t.Errorf("%q: %d bytes back, %v", k, len(out), err)
+		}
+		if compress.KindOf("x.tar"+k.Ext()) != k {
+			t.Errorf("compress.KindOf(x.tar%s) = %q", k.Ext(), compress.KindOf("x.tar"+k.Ext()))
+		}
 	}
 }

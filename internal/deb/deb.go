@@ -6,9 +6,7 @@ package deb
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +15,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/mkimage/mkimage/internal/compress"
 )
 
 // Package is an opened .deb. It keeps only the member index and the parsed
@@ -319,29 +316,18 @@ func (p *Package) member(prefix string) (member, error) {
 
 // decompress picks the decoder by the member's name suffix, as dpkg does.
 func decompress(name string, r io.Reader) (io.ReadCloser, error) {
-	switch {
-	case strings.HasSuffix(name, ".tar"):
+	if strings.HasSuffix(name, ".tar") {
 		return io.NopCloser(r), nil
-	case strings.HasSuffix(name, ".tar.gz"):
-		z, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, eof(err)
-		}
-		return z, nil
-	case strings.HasSuffix(name, ".tar.xz"):
-		z, err := xz.NewReader(bufio.NewReaderSize(r, 1<<16))
-		if err != nil {
-			return nil, eof(err)
-		}
-		return io.NopCloser(z), nil
-	case strings.HasSuffix(name, ".tar.zst"):
-		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, err
-		}
-		return z.IOReadCloser(), nil
 	}
-	return nil, fmt.Errorf("unsupported compression")
+	k := compress.KindOf(name)
+	if !strings.HasSuffix(name, ".tar"+k.Ext()) || k == compress.LZ4 {
+		return nil, fmt.Errorf("unsupported compression")
+	}
+	z, err := compress.NewReader(r, k)
+	if err != nil {
+		return nil, eof(err)
+	}
+	return z, nil
 }
 
 const arMagic = "!<arch>\n"

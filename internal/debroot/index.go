@@ -9,7 +9,6 @@ package debroot
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
@@ -17,9 +16,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/pierrec/lz4/v4"
-	"github.com/ulikunitz/xz"
+	"github.com/mkimage/mkimage/internal/compress"
 
 	"github.com/mkimage/mkimage/internal/deb"
 )
@@ -242,28 +239,10 @@ func (ix *Index) addFile(path string) error {
 		return err
 	}
 	defer f.Close()
-	var r io.Reader = f
-	switch filepath.Ext(path) {
-	case ".lz4":
-		r = lz4.NewReader(f)
-	case ".gz":
-		g, err := gzip.NewReader(f)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		defer g.Close()
-		r = g
-	case ".xz":
-		if r, err = xz.NewReader(f); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	case ".zst":
-		z, err := zstd.NewReader(f)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		defer z.Close()
-		r = z
+	r, err := compress.NewReader(f, compress.KindOf(path))
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
+	defer r.Close()
 	return ix.Add(path, r)
 }

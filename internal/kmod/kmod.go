@@ -18,8 +18,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/mkimage/mkimage/internal/compress"
 
 	"github.com/mkimage/mkimage/internal/modalias"
 )
@@ -193,25 +192,18 @@ func (s *Set) ReadModule(m Module) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var r io.Reader
-	switch {
-	case strings.HasSuffix(m.Path, ".ko"):
+	if strings.HasSuffix(m.Path, ".ko") {
 		return b, nil
-	case strings.HasSuffix(m.Path, ".ko.xz"):
-		r, err = xz.NewReader(bytes.NewReader(b))
-	case strings.HasSuffix(m.Path, ".ko.zst"):
-		var d *zstd.Decoder
-		d, err = zstd.NewReader(bytes.NewReader(b))
-		if err == nil {
-			defer d.Close()
-			r = d
-		}
-	default:
+	}
+	k := compress.KindOf(m.Path)
+	if k != compress.XZ && k != compress.Zstd && k != compress.Gzip {
 		return nil, fmt.Errorf("%s: unsupported module compression", m.Path)
 	}
+	r, err := compress.NewReader(bytes.NewReader(b), k)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Path, err)
 	}
+	defer r.Close()
 	out, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Path, err)

@@ -27,7 +27,7 @@ func FuzzAddTar(f *testing.F) {
 		{name: "./dev/null", typ: tar.TypeChar},
 	})
 	for _, kind := range []string{"", "gz", "xz", "zst"} {
-		f.Add(compress(f, kind, sample), kind == "")
+		f.Add(compressed(f, kind, sample), kind == "")
 	}
 	var sparse bytes.Buffer
 	tw := tar.NewWriter(&sparse)

@@ -3,7 +3,6 @@ package rootfs
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/compress"
 
 	"github.com/mkimage/mkimage/internal/deb"
 	"github.com/mkimage/mkimage/internal/fstree"
@@ -175,8 +176,8 @@ func kernelDir(dir string) (*Kernel, error) {
 // rawImage unpacks a gzip'd Image and checks the arm64 Image header
 // ("ARM\x64" at byte 56).
 func rawImage(b []byte) ([]byte, error) {
-	if bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
-		z, err := gzip.NewReader(bytes.NewReader(b))
+	if compress.Sniff(b) == compress.Gzip {
+		z, err := compress.NewReader(bytes.NewReader(b), compress.Gzip)
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}

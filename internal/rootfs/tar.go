@@ -9,9 +9,6 @@ package rootfs
 
 import (
 	"archive/tar"
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -21,8 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/mkimage/mkimage/internal/compress"
 
 	"github.com/mkimage/mkimage/internal/fstree"
 )
@@ -140,32 +136,12 @@ func unexpected(err error) error {
 // gzip, xz and zstd by their magic bytes (anything else is read as is),
 // and the name of the compression ("" for none).
 func Decompress(r io.Reader) (io.ReadCloser, string, error) {
-	br := bufio.NewReaderSize(r, 1<<16)
-	magic, err := br.Peek(6)
-	if err != nil && err != io.EOF {
-		return nil, "", err
+	rc, k, err := compress.Open(r)
+	name := map[compress.Kind]string{compress.Gzip: "gzip", compress.XZ: "xz", compress.Zstd: "zstd", compress.LZ4: "lz4"}[k]
+	if err != nil {
+		return nil, name, fmt.Errorf("%s: %w", name, unexpected(err))
 	}
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		z, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, "gzip", fmt.Errorf("gzip: %w", unexpected(err))
-		}
-		return z, "gzip", nil
-	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		z, err := xz.NewReader(br)
-		if err != nil {
-			return nil, "xz", fmt.Errorf("xz: %w", unexpected(err))
-		}
-		return io.NopCloser(z), "xz", nil
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, "zstd", fmt.Errorf("zstd: %w", err)
-		}
-		return z.IOReadCloser(), "zstd", nil
-	}
-	return io.NopCloser(br), "", nil
+	return rc, name, nil
 }
 
 // extractor turns tar entries into tree entries; the tarball and .deb

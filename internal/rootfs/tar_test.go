@@ -352,7 +352,7 @@ func TestTarEntries(t *testing.T) {
 	}
 }
 
-func compress(t testing.TB, kind string, data []byte) []byte {
+func compressed(t testing.TB, kind string, data []byte) []byte {
 	var buf bytes.Buffer
 	switch kind {
 	case "gz":
@@ -389,12 +389,12 @@ func TestCorruptTarballs(t *testing.T) {
 		{"truncated header", plain[:700], "root.tar: after 0 entries: truncated (no end-of-archive marker)"},
 		{"cut at a block boundary", plain[:len(plain)-1024], "root.tar: after 2 entries: truncated (no end-of-archive marker)"},
 		{"garbage", bytes.Repeat([]byte("garbage!"), 200), "root.tar: after 0 entries: archive/tar: invalid tar header"},
-		{"truncated gz", compress(t, "gz", plain)[:300], "root.tar (gzip): "},
-		{"truncated xz", compress(t, "xz", plain)[:300], "root.tar (xz): "},
-		{"truncated zst", compress(t, "zst", plain)[:300], "root.tar (zstd): "},
-		{"gz header only", compress(t, "gz", plain)[:5], "root.tar: gzip: unexpected EOF"},
-		{"xz header only", compress(t, "xz", plain)[:8], "root.tar: xz: "},
-		{"bad gz body", append(compress(t, "gz", plain)[:20:20], bytes.Repeat([]byte{0xff}, 100)...), "root.tar (gzip): "},
+		{"truncated gz", compressed(t, "gz", plain)[:300], "root.tar (gzip): "},
+		{"truncated xz", compressed(t, "xz", plain)[:300], "root.tar (xz): "},
+		{"truncated zst", compressed(t, "zst", plain)[:300], "root.tar (zstd): "},
+		{"gz header only", compressed(t, "gz", plain)[:5], "root.tar: gzip: unexpected EOF"},
+		{"xz header only", compressed(t, "xz", plain)[:8], "root.tar: xz: "},
+		{"bad gz body", append(compressed(t, "gz", plain)[:20:20], bytes.Repeat([]byte{0xff}, 100)...), "root.tar (gzip): "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "root.tar")
@@ -409,7 +409,7 @@ func TestCorruptTarballs(t *testing.T) {
 	}
 	// The same archives whole are fine.
 	for _, kind := range []string{"", "gz", "xz", "zst"} {
-		tr, err := readTar(t, compress(t, kind, plain))
+		tr, err := readTar(t, compressed(t, kind, plain))
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)
 		}
