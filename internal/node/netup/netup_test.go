@@ -2,20 +2,16 @@ package netup
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
-	"github.com/vishvananda/netns"
 
 	"github.com/mkimage/mkimage/internal/server/pxedhcp"
 	"github.com/mkimage/mkimage/internal/testenv"
@@ -30,22 +26,12 @@ func ip(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+// inNS runs fn inside namespace name (testenv.InNetns).
 func inNS(t *testing.T, name string, fn func()) {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, _ := netns.Get()
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
+	if err := testenv.InNetns(name, func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		t.Fatal(err)
-	}
-	defer netns.Set(orig)
-	fn()
 }
 
 // TestUp leases an address from the project's DHCP server across a veth
@@ -53,12 +39,7 @@ func inNS(t *testing.T, name string, fn func()) {
 func TestUp(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedTools(t, "ip")
-	srvNS, nodeNS := fmt.Sprintf("netup-s-%d", os.Getpid()), fmt.Sprintf("netup-n-%d", os.Getpid())
-	for _, n := range []string{srvNS, nodeNS} {
-		ip(t, "netns", "add", n)
-		n := n
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
-	}
+	srvNS, nodeNS := testenv.NewNetns(t, "netup-s"), testenv.NewNetns(t, "netup-n")
 	ip(t, "-n", srvNS, "link", "add", "vs", "type", "veth", "peer", "name", "eth0", "netns", nodeNS)
 	ip(t, "-n", srvNS, "addr", "add", "10.79.0.1/24", "dev", "vs")
 	ip(t, "-n", srvNS, "link", "set", "vs", "up")

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/cluster/plan"
@@ -38,15 +36,6 @@ func seedPlan(t *testing.T, name string) plan.Plan {
 	return plan.Plan{}
 }
 
-// newNS makes a named network namespace that the test removes.
-func newNS(t *testing.T, tag string) string {
-	t.Helper()
-	name := fmt.Sprintf("mkp-%s-%d", tag, os.Getpid())
-	sh(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	return name
-}
-
 func sh(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
@@ -54,29 +43,6 @@ func sh(t *testing.T, args ...string) string {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-// inNS runs f on an OS thread inside namespace name. The thread is never
-// unlocked, so Go discards it afterwards instead of reusing it elsewhere.
-// Sockets opened in f stay in that namespace.
-func inNS(t *testing.T, name string, f func() error) error {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
 }
 
 type lines struct {
@@ -111,7 +77,7 @@ func TestRouterForwarding(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedTools(t, "ip")
 	router := seedPlan(t, "mcbin")
-	C, R, L := newNS(t, "c"), newNS(t, "r"), newNS(t, "l")
+	C, R, L := testenv.NewNetns(t, "c"), testenv.NewNetns(t, "r"), testenv.NewNetns(t, "l")
 	hostFwd, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
 
 	ip := func(ns string, args ...string) { sh(t, append([]string{"ip", "-n", ns}, args...)...) }
@@ -136,11 +102,11 @@ func TestRouterForwarding(t *testing.T) {
 
 	log := &lines{}
 	env := Env{Root: t.TempDir(), Proc: "/proc", Sys: t.TempDir(), Node: router, Log: log.logf}
-	if err := inNS(t, R, func() error { return Apply(context.Background(), env) }); err != nil {
+	if err := testenv.InNetns(R, func() error { return Apply(context.Background(), env) }); err != nil {
 		t.Fatalf("Apply: %v\n%s", err, strings.Join(log.l, "\n"))
 	}
 	// Twice is the same as once.
-	if err := inNS(t, R, func() error { return Apply(context.Background(), env) }); err != nil {
+	if err := testenv.InNetns(R, func() error { return Apply(context.Background(), env) }); err != nil {
 		t.Fatalf("second Apply: %v", err)
 	}
 	if got, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); string(got) != string(hostFwd) {
@@ -156,7 +122,7 @@ func TestRouterForwarding(t *testing.T) {
 	}
 
 	// Read back with the library ...
-	err := inNS(t, R, func() error {
+	err := testenv.InNetns(R, func() error {
 		c, err := nftables.New()
 		if err != nil {
 			return err
@@ -203,7 +169,7 @@ func TestRouterForwarding(t *testing.T) {
 	const port = 5555
 	for _, a := range []string{"192.168.0.1", "172.16.0.1", "203.0.113.1", "192.168.1.1"} {
 		var srv *net.UDPConn
-		if err := inNS(t, L, func() (err error) {
+		if err := testenv.InNetns(L, func() (err error) {
 			srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(a), Port: port})
 			return err
 		}); err != nil {
@@ -228,7 +194,7 @@ func TestRouterForwarding(t *testing.T) {
 		{"192.168.1.1", "refused"}, // rest of 192.168.0.0/16
 	} {
 		var conn *net.UDPConn
-		if err := inNS(t, C, func() (err error) {
+		if err := testenv.InNetns(C, func() (err error) {
 			conn, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(tc.dst), Port: port})
 			return err
 		}); err != nil {
@@ -242,8 +208,8 @@ func TestRouterForwarding(t *testing.T) {
 	}
 	// A connection started outside must not get in.
 	var in, out *net.UDPConn
-	inNS(t, C, func() (err error) { in, err = net.ListenUDP("udp4", &net.UDPAddr{Port: port + 1}); return })
-	inNS(t, L, func() (err error) {
+	testenv.InNetns(C, func() (err error) { in, err = net.ListenUDP("udp4", &net.UDPAddr{Port: port + 1}); return })
+	testenv.InNetns(L, func() (err error) {
 		out, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP("192.168.142.11"), Port: port + 1})
 		return
 	})
@@ -283,15 +249,15 @@ func TestWorkerAndGateway(t *testing.T) {
 	testenv.NeedTools(t, "ip")
 	t.Run("worker", func(t *testing.T) {
 		w := seedPlan(t, "node01")
-		ns := newNS(t, "w")
+		ns := testenv.NewNetns(t, "w")
 		sh(t, "ip", "-n", ns, "link", "add", "eth0", "address", w.MAC, "type", "veth", "peer", "name", "x0")
 		env := Env{Root: t.TempDir(), Proc: "/proc", Sys: t.TempDir(), Node: w, Log: t.Logf}
 		for i := 0; i < 2; i++ {
-			if err := inNS(t, ns, func() error { return Apply(context.Background(), env) }); err != nil {
+			if err := testenv.InNetns(ns, func() error { return Apply(context.Background(), env) }); err != nil {
 				t.Fatal(err)
 			}
 		}
-		err := inNS(t, ns, func() error {
+		err := testenv.InNetns(ns, func() error {
 			br, err := netlink.LinkByName("lxcbr0")
 			if err != nil {
 				return err
@@ -332,9 +298,9 @@ func TestWorkerAndGateway(t *testing.T) {
 	t.Run("gateway", func(t *testing.T) {
 		g := seedPlan(t, "gw")
 		g.Routes = nil // its next hop's interface is not in this namespace
-		ns := newNS(t, "g")
+		ns := testenv.NewNetns(t, "g")
 		env := Env{Root: t.TempDir(), Proc: "/proc", Sys: t.TempDir(), Node: g, Log: t.Logf}
-		if err := inNS(t, ns, func() error { return Apply(context.Background(), env) }); err != nil {
+		if err := testenv.InNetns(ns, func() error { return Apply(context.Background(), env) }); err != nil {
 			t.Fatal(err)
 		}
 		testenv.NeedTools(t, "nft")
@@ -344,7 +310,7 @@ func TestWorkerAndGateway(t *testing.T) {
 		}
 		// A plan without rules removes the table again.
 		env.Node.NAT = nil
-		if err := inNS(t, ns, func() error { return Apply(context.Background(), env) }); err != nil {
+		if err := testenv.InNetns(ns, func() error { return Apply(context.Background(), env) }); err != nil {
 			t.Fatal(err)
 		}
 		if got := sh(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset"); got != "" {

@@ -46,7 +46,7 @@ func TestReport(t *testing.T) {
 	}
 	for i, tt := range tests {
 		p := seedPlan(t, tt.node)
-		ns := newNS(t, "rep"+string(rune('a'+i)))
+		ns := testenv.NewNetns(t, "rep"+string(rune('a'+i)))
 		for j, l := range tt.links {
 			args := []string{"ip", "-n", ns, "link", "add", l[0]}
 			if j == 0 {
@@ -56,14 +56,14 @@ func TestReport(t *testing.T) {
 		}
 		env := Env{Root: t.TempDir(), Proc: "/proc", Sys: t.TempDir(), Node: p}
 		if tt.apply {
-			if err := inNS(t, ns, func() error { return Apply(context.Background(), env) }); err != nil {
+			if err := testenv.InNetns(ns, func() error { return Apply(context.Background(), env) }); err != nil {
 				t.Fatalf("%s: Apply: %v", tt.node, err)
 			}
 		}
 		log := &lines{}
 		env.Log = log.logf
 		bad := 0
-		inNS(t, ns, func() error { bad = Report(env); return nil })
+		testenv.InNetns(ns, func() error { bad = Report(env); return nil })
 		if got, want := strings.Join(log.l, "\n"), strings.Join(tt.want, "\n"); got != want {
 			t.Errorf("%s (applied %v): got\n%s\nwant\n%s", tt.node, tt.apply, got, want)
 		}

@@ -6,9 +6,7 @@ import (
 	"log"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +15,6 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
-	"github.com/vishvananda/netns"
 
 	"github.com/mkimage/mkimage/internal/testenv"
 )
@@ -224,27 +221,12 @@ func ip(t *testing.T, args ...string) {
 	}
 }
 
-// inNS runs fn on a thread switched into the named network namespace;
-// sockets fn opens stay in that namespace.
+// inNS runs fn inside namespace name (testenv.InNetns).
 func inNS(t *testing.T, name string, fn func()) {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
+	if err := testenv.InNetns(name, func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		t.Fatal(err)
-	}
-	defer netns.Set(orig)
-	fn()
 }
 
 // TestLeaseOverVeth runs the server and insomniacslk's nclient4 in two
@@ -253,11 +235,7 @@ func inNS(t *testing.T, name string, fn func()) {
 func TestLeaseOverVeth(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedTools(t, "ip")
-	srvNS, cliNS := fmt.Sprintf("pxd-s-%d", os.Getpid()), fmt.Sprintf("pxd-c-%d", os.Getpid())
-	ip(t, "netns", "add", srvNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", srvNS).Run() })
-	ip(t, "netns", "add", cliNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", cliNS).Run() })
+	srvNS, cliNS := testenv.NewNetns(t, "pxd-s"), testenv.NewNetns(t, "pxd-c")
 	ip(t, "-n", srvNS, "link", "add", "vs", "type", "veth", "peer", "name", "vc", "netns", cliNS)
 	ip(t, "-n", srvNS, "addr", "add", "10.77.0.1/29", "dev", "vs")
 	ip(t, "-n", srvNS, "link", "set", "vs", "up")
