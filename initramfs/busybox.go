@@ -90,7 +90,7 @@ func busyboxKey(ctx context.Context, src string) (string, error) {
 	}
 	ver, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOVERSION: %v", err)
+		return "", fmt.Errorf("go env GOVERSION: %w", err)
 	}
 	fmt.Fprintf(h, "go %s", ver)
 	files := []string{filepath.Join(src, "go.mod"), filepath.Join(src, "go.sum")}

@@ -244,7 +244,7 @@ func (o *Options) check() error {
 	seen := map[string]string{}
 	for _, n := range o.Nodes {
 		if _, err := uboot.PXEFileForMAC(n.MAC); err != nil {
-			return fmt.Errorf("node %s: %v", n.Name, err)
+			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 		if prev, ok := seen[n.MAC.String()]; ok {
 			return fmt.Errorf("nodes %s and %s share MAC %s", prev, n.Name, n.MAC)
@@ -252,7 +252,7 @@ func (o *Options) check() error {
 		seen[n.MAC.String()] = n.Name
 		if n.Mode != "" {
 			if _, err := ParseMode(string(n.Mode)); err != nil {
-				return fmt.Errorf("node %s: %v", n.Name, err)
+				return fmt.Errorf("node %s: %w", n.Name, err)
 			}
 		}
 	}
@@ -396,7 +396,7 @@ func (w *writer) rootImage(o *Options) (string, error) {
 	defer f.Close()
 	r, err := btrfs.Write(f, o.Root, bo)
 	if err != nil {
-		return "", fmt.Errorf("diskless root: %v", err)
+		return "", fmt.Errorf("diskless root: %w", err)
 	}
 	if err := f.Truncate(r.Size); err != nil {
 		return "", err
@@ -424,7 +424,7 @@ func (w *writer) cardImage(o *Options) (string, error) {
 	for _, s := range []string{"", BmapSuffix} {
 		src, dst := o.Card+s, filepath.Join(w.dir, CardImage+s)
 		if _, err := os.Stat(src); err != nil {
-			return "", fmt.Errorf("install mode: card image %s: %v (build it with mkimage build, which writes the .bmap beside it)", src, err)
+			return "", fmt.Errorf("install mode: card image %s: %w (build it with mkimage build, which writes the .bmap beside it)", src, err)
 		}
 		if err := os.Link(src, dst); err != nil {
 			if err := copyFile(src, dst); err != nil {

@@ -76,7 +76,7 @@ func runNetboot(args []string) error {
 			}
 			mac, err := net.ParseMAC(p.MAC)
 			if err != nil {
-				return fmt.Errorf("%s: node %s: MAC %q: %v", o.Config, p.Name, p.MAC, err)
+				return fmt.Errorf("%s: node %s: MAC %q: %w", o.Config, p.Name, p.MAC, err)
 			}
 			no.Nodes = append(no.Nodes, netboot.Node{Name: p.Name, MAC: mac, Mode: netboot.Mode(p.Netboot)})
 		}

@@ -75,12 +75,12 @@ func runServe(args []string) error {
 				}
 				mac, err := net.ParseMAC(p.MAC)
 				if err != nil {
-					return fmt.Errorf("%s: node %s: %v", config, p.Name, err)
+					return fmt.Errorf("%s: node %s: %w", config, p.Name, err)
 				}
 				h := pxedhcp.Host{Name: p.Name, MAC: mac}
 				if p.IP != "" {
 					if h.IP, err = netip.ParseAddr(p.IP); err != nil {
-						return fmt.Errorf("%s: node %s: %v", config, p.Name, err)
+						return fmt.Errorf("%s: node %s: %w", config, p.Name, err)
 					}
 				}
 				c.Hosts = append(c.Hosts, h)

@@ -124,7 +124,7 @@ func applyPolicy(st *state) error {
 func (st *state) rootWritable() error {
 	ro, err := remountRW(newRoot, st.cfg.RootFlags)
 	if err != nil {
-		return fmt.Errorf("remount root read-write: %v", err)
+		return fmt.Errorf("remount root read-write: %w", err)
 	}
 	if ro {
 		st.remountRO = true

@@ -85,13 +85,13 @@ func (c *config) apply(words []string) error {
 		case "nodeinit.timeout":
 			d, err := parseSeconds(v)
 			if err != nil {
-				return fmt.Errorf("nodeinit.timeout=%s: %v", v, err)
+				return fmt.Errorf("nodeinit.timeout=%s: %w", v, err)
 			}
 			c.Timeout = d
 		case "nodeinit.coldplug":
 			d, err := parseSeconds(v)
 			if err != nil {
-				return fmt.Errorf("nodeinit.coldplug=%s: %v", v, err)
+				return fmt.Errorf("nodeinit.coldplug=%s: %w", v, err)
 			}
 			c.Coldplug = d
 		case "netroot.sha256":
@@ -126,7 +126,7 @@ func parseSeconds(v string) (time.Duration, error) {
 func readConfig(st *state) error {
 	if b, err := os.ReadFile(defaultsFile); err == nil {
 		if err := st.cfg.apply(splitCmdline(string(b))); err != nil {
-			return fmt.Errorf("%s: %v", defaultsFile, err)
+			return fmt.Errorf("%s: %w", defaultsFile, err)
 		}
 	} else if !os.IsNotExist(err) {
 		return err
@@ -136,7 +136,7 @@ func readConfig(st *state) error {
 		return err
 	}
 	if err := st.cfg.apply(splitCmdline(string(b))); err != nil {
-		return fmt.Errorf("kernel command line: %v", err)
+		return fmt.Errorf("kernel command line: %w", err)
 	}
 	c := st.cfg
 	say("config: root=%q rootfstype=%s rootflags=%q init=%s timeout=%v", c.Root, c.RootFSType, c.RootFlags, c.Init, c.Timeout)

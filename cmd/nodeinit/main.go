@@ -139,7 +139,7 @@ func main() {
 	for _, s := range steps {
 		if err := s.run(st); err != nil {
 			if st.cfg.Preconfigure {
-				preconfigureFailed(fmt.Errorf("step %s: %v", s.name, err))
+				preconfigureFailed(fmt.Errorf("step %s: %w", s.name, err))
 			}
 			rescue(fmt.Sprintf("step %s failed: %v", s.name, err))
 		}

@@ -74,12 +74,12 @@ func netInstall(st *state) error {
 		URL: c.Netinstall, SHA256: c.NetinstallSHA256, Server: l.Server, Disk: disk, Log: netLog,
 	})
 	if err != nil {
-		return fmt.Errorf("netinstall to %s failed, the card is not bootable until an install succeeds: %v", diskName(disk, c.NetinstallDisk), err)
+		return fmt.Errorf("netinstall to %s failed, the card is not bootable until an install succeeds: %w", diskName(disk, c.NetinstallDisk), err)
 	}
 	say("netboot: installed %s on %s in %v, verified; rebooting into it", c.Netinstall, disk, time.Since(start).Round(time.Millisecond))
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-		return fmt.Errorf("installed %s, but reboot failed: %v (power-cycle the node)", disk, err)
+		return fmt.Errorf("installed %s, but reboot failed: %w (power-cycle the node)", disk, err)
 	}
 	select {} // the kernel is restarting
 }
@@ -138,7 +138,7 @@ func mountNetRoot(st *state) error {
 		Target: newRoot, FSType: st.cfg.RootFSType, Flags: data, MountFlags: flags, Log: netLog,
 	})
 	if err != nil {
-		return fmt.Errorf("diskless root %s: %v", st.cfg.Root, err)
+		return fmt.Errorf("diskless root %s: %w", st.cfg.Root, err)
 	}
 	st.rootDev = dev
 	say("mounted %s on %s (%s, diskless root in RAM, %v)", dev, newRoot, st.cfg.RootFSType, time.Since(start).Round(time.Millisecond))

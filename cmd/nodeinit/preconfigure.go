@@ -44,7 +44,7 @@ func preconfigureRoot(st *state) ([]string, error) {
 		return ran, err
 	}
 	if err := scrubIdentity(newRoot); err != nil {
-		return ran, fmt.Errorf("removing per-node files: %v", err)
+		return ran, fmt.Errorf("removing per-node files: %w", err)
 	}
 	if err := unmountRoot(newRoot); err != nil {
 		return ran, err
@@ -102,7 +102,7 @@ func unmountRoot(root string) error {
 	if err := unix.Unmount(root, 0); err != nil {
 		say("preconfigure: unmount %s: %v; remounting it read-only", root, err)
 		if err := unix.Mount("", root, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			return fmt.Errorf("unmount %s: %v", root, err)
+			return fmt.Errorf("unmount %s: %w", root, err)
 		}
 		unix.Sync()
 		return nil

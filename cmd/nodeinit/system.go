@@ -34,7 +34,7 @@ func mountEarly(*state) error {
 		}
 		err := unix.Mount(m.fstype, m.dir, m.fstype, m.flags, m.opts)
 		if err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mount %s on %s: %v", m.fstype, m.dir, err)
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err)
 		}
 	}
 	return nil
@@ -87,7 +87,7 @@ func loadModule(p string) error {
 	case errors.Is(err, unix.EEXIST):
 		say("module %s already loaded", name)
 	default:
-		return fmt.Errorf("load module %s: %v", p, err)
+		return fmt.Errorf("load module %s: %w", p, err)
 	}
 	return nil
 }
@@ -120,7 +120,7 @@ func mountRoot(st *state) error {
 	}
 	flags, data := mountOptions(st.cfg.RootFlags)
 	if err := unix.Mount(st.rootDev, newRoot, st.cfg.RootFSType, flags, data); err != nil {
-		return fmt.Errorf("mount %s (%s, options %q) on %s: %v", st.rootDev, st.cfg.RootFSType, st.cfg.RootFlags, newRoot, err)
+		return fmt.Errorf("mount %s (%s, options %q) on %s: %w", st.rootDev, st.cfg.RootFSType, st.cfg.RootFlags, newRoot, err)
 	}
 	say("mounted %s on %s (%s)", st.rootDev, newRoot, st.cfg.RootFSType)
 	return nil
@@ -188,7 +188,7 @@ func switchRoot(st *state) error {
 	}
 	full, err := resolveIn(newRoot, st.cfg.Init)
 	if err != nil {
-		return fmt.Errorf("init %s in the root: %v", st.cfg.Init, err)
+		return fmt.Errorf("init %s in the root: %w", st.cfg.Init, err)
 	}
 	if fi, err := os.Stat(full); err != nil || fi.Mode()&0o111 == 0 || !fi.Mode().IsRegular() {
 		return fmt.Errorf("init %s in the root is not an executable file", st.cfg.Init)
@@ -196,30 +196,30 @@ func switchRoot(st *state) error {
 	for _, m := range []string{"/dev", "/proc", "/sys", "/run"} {
 		target := filepath.Join(newRoot, m)
 		if err := os.MkdirAll(target, 0o755); err != nil {
-			return fmt.Errorf("switch_root: %v", err)
+			return fmt.Errorf("switch_root: %w", err)
 		}
 		if err := unix.Mount(m, target, "", unix.MS_MOVE, ""); err != nil {
-			return fmt.Errorf("switch_root: move %s to %s: %v", m, target, err)
+			return fmt.Errorf("switch_root: move %s to %s: %w", m, target, err)
 		}
 	}
 	if err := unix.Chdir(newRoot); err != nil {
-		return fmt.Errorf("switch_root: %v", err)
+		return fmt.Errorf("switch_root: %w", err)
 	}
 	// From here on there is no way back into the initramfs: errors can
 	// only be reported.
 	say("switching root to %s, running %s", st.rootDev, st.cfg.Init)
 	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("switch_root: move %s to /: %v", newRoot, err)
+		return fmt.Errorf("switch_root: move %s to /: %w", newRoot, err)
 	}
 	if err := unix.Chroot("."); err != nil {
-		return fmt.Errorf("switch_root: chroot: %v", err)
+		return fmt.Errorf("switch_root: chroot: %w", err)
 	}
 	if err := unix.Chdir("/"); err != nil {
-		return fmt.Errorf("switch_root: %v", err)
+		return fmt.Errorf("switch_root: %w", err)
 	}
 	argv := []string{st.cfg.Init}
 	err = unix.Exec(st.cfg.Init, argv, os.Environ())
-	return fmt.Errorf("exec %s: %v", st.cfg.Init, err)
+	return fmt.Errorf("exec %s: %w", st.cfg.Init, err)
 }
 
 // rescue never returns: it says why and keeps a shell on the console.

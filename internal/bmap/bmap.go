@@ -151,7 +151,7 @@ type xmlMap struct {
 func Parse(data []byte) (*Map, error) {
 	var x xmlMap
 	if err := xml.Unmarshal(data, &x); err != nil {
-		return nil, fmt.Errorf("not a bmap file: %v", err)
+		return nil, fmt.Errorf("not a bmap file: %w", err)
 	}
 	if x.Version != "2.0" && x.Version != "1.4" && !strings.HasPrefix(x.Version, "2.") {
 		return nil, fmt.Errorf("bmap version %q is not supported (want 2.x); regenerate it with bmaptool create", x.Version)

@@ -205,7 +205,7 @@ func ParseMenu(s string) (Menu, error) {
 			m.Default = val
 		case "timeout":
 			if _, err := fmt.Sscanf(val, "%d", &m.Timeout); err != nil {
-				return m, fmt.Errorf("line %d: timeout %q: %v", i+1, val, err)
+				return m, fmt.Errorf("line %d: timeout %q: %w", i+1, val, err)
 			}
 		case "label":
 			m.Entries = append(m.Entries, Entry{Label: val})

@@ -151,7 +151,7 @@ func Read(path string) (*Baked, error) {
 	}
 	var b Baked
 	if err := json.Unmarshal(data, &b); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if b.Version < 1 || b.Version > Version {
 		return nil, fmt.Errorf("%s: baked config version %d, expected 1 to %d", path, b.Version, Version)

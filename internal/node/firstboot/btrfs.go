@@ -46,7 +46,7 @@ func btrfsIoctl(dir string, req uintptr, name string) error {
 // no-op.
 func growBtrfs(root string) error {
 	if err := btrfsIoctl(root, btrfsIocResize, "max"); err != nil {
-		return fmt.Errorf("%s: BTRFS_IOC_RESIZE max: %v", root, err)
+		return fmt.Errorf("%s: BTRFS_IOC_RESIZE max: %w", root, err)
 	}
 	return nil
 }
@@ -68,7 +68,7 @@ func ensureSubvolume(root, rel string) (created bool, err error) {
 		return true, os.Mkdir(p, 0o755)
 	}
 	if err := btrfsIoctl(parent, btrfsIocSubvolCreate, filepath.Base(p)); err != nil {
-		return false, fmt.Errorf("%s: BTRFS_IOC_SUBVOL_CREATE: %v", p, err)
+		return false, fmt.Errorf("%s: BTRFS_IOC_SUBVOL_CREATE: %w", p, err)
 	}
 	return true, nil
 }

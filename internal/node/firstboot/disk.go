@@ -32,11 +32,11 @@ func findRootDisk(sys, dev, part string) (rootDisk, error) {
 	p := filepath.Join(sys, "class/block", part)
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
-		return rootDisk{}, fmt.Errorf("root partition %s: %v", part, err)
+		return rootDisk{}, fmt.Errorf("root partition %s: %w", part, err)
 	}
 	num, err := readUint(filepath.Join(real, "partition"))
 	if err != nil {
-		return rootDisk{}, fmt.Errorf("root %s is not a partition: %v", part, err)
+		return rootDisk{}, fmt.Errorf("root %s is not a partition: %w", part, err)
 	}
 	start, err := readUint(filepath.Join(real, "start"))
 	if err != nil {
@@ -85,7 +85,7 @@ func growPartition(d rootDisk, logf func(string, ...any)) (uint64, error) {
 	defer f.Close()
 	var mbr [ondisk.SectorSize]byte
 	if _, err := f.ReadAt(mbr[:], 0); err != nil {
-		return 0, fmt.Errorf("%s: reading MBR: %v", d.DiskPath, err)
+		return 0, fmt.Errorf("%s: reading MBR: %w", d.DiskPath, err)
 	}
 	if mbr[ondisk.SignatureOffset] != 0x55 || mbr[ondisk.SignatureOffset+1] != 0xAA {
 		return 0, fmt.Errorf("%s: no MBR signature 55 AA at byte 510", d.DiskPath)

@@ -73,14 +73,14 @@ func pendingHooks(root string, done map[string]time.Time) ([]string, error) {
 func (r *runner) runHooks(ctx context.Context, res *Result) error {
 	names, err := pendingHooks(r.Root, r.state.Done)
 	if err != nil {
-		return fmt.Errorf("firstboot: hooks: %v", err)
+		return fmt.Errorf("firstboot: hooks: %w", err)
 	}
 	if len(names) == 0 {
 		return nil
 	}
 	unmount, err := r.mountKernelFS()
 	if err != nil {
-		return fmt.Errorf("firstboot: hooks: %v", err)
+		return fmt.Errorf("firstboot: hooks: %w", err)
 	}
 	defer unmount()
 	for _, n := range names {
@@ -129,7 +129,7 @@ func (r *runner) mountKernelFS() (func(), error) {
 		}
 		if err := unix.Mount(m.src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			unmount()
-			return nil, fmt.Errorf("bind %s on %s: %v", m.src, dst, err)
+			return nil, fmt.Errorf("bind %s on %s: %w", m.src, dst, err)
 		}
 		done = append(done, dst)
 	}

@@ -38,7 +38,7 @@ func ReadState(root string) (*State, error) {
 	if err := json.Unmarshal(data, st); err != nil {
 		// A torn file cannot come from WriteFileAtomic; treat it as
 		// "nothing done": every step is safe to repeat.
-		return &State{Version: 1, Done: map[string]time.Time{}}, fmt.Errorf("%s: %v (starting over)", filepath.Join(root, StatePath), err)
+		return &State{Version: 1, Done: map[string]time.Time{}}, fmt.Errorf("%s: %w (starting over)", filepath.Join(root, StatePath), err)
 	}
 	if st.Done == nil {
 		st.Done = map[string]time.Time{}

@@ -108,11 +108,11 @@ func (f *Fetcher) Map(ctx context.Context, imageURL string) (*bmap.Map, error) {
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("GET %s.bmap: %v", imageURL, err)
+		return nil, fmt.Errorf("GET %s.bmap: %w", imageURL, err)
 	}
 	m, err := bmap.Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s.bmap: %v", imageURL, err)
+		return nil, fmt.Errorf("%s.bmap: %w", imageURL, err)
 	}
 	return m, nil
 }
@@ -146,7 +146,7 @@ func (f *Fetcher) write(ctx context.Context, imageURL, sum string, m *bmap.Map, 
 		n, err := copyAt(dst, off, io.TeeReader(io.LimitReader(resp.Body, end-off), h), buf)
 		resp.Body.Close()
 		if err != nil {
-			return fmt.Errorf("blocks %d-%d of %s: %v", r.First, r.Last, imageURL, err)
+			return fmt.Errorf("blocks %d-%d of %s: %w", r.First, r.Last, imageURL, err)
 		}
 		if n != end-off {
 			return fmt.Errorf("blocks %d-%d of %s: got %d of %d bytes", r.First, r.Last, imageURL, n, end-off)
@@ -162,7 +162,7 @@ func (f *Fetcher) write(ctx context.Context, imageURL, sum string, m *bmap.Map, 
 	}
 	f.logf("fetched %d bytes in %v; checking the image's sha256", m.MappedBytes(), time.Since(start).Round(time.Millisecond))
 	if err := Verify(dst, m, sum); err != nil {
-		return fmt.Errorf("%s: %v", imageURL, err)
+		return fmt.Errorf("%s: %w", imageURL, err)
 	}
 	f.logf("%s: sha256 %s verified", imageURL, sum)
 	return nil
@@ -193,7 +193,7 @@ func Open(ctx context.Context, raw, sum string, server netip.Addr, log func(form
 		return nil, err
 	}
 	if err := CheckSum(sum); err != nil {
-		return nil, fmt.Errorf("image %s: %v", raw, err)
+		return nil, fmt.Errorf("image %s: %w", raw, err)
 	}
 	f := &Fetcher{Log: log, Client: &http.Client{Transport: &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
@@ -250,7 +250,7 @@ func Verify(dev io.ReaderAt, m *bmap.Map, sum string) error {
 		hashZeros(off - pos)
 		n, err := io.CopyBuffer(h, io.NewSectionReader(dev, off, end-off), buf)
 		if err != nil {
-			return fmt.Errorf("reading back blocks %d-%d: %v", r.First, r.Last, err)
+			return fmt.Errorf("reading back blocks %d-%d: %w", r.First, r.Last, err)
 		}
 		if n != end-off {
 			return fmt.Errorf("reading back blocks %d-%d: device ends after %d bytes", r.First, r.Last, off+n)

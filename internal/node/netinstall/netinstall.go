@@ -83,7 +83,7 @@ func Install(ctx context.Context, o Options) (string, error) {
 		if !fi.Mode().IsRegular() {
 			// Drop the block device's cache so the check reads the card.
 			if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0); err != nil {
-				return fmt.Errorf("BLKFLSBUF %s: %v", disk, err)
+				return fmt.Errorf("BLKFLSBUF %s: %w", disk, err)
 			}
 		}
 		return nil
@@ -92,7 +92,7 @@ func Install(ctx context.Context, o Options) (string, error) {
 	// is in place the card must not look bootable.
 	var zero [headSize]byte
 	if _, err := f.WriteAt(zero[:], 0); err != nil {
-		return "", fmt.Errorf("erasing the partition table of %s: %v", disk, err)
+		return "", fmt.Errorf("erasing the partition table of %s: %w", disk, err)
 	}
 	if err := sync(); err != nil {
 		return "", err
@@ -103,14 +103,14 @@ func Install(ctx context.Context, o Options) (string, error) {
 	}
 	// Everything else is on the card and checked: now the table.
 	if _, err := f.WriteAt(h.head[:], 0); err != nil {
-		return "", fmt.Errorf("writing the partition table of %s: %v", disk, err)
+		return "", fmt.Errorf("writing the partition table of %s: %w", disk, err)
 	}
 	if err := sync(); err != nil {
 		return "", err
 	}
 	var back [headSize]byte
 	if _, err := f.ReadAt(back[:], 0); err != nil {
-		return "", fmt.Errorf("reading back the partition table of %s: %v", disk, err)
+		return "", fmt.Errorf("reading back the partition table of %s: %w", disk, err)
 	}
 	if back != h.head {
 		return "", fmt.Errorf("%s: the partition table read back differs from the one written (failing card?)", disk)

@@ -56,7 +56,7 @@ func Mount(ctx context.Context, o Options) (string, error) {
 	}
 	m, u := src.Map, src.URL
 	if err := checkRAM("/proc/meminfo", m.MappedBytes()); err != nil {
-		return "", fmt.Errorf("%s: %v", u, err)
+		return "", fmt.Errorf("%s: %w", u, err)
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return "", err
@@ -65,7 +65,7 @@ func Mount(ctx context.Context, o Options) (string, error) {
 	// as the root is written.
 	size := (m.ImageSize + 4095) &^ 4095
 	if err := unix.Mount("netroot", o.Dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", size+1<<20)); err != nil {
-		return "", fmt.Errorf("tmpfs on %s: %v", o.Dir, err)
+		return "", fmt.Errorf("tmpfs on %s: %w", o.Dir, err)
 	}
 	img := filepath.Join(o.Dir, "root.img")
 	file, err := os.OpenFile(img, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
@@ -92,7 +92,7 @@ func Mount(ctx context.Context, o Options) (string, error) {
 	}
 	if err := unix.Mount(dev, o.Target, o.FSType, o.MountFlags, o.Flags); err != nil {
 		Detach(dev)
-		return "", fmt.Errorf("mount %s (%s from %s) on %s: %v", dev, o.FSType, u, o.Target, err)
+		return "", fmt.Errorf("mount %s (%s from %s) on %s: %w", dev, o.FSType, u, o.Target, err)
 	}
 	logf("root %s mounted from %s via %s", o.Target, u, dev)
 	return dev, nil
@@ -126,13 +126,13 @@ func checkRAM(meminfo string, need int64) error {
 func Attach(file *os.File) (string, *os.File, error) {
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
-		return "", nil, fmt.Errorf("%v (is the loop module loaded?)", err)
+		return "", nil, fmt.Errorf("%w (is the loop module loaded?)", err)
 	}
 	defer ctl.Close()
 	for try := 0; try < 8; try++ {
 		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 		if err != nil {
-			return "", nil, fmt.Errorf("LOOP_CTL_GET_FREE: %v", err)
+			return "", nil, fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
 		}
 		dev := fmt.Sprintf("/dev/loop%d", n)
 		lf, err := os.OpenFile(dev, os.O_RDWR, 0)
@@ -146,14 +146,14 @@ func Attach(file *os.File) (string, *os.File, error) {
 		}
 		if err != nil {
 			lf.Close()
-			return "", nil, fmt.Errorf("LOOP_SET_FD %s: %v", dev, err)
+			return "", nil, fmt.Errorf("LOOP_SET_FD %s: %w", dev, err)
 		}
 		info := unix.LoopInfo64{Flags: unix.LO_FLAGS_AUTOCLEAR}
 		copy(info.File_name[:], "netroot")
 		if err := unix.IoctlLoopSetStatus64(int(lf.Fd()), &info); err != nil {
 			unix.IoctlSetInt(int(lf.Fd()), unix.LOOP_CLR_FD, 0)
 			lf.Close()
-			return "", nil, fmt.Errorf("LOOP_SET_STATUS64 %s: %v", dev, err)
+			return "", nil, fmt.Errorf("LOOP_SET_STATUS64 %s: %w", dev, err)
 		}
 		return dev, lf, nil
 	}

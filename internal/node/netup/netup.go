@@ -76,7 +76,7 @@ func try(ctx context.Context, name string) (*Lease, error) {
 		return nil, err
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("link up: %v", err)
+		return nil, fmt.Errorf("link up: %w", err)
 	}
 	c, err := nclient4.New(name, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
 	if err != nil {
@@ -87,7 +87,7 @@ func try(ctx context.Context, name string) (*Lease, error) {
 	defer cancel()
 	lease, err := c.Request(rctx)
 	if err != nil {
-		return nil, fmt.Errorf("DHCP: %v", err)
+		return nil, fmt.Errorf("DHCP: %w", err)
 	}
 	return configure(link, lease.ACK)
 }
@@ -125,12 +125,12 @@ func configure(link netlink.Link, ack *dhcpv4.DHCPv4) (*Lease, error) {
 	}
 	nlAddr := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(bits, 32)}}
 	if err := netlink.AddrReplace(link, nlAddr); err != nil {
-		return nil, fmt.Errorf("address %s: %v", l.Addr, err)
+		return nil, fmt.Errorf("address %s: %w", l.Addr, err)
 	}
 	if l.Router.IsValid() && l.Addr.Masked().Contains(l.Router) {
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: l.Router.AsSlice()}
 		if err := netlink.RouteReplace(r); err != nil {
-			return nil, fmt.Errorf("default route via %s: %v", l.Router, err)
+			return nil, fmt.Errorf("default route via %s: %w", l.Router, err)
 		}
 	}
 	return l, nil

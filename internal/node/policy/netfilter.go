@@ -31,7 +31,7 @@ func Netfilter(env Env) error {
 func installRules(c *nftables.Conn, p plan.Plan) error {
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
 	if err != nil {
-		return fmt.Errorf("listing nftables tables (kernel without nf_tables?): %v", err)
+		return fmt.Errorf("listing nftables tables (kernel without nf_tables?): %w", err)
 	}
 	for _, t := range tables {
 		if t.Name == Table {
@@ -61,7 +61,7 @@ func installRules(c *nftables.Conn, p plan.Plan) error {
 		for i, r := range p.Forward {
 			m, ok, err := match(r.In, r.Out, r.Source, r.Destination)
 			if err != nil {
-				return fmt.Errorf("forward rule %d: %v", i+1, err)
+				return fmt.Errorf("forward rule %d: %w", i+1, err)
 			}
 			if !ok {
 				continue
@@ -88,7 +88,7 @@ func installRules(c *nftables.Conn, p plan.Plan) error {
 		for i, r := range p.NAT {
 			m, ok, err := match("", r.Out, r.Source, r.Destination)
 			if err != nil {
-				return fmt.Errorf("nat rule %d: %v", i+1, err)
+				return fmt.Errorf("nat rule %d: %w", i+1, err)
 			}
 			if ok {
 				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(m, &expr.Masq{})})

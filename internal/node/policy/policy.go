@@ -91,7 +91,7 @@ func Governor(env Env) error {
 			}
 		}
 		if err := os.WriteFile(f, []byte(g+"\n"), 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %v", f, err))
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
 		}
 	}
 	if len(errs) == 0 {

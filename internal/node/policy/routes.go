@@ -24,7 +24,7 @@ func Routes(env Env) error {
 	// kernel has no local table and rejects every gateway, onlink or not.
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		if err := netlink.LinkSetUp(lo); err != nil {
-			return fmt.Errorf("lo: %v", err)
+			return fmt.Errorf("lo: %w", err)
 		}
 	}
 	var errs []error
