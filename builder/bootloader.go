@@ -218,7 +218,7 @@ func debianFile(ctx context.Context, o *Options, ref string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", debPath, err)
 	}
 	if data == nil {
-		return nil, fmt.Errorf("Debian's %s (%s) has no %s", pkg, filepath.Base(debPath), want)
+		return nil, fmt.Errorf("package %s from Debian (%s) has no %s", pkg, filepath.Base(debPath), want)
 	}
 	return data, nil
 }

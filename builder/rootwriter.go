@@ -78,7 +78,7 @@ type mkfsWriter struct{ o *Options }
 func (m mkfsWriter) minSize(t *fstree.Tree) (int64, error) {
 	// mkfs.btrfs needs room for its DUP metadata and temporary chunks
 	// beyond what the native writer packs the same tree into.
-	n, err := nativeWriter{o: m.o}.minSize(t)
+	n, err := nativeWriter(m).minSize(t)
 	if err != nil {
 		return 0, err
 	}

@@ -123,18 +123,6 @@ func extrefHash(parent uint64, name string) uint64 {
 	return uint64(crcRaw(uint32(parent), []byte(name)))
 }
 
-// dataRefHash is the hash that orders EXTENT_DATA_REFs.
-func dataRefHash(root, ino, offset uint64) uint64 {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], root)
-	hi := crcRaw(^uint32(0), b[:])
-	binary.LittleEndian.PutUint64(b[:], ino)
-	lo := crcRaw(^uint32(0), b[:])
-	binary.LittleEndian.PutUint64(b[:], offset)
-	lo = crcRaw(lo, b[:])
-	return uint64(hi)<<31 ^ uint64(lo)
-}
-
 type key struct {
 	objectid uint64
 	typ      uint8

@@ -34,7 +34,6 @@ type inodeRec struct {
 	refs    []nameRef
 	entries []dirEnt
 	dirSize uint64
-	file    *fileData
 }
 
 type nameRef struct {

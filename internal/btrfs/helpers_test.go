@@ -11,7 +11,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -76,9 +75,6 @@ func sha256File(t testing.TB, path string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
-
-// mountMu serialises loop mounts of this package's tests.
-var mountMu sync.Mutex
 
 // mount loop-mounts img (read-only unless rw) on a fresh directory and
 // unmounts it at cleanup.

@@ -21,8 +21,6 @@ type btree struct {
 	blocks []*block // leaves first, the root last
 }
 
-func (t *btree) root() *block { return t.blocks[len(t.blocks)-1] }
-
 // leafSplit returns how many items go into each leaf when items of the
 // given sizes are packed greedily into leaves of nodesize bytes.
 func leafSplit(sizes []int, nodesize int) ([]int, error) {
@@ -55,16 +53,6 @@ func blocksFor(nleaves, nodesize int) int {
 		total += n
 	}
 	return total
-}
-
-// countBlocks is the number of blocks buildTree makes from items of these
-// sizes.
-func countBlocks(sizes []int, nodesize int) (int, error) {
-	c, err := leafSplit(sizes, nodesize)
-	if err != nil {
-		return 0, err
-	}
-	return blocksFor(len(c), nodesize), nil
 }
 
 // buildTree packs sorted items into leaves and nodes. Addresses and

@@ -249,10 +249,7 @@ func (w *dbWriter) statusStanza(p *Pkg, ctl *debFiles) ([]byte, error) {
 			continue
 		}
 		cf := fields[len(fields)-1]
-		var flags []string
-		for _, fl := range fields[:len(fields)-1] {
-			flags = append(flags, fl)
-		}
+		flags := append([]string(nil), fields[:len(fields)-1]...)
 		sum := "newconffile"
 		if n, ok := w.lookup(cf); ok && n.Type() == fstree.ModeRegular {
 			data, err := fstree.ReadAll(n.Content)

@@ -101,6 +101,9 @@ func FuzzOpen(f *testing.F) {
 			return
 		}
 		ents, err := fs.List()
+		if err != nil {
+			return
+		}
 		for _, e := range ents {
 			if e.Dir {
 				continue

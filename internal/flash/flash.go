@@ -283,7 +283,8 @@ func (w *writer) open() (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := f.Truncate(0); err == nil {
+		err = f.Truncate(0)
+		if err == nil {
 			err = f.Truncate(w.m.ImageSize)
 		}
 		if err != nil {

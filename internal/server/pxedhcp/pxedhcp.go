@@ -101,7 +101,7 @@ func New(c Config) (*Server, error) {
 		}
 		if c.Mode == Full {
 			if !h.IP.Is4() {
-				return nil, fmt.Errorf("host %s (%s) has no IPv4 address; full DHCP hands out inventory addresses, so every node needs ip = ...", h.Name, h.MAC)
+				return nil, fmt.Errorf("host %s (%s) has no IPv4 address; full DHCP hands out inventory addresses, so give the node an ip", h.Name, h.MAC)
 			}
 			if !c.Subnet.Contains(h.IP) {
 				return nil, fmt.Errorf("host %s address %s is outside the subnet %s", h.Name, h.IP, c.Subnet)
