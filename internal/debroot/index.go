@@ -3,7 +3,7 @@
 // Packages index, unpacks the .debs into a tree with their exact owners
 // and modes, and writes dpkg's database so the packages stand "unpacked,
 // not configured", with a first-boot hook that configures them on the
-// node (see design 5b).
+// node, as debootstrap's second stage would (README, "The Debian root").
 package debroot
 
 import (

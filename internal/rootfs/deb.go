@@ -11,7 +11,7 @@ import (
 
 // AddDeb unpacks the data of a .deb into t with the same rules as
 // AddTar. It does not run maintainer scripts: the tree holds the files,
-// not an installed package (see design 5b).
+// not an installed package (see README, "The Debian root").
 func AddDeb(t *fstree.Tree, pkg *deb.Package, opt TarOptions) error {
 	x := extractor{t: t, opt: opt}
 	return pkg.Data(func(hdr *tar.Header, r io.Reader) error {

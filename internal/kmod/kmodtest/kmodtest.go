@@ -1,7 +1,7 @@
 // Package kmodtest gives tests Debian's real arm64 kernel and busybox,
 // unpacked once into the user's cache with dpkg-deb. The .debs come from
-// the project's apt cache (see design §6); tests skip without them, and
-// fail under CI.
+// the project's apt cache, fetched there when missing; without network
+// tests skip, and under CI they fail.
 package kmodtest
 
 import (
