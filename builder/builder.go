@@ -143,31 +143,21 @@ func EpochFromEnv() (time.Time, error) {
 
 // Build runs the whole pipeline and writes the outputs.
 func Build(ctx context.Context, o Options) (*Result, error) {
-	if err := o.fill(); err != nil {
-		return nil, err
-	}
-	in, err := resolve(ctx, &o)
+	p, err := Prepare(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	p, err := makePlan(&o, in)
-	if err != nil {
-		return nil, err
-	}
-	return write(ctx, &o, in, p)
+	return p.Write(ctx, o.Output)
 }
 
 // DryRun resolves the inputs and returns the plan without writing an
 // image.
 func DryRun(ctx context.Context, o Options) (*Plan, error) {
-	if err := o.fill(); err != nil {
-		return nil, err
-	}
-	in, err := resolve(ctx, &o)
+	p, err := Prepare(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	return makePlan(&o, in)
+	return p.Plan(o.Output)
 }
 
 func logf(o *Options, format string, a ...any) {

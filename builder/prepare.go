@@ -20,6 +20,30 @@ type Prepared struct {
 	Cmdline string
 	Root    *fstree.Tree
 	Inputs  []Input
+
+	// What Plan and Write need: the inputs are resolved once, whatever is
+	// made of them (an image, a dry run, a netboot tree and its card
+	// image).
+	o  Options
+	in *inputs
+}
+
+// Plan returns the plan of an image of the prepared inputs at output.
+func (p *Prepared) Plan(output string) (*Plan, error) {
+	o := p.o
+	o.Output = output
+	return makePlan(&o, p.in)
+}
+
+// Write builds the image at output (with its .bmap and manifest).
+func (p *Prepared) Write(ctx context.Context, output string) (*Result, error) {
+	o := p.o
+	o.Output = output
+	plan, err := makePlan(&o, p.in)
+	if err != nil {
+		return nil, err
+	}
+	return write(ctx, &o, p.in, plan)
 }
 
 // Prepare resolves every input of o (fetching what is missing, building
@@ -35,7 +59,7 @@ func Prepare(ctx context.Context, o Options) (*Prepared, error) {
 	b := in.board
 	p := &Prepared{
 		Board: b, Version: in.kernel.Version, Kernel: in.kernel.Image, Initrd: in.initrd,
-		Cmdline: cmdline(b), Root: in.root, Inputs: in.list,
+		Cmdline: cmdline(b), Root: in.root, Inputs: in.list, o: o, in: in,
 	}
 	if b.DTB != "" {
 		p.DTB = in.dtb

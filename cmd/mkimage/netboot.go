@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -70,15 +69,12 @@ func runNetboot(args []string) error {
 		if err != nil {
 			return err
 		}
-		for _, p := range cfg.Resolve() {
-			if p.MAC == "" {
-				continue // named by a serial: netbooted with the default mode
-			}
-			mac, err := net.ParseMAC(p.MAC)
-			if err != nil {
-				return fmt.Errorf("%s: node %s: MAC %q: %w", o.Config, p.Name, p.MAC, err)
-			}
-			no.Nodes = append(no.Nodes, netboot.Node{Name: p.Name, MAC: mac, Mode: netboot.Mode(p.Netboot)})
+		hosts, err := cfg.Hosts() // nodes named by a serial only get the default mode
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.Config, err)
+		}
+		for _, h := range hosts {
+			no.Nodes = append(no.Nodes, netboot.Node{Name: h.Name, MAC: h.MAC, Mode: netboot.Mode(h.Netboot)})
 		}
 	}
 	if o.Epoch, err = builder.EpochFromEnv(); err != nil {
@@ -108,12 +104,11 @@ func runNetboot(args []string) error {
 			return err
 		}
 		defer os.RemoveAll(tmp)
-		bo := o
-		bo.Output = filepath.Join(tmp, netboot.CardImage)
-		if _, err := builder.Build(ctx, bo); err != nil {
+		card := filepath.Join(tmp, netboot.CardImage)
+		if _, err := p.Write(ctx, card); err != nil {
 			return err
 		}
-		no.Card = bo.Output
+		no.Card = card
 	}
 	res, err := netboot.Write(out, no)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -69,21 +68,12 @@ func runServe(args []string) error {
 				c.DNS = append(c.DNS, d.Addr)
 			}
 			c.Domain = string(cfg.Cluster.Domain)
-			for _, p := range cfg.Resolve() {
-				if p.MAC == "" {
-					continue // no MAC to reserve its address for
-				}
-				mac, err := net.ParseMAC(p.MAC)
-				if err != nil {
-					return fmt.Errorf("%s: node %s: %w", config, p.Name, err)
-				}
-				h := pxedhcp.Host{Name: p.Name, MAC: mac}
-				if p.IP != "" {
-					if h.IP, err = netip.ParseAddr(p.IP); err != nil {
-						return fmt.Errorf("%s: node %s: %w", config, p.Name, err)
-					}
-				}
-				c.Hosts = append(c.Hosts, h)
+			hosts, err := cfg.Hosts() // a node without a MAC has nothing to reserve by
+			if err != nil {
+				return fmt.Errorf("%s: %w", config, err)
+			}
+			for _, h := range hosts {
+				c.Hosts = append(c.Hosts, pxedhcp.Host{Name: h.Name, MAC: h.MAC, IP: h.IP})
 			}
 		}
 		if !c.Subnet.IsValid() {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 
@@ -143,4 +144,36 @@ func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
 // String is a one-line summary used in listings.
 func (c *Config) String() string {
 	return fmt.Sprintf("cluster %s: %d nodes in %s", c.Cluster.Name, len(c.Nodes), c.Network.Subnet)
+}
+
+// Host is an inventory node as the netboot tree and the DHCP server see
+// it: by MAC (U-Boot asks for its files by MAC, DHCP reserves by MAC).
+type Host struct {
+	Name    string
+	MAC     net.HardwareAddr
+	IP      netip.Addr // invalid when the node takes DHCP
+	Netboot string     // "", "diskless" or "install"
+}
+
+// Hosts returns the inventory nodes that have a MAC; nodes named only by
+// a serial number have nothing to be netbooted or reserved by.
+func (c *Config) Hosts() ([]Host, error) {
+	var out []Host
+	for _, p := range c.Resolve() {
+		if p.MAC == "" {
+			continue
+		}
+		mac, err := net.ParseMAC(p.MAC)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: MAC %q: %w", p.Name, p.MAC, err)
+		}
+		h := Host{Name: p.Name, MAC: mac, Netboot: p.Netboot}
+		if p.IP != "" {
+			if h.IP, err = netip.ParseAddr(p.IP); err != nil {
+				return nil, fmt.Errorf("node %s: ip %q: %w", p.Name, p.IP, err)
+			}
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }

@@ -293,3 +293,20 @@ func TestMACOnlyUnchanged(t *testing.T) {
 		t.Errorf("unknown plan identify_by %v", b.Unknown.IdentifyBy)
 	}
 }
+
+func TestHosts(t *testing.T) {
+	c, err := Load("../../examples/seed-cluster.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, err := c.Hosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts) != len(c.Resolve()) {
+		t.Errorf("%d hosts for %d nodes, all with a MAC", len(hosts), len(c.Resolve()))
+	}
+	if h := hosts[0]; h.Name != "gw" || h.MAC.String() != "00:1e:06:42:00:01" || h.IP.String() != "192.168.142.1" {
+		t.Errorf("first host %+v", h)
+	}
+}
