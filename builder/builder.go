@@ -17,6 +17,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/bytesize"
 	"github.com/mkimage/mkimage/internal/cachedir"
 
 	"github.com/mkimage/mkimage/boards"
@@ -84,10 +85,12 @@ type Options struct {
 	Log io.Writer
 }
 
-// Defaults for Options fields left zero.
+// Defaults for Options fields left zero; the CLI shows them in --help.
 const (
-	DefaultBootSize = 256 << 20
-	DefaultHeadroom = 256 << 20
+	DefaultBootSize = "256MiB"
+	DefaultHeadroom = "256MiB"
+	DefaultRootfs   = "debian"
+	DefaultBackend  = "native"
 )
 
 func (o *Options) fill() error {
@@ -95,16 +98,16 @@ func (o *Options) fill() error {
 		return fmt.Errorf("no board given (use --board; known boards: %v)", boards.Names())
 	}
 	if o.Rootfs == "" {
-		o.Rootfs = "debian"
+		o.Rootfs = DefaultRootfs
 	}
 	if o.BootSize == 0 {
-		o.BootSize = DefaultBootSize
+		o.BootSize, _ = bytesize.Parse(DefaultBootSize)
 	}
 	if o.Headroom == 0 {
-		o.Headroom = DefaultHeadroom
+		o.Headroom, _ = bytesize.Parse(DefaultHeadroom)
 	}
 	if o.Backend == "" {
-		o.Backend = "native"
+		o.Backend = DefaultBackend
 	}
 	if o.Backend != "native" && o.Backend != "mkfs" {
 		return fmt.Errorf("root backend %q: want native or mkfs", o.Backend)

@@ -44,7 +44,7 @@ func TestFillRejects(t *testing.T) {
 		}
 	}
 	o := Options{Board: "qemu-virt"}
-	if err := o.fill(); err != nil || o.Rootfs != "debian" || o.Backend != "native" || o.BootSize != DefaultBootSize {
+	if err := o.fill(); err != nil || o.Rootfs != "debian" || o.Backend != "native" || o.BootSize != 256<<20 || o.Headroom != 256<<20 {
 		t.Fatalf("defaults: %+v, %v", o, err)
 	}
 }
