@@ -26,14 +26,6 @@ func ip(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// inNS runs fn inside namespace name (testenv.InNetns).
-func inNS(t *testing.T, name string, fn func()) {
-	t.Helper()
-	if err := testenv.InNetns(name, func() error { fn(); return nil }); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestUp leases an address from the project's DHCP server across a veth
 // pair between two namespaces and checks the address and route netup set.
 func TestUp(t *testing.T) {
@@ -54,7 +46,10 @@ func TestUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	var conn net.PacketConn
-	inNS(t, srvNS, func() { conn, err = server4.NewIPv4UDPConn("vs", &net.UDPAddr{Port: 67}) })
+	err = testenv.InNetns(srvNS, func() (err error) {
+		conn, err = server4.NewIPv4UDPConn("vs", &net.UDPAddr{Port: 67})
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,10 +59,11 @@ func TestUp(t *testing.T) {
 	defer func() { close(stop); <-done }()
 
 	var l *Lease
-	inNS(t, nodeNS, func() {
+	err = testenv.InNetns(nodeNS, func() (err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		l, err = Up(ctx, nil, t.Logf)
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)

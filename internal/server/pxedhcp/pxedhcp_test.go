@@ -221,14 +221,6 @@ func ip(t *testing.T, args ...string) {
 	}
 }
 
-// inNS runs fn inside namespace name (testenv.InNetns).
-func inNS(t *testing.T, name string, fn func()) {
-	t.Helper()
-	if err := testenv.InNetns(name, func() error { fn(); return nil }); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestLeaseOverVeth runs the server and insomniacslk's nclient4 in two
 // network namespaces joined by a veth pair: real DHCP packets, broadcast
 // and raw sockets, nothing leaving the machine.
@@ -247,8 +239,9 @@ func TestLeaseOverVeth(t *testing.T) {
 		t.Fatal(err)
 	}
 	var conn net.PacketConn
-	inNS(t, srvNS, func() {
+	err = testenv.InNetns(srvNS, func() (err error) {
 		conn, err = server4.NewIPv4UDPConn("vs", &net.UDPAddr{Port: dhcpv4.ServerPort})
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -270,9 +263,9 @@ func TestLeaseOverVeth(t *testing.T) {
 
 	client := func(mac net.HardwareAddr) (*nclient4.Client, error) {
 		var c *nclient4.Client
-		var err error
-		inNS(t, cliNS, func() {
+		err := testenv.InNetns(cliNS, func() (err error) {
 			c, err = nclient4.New("vc", nclient4.WithHWAddr(mac), nclient4.WithTimeout(time.Second), nclient4.WithRetry(2))
+			return err
 		})
 		return c, err
 	}
