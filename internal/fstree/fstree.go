@@ -110,6 +110,17 @@ type Extent struct {
 	Offset, Length int64
 }
 
+// IsZero reports whether b holds only zero bytes: such a range of a file
+// is a hole (readers map it out, writers need not write it).
+func IsZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Bytes is file content held in memory.
 type Bytes []byte
 

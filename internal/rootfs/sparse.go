@@ -57,7 +57,7 @@ func readSparse(r io.Reader, size int64) (fstree.Content, error) {
 		if _, err := io.ReadFull(r, block[:n]); err != nil {
 			return nil, unexpected(err)
 		}
-		if allZero(block[:n]) {
+		if fstree.IsZero(block[:n]) {
 			flush(off)
 		} else {
 			cur = append(cur, block[:n]...)
@@ -66,13 +66,4 @@ func readSparse(r io.Reader, size int64) (fstree.Content, error) {
 	}
 	flush(size)
 	return m, nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

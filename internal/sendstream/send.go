@@ -533,7 +533,7 @@ func (s *sender) updateData(p string, old, n *fstree.Inode) (bool, error) {
 		if _, err := io.ReadFull(or, ob); err != nil {
 			return false, fmt.Errorf("/%s: reading parent content at %d: %w", p, off, err)
 		}
-		if bytes.Equal(ob, buf[:len(ob)]) && allZero(buf[len(ob):]) {
+		if bytes.Equal(ob, buf[:len(ob)]) && fstree.IsZero(buf[len(ob):]) {
 			continue
 		}
 		if err := s.write(p, off, buf); err != nil {
@@ -547,15 +547,6 @@ func (s *sender) updateData(p string, old, n *fstree.Inode) (bool, error) {
 		return true, s.truncate(p, size)
 	}
 	return changed, nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // remove deletes old at p, a directory with everything in it.
