@@ -262,12 +262,10 @@ func (w *walker) row(n *devicetree.Node, via string) Row {
 	return r
 }
 
-// Modalias returns the modalias the kernel gives a device made from n
-// (drivers/of/device.c): "of:N<name>T<type>C<compatible>C<...>".
-func Modalias(t *devicetree.Tree, n *devicetree.Node) string {
-	return deviceModalias(n, t, t.Compatible(n))
-}
-
+// deviceModalias returns the modalias the kernel gives a device made from
+// n (drivers/of/device.c), "of:N<name>T<type>C<compatible>C<...>", with
+// the compatibles given: one at a time, the walk finds the driver of the
+// most specific one.
 func deviceModalias(n *devicetree.Node, t *devicetree.Tree, compat []string) string {
 	name, _, _ := strings.Cut(n.Name, "@")
 	typ, ok := t.String(n, "device_type")

@@ -145,7 +145,7 @@ func TestWalk(t *testing.T) {
 func TestModalias(t *testing.T) {
 	tr := parse(t)
 	n, _ := tr.ByPath("/soc/mmc@1000")
-	if got := Modalias(tr, n); got != "of:NmmcT(null)Ctest,sd-mmcCtest,generic-mmc" {
+	if got := deviceModalias(n, tr, tr.Compatible(n)); got != "of:NmmcT(null)Ctest,sd-mmcCtest,generic-mmc" {
 		t.Errorf("modalias %q", got)
 	}
 }
