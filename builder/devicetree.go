@@ -3,7 +3,6 @@ package builder
 import (
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 
@@ -33,11 +32,8 @@ type BootPathResult struct {
 // an error, so the table can show it; with a kernel source (directory or
 // tarball) it names the Kconfig symbol that would build it.
 func BootPath(ctx context.Context, o Options, kernelSrc string) (*BootPathResult, error) {
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
-	if o.CacheDir == "" {
-		o.CacheDir = cachedir.Root()
+	if err := o.fill(); err != nil {
+		return nil, err
 	}
 	b, err := boards.Get(o.Board)
 	if err != nil {
