@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 if [ ! -d "$tree" ]; then
 	python3 bench/btrfs-tree.py "$tree.tmp" >&2 && mv "$tree.tmp" "$tree"
 fi
-go test -c -o "$work/btrfs.test" ./internal/btrfs
+go test -c -o "$work/btrfs.test" ./internal/build/btrfs
 entries=$(find "$tree" | wc -l)
 bytes=$(du -sb --apparent-size "$tree" | cut -f1)
 # Warm the page cache so both read the tree from memory.

@@ -15,7 +15,7 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
-	"github.com/mkimage/mkimage/internal/fat"
+	"github.com/mkimage/mkimage/internal/build/fat"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
 
@@ -59,7 +59,7 @@ func newPartition(b *testing.B) *os.File {
 }
 
 // BenchmarkFAT writes the same tree into a 256 MiB FAT32 partition with
-// internal/fat and with go-diskfs v1.9.4's fat32 (all of a file in one
+// internal/build/fat and with go-diskfs v1.9.4's fat32 (all of a file in one
 // Write call, its best case).
 func BenchmarkFAT(b *testing.B) {
 	b.Run("mkimage", func(b *testing.B) {

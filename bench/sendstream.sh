@@ -6,5 +6,5 @@
 # column needs root and btrfs-progs; "-" otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-go test -count=1 -run '^$' -bench BenchmarkSize -benchtime 1x ./internal/sendstream 2>&1 |
+go test -count=1 -run '^$' -bench BenchmarkSize -benchtime 1x ./internal/build/sendstream 2>&1 |
 	grep -v -e '^goos:' -e '^goarch:' -e '^pkg:' -e '^cpu:' -e '^PASS' -e '^ok'

@@ -15,8 +15,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/mkimage/mkimage/internal/bootblob"
-	"github.com/mkimage/mkimage/internal/devicetree"
+	"github.com/mkimage/mkimage/internal/build/bootblob"
+	"github.com/mkimage/mkimage/internal/build/devicetree"
 )
 
 //go:embed *.toml

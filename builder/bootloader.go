@@ -16,10 +16,10 @@ import (
 	"github.com/mkimage/mkimage/internal/atomicfile"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/amlimage"
-	"github.com/mkimage/mkimage/internal/bootblob"
-	"github.com/mkimage/mkimage/internal/deb"
-	"github.com/mkimage/mkimage/internal/disk"
+	"github.com/mkimage/mkimage/internal/build/amlimage"
+	"github.com/mkimage/mkimage/internal/build/bootblob"
+	"github.com/mkimage/mkimage/internal/build/deb"
+	"github.com/mkimage/mkimage/internal/build/disk"
 )
 
 // loadBootloader reads the --bootloader files, checks them against the

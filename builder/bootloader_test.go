@@ -13,9 +13,9 @@ import (
 	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/bootblob"
-	"github.com/mkimage/mkimage/internal/bootblob/bootblobtest"
-	"github.com/mkimage/mkimage/internal/disk"
+	"github.com/mkimage/mkimage/internal/build/bootblob"
+	"github.com/mkimage/mkimage/internal/build/bootblob/bootblobtest"
+	"github.com/mkimage/mkimage/internal/build/disk"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 

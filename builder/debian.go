@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/mkimage/mkimage/internal/apt"
-	"github.com/mkimage/mkimage/internal/deb"
-	"github.com/mkimage/mkimage/internal/debroot"
+	"github.com/mkimage/mkimage/internal/build/apt"
+	"github.com/mkimage/mkimage/internal/build/deb"
+	"github.com/mkimage/mkimage/internal/build/debroot"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
 

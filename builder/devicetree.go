@@ -9,11 +9,11 @@ import (
 	"github.com/mkimage/mkimage/internal/cachedir"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/bootpath"
-	"github.com/mkimage/mkimage/internal/devicetree"
-	"github.com/mkimage/mkimage/internal/kbuild"
-	"github.com/mkimage/mkimage/internal/kmod"
-	"github.com/mkimage/mkimage/internal/rootfs"
+	"github.com/mkimage/mkimage/internal/build/bootpath"
+	"github.com/mkimage/mkimage/internal/build/devicetree"
+	"github.com/mkimage/mkimage/internal/build/kbuild"
+	"github.com/mkimage/mkimage/internal/build/kmod"
+	"github.com/mkimage/mkimage/internal/build/rootfs"
 )
 
 // BootPathResult is what `mkimage bootpath` prints: the board's device

@@ -4,7 +4,7 @@ import (
 	"context"
 	"path/filepath"
 
-	"github.com/mkimage/mkimage/internal/apt"
+	"github.com/mkimage/mkimage/internal/build/apt"
 )
 
 // aptCache is the tool's private arm64 apt state under the cache dir; the

@@ -10,8 +10,8 @@ import (
 	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/disk"
-	"github.com/mkimage/mkimage/internal/fat"
+	"github.com/mkimage/mkimage/internal/build/disk"
+	"github.com/mkimage/mkimage/internal/build/fat"
 )
 
 // Inspection is what `mkimage inspect` reports of an image.

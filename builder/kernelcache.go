@@ -7,8 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/mkimage/mkimage/internal/build/rootfs"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/rootfs"
 )
 
 // readKernel reads a kernel input. A .deb is unpacked once into the

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"path"
 
-	"github.com/mkimage/mkimage/internal/deb"
+	"github.com/mkimage/mkimage/internal/build/deb"
+	"github.com/mkimage/mkimage/internal/build/rootfs"
 	"github.com/mkimage/mkimage/internal/filehash"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/rootfs"
 )
 
 // busyboxApplets are linked to /bin/busybox in the minimal root. The

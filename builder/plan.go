@@ -10,9 +10,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/disk"
+	"github.com/mkimage/mkimage/internal/build/disk"
+	"github.com/mkimage/mkimage/internal/build/uboot"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/uboot"
 )
 
 // Boot partition file names. The kernel, initramfs and boot

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mkimage/mkimage/internal/qemu"
+	"github.com/mkimage/mkimage/internal/build/qemu"
 )
 
 // Preconfigure (Options.Preconfigure, --preconfigure) runs a Debian root's

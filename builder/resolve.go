@@ -10,10 +10,10 @@ import (
 	"strings"
 
 	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/build/rootfs"
 	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/filehash"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/rootfs"
 	"github.com/mkimage/mkimage/overlays"
 )
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mkimage/mkimage/internal/btrfs"
+	"github.com/mkimage/mkimage/internal/build/btrfs"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
 

@@ -15,9 +15,9 @@ import (
 	"github.com/mkimage/mkimage/internal/ondisk"
 
 	"github.com/mkimage/mkimage/internal/bmap"
+	"github.com/mkimage/mkimage/internal/build/disk"
+	"github.com/mkimage/mkimage/internal/build/fat"
 	"github.com/mkimage/mkimage/internal/compress"
-	"github.com/mkimage/mkimage/internal/disk"
-	"github.com/mkimage/mkimage/internal/fat"
 	"github.com/mkimage/mkimage/internal/filehash"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	qemuvm "github.com/mkimage/mkimage/internal/qemu"
+	qemuvm "github.com/mkimage/mkimage/internal/build/qemu"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	vmharness "github.com/mkimage/mkimage/internal/qemu"
+	vmharness "github.com/mkimage/mkimage/internal/build/qemu"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 

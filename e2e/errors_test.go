@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mkimage/mkimage/internal/amlimage"
-	"github.com/mkimage/mkimage/internal/bootblob/bootblobtest"
+	"github.com/mkimage/mkimage/internal/build/amlimage"
+	"github.com/mkimage/mkimage/internal/build/bootblob/bootblobtest"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 

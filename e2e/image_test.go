@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/bootblob/bootblobtest"
+	"github.com/mkimage/mkimage/internal/build/bootblob/bootblobtest"
+	"github.com/mkimage/mkimage/internal/build/rootfs"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/rootfs"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 

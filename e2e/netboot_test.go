@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/build/uboot"
 	"github.com/mkimage/mkimage/internal/testenv"
-	"github.com/mkimage/mkimage/internal/uboot"
 )
 
 const ubootQEMU = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"

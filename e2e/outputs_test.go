@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mkimage/mkimage/internal/bootblob/bootblobtest"
+	"github.com/mkimage/mkimage/internal/build/bootblob/bootblobtest"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/initramfs"
-	"github.com/mkimage/mkimage/internal/kmod/kmodtest"
-	"github.com/mkimage/mkimage/internal/qemu"
+	"github.com/mkimage/mkimage/internal/build/kmod/kmodtest"
+	"github.com/mkimage/mkimage/internal/build/qemu"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 

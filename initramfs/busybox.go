@@ -18,7 +18,7 @@ import (
 	"github.com/u-root/mkuimage/uimage"
 	"github.com/u-root/uio/llog"
 
-	"github.com/mkimage/mkimage/internal/cpio"
+	"github.com/mkimage/mkimage/internal/build/cpio"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
 

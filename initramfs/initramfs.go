@@ -29,9 +29,9 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/cpio"
+	"github.com/mkimage/mkimage/internal/build/cpio"
+	"github.com/mkimage/mkimage/internal/build/kmod"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/kmod"
 	"github.com/mkimage/mkimage/internal/modalias"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/initramfs"
+	"github.com/mkimage/mkimage/internal/build/kmod/kmodtest"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/kmod/kmodtest"
 	"github.com/mkimage/mkimage/internal/modalias"
 	"github.com/mkimage/mkimage/internal/testenv"
 )

@@ -7,11 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mkimage/mkimage/internal/build/kmod/kmodtest"
 	"github.com/mkimage/mkimage/internal/cachedir"
-	"github.com/mkimage/mkimage/internal/kmod/kmodtest"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/kbuild"
+	"github.com/mkimage/mkimage/internal/build/kbuild"
 	"github.com/mkimage/mkimage/internal/testenv"
 	kernelconfig "github.com/mkimage/mkimage/kernel-configs"
 )

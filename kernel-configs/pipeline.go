@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/kbuild"
-	"github.com/mkimage/mkimage/internal/kconfig"
+	"github.com/mkimage/mkimage/internal/build/kbuild"
+	"github.com/mkimage/mkimage/internal/build/kconfig"
 )
 
 // ForBoardMerged merges the board's fragments, then extra ones (later wins).

@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mkimage/mkimage/internal/kconfig"
+	"github.com/mkimage/mkimage/internal/build/kconfig"
 )
 
 // Loss is a requested setting that did not survive resolution.

@@ -3,7 +3,7 @@ package kernelconfig
 import (
 	"testing"
 
-	"github.com/mkimage/mkimage/internal/kconfig"
+	"github.com/mkimage/mkimage/internal/build/kconfig"
 )
 
 func TestCompareExplains(t *testing.T) {

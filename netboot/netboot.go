@@ -32,9 +32,9 @@ import (
 
 	"github.com/mkimage/mkimage/builder"
 	"github.com/mkimage/mkimage/internal/bmap"
-	"github.com/mkimage/mkimage/internal/btrfs"
+	"github.com/mkimage/mkimage/internal/build/btrfs"
+	"github.com/mkimage/mkimage/internal/build/uboot"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/uboot"
 )
 
 // Mode is how a node boots from the network.

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/internal/bmap"
+	"github.com/mkimage/mkimage/internal/build/uboot"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/uboot"
 )
 
 func testRoot(t *testing.T) *fstree.Tree {

@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mkimage/mkimage/internal/qemu"
+	"github.com/mkimage/mkimage/internal/build/qemu"
 )
 
 func main() {

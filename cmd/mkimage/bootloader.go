@@ -13,7 +13,7 @@ import (
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/builder"
-	"github.com/mkimage/mkimage/internal/bootblob"
+	"github.com/mkimage/mkimage/internal/build/bootblob"
 )
 
 func init() {

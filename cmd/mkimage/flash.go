@@ -9,7 +9,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/bytesize"
 
-	"github.com/mkimage/mkimage/internal/flash"
+	"github.com/mkimage/mkimage/internal/build/flash"
 )
 
 func init() {

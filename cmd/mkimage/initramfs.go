@@ -14,7 +14,7 @@ import (
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/builder"
 	"github.com/mkimage/mkimage/initramfs"
-	"github.com/mkimage/mkimage/internal/rootfs"
+	"github.com/mkimage/mkimage/internal/build/rootfs"
 )
 
 func init() {

@@ -12,7 +12,7 @@ import (
 	"github.com/mkimage/mkimage/internal/atomicfile"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/kbuild"
+	"github.com/mkimage/mkimage/internal/build/kbuild"
 	kernelconfig "github.com/mkimage/mkimage/kernel-configs"
 )
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/mkimage/mkimage/boards"
-	"github.com/mkimage/mkimage/internal/kbuild"
+	"github.com/mkimage/mkimage/internal/build/kbuild"
 )
 
 func init() {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/bytesize"
 
-	"github.com/mkimage/mkimage/internal/qemu"
+	"github.com/mkimage/mkimage/internal/build/qemu"
 )
 
 func init() {

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/bmap"
-	"github.com/mkimage/mkimage/internal/btrfs"
+	"github.com/mkimage/mkimage/internal/build/btrfs"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/node/netfetch/fetchtest"
 	"github.com/mkimage/mkimage/internal/testenv"
