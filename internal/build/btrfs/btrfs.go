@@ -61,6 +61,12 @@ type Options struct {
 	// Subvolumes are directory paths inside the tree to turn into nested
 	// subvolumes (created empty when absent).
 	Subvolumes []string
+	// Received makes nested subvolumes (keys: paths from Subvolumes)
+	// read-only copies of a send stream's subvolume, as `btrfs receive`
+	// leaves one: received UUID and stransid set, and the UUID tree
+	// entry receive searches to find the parent of an incremental stream.
+	// An update made against that version then applies to this image.
+	Received map[string]Received
 	// NodeSize is the tree block size: a power of two from 4096 to
 	// 65536; 0 means 16384.
 	NodeSize int
@@ -69,6 +75,12 @@ type Options struct {
 	// With DUP metadata inline data is stored twice, so a lower limit
 	// (the kernel's own default is 2048) can give a smaller image.
 	MaxInline int
+}
+
+// Received is the identity of the stream a subvolume was received from.
+type Received struct {
+	UUID    [16]byte
+	Transid uint64 // the stream's ctransid
 }
 
 // Extent is a byte range of the image.
@@ -259,6 +271,11 @@ func (l *layout) deriveIDs(csums []uint32) {
 		}
 		h.Write(cb)
 		fmt.Fprintf(h, "%q %d %d %q %q %d", l.o.Label, l.o.Metadata, l.o.NodeSize, l.o.RootSubvolume, l.o.Subvolumes, l.o.MaxInline)
+		for _, sv := range l.svs {
+			if sv.received != nil {
+				fmt.Fprintf(h, " received %q %x %d", sv.path, sv.received.UUID, sv.received.Transid)
+			}
+		}
 		seed = h.Sum(nil)
 	}
 	uuid := func(what string) (u [16]byte) {

@@ -51,6 +51,7 @@ const (
 	typeDevItem        = 216
 	typeChunkItem      = 228
 	typeUUIDSubvol     = 251
+	typeUUIDReceived   = 252
 )
 
 // Well-known object ids.
@@ -91,6 +92,14 @@ const (
 	incompatNoHoles       = 0x200
 	compatROFreeSpaceTree = 0x1
 	compatROFSTValid      = 0x2
+)
+
+// rootSubvolRDOnly is the read-only flag of a subvolume's root item;
+// inodeRootItemInit, in the root item's legacy inode, says the item's
+// flags are meant (BTRFS_INODE_ROOT_ITEM_INIT).
+const (
+	rootSubvolRDOnly  = 1
+	inodeRootItemInit = 1 << 31
 )
 
 // Directory entry types.

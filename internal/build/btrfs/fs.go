@@ -24,6 +24,8 @@ type subvol struct {
 	inodes []*inodeRec
 	items  []item
 	uuid   [16]byte
+	// received: a read-only subvolume as `btrfs receive` leaves it.
+	received *Received
 }
 
 // inodeRec is one inode of one subvolume.
@@ -152,9 +154,19 @@ func splitSubvolumes(t *fstree.Tree, o *Options) ([]*subvol, error) {
 		next++
 		svs = append(svs, sv)
 	}
+	for p := range o.Received {
+		if c, err := fstree.Clean(p); err != nil || !seen[c] {
+			return nil, fmt.Errorf("received subvolume %q: not one of the Subvolumes", p)
+		}
+	}
 	for _, p := range paths {
 		n, _ := (&fstree.Tree{Root: root}).Lookup(p)
 		sv := &subvol{id: next, path: p, root: n, name: path.Base(p)}
+		for q, r := range o.Received {
+			if c, _ := fstree.Clean(q); c == p {
+				sv.received = &r
+			}
+		}
 		next++
 		svs = append(svs, sv)
 	}

@@ -29,6 +29,9 @@ func fuzzTree(data []byte) (*fstree.Tree, Options) {
 		if flags&8 != 0 {
 			o.NodeSize = 4096
 		}
+		if flags&16 != 0 && o.Subvolumes != nil {
+			o.Received = map[string]Received{"d0/sv": {UUID: [16]byte{flags}, Transid: uint64(flags)}}
+		}
 	}
 	dirs := []*fstree.Inode{tr.Root}
 	var files []*fstree.Inode
@@ -103,6 +106,7 @@ var fuzzSeeds = [][]byte{
 	{6, 1, 1, 1, 1, 1, 2, 0, 2, 40, 0, 1, 200, 3, 1, 7, 2, 1, 7, 99, 255},
 	{1, 1, 2, 3, 0, 1, 30, 0, 1, 31, 3, 2, 2, 3, 2, 3, 3, 2, 4, 6, 255, 1, 6, 200, 2, 0x81, 3, 4, 'x', '/', 'y', 0},
 	{15, 7, 255, 255, 7, 0, 0, 2, 255, 255, 1, 0, 0, 0, 3, 70, 0, 2, 70},
+	{22, 1, 0, 0, 0, 9, 9, 2, 200, 17, 3, 0, 0, 4, 1, 1, 5, 2, 2, 6, 40, 1},
 }
 
 func FuzzWrite(f *testing.F) {

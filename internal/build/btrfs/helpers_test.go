@@ -152,6 +152,13 @@ func kernelComplaints(mark int) []string {
 // have it.
 func compareTree(t testing.TB, dir string, src *fstree.Tree, skip map[string]bool) {
 	t.Helper()
+	compareTreeOpts(t, dir, src, skip, fstree.DiffOptions{})
+}
+
+// compareTreeOpts is compareTree with diff options (IgnoreCtime where
+// btrfs receive made the files: it cannot set ctime).
+func compareTreeOpts(t testing.TB, dir string, src *fstree.Tree, skip map[string]bool, opts fstree.DiffOptions) {
+	t.Helper()
 	got, err := rootfs.HostDir(dir, rootfs.HostOptions{})
 	if err != nil {
 		t.Errorf("reading back %s: %v", dir, err)
@@ -168,7 +175,7 @@ func compareTree(t testing.TB, dir string, src *fstree.Tree, skip map[string]boo
 			}
 		}
 	}
-	diffs, err := fstree.Diff(want, got, fstree.DiffOptions{})
+	diffs, err := fstree.Diff(want, got, opts)
 	if err != nil {
 		diffs = append(diffs, err.Error())
 	}

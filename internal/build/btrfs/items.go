@@ -56,25 +56,34 @@ func (l *layout) devItems() []item {
 }
 
 // rootItem is the 439-byte ROOT_ITEM body of tree p.
-func (l *layout) rootItem(p *tplan, fsTree bool, uuid [16]byte, t time.Time) []byte {
+func (l *layout) rootItem(p *tplan, fsTree bool, uuid [16]byte, t time.Time, recv *Received) []byte {
 	ns := l.o.NodeSize
 	addr, level := p.top(ns)
 	legacy := inodeItem{size: 3, nbytes: uint64(ns), nlink: 1, mode: 0o40755}
+	var flags, strans, rtrans uint64
+	var received [16]byte
+	var rt time.Time
+	if recv != nil {
+		flags, received, strans, rtrans, rt = rootSubvolRDOnly, recv.UUID, recv.Transid, generation, t
+		// Without this flag the kernel takes the item for one written
+		// before root flags existed and clears them on load.
+		legacy.flags = inodeRootItemInit
+	}
 	e := enc(nil).inode(legacy).u64(generation)
 	dirid := uint64(0)
 	if fsTree {
 		dirid = firstFreeID
 	}
-	e = e.u64(dirid).u64(addr).u64(0).u64(uint64(p.nblocks(ns) * ns)).u64(0).u64(0).u32(1)
+	e = e.u64(dirid).u64(addr).u64(0).u64(uint64(p.nblocks(ns) * ns)).u64(0).u64(flags).u32(1)
 	e = e.zeros(17).u8(0).u8(level).u64(generation)
-	e = e.bytes(uuid[:]).zeros(32)
+	e = e.bytes(uuid[:]).zeros(16).bytes(received[:])
 	ctrans := uint64(0)
 	var ct, ot time.Time
 	if fsTree {
 		ctrans, ct, ot = generation, t, t
 	}
-	e = e.u64(ctrans).u64(ctrans).u64(0).u64(0)
-	e = e.timespec(ct).timespec(ot).timespec(time.Time{}).timespec(time.Time{})
+	e = e.u64(ctrans).u64(ctrans).u64(strans).u64(rtrans)
+	e = e.timespec(ct).timespec(ot).timespec(time.Time{}).timespec(rt)
 	return e.zeros(64)
 }
 
@@ -86,7 +95,7 @@ func (l *layout) rootItems() []item {
 	var its []item
 	add := func(k key, b []byte) { its = append(its, item{k, b}) }
 	tree := func(id uint64) {
-		add(key{id, typeRootItem, 0}, l.rootItem(l.byID[id], false, [16]byte{}, time.Time{}))
+		add(key{id, typeRootItem, 0}, l.rootItem(l.byID[id], false, [16]byte{}, time.Time{}, nil))
 	}
 	tree(extentTreeID)
 	tree(devTreeID)
@@ -95,7 +104,7 @@ func (l *layout) rootItems() []item {
 		def = key{l.svs[1].id, typeRootItem, 0}
 	}
 	fsItems := func(sv *subvol) {
-		add(key{sv.id, typeRootItem, 0}, l.rootItem(l.byID[sv.id], true, sv.uuid, l.o.Time))
+		add(key{sv.id, typeRootItem, 0}, l.rootItem(l.byID[sv.id], true, sv.uuid, l.o.Time, sv.received))
 		if sv.parent != nil {
 			add(key{sv.id, typeRootBackref, sv.parent.id}, refBody(sv))
 		}
@@ -116,7 +125,7 @@ func (l *layout) rootItems() []item {
 	for _, sv := range l.svs[1:] {
 		fsItems(sv)
 	}
-	add(key{dataRelocTreeID, typeRootItem, 0}, l.rootItem(l.byID[dataRelocTreeID], true, [16]byte{}, time.Time{}))
+	add(key{dataRelocTreeID, typeRootItem, 0}, l.rootItem(l.byID[dataRelocTreeID], true, [16]byte{}, time.Time{}, nil))
 	return its
 }
 
@@ -186,6 +195,9 @@ func (l *layout) uuidItems() []item {
 	var its []item
 	for _, sv := range l.svs {
 		its = append(its, item{key{le.Uint64(sv.uuid[0:8]), typeUUIDSubvol, le.Uint64(sv.uuid[8:16])}, enc(nil).u64(sv.id)})
+		if r := sv.received; r != nil {
+			its = append(its, item{key{le.Uint64(r.UUID[0:8]), typeUUIDReceived, le.Uint64(r.UUID[8:16])}, enc(nil).u64(sv.id)})
+		}
 	}
 	return mergeSameKey(its)
 }

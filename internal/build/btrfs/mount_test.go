@@ -1,6 +1,7 @@
 package btrfs
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/build/rootfs"
+	"github.com/mkimage/mkimage/internal/build/sendstream"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
@@ -190,3 +192,72 @@ func TestTooSmall(t *testing.T) {
 type discard struct{}
 
 func (discard) WriteAt(p []byte, off int64) (int, error) { return len(p), nil }
+
+// TestReceived: a subvolume written as received from a stream is what
+// `btrfs receive` would have left (read-only, received UUID and stransid,
+// the UUID tree entry), so an incremental stream against that stream's
+// version applies to the image: an update lands on a freshly flashed card.
+func TestReceived(t *testing.T) {
+	testenv.NeedTools(t, "btrfs")
+	v1 := corpus(t, false)["kinds"]
+	top := fstree.New(epoch)
+	if _, err := top.MkdirAll("roots", epoch); err != nil {
+		t.Fatal(err)
+	}
+	if err := top.Put("roots/v1", v1.Clone().Root); err != nil {
+		t.Fatal(err)
+	}
+	u1 := sendstream.Options{Name: "v1", UUID: [16]byte{1, 2, 3, 4, 5, 6, 0x47, 8, 0x89, 10, 11, 12, 13, 14, 15, 16}, CTransid: 7}
+	o := Options{
+		Subvolumes: []string{"roots/v1", "state/lxc"},
+		Received:   map[string]Received{"roots/v1": {UUID: u1.UUID, Transid: u1.CTransid}},
+		Headroom:   64 << 20,
+	}
+	img, _ := writeImage(t, top, o)
+	btrfsCheck(t, img)
+
+	for _, bad := range []map[string]Received{{"state": {}}, {"roots/v2": {}}, {"../x": {}}} {
+		if _, err := Write(discard{}, top, Options{Subvolumes: o.Subvolumes, Received: bad}); err == nil {
+			t.Errorf("Received %v: no error for a path that is not one of the Subvolumes", bad)
+		}
+	}
+
+	testenv.NeedRoot(t)
+	mark := dmesgMark()
+	dir := mount(t, img, true)
+	sub := filepath.Join(dir, "roots/v1")
+	show := testenv.Run(t, "btrfs", "subvolume", "show", sub)
+	for _, want := range []string{"Received UUID: \t\t01020304-0506-4708-890a-0b0c0d0e0f10", "Flags: \t\t\treadonly", "Send transid: \t\t7"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("btrfs subvolume show lacks %q:\n%s", want, show)
+		}
+	}
+	if out := testenv.Run(t, "btrfs", "property", "get", "-ts", sub, "ro"); strings.TrimSpace(out) != "ro=true" {
+		t.Errorf("the kernel does not take %s for read-only: %s", sub, out)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "new"), nil, 0o644); err == nil {
+		t.Error("wrote into a read-only received subvolume")
+	}
+	compareTree(t, sub, v1, nil)
+
+	v2 := v1.Clone()
+	if err := v2.Put("update-marker", fstree.NewFile(0o644, []byte("v2\n"), epoch)); err != nil {
+		t.Fatal(err)
+	}
+	var stream bytes.Buffer
+	u2 := sendstream.Options{Name: "v2", UUID: [16]byte{9, 9, 9}, CTransid: 8, ParentUUID: u1.UUID, ParentCTransid: u1.CTransid}
+	if err := sendstream.WriteIncremental(&stream, v1, v2, u2); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "v2.stream")
+	if err := os.WriteFile(f, stream.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Run(t, "btrfs", "receive", "-f", f, filepath.Join(dir, "roots"))
+	compareTreeOpts(t, filepath.Join(dir, "roots/v2"), v2, nil, fstree.DiffOptions{IgnoreCtime: true})
+	umount(t, dir)
+	btrfsCheck(t, img)
+	if bad := kernelComplaints(mark); len(bad) > 0 {
+		t.Errorf("kernel complained:\n%s", strings.Join(bad, "\n"))
+	}
+}
