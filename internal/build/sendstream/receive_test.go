@@ -3,7 +3,6 @@ package sendstream
 import (
 	"encoding/hex"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -62,38 +61,8 @@ func TestDump(t *testing.T) {
 	}
 }
 
-// scratchFS makes an empty btrfs filesystem with mkfs.btrfs, loop-mounts
-// it (noatime: reading it back must not move times) and unmounts it at
-// cleanup.
-func scratchFS(t testing.TB) string {
-	t.Helper()
-	testenv.NeedRoot(t)
-	testenv.NeedTools(t, "mkfs.btrfs", "btrfs", "mount", "umount", "losetup")
-	dir := t.TempDir()
-	img := filepath.Join(dir, "fs.img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Run(t, "mkfs.btrfs", "-q", img)
-	mnt := filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Run(t, "mount", "-t", "btrfs", "-o", "loop,noatime", img, mnt)
-	t.Cleanup(func() {
-		dev, _ := exec.Command("findmnt", "-n", "-o", "SOURCE", "--mountpoint", mnt).Output()
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", mnt, err, out)
-		}
-		if d := strings.TrimSpace(string(dev)); strings.HasPrefix(d, "/dev/loop") {
-			exec.Command("losetup", "-d", d).Run()
-		}
-	})
-	return mnt
-}
+// scratchFS is an empty loop-mounted btrfs, unmounted at cleanup.
+func scratchFS(t testing.TB) string { return testenv.ScratchBtrfs(t) }
 
 // receive applies stream with btrfs receive under mnt and checks the new
 // subvolume: read-only, received UUID as sent, and the same tree as want

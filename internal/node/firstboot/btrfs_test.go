@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mkimage/mkimage/internal/node/btrfsctl"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
@@ -52,11 +53,11 @@ func TestBtrfsIoctls(t *testing.T) {
 	before := total()
 	os.Truncate(img, 384<<20)
 	run("losetup", "-c", loop) // the kernel sees the bigger "disk"
-	if !isBtrfs(mnt) {
-		t.Fatal("isBtrfs false on a btrfs mount")
+	if !btrfsctl.Is(mnt) {
+		t.Fatal("btrfsctl.Is false on a btrfs mount")
 	}
 	for i := 0; i < 2; i++ { // the second time is a no-op
-		if err := growBtrfs(mnt); err != nil {
+		if err := btrfsctl.Grow(mnt); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -83,7 +84,7 @@ func TestBtrfsIoctls(t *testing.T) {
 			t.Errorf("btrfs subvolume list lacks %q:\n%s", want, list)
 		}
 	}
-	if err := growBtrfs(dir); err == nil || !strings.Contains(err.Error(), dir) {
+	if err := btrfsctl.Grow(dir); err == nil || !strings.Contains(err.Error(), dir) {
 		t.Errorf("resize on a non-btrfs dir: %v", err)
 	}
 }

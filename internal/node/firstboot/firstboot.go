@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/node/btrfsctl"
 )
 
 // Env is what Run works on. Paths are absolute; on the node Root is
@@ -254,11 +255,11 @@ func (r *runner) growPartition() error {
 }
 
 func (r *runner) growFilesystem() error {
-	if !isBtrfs(r.Root) {
+	if !btrfsctl.Is(r.Root) {
 		r.Log("nodeinit: firstboot: %s is not btrfs; filesystem not grown", r.Root)
 		return nil
 	}
-	return growBtrfs(r.Root)
+	return btrfsctl.Grow(r.Root)
 }
 
 func (r *runner) diskID() error {
