@@ -64,6 +64,10 @@ func CheckSum(s string) error {
 type Fetcher struct {
 	Client *http.Client // nil: http.DefaultClient
 	Log    func(format string, a ...any)
+	// Download's patience (zero: the Default values).
+	Stall               time.Duration
+	Retries             int
+	Backoff, MaxBackoff time.Duration
 }
 
 func (f *Fetcher) logf(format string, a ...any) {
