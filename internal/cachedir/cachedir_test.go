@@ -478,3 +478,21 @@ func TestParseAge(t *testing.T) {
 		}
 	}
 }
+
+// TestREADME: the README's Caches section names every kind.
+func TestREADME(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(b), "\n## Caches\n")
+	if !ok {
+		t.Fatal("README.md has no Caches section")
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	for _, k := range Kinds {
+		if !strings.Contains(sec, "`"+k.Name+"`") {
+			t.Errorf("README.md's Caches section does not name kind %s", k.Name)
+		}
+	}
+}
