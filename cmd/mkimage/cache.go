@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -80,10 +81,10 @@ func runCachePrune(args []string) error {
 	if err != nil {
 		return usagef("--older-than: %w", err)
 	}
-	if d < cachedir.MinAge {
-		return usagef("--older-than %s: the least is %s, so that nothing a running build uses goes (with no mkimage running, remove %s by hand to empty it)", *olderThan, age(cachedir.MinAge), *dir)
-	}
 	res, err := cachedir.Prune(*dir, d, *dryRun)
+	if errors.Is(err, cachedir.ErrTooRecent) {
+		return usagef("--older-than: %w", err)
+	}
 	if res != nil {
 		printPrune(os.Stdout, res, *olderThan, time.Now())
 	}

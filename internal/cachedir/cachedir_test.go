@@ -2,6 +2,7 @@ package cachedir
 
 import (
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -349,7 +350,7 @@ func TestPrune(t *testing.T) {
 			name: "a longer cutoff", olderThan: 55 * day,
 			removed: []string{"test-debian-root"},
 		},
-		{name: "under the minimum", olderThan: 2 * time.Hour, err: "least is 24h"},
+		{name: "under the minimum", olderThan: 2 * time.Hour, err: "under a day"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			root := makeTree(t, tree)
@@ -362,7 +363,7 @@ func TestPrune(t *testing.T) {
 			}
 			res, err := Prune(root, tt.olderThan, tt.dryRun)
 			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
+				if !errors.Is(err, ErrTooRecent) || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err %v, want one saying %q", err, tt.err)
 				}
 				return

@@ -19,6 +19,9 @@ import (
 // what keeps entries of kinds without a lock safe from a running build.
 const MinAge = 24 * time.Hour
 
+// ErrTooRecent is what Prune returns for a cutoff under MinAge.
+var ErrTooRecent = errors.New("under a day, which is the least, so that nothing a running build uses goes")
+
 // Pruned is an entry Prune removed, or would remove in a dry run.
 type Pruned struct {
 	Kind string `json:"kind"`
@@ -51,7 +54,7 @@ type PruneResult struct {
 // dry run reports the same without changing anything but leftovers.
 func Prune(root string, olderThan time.Duration, dryRun bool) (*PruneResult, error) {
 	if olderThan < MinAge {
-		return nil, fmt.Errorf("prune older than %s: the least is %s, so that nothing a running build uses goes (with no mkimage running, remove %s by hand to empty it)", olderThan, MinAge, root)
+		return nil, fmt.Errorf("age %s: %w (with no mkimage running, remove %s by hand to empty it)", olderThan, ErrTooRecent, root)
 	}
 	u, err := List(root)
 	if err != nil {
