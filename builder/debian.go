@@ -12,6 +12,7 @@ import (
 	"github.com/mkimage/mkimage/internal/build/apt"
 	"github.com/mkimage/mkimage/internal/build/deb"
 	"github.com/mkimage/mkimage/internal/build/debroot"
+	"github.com/mkimage/mkimage/internal/cachedir"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
 
@@ -122,7 +123,9 @@ func addKernelConfig(o *Options, in *inputs, root *fstree.Tree) error {
 	name := "boot/config-" + in.kernel.Version
 	cache := filepath.Join(o.CacheDir, "kernel-config", kin.SHA256)
 	data, err := os.ReadFile(cache)
-	if err != nil {
+	if err == nil {
+		cachedir.Touch(cache)
+	} else {
 		pkg, err := deb.Open(kin.Path)
 		if err != nil {
 			return err

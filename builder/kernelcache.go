@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/mkimage/mkimage/internal/build/rootfs"
+	"github.com/mkimage/mkimage/internal/cachedir"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
 
@@ -26,6 +27,7 @@ func readKernel(o *Options, path, sha string) (*rootfs.Kernel, error) {
 	// "-2": the cached directory carries depmod's indexes since then.
 	dir := filepath.Join(o.CacheDir, "kernels", sha+"-2")
 	if _, err := os.Stat(filepath.Join(dir, "Image")); err == nil {
+		cachedir.Touch(dir)
 		return rootfs.ReadKernel(dir)
 	}
 	logf(o, "unpacking kernel package %s (once; cached by sha256)", filepath.Base(path))
@@ -36,6 +38,8 @@ func readKernel(o *Options, path, sha string) (*rootfs.Kernel, error) {
 	if err := saveKernel(o, k, dir); err != nil {
 		return nil, fmt.Errorf("caching the unpacked kernel in %s: %w", dir, err)
 	}
+	// The directory has the package's times; its last use is now.
+	cachedir.Touch(dir)
 	// Read back from the directory so the first build and every later one
 	// see the same tree (and give the same bytes).
 	return rootfs.ReadKernel(dir)

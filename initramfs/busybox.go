@@ -19,6 +19,7 @@ import (
 	"github.com/u-root/uio/llog"
 
 	"github.com/mkimage/mkimage/internal/build/cpio"
+	"github.com/mkimage/mkimage/internal/cachedir"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
 
@@ -122,6 +123,7 @@ func busybox(ctx context.Context, cacheDir, src, key string, logw io.Writer) (*f
 			return nil, err
 		}
 	} else {
+		cachedir.Touch(p)
 		fmt.Fprintf(logw, "initramfs: cached busybox %s\n", p)
 	}
 	f, err := os.Open(p)

@@ -159,6 +159,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	key := hex.EncodeToString(h.Sum(nil))[:32]
 	out := filepath.Join(o.CacheDir, "initramfs-"+key+".cpio.xz")
 	if res, err := result(out, mp, true); err == nil {
+		cachedir.Touch(out)
 		fmt.Fprintf(logw, "initramfs: cached %s\n", out)
 		return res, nil
 	}

@@ -1,5 +1,6 @@
 // Package bytesize reads the byte sizes users type (board files, --boot-size,
-// --max-size): one rule for every flag and file.
+// --max-size): one rule for every flag and file. Format writes sizes for
+// people to read.
 package bytesize
 
 import (
@@ -44,4 +45,26 @@ func Parse(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q is not a whole number of bytes", s)
 	}
 	return int64(n), nil
+}
+
+// Format writes a byte count for people, in the largest binary unit it
+// reaches: "512 B", "4.0 KiB", "356 MiB", "1.4 GiB" (one decimal below
+// ten, so every figure has two or three digits).
+func Format(n int64) string {
+	if n < 1<<10 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v := float64(n)
+	unit := ""
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		v /= 1 << 10
+		unit = u
+		if v < 1<<10 {
+			break
+		}
+	}
+	if v < 10 {
+		return fmt.Sprintf("%.1f %s", v, unit)
+	}
+	return fmt.Sprintf("%.0f %s", v, unit)
 }

@@ -22,3 +22,17 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestFormat(t *testing.T) {
+	for _, tt := range []struct {
+		in   int64
+		want string
+	}{
+		{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {4096, "4.0 KiB"}, {10 << 10, "10 KiB"},
+		{356 << 20, "356 MiB"}, {1536 << 20, "1.5 GiB"}, {3 << 40, "3.0 TiB"}, {5000 << 40, "5000 TiB"},
+	} {
+		if got := Format(tt.in); got != tt.want {
+			t.Errorf("Format(%d) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

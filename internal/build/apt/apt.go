@@ -129,6 +129,9 @@ func (c *Cache) Update(ctx context.Context) error {
 	if err := c.mkdirs(); err != nil {
 		return err
 	}
+	// Every build reads the lists; an update changes their files' times.
+	cachedir.Touch(filepath.Join(c.Dir, "lists"))
+	cachedir.Touch(filepath.Join(c.Dir, "cache"))
 	maxAge := c.MaxAge
 	if maxAge == 0 {
 		maxAge = 24 * time.Hour
@@ -240,6 +243,7 @@ func (c *Cache) fetch(ctx context.Context, name string) (Fetched, error) {
 	file := fmt.Sprintf("%s_%s_%s.deb", name, strings.ReplaceAll(f.Version, ":", "%3a"), f.Arch)
 	f.Path = filepath.Join(c.Dir, "debs", file)
 	if sum, err := filehash.SHA256(f.Path); err == nil && sum == f.SHA256 {
+		cachedir.Touch(f.Path)
 		c.logf("cached %s %s (%s)", name, f.Version, mb(f.Size))
 		return f, nil
 	}
@@ -267,6 +271,7 @@ func (c *Cache) fetch(ctx context.Context, name string) (Fetched, error) {
 	if err := os.Rename(got, f.Path); err != nil {
 		return f, err
 	}
+	cachedir.Touch(f.Path) // apt gave it the archive's time
 	c.logf("fetched %s %s (%s)", name, f.Version, mb(f.Size))
 	return f, nil
 }

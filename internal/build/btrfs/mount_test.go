@@ -11,6 +11,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/build/rootfs"
 	"github.com/mkimage/mkimage/internal/build/sendstream"
+	"github.com/mkimage/mkimage/internal/cachedir"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
@@ -35,6 +36,7 @@ func needDebianRoot(t *testing.T) *fstree.Tree {
 			t.Fatal(err)
 		}
 	}
+	cachedir.Touch(debianRoot)
 	tr, err := rootfs.HostDir(debianRoot, rootfs.HostOptions{})
 	if err != nil {
 		t.Fatal(err)

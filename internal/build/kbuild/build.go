@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/cachedir"
 )
 
 // recipe changes whenever Build's output for the same inputs would change,
@@ -79,6 +81,7 @@ func (s *Source) Build(ctx context.Context, out string, opts BuildOptions) (*Res
 	cached := filepath.Join(s.cache, "out", key)
 	if s.Cacheable() {
 		if _, err := os.Stat(filepath.Join(cached, "Image")); err == nil {
+			cachedir.Touch(cached)
 			fmt.Fprintf(opts.Progress, "kernel: %s cached (%s)\n", s.Version, key[:12])
 			res.Cached = true
 			return res, s.publish(cached, out, res)
@@ -86,7 +89,7 @@ func (s *Source) Build(ctx context.Context, out string, opts BuildOptions) (*Res
 	}
 
 	bdir := filepath.Join(s.cache, "build", shortHash(s.ID+"\n"+opts.Toolchain.Version+"\n"+strings.Join(opts.Toolchain.MakeVars, " ")))
-	if err := os.MkdirAll(bdir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(bdir), 0o755); err != nil {
 		return nil, err
 	}
 	unlock, err := lock(bdir + ".lock")
@@ -94,6 +97,12 @@ func (s *Source) Build(ctx context.Context, out string, opts BuildOptions) (*Res
 		return nil, err
 	}
 	defer unlock()
+	// Made under the lock: a cache prune holding it may have just removed
+	// the directory.
+	if err := os.MkdirAll(bdir, 0o755); err != nil {
+		return nil, err
+	}
+	cachedir.Touch(bdir)
 
 	logPath := filepath.Join(bdir, "build.log")
 	logf, err := os.Create(logPath)

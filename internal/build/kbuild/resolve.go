@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/mkimage/mkimage/internal/cachedir"
 )
 
 // Bases are the make targets Resolve accepts as the starting point the
@@ -31,6 +33,7 @@ func (s *Source) Resolve(ctx context.Context, fragment []byte, base string, tc T
 	cached := filepath.Join(s.cache, "kconfig", shortHash(fmt.Sprintf("%s\n%s\n%s\n%v\n%s", recipe, s.ID, tc.Version, tc.MakeVars, base)+"\n"+string(fragment))+".config")
 	if s.Cacheable() {
 		if cfg, err := os.ReadFile(cached); err == nil {
+			cachedir.Touch(cached)
 			return cfg, nil
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/mkimage/mkimage/internal/cachedir"
 	"github.com/mkimage/mkimage/internal/filehash"
 )
 
@@ -60,6 +61,7 @@ func OpenSource(path, cache string, progress io.Writer) (*Source, error) {
 		if err != nil {
 			return nil, err
 		}
+		cachedir.Touch(filepath.Join(cache, "src", sum))
 	}
 	s.Version, err = makefileVersion(s.Dir)
 	if err != nil {

@@ -51,6 +51,7 @@ func Unpack(t testing.TB, deb string) string {
 	testenv.NeedTools(t, "dpkg-deb")
 	dir := filepath.Join(cachedir.Root(), "test-debs", strings.TrimSuffix(filepath.Base(deb), ".deb"))
 	if _, err := os.Stat(filepath.Join(dir, ".done")); err == nil {
+		cachedir.Touch(dir)
 		return dir
 	}
 	// Unpack beside the target and rename, so parallel test binaries
