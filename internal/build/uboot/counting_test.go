@@ -338,8 +338,8 @@ func changedOnlyIn(t *testing.T, before, after string, ext []fat.Range) int {
 	return n
 }
 
-// readState returns state.env's bytes from a partition copy, and where
-// the file lies.
+// readState returns a file's bytes from a partition copy, and where the
+// file lies.
 func readState(t *testing.T, fatFile, name string) ([]byte, []fat.Range) {
 	t.Helper()
 	f, err := os.Open(fatFile)
@@ -466,6 +466,7 @@ func TestCountingScriptQEMU(t *testing.T) {
 				if testing.Verbose() {
 					t.Logf("boot %d: %d sectors of the partition changed, state.env at %v", i+1, n, ext)
 				}
+				os.Remove(before) // the copies hold two kernels each
 				before, envBefore = after, env
 			}
 		})
