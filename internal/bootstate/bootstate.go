@@ -296,9 +296,9 @@ func readSmall(p string) ([]byte, error) {
 // Write stores s in dir: BakFile first, then EnvFile, so a power cut
 // between the two leaves EnvFile whole (old) and U-Boot reading it. Each
 // file of the right size is rewritten in place and synced: on FAT that is
-// one data sector, the same one U-Boot rewrites, with no directory or FAT
-// change. A missing file or one of another size is replaced through
-// atomicfile.
+// its one data sector, the one U-Boot rewrites, plus the entry's mtime;
+// no cluster is freed or allocated. A missing file or one of another size
+// is replaced through atomicfile.
 func Write(dir string, s State) error {
 	b, err := s.Encode()
 	if err != nil {
