@@ -19,6 +19,7 @@ var nodeSide = []string{
 	"github.com/mkimage/mkimage/internal/cluster/plan",
 	"github.com/mkimage/mkimage/internal/ondisk",
 	"github.com/mkimage/mkimage/internal/atomicfile",
+	"github.com/mkimage/mkimage/internal/bootstate",
 	"github.com/mkimage/mkimage/internal/bmap",
 	"github.com/mkimage/mkimage/internal/modalias",
 }

@@ -245,6 +245,20 @@ func TestOwnReader(t *testing.T) {
 			t.Errorf("%s: read %d bytes, entry says %d", e.Path, len(b), e.Size)
 		}
 		got[e.Path] = b
+		// The file's extents hold its bytes, in order.
+		ext, err := fs.Extents(e.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fromExt []byte
+		for _, r := range ext {
+			c := make([]byte, r.Length)
+			f.ReadAt(c, r.Offset)
+			fromExt = append(fromExt, c...)
+		}
+		if int64(len(fromExt)) < e.Size || !bytes.Equal(fromExt[:e.Size], b) {
+			t.Errorf("%s: extents %v do not hold its %d bytes", e.Path, ext, e.Size)
+		}
 	}
 	compareFiles(t, "reader", got, treeFiles(t, tr))
 	if !sort.StringsAreSorted(paths[:3]) {
@@ -255,6 +269,9 @@ func TestOwnReader(t *testing.T) {
 	}
 	if _, err := fs.ReadFile("/nope"); err == nil {
 		t.Error("missing file read")
+	}
+	if _, err := fs.Extents("/nope"); err == nil {
+		t.Error("extents of a missing file")
 	}
 	for _, e := range ents {
 		if e.Path == "old-file" && !e.Mtime.Equal(fatEpoch) {

@@ -111,6 +111,15 @@ func FuzzOpen(f *testing.F) {
 			if data, err := fs.ReadFile(e.Path); err == nil && int64(len(data)) != e.Size {
 				t.Fatalf("%s: read %d bytes, entry says %d", e.Path, len(data), e.Size)
 			}
+			if ext, err := fs.Extents(e.Path); err == nil {
+				var n int64
+				for _, r := range ext {
+					n += r.Length
+				}
+				if n < e.Size {
+					t.Fatalf("%s: extents %v hold %d bytes, entry says %d", e.Path, ext, n, e.Size)
+				}
+			}
 		}
 	})
 }

@@ -290,6 +290,42 @@ func (fs *FS) List() ([]Entry, error) {
 // ReadFile returns the content of the file at p (slash-separated, leading
 // slash optional). Names match case-insensitively, as on FAT.
 func (fs *FS) ReadFile(p string) ([]byte, error) {
+	e, err := fs.file(p)
+	if err != nil {
+		return nil, err
+	}
+	b, err := fs.read(e.first, e.Size)
+	if err != nil {
+		return nil, fmt.Errorf("/%s: %w", e.Path, err)
+	}
+	return b, nil
+}
+
+// Extents returns the byte ranges of the volume that hold the file at p,
+// whole clusters in file order: what a rewrite of the file in place may
+// change (tests compare volume bytes before and after U-Boot's fatwrite).
+func (fs *FS) Extents(p string) ([]Range, error) {
+	e, err := fs.file(p)
+	if err != nil {
+		return nil, err
+	}
+	if e.Size == 0 {
+		return nil, nil
+	}
+	cl, err := fs.chain(e.first, e.Size)
+	if err != nil {
+		return nil, fmt.Errorf("/%s: %w", e.Path, err)
+	}
+	cb := fs.g.clusterBytes()
+	var out ranges
+	for _, c := range cl {
+		out.add(fs.dataStart+int64(c-2)*cb, cb)
+	}
+	return out.merged(), nil
+}
+
+// file finds the regular file at p.
+func (fs *FS) file(p string) (Entry, error) {
 	p = strings.Trim(p, "/")
 	cur := fs.rootCluster
 	parts := strings.Split(p, "/")
@@ -297,7 +333,7 @@ func (fs *FS) ReadFile(p string) ([]byte, error) {
 	for i, part := range parts {
 		ents, err := fs.readDir(dir, cur)
 		if err != nil {
-			return nil, err
+			return Entry{}, err
 		}
 		var found *Entry
 		for k := range ents {
@@ -307,22 +343,18 @@ func (fs *FS) ReadFile(p string) ([]byte, error) {
 			}
 		}
 		if found == nil {
-			return nil, fmt.Errorf("/%s: not found on the FAT volume", path.Join(parts[:i+1]...))
+			return Entry{}, fmt.Errorf("/%s: not found on the FAT volume", path.Join(parts[:i+1]...))
 		}
 		if i == len(parts)-1 {
 			if found.Dir {
-				return nil, fmt.Errorf("/%s is a directory", p)
+				return Entry{}, fmt.Errorf("/%s is a directory", p)
 			}
-			b, err := fs.read(found.first, found.Size)
-			if err != nil {
-				return nil, fmt.Errorf("/%s: %w", p, err)
-			}
-			return b, nil
+			return *found, nil
 		}
 		if !found.Dir {
-			return nil, fmt.Errorf("/%s is not a directory", found.Path)
+			return Entry{}, fmt.Errorf("/%s is not a directory", found.Path)
 		}
 		dir, cur = found.Path, found.first
 	}
-	return nil, fmt.Errorf("/%s: not found", p)
+	return Entry{}, fmt.Errorf("/%s: not found", p)
 }

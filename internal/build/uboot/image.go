@@ -1,7 +1,8 @@
 // Package uboot writes what U-Boot reads from a boot partition or a TFTP
 // server: the legacy script image (boot.scr), extlinux.conf, the boot
-// script text for U-Boot builds without extlinux support, and pxelinux
-// configuration files. It knows nothing of boards; callers pass paths and
+// script text for U-Boot builds without extlinux support, the counting
+// boot script that picks a version by internal/bootstate's state file,
+// and pxelinux configuration files. It knows nothing of boards; callers pass paths and
 // arguments.
 package uboot
 
