@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/node/bootcfg"
 	"github.com/mkimage/mkimage/internal/node/firstboot"
 	"github.com/mkimage/mkimage/internal/node/policy"
 )
@@ -175,7 +176,7 @@ func remountRO(dir, rootflags string) error {
 // partition steps, or "" for a diskless root (a loop device over RAM has
 // no partition to grow or disk id to change).
 func (st *state) rootPart() string {
-	if st.rootDev == "" || isNetRoot(st.cfg.Root) {
+	if st.rootDev == "" || bootcfg.IsNetRoot(st.cfg.Root) {
 		return ""
 	}
 	return filepath.Base(st.rootDev)

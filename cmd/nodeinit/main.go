@@ -84,6 +84,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/node/bootcfg"
 	"github.com/mkimage/mkimage/internal/node/netup"
 )
 
@@ -92,14 +93,13 @@ import (
 const (
 	modulesList   = "/etc/nodeinit/modules"  // module files, load order
 	coldplugIndex = "/etc/nodeinit/coldplug" // modules carried for coldplug (package modalias)
-	defaultsFile  = "/etc/nodeinit/cmdline"  // baked defaults, kernel command line syntax
 	newRoot       = "/newroot"
 	rescueShell   = "/bbin/gosh"
 )
 
 // state is what the steps share.
 type state struct {
-	cfg     config
+	cfg     bootcfg.Config
 	rootDev string       // e.g. /dev/vda2, or /dev/loop0 for a diskless root
 	lease   *netup.Lease // set once the network is up (netboot)
 
@@ -134,7 +134,7 @@ var steps = []step{
 
 func main() {
 	say("starting (pid %d)", os.Getpid())
-	st := &state{cfg: defaultConfig()}
+	st := &state{cfg: bootcfg.Default()}
 	start := time.Now()
 	for _, s := range steps {
 		if err := s.run(st); err != nil {
@@ -149,6 +149,11 @@ func main() {
 	}
 	// switchRoot only returns on failure.
 	rescue(fmt.Sprintf("switch-root returned after %v", time.Since(start)))
+}
+
+// readConfig reads the baked defaults, then the kernel command line.
+func readConfig(st *state) error {
+	return st.cfg.Load(bootcfg.DefaultsPath, "/proc/cmdline", say)
 }
 
 // say prints one console line.

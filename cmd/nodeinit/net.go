@@ -19,11 +19,6 @@ import (
 	"github.com/mkimage/mkimage/internal/node/netup"
 )
 
-// isNetRoot says whether root= names a root image on a server.
-func isNetRoot(root string) bool {
-	return strings.HasPrefix(root, "http://") || strings.HasPrefix(root, "https://")
-}
-
 // netLog prints a line of the netboot packages.
 func netLog(format string, a ...any) {
 	say("netboot: "+format, a...)

@@ -6,22 +6,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/node/bootcfg"
 )
 
-func TestIsNetRoot(t *testing.T) {
-	for spec, want := range map[string]bool{
-		"http://:80/root.img": true, "https://10.0.0.1/r.img": true,
-		"LABEL=root": false, "/dev/vda2": false, "": false, "httpx": false,
-	} {
-		if got := isNetRoot(spec); got != want {
-			t.Errorf("isNetRoot(%q) = %v", spec, got)
-		}
-	}
-	st := &state{cfg: config{Root: "http://:80/root.img"}, rootDev: "/dev/loop0"}
+// TestRootPart: a diskless root has no partition for first boot to grow.
+func TestRootPart(t *testing.T) {
+	st := &state{cfg: bootcfg.Config{Root: "http://:80/root.img"}, rootDev: "/dev/loop0"}
 	if p := st.rootPart(); p != "" {
 		t.Errorf("diskless root partition %q, want none", p)
 	}
-	st = &state{cfg: config{Root: "LABEL=root"}, rootDev: "/dev/mmcblk0p2"}
+	st = &state{cfg: bootcfg.Config{Root: "LABEL=root"}, rootDev: "/dev/mmcblk0p2"}
 	if p := st.rootPart(); p != "mmcblk0p2" {
 		t.Errorf("card root partition %q", p)
 	}

@@ -7,45 +7,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mkimage/mkimage/internal/ondisk"
 )
-
-func TestConfig(t *testing.T) {
-	tests := []struct {
-		cmdline string
-		want    config
-		err     string
-	}{
-		{"console=ttyAMA0 root=LABEL=root rootwait", config{Root: "LABEL=root", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
-		{`root=/dev/mmcblk0p2 rootflags="subvol=@,noatime" init=/lib/systemd/systemd nodeinit.timeout=90 nodeinit.rescue`,
-			config{Root: "/dev/mmcblk0p2", RootFSType: "btrfs", RootFlags: "subvol=@,noatime", Init: "/lib/systemd/systemd", Timeout: 90 * time.Second, Rescue: true, Coldplug: 5 * time.Second}, ""},
-		{"nodeinit.timeout=1m30s rootfstype=ext4", config{RootFSType: "ext4", Init: "/sbin/init", Timeout: 90 * time.Second, Coldplug: 5 * time.Second}, ""},
-		{"nodeinit.timeout=soon", config{}, "nodeinit.timeout=soon"},
-		{"nodeinit.coldplug=0", config{RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second}, ""},
-		{"nodeinit.coldplug=1500ms", config{RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 1500 * time.Millisecond}, ""},
-		{"nodeinit.coldplug=-1", config{}, "nodeinit.coldplug=-1"},
-		{"root=LABEL=root nodeinit.preconfigure", config{Root: "LABEL=root", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Preconfigure: true, Coldplug: 5 * time.Second}, ""},
-		{"console=ttyAMA0 rootwait root=http://:80/root.img netroot.sha256=ab12",
-			config{Root: "http://:80/root.img", NetrootSHA256: "ab12", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
-		{"root=LABEL=root netinstall=http://:80/node.img netinstall.sha256=cd34 netinstall.disk=mmcblk1",
-			config{Root: "LABEL=root", Netinstall: "http://:80/node.img", NetinstallSHA256: "cd34", NetinstallDisk: "mmcblk1", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
-	}
-	for _, tt := range tests {
-		c := defaultConfig()
-		err := c.apply(splitCmdline(tt.cmdline))
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%q: err = %v, want %q", tt.cmdline, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || !reflect.DeepEqual(c, tt.want) {
-			t.Errorf("%q: got %+v, %v; want %+v", tt.cmdline, c, err, tt.want)
-		}
-	}
-}
 
 func TestMountOptions(t *testing.T) {
 	flags, data := mountOptions("ro,noatime,subvol=@,compress=zstd")

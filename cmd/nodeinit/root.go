@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/node/bootcfg"
 	"github.com/mkimage/mkimage/internal/ondisk"
 )
 
@@ -58,7 +59,7 @@ func listBlock(sysBlock string) ([]blockDev, error) {
 // name for reading. A network root (root=http://...) matches no device
 // and is no error: it is fetched, not found (see net.go).
 func matchRoot(spec string, devs []blockDev, open func(name string) (io.ReaderAt, func(), error)) ([]string, error) {
-	if isNetRoot(spec) {
+	if bootcfg.IsNetRoot(spec) {
 		return nil, nil
 	}
 	kind, want, _ := strings.Cut(spec, "=")
@@ -128,7 +129,7 @@ func openDev(name string) (io.ReaderAt, func(), error) {
 // can take seconds after their driver loads.
 func findRoot(st *state) error {
 	spec := st.cfg.Root
-	if isNetRoot(spec) {
+	if bootcfg.IsNetRoot(spec) {
 		return findNetRoot(st)
 	}
 	show := spec

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/node/bootcfg"
 )
 
 // mountEarly mounts the kernel filesystems the other steps need. A mount
@@ -115,7 +117,7 @@ func mountRoot(st *state) error {
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return err
 	}
-	if isNetRoot(st.cfg.Root) {
+	if bootcfg.IsNetRoot(st.cfg.Root) {
 		return mountNetRoot(st)
 	}
 	flags, data := mountOptions(st.cfg.RootFlags)

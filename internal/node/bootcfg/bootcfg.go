@@ -1,4 +1,7 @@
-package main
+// Package bootcfg is nodeinit's configuration: the options it takes from
+// the kernel command line, after the defaults the builder baked into the
+// initramfs (DefaultsPath, same syntax; the command line wins).
+package bootcfg
 
 import (
 	"fmt"
@@ -8,9 +11,12 @@ import (
 	"time"
 )
 
-// config is what nodeinit takes from the kernel command line, after the
-// defaults baked into the initramfs (same syntax, the command line wins).
-type config struct {
+// DefaultsPath holds the baked defaults (see package initramfs,
+// CmdlineFile).
+const DefaultsPath = "/etc/nodeinit/cmdline"
+
+// Config is what nodeinit takes from the command line.
+type Config struct {
 	Root       string        // root=: LABEL=, UUID=, PARTUUID=, /dev/NAME
 	RootFSType string        // rootfstype=
 	RootFlags  string        // rootflags=, mount options
@@ -21,19 +27,21 @@ type config struct {
 	// devices the carried modules match; 0 turns it off.
 	Coldplug time.Duration
 	// Preconfigure (nodeinit.preconfigure): run the root's first-boot
-	// hooks only, then power off (see preconfigure.go).
+	// hooks only, then power off (see package preconfigure).
 	Preconfigure bool
 
-	// Netboot (see net.go). A root= URL (http://[HOST][:PORT]/root.img)
-	// is a diskless root; a URL with no host means the DHCP server.
+	// Netboot (packages netroot and netinstall). A root= URL
+	// (http://[HOST][:PORT]/root.img) is a diskless root; a URL with no
+	// host means the DHCP server.
 	NetrootSHA256    string // netroot.sha256=, of the whole root image
 	Netinstall       string // netinstall=, URL of the card image to write
 	NetinstallSHA256 string // netinstall.sha256=
 	NetinstallDisk   string // netinstall.disk=, e.g. mmcblk0; empty: the only disk
 }
 
-func defaultConfig() config {
-	return config{
+// Default is the configuration before any command line.
+func Default() Config {
+	return Config{
 		RootFSType: "btrfs",
 		Init:       "/sbin/init",
 		Timeout:    30 * time.Second,
@@ -41,9 +49,14 @@ func defaultConfig() config {
 	}
 }
 
-// splitCmdline splits a kernel command line into words; double quotes
-// group spaces into a word as the kernel does (`a="b c"` is one word).
-func splitCmdline(s string) []string {
+// IsNetRoot says whether root= names a root image on a server.
+func IsNetRoot(root string) bool {
+	return strings.HasPrefix(root, "http://") || strings.HasPrefix(root, "https://")
+}
+
+// Split splits a kernel command line into words; double quotes group
+// spaces into a word as the kernel does (`a="b c"` is one word).
+func Split(s string) []string {
 	var words []string
 	var cur strings.Builder
 	inQuote, inWord := false, false
@@ -68,9 +81,9 @@ func splitCmdline(s string) []string {
 	return words
 }
 
-// apply sets c from the words of a command line. Unknown words are the
+// Apply sets c from the words of a command line. Unknown words are the
 // kernel's or the root init's business and are ignored.
-func (c *config) apply(words []string) error {
+func (c *Config) Apply(words []string) error {
 	for _, w := range words {
 		k, v, hasValue := strings.Cut(w, "=")
 		switch k {
@@ -123,35 +136,38 @@ func parseSeconds(v string) (time.Duration, error) {
 	return d, nil
 }
 
-func readConfig(st *state) error {
-	if b, err := os.ReadFile(defaultsFile); err == nil {
-		if err := st.cfg.apply(splitCmdline(string(b))); err != nil {
-			return fmt.Errorf("%s: %w", defaultsFile, err)
+// Load applies the baked defaults (the file defaults, if there is one),
+// then the kernel command line (the file cmdline, /proc/cmdline on the
+// node), and logs what nodeinit will do with them. A failure leaves c
+// with what was applied before it.
+func (c *Config) Load(defaults, cmdline string, logf func(string, ...any)) error {
+	if b, err := os.ReadFile(defaults); err == nil {
+		if err := c.Apply(Split(string(b))); err != nil {
+			return fmt.Errorf("%s: %w", defaults, err)
 		}
 	} else if !os.IsNotExist(err) {
 		return err
 	}
-	b, err := os.ReadFile("/proc/cmdline")
+	b, err := os.ReadFile(cmdline)
 	if err != nil {
 		return err
 	}
-	if err := st.cfg.apply(splitCmdline(string(b))); err != nil {
+	if err := c.Apply(Split(string(b))); err != nil {
 		return fmt.Errorf("kernel command line: %w", err)
 	}
-	c := st.cfg
-	say("config: root=%q rootfstype=%s rootflags=%q init=%s timeout=%v", c.Root, c.RootFSType, c.RootFlags, c.Init, c.Timeout)
+	logf("config: root=%q rootfstype=%s rootflags=%q init=%s timeout=%v", c.Root, c.RootFSType, c.RootFlags, c.Init, c.Timeout)
 	if c.Preconfigure {
-		say("preconfigure: the root's first-boot hooks run, then the machine powers off")
+		logf("preconfigure: the root's first-boot hooks run, then the machine powers off")
 	}
-	if isNetRoot(c.Root) {
-		say("netboot: diskless root %s sha256 %s", c.Root, c.NetrootSHA256)
+	if IsNetRoot(c.Root) {
+		logf("netboot: diskless root %s sha256 %s", c.Root, c.NetrootSHA256)
 	}
 	if c.Netinstall != "" {
 		disk := c.NetinstallDisk
 		if disk == "" {
 			disk = "(the only disk)"
 		}
-		say("netboot: install %s sha256 %s to %s", c.Netinstall, c.NetinstallSHA256, disk)
+		logf("netboot: install %s sha256 %s to %s", c.Netinstall, c.NetinstallSHA256, disk)
 	}
 	return nil
 }
