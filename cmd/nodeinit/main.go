@@ -86,6 +86,7 @@ import (
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/node/bootcfg"
 	"github.com/mkimage/mkimage/internal/node/netup"
+	"github.com/mkimage/mkimage/internal/node/pid1"
 )
 
 // Paths inside the initramfs that the builder writes (see package
@@ -155,6 +156,24 @@ func main() {
 func readConfig(st *state) error {
 	return st.cfg.Load(bootcfg.DefaultsPath, "/proc/cmdline", say)
 }
+
+func mountEarly(*state) error { return pid1.MountEarly() }
+
+func setHostname(st *state) error {
+	pid1.SetHostname(st.node.Name, say)
+	return nil
+}
+
+// switchRoot runs the root's init; it returns only on failure.
+func switchRoot(st *state) error {
+	if st.cfg.Rescue {
+		return fmt.Errorf("nodeinit.rescue on the command line: stopping before switch_root")
+	}
+	return pid1.SwitchRoot(newRoot, st.rootDev, st.cfg.Init, say)
+}
+
+// rescue never returns: it says why and keeps a shell on the console.
+func rescue(why string) { pid1.Rescue(rescueShell, why, say) }
 
 // say prints one console line.
 func say(format string, a ...any) {

@@ -17,6 +17,7 @@ import (
 	"github.com/mkimage/mkimage/internal/node/netinstall"
 	"github.com/mkimage/mkimage/internal/node/netroot"
 	"github.com/mkimage/mkimage/internal/node/netup"
+	"github.com/mkimage/mkimage/internal/node/pid1"
 )
 
 // netLog prints a line of the netboot packages.
@@ -72,11 +73,8 @@ func netInstall(st *state) error {
 		return fmt.Errorf("netinstall to %s failed, the card is not bootable until an install succeeds: %w", diskName(disk, c.NetinstallDisk), err)
 	}
 	say("netboot: installed %s on %s in %v, verified; rebooting into it", c.Netinstall, disk, time.Since(start).Round(time.Millisecond))
-	unix.Sync()
-	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-		return fmt.Errorf("installed %s, but reboot failed: %w (power-cycle the node)", disk, err)
-	}
-	select {} // the kernel is restarting
+	err = pid1.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	return fmt.Errorf("installed %s, but reboot failed: %w (power-cycle the node)", disk, err)
 }
 
 func diskName(disk, want string) string {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/node/firstboot"
+	"github.com/mkimage/mkimage/internal/node/pid1"
 )
 
 // preconfigure runs the root's first-boot hooks alone (nodeinit.preconfigure),
@@ -118,9 +119,7 @@ func preconfigureFailed(err error) {
 }
 
 func powerOff() {
-	unix.Sync()
-	err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-	// Only reached when the kernel refused (not PID 1, say).
+	err := pid1.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	say("preconfigure: power off: %v", err)
 	for {
 		time.Sleep(time.Hour)
