@@ -85,6 +85,8 @@ import (
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/node/bootcfg"
+	"github.com/mkimage/mkimage/internal/node/coldplug"
+	"github.com/mkimage/mkimage/internal/node/modload"
 	"github.com/mkimage/mkimage/internal/node/netup"
 	"github.com/mkimage/mkimage/internal/node/pid1"
 )
@@ -109,7 +111,7 @@ type state struct {
 	haveNode  bool
 	remountRO bool // the root was remounted read-write for first boot
 
-	coldplug *coldplugger // nil unless the coldplug step ran
+	coldplug *coldplug.Loader // nil unless the coldplug step ran
 }
 
 // step is one named stage of the boot; each must be safe to repeat after
@@ -123,7 +125,7 @@ var steps = []step{
 	{"mount-early", mountEarly},
 	{"config", readConfig},
 	{"modules", loadModules},
-	{"coldplug", coldplug},
+	{"coldplug", loadColdplug},
 	{"netinstall", netInstall},
 	{"find-root", findRoot},
 	{"mount-root", mountRoot},
@@ -158,6 +160,13 @@ func readConfig(st *state) error {
 }
 
 func mountEarly(*state) error { return pid1.MountEarly() }
+
+func loadModules(*state) error { return modload.List(modulesList, say) }
+
+func loadColdplug(st *state) error {
+	st.coldplug = coldplug.Run(coldplugIndex, st.cfg.Coldplug, say)
+	return nil
+}
 
 func setHostname(st *state) error {
 	pid1.SetHostname(st.node.Name, say)

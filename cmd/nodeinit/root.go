@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mkimage/mkimage/internal/node/bootcfg"
 	"github.com/mkimage/mkimage/internal/ondisk"
 )
@@ -163,7 +165,7 @@ func findRoot(st *state) error {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
-		st.coldplugMore()
+		st.coldplug.More()
 	}
 	var names []string
 	for _, d := range last {
@@ -177,4 +179,48 @@ func findRoot(st *state) error {
 		names = []string{"none"}
 	}
 	return fmt.Errorf("root %s not found after %v (block devices: %s)", show, st.cfg.Timeout, strings.Join(names, " "))
+}
+
+func mountRoot(st *state) error {
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return err
+	}
+	if bootcfg.IsNetRoot(st.cfg.Root) {
+		return mountNetRoot(st)
+	}
+	flags, data := mountOptions(st.cfg.RootFlags)
+	if err := unix.Mount(st.rootDev, newRoot, st.cfg.RootFSType, flags, data); err != nil {
+		return fmt.Errorf("mount %s (%s, options %q) on %s: %w", st.rootDev, st.cfg.RootFSType, st.cfg.RootFlags, newRoot, err)
+	}
+	say("mounted %s on %s (%s)", st.rootDev, newRoot, st.cfg.RootFSType)
+	return nil
+}
+
+// mountOptions splits rootflags= into mount flags and the options the
+// filesystem reads (subvol=, compress=, ...).
+func mountOptions(opts string) (uintptr, string) {
+	var flags uintptr
+	var data []string
+	for _, o := range strings.Split(opts, ",") {
+		switch o {
+		case "":
+		case "ro":
+			flags |= unix.MS_RDONLY
+		case "rw":
+			flags &^= unix.MS_RDONLY
+		case "noatime":
+			flags |= unix.MS_NOATIME
+		case "relatime":
+			flags |= unix.MS_RELATIME
+		case "nodev":
+			flags |= unix.MS_NODEV
+		case "nosuid":
+			flags |= unix.MS_NOSUID
+		case "noexec":
+			flags |= unix.MS_NOEXEC
+		default:
+			data = append(data, o)
+		}
+	}
+	return flags, strings.Join(data, ",")
 }
