@@ -10,16 +10,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/mkimage/mkimage/internal/cluster/plan"
-	"github.com/mkimage/mkimage/internal/node/bootcfg"
 	"github.com/mkimage/mkimage/internal/node/firstboot"
 	"github.com/mkimage/mkimage/internal/node/policy"
+	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
 
 // nicWait is how long first boot waits for a network interface to show
@@ -65,7 +62,7 @@ func firstBoot(st *state) error {
 		start := time.Now()
 		res, err := firstboot.Run(context.Background(), firstboot.Env{
 			Root: newRoot, Sys: "/sys", Dev: "/dev", Proc: "/proc", Run: "/run",
-			RootPart: st.rootPart(), Config: b, Log: logf,
+			RootPart: rootdev.Part(st.cfg.Root, st.rootDev), Config: b, Log: logf,
 		})
 		switch {
 		case err != nil:
@@ -85,7 +82,7 @@ func firstBoot(st *state) error {
 	}
 	if !st.haveNode {
 		// Policy still needs to know who this node is.
-		id, err := plan.Identify("/sys", st.rootPart(), b)
+		id, err := plan.Identify("/sys", rootdev.Part(st.cfg.Root, st.rootDev), b)
 		var conflict *plan.ConflictError
 		switch {
 		case errors.As(err, &conflict) && id.Plan.Name != "":
@@ -98,6 +95,13 @@ func firstBoot(st *state) error {
 		}
 	}
 	return nil
+}
+
+// rootWritable makes the root writable for first boot or preconfigure.
+func (st *state) rootWritable() error {
+	ro, err := rootdev.Writable(newRoot, st.cfg.RootFlags, say)
+	st.remountRO = st.remountRO || ro
+	return err
 }
 
 // applyPolicy applies the node's policy, reads it back and puts the root
@@ -115,71 +119,8 @@ func applyPolicy(st *state) error {
 			say("policy: %d parts differ from the plan", bad)
 		}
 	}
-	st.restoreRoot()
+	rootdev.Restore(newRoot, st.cfg.RootFlags, st.remountRO, say)
 	return nil
-}
-
-// rootWritable remounts the root read-write when rootflags made it
-// read-only. A remount keeps the subvolume: the root stays the default
-// subvolume the builder set (or the one rootflags named).
-func (st *state) rootWritable() error {
-	ro, err := remountRW(newRoot, st.cfg.RootFlags)
-	if err != nil {
-		return fmt.Errorf("remount root read-write: %w", err)
-	}
-	if ro {
-		st.remountRO = true
-		say("first-boot: root remounted read-write")
-	}
-	return nil
-}
-
-// restoreRoot makes the root's files durable and, when it was read-only,
-// remounts it read-only again for the root's own init.
-func (st *state) restoreRoot() {
-	if f, err := os.Open(newRoot); err == nil {
-		unix.Syncfs(int(f.Fd()))
-		f.Close()
-	}
-	if !st.remountRO {
-		return
-	}
-	if err := remountRO(newRoot, st.cfg.RootFlags); err != nil {
-		say("warning: root stays read-write: remount read-only: %v", err)
-		return
-	}
-	st.remountRO = false
-}
-
-// remountRW remounts the filesystem at dir read-write if it is read-only
-// and says whether it did. rootflags' other flags are kept; the
-// filesystem keeps its own options (subvol=, compress=) on a remount.
-func remountRW(dir, rootflags string) (bool, error) {
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(dir, &sfs); err != nil {
-		return false, err
-	}
-	if sfs.Flags&unix.ST_RDONLY == 0 {
-		return false, nil
-	}
-	flags, _ := mountOptions(rootflags)
-	return true, unix.Mount("", dir, "", unix.MS_REMOUNT|flags&^unix.MS_RDONLY, "")
-}
-
-// remountRO puts dir back to read-only.
-func remountRO(dir, rootflags string) error {
-	flags, _ := mountOptions(rootflags)
-	return unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, "")
-}
-
-// rootPart is the root partition's kernel name for first boot's
-// partition steps, or "" for a diskless root (a loop device over RAM has
-// no partition to grow or disk id to change).
-func (st *state) rootPart() string {
-	if st.rootDev == "" || bootcfg.IsNetRoot(st.cfg.Root) {
-		return ""
-	}
-	return filepath.Base(st.rootDev)
 }
 
 // waitForNIC waits until dir lists an interface other than lo (drivers

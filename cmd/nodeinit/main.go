@@ -89,6 +89,7 @@ import (
 	"github.com/mkimage/mkimage/internal/node/modload"
 	"github.com/mkimage/mkimage/internal/node/netup"
 	"github.com/mkimage/mkimage/internal/node/pid1"
+	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
 
 // Paths inside the initramfs that the builder writes (see package
@@ -171,6 +172,26 @@ func loadColdplug(st *state) error {
 func setHostname(st *state) error {
 	pid1.SetHostname(st.node.Name, say)
 	return nil
+}
+
+// findRoot waits for the root device, or brings the network up for a
+// diskless root.
+func findRoot(st *state) (err error) {
+	if bootcfg.IsNetRoot(st.cfg.Root) {
+		return findNetRoot(st)
+	}
+	st.rootDev, err = rootdev.Find(st.cfg.Root, st.cfg.Timeout, st.coldplug.More, say)
+	return err
+}
+
+func mountRoot(st *state) error {
+	if bootcfg.IsNetRoot(st.cfg.Root) {
+		if err := os.MkdirAll(newRoot, 0o755); err != nil {
+			return err
+		}
+		return mountNetRoot(st)
+	}
+	return rootdev.Mount(st.rootDev, newRoot, st.cfg.RootFSType, st.cfg.RootFlags, say)
 }
 
 // switchRoot runs the root's init; it returns only on failure.

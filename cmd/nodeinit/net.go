@@ -18,6 +18,7 @@ import (
 	"github.com/mkimage/mkimage/internal/node/netroot"
 	"github.com/mkimage/mkimage/internal/node/netup"
 	"github.com/mkimage/mkimage/internal/node/pid1"
+	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
 
 // netLog prints a line of the netboot packages.
@@ -124,7 +125,7 @@ func findNetRoot(st *state) error {
 // mountNetRoot is mount-root for a diskless root: fetch the image into
 // RAM, check it, loop-mount it on newRoot.
 func mountNetRoot(st *state) error {
-	flags, data := mountOptions(st.cfg.RootFlags)
+	flags, data := rootdev.MountOptions(st.cfg.RootFlags)
 	start := time.Now()
 	dev, err := netroot.Mount(context.Background(), netroot.Options{
 		URL: st.cfg.Root, SHA256: st.cfg.NetrootSHA256, Server: st.lease.Server,

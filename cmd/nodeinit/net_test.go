@@ -6,21 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mkimage/mkimage/internal/node/bootcfg"
 )
-
-// TestRootPart: a diskless root has no partition for first boot to grow.
-func TestRootPart(t *testing.T) {
-	st := &state{cfg: bootcfg.Config{Root: "http://:80/root.img"}, rootDev: "/dev/loop0"}
-	if p := st.rootPart(); p != "" {
-		t.Errorf("diskless root partition %q, want none", p)
-	}
-	st = &state{cfg: bootcfg.Config{Root: "LABEL=root"}, rootDev: "/dev/mmcblk0p2"}
-	if p := st.rootPart(); p != "mmcblk0p2" {
-		t.Errorf("card root partition %q", p)
-	}
-}
 
 // TestWaitDisk: a card that shows up late is waited for; two candidates
 // fail at once, naming them; none fails after the limit.

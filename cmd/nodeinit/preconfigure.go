@@ -16,6 +16,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/node/firstboot"
 	"github.com/mkimage/mkimage/internal/node/pid1"
+	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
 
 // preconfigure runs the root's first-boot hooks alone (nodeinit.preconfigure),
@@ -95,10 +96,7 @@ func scrubIdentity(root string) error {
 // unmountRoot makes the root durable and unmounts it; a root something
 // still holds is remounted read-only instead (as clean on disk).
 func unmountRoot(root string) error {
-	if f, err := os.Open(root); err == nil {
-		unix.Syncfs(int(f.Fd()))
-		f.Close()
-	}
+	rootdev.Sync(root)
 	unix.Sync()
 	if err := unix.Unmount(root, 0); err != nil {
 		say("preconfigure: unmount %s: %v; remounting it read-only", root, err)

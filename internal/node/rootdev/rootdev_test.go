@@ -1,4 +1,4 @@
-package main
+package rootdev
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 )
 
 func TestMountOptions(t *testing.T) {
-	flags, data := mountOptions("ro,noatime,subvol=@,compress=zstd")
+	flags, data := MountOptions("ro,noatime,subvol=@,compress=zstd")
 	if flags == 0 || data != "subvol=@,compress=zstd" {
 		t.Errorf("flags %#x data %q", flags, data)
 	}
