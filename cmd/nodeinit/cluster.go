@@ -15,6 +15,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/node/firstboot"
+	"github.com/mkimage/mkimage/internal/node/netup"
 	"github.com/mkimage/mkimage/internal/node/policy"
 	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
@@ -56,7 +57,7 @@ func firstBoot(st *state) error {
 	if err := st.rootWritable(); err != nil {
 		say("first-boot: %v; first boot skipped (it runs at the next boot)", err)
 	} else {
-		if !waitForNIC("/sys/class/net", nicWait) {
+		if !netup.WaitForNIC("/sys/class/net", nicWait) {
 			say("first-boot: no network interface after %v", nicWait)
 		}
 		start := time.Now()
@@ -121,23 +122,4 @@ func applyPolicy(st *state) error {
 	}
 	rootdev.Restore(newRoot, st.cfg.RootFlags, st.remountRO, say)
 	return nil
-}
-
-// waitForNIC waits until dir lists an interface other than lo (drivers
-// may register theirs after the module loaded) or d passes; it says
-// whether one showed up.
-func waitForNIC(dir string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if e.Name() != "lo" {
-				return true
-			}
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

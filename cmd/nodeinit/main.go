@@ -79,6 +79,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -87,6 +88,8 @@ import (
 	"github.com/mkimage/mkimage/internal/node/bootcfg"
 	"github.com/mkimage/mkimage/internal/node/coldplug"
 	"github.com/mkimage/mkimage/internal/node/modload"
+	"github.com/mkimage/mkimage/internal/node/netinstall"
+	"github.com/mkimage/mkimage/internal/node/netroot"
 	"github.com/mkimage/mkimage/internal/node/netup"
 	"github.com/mkimage/mkimage/internal/node/pid1"
 	"github.com/mkimage/mkimage/internal/node/rootdev"
@@ -174,22 +177,23 @@ func setHostname(st *state) error {
 	return nil
 }
 
+func netInstall(st *state) error { return netinstall.Run(context.Background(), st.cfg, say) }
+
 // findRoot waits for the root device, or brings the network up for a
 // diskless root.
 func findRoot(st *state) (err error) {
 	if bootcfg.IsNetRoot(st.cfg.Root) {
-		return findNetRoot(st)
+		st.lease, err = netroot.FindRoot(st.cfg, say)
+		return err
 	}
 	st.rootDev, err = rootdev.Find(st.cfg.Root, st.cfg.Timeout, st.coldplug.More, say)
 	return err
 }
 
-func mountRoot(st *state) error {
+func mountRoot(st *state) (err error) {
 	if bootcfg.IsNetRoot(st.cfg.Root) {
-		if err := os.MkdirAll(newRoot, 0o755); err != nil {
-			return err
-		}
-		return mountNetRoot(st)
+		st.rootDev, err = netroot.MountRoot(context.Background(), st.cfg, st.lease.Server, newRoot, say)
+		return err
 	}
 	return rootdev.Mount(st.rootDev, newRoot, st.cfg.RootFSType, st.cfg.RootFlags, say)
 }
