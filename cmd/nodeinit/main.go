@@ -82,16 +82,20 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/node/bootcfg"
 	"github.com/mkimage/mkimage/internal/node/coldplug"
+	"github.com/mkimage/mkimage/internal/node/firstboot"
 	"github.com/mkimage/mkimage/internal/node/modload"
 	"github.com/mkimage/mkimage/internal/node/netinstall"
 	"github.com/mkimage/mkimage/internal/node/netroot"
 	"github.com/mkimage/mkimage/internal/node/netup"
 	"github.com/mkimage/mkimage/internal/node/pid1"
+	"github.com/mkimage/mkimage/internal/node/policy"
+	"github.com/mkimage/mkimage/internal/node/preconfigure"
 	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
 
@@ -110,10 +114,8 @@ type state struct {
 	rootDev string       // e.g. /dev/vda2, or /dev/loop0 for a diskless root
 	lease   *netup.Lease // set once the network is up (netboot)
 
-	cluster   *plan.Baked // nil without a baked cluster config
-	node      plan.Plan   // this node's plan, when haveNode
-	haveNode  bool
-	remountRO bool // the root was remounted read-write for first boot
+	node      firstboot.Node // who first boot found this node to be
+	remountRO bool           // the root was remounted read-write for first boot
 
 	coldplug *coldplug.Loader // nil unless the coldplug step ran
 }
@@ -146,12 +148,12 @@ func main() {
 	for _, s := range steps {
 		if err := s.run(st); err != nil {
 			if st.cfg.Preconfigure {
-				preconfigureFailed(fmt.Errorf("step %s: %w", s.name, err))
+				preconfigure.Failed(fmt.Errorf("step %s: %w", s.name, err), say)
 			}
 			rescue(fmt.Sprintf("step %s failed: %v", s.name, err))
 		}
 		if s.name == "mount-root" && st.cfg.Preconfigure {
-			preconfigure(st) // never returns
+			preconfigure.Run(context.Background(), newRoot, st.rootWritable, say) // never returns
 		}
 	}
 	// switchRoot only returns on failure.
@@ -173,7 +175,7 @@ func loadColdplug(st *state) error {
 }
 
 func setHostname(st *state) error {
-	pid1.SetHostname(st.node.Name, say)
+	pid1.SetHostname(st.node.Plan.Name, say)
 	return nil
 }
 
@@ -198,6 +200,32 @@ func mountRoot(st *state) (err error) {
 	return rootdev.Mount(st.rootDev, newRoot, st.cfg.RootFSType, st.cfg.RootFlags, say)
 }
 
+// firstBoot runs the first-boot steps not yet done on this card.
+func firstBoot(st *state) error {
+	st.node = firstboot.Boot(context.Background(), firstboot.Env{
+		Root: newRoot, Sys: "/sys", Dev: "/dev", Proc: "/proc", Run: "/run",
+		RootPart: rootdev.Part(st.cfg.Root, st.rootDev), Log: say,
+	}, plan.BakedPath, st.rootWritable)
+	return nil
+}
+
+// rootWritable makes the root writable for first boot or preconfigure.
+func (st *state) rootWritable() error {
+	ro, err := rootdev.Writable(newRoot, st.cfg.RootFlags, say)
+	st.remountRO = st.remountRO || ro
+	return err
+}
+
+// applyPolicy applies the node's policy and puts the root back as the
+// command line mounted it.
+func applyPolicy(st *state) error {
+	if st.node.Policy {
+		policy.Boot(context.Background(), policy.Env{Root: newRoot, Proc: "/proc", Sys: "/sys", Node: st.node.Plan, Log: say})
+	}
+	rootdev.Restore(newRoot, st.cfg.RootFlags, st.remountRO, say)
+	return nil
+}
+
 // switchRoot runs the root's init; it returns only on failure.
 func switchRoot(st *state) error {
 	if st.cfg.Rescue {
@@ -209,7 +237,13 @@ func switchRoot(st *state) error {
 // rescue never returns: it says why and keeps a shell on the console.
 func rescue(why string) { pid1.Rescue(rescueShell, why, say) }
 
-// say prints one console line.
+// say prints one console line, which starts with "nodeinit: ": the
+// firstboot and policy packages start their lines with it themselves,
+// the others leave it to say.
 func say(format string, a ...any) {
-	fmt.Fprintf(os.Stdout, "nodeinit: "+format+"\n", a...)
+	line := fmt.Sprintf(format, a...)
+	if !strings.HasPrefix(line, "nodeinit: ") {
+		line = "nodeinit: " + line
+	}
+	fmt.Fprintln(os.Stdout, line)
 }

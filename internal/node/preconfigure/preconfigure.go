@@ -1,4 +1,10 @@
-package main
+// Package preconfigure is nodeinit's preconfigure mode
+// (nodeinit.preconfigure on the command line, from `mkimage
+// --preconfigure` at build time): the root's first-boot hooks run once in
+// a VM at build time, so each card does not configure its packages again,
+// while everything that must differ per node stays for each card's own
+// first boot.
+package preconfigure
 
 import (
 	"context"
@@ -10,45 +16,47 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mkimage/mkimage/internal/atomicfile"
-
 	"golang.org/x/sys/unix"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/node/firstboot"
 	"github.com/mkimage/mkimage/internal/node/pid1"
 	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
 
-// preconfigure runs the root's first-boot hooks alone (nodeinit.preconfigure),
-// then powers the machine off. It never returns.
-func preconfigure(st *state) {
+// Run runs the root's first-boot hooks alone on the root mounted at root
+// (made writable by writable first), recording them as done; then it
+// removes the per-node files package scripts made, unmounts the root and
+// powers the machine off. It never returns. logf also gets the hooks'
+// lines, which start with "nodeinit: " (see firstboot.Env.Log).
+func Run(ctx context.Context, root string, writable func() error, logf func(string, ...any)) {
 	start := time.Now()
-	ran, err := preconfigureRoot(st)
+	ran, err := hooks(ctx, root, writable, logf)
 	if err != nil {
-		preconfigureFailed(err)
+		Failed(err, logf)
 	}
 	what := strings.Join(ran, ", ")
 	if what == "" {
 		what = "no pending hooks"
 	}
-	say("preconfigure: done (%s in %v)", what, time.Since(start).Round(time.Millisecond))
-	powerOff()
+	logf("preconfigure: done (%s in %v)", what, time.Since(start).Round(time.Millisecond))
+	powerOff(logf)
 }
 
-func preconfigureRoot(st *state) ([]string, error) {
-	if err := st.rootWritable(); err != nil {
+func hooks(ctx context.Context, root string, writable func() error, logf func(string, ...any)) ([]string, error) {
+	if err := writable(); err != nil {
 		return nil, err
 	}
-	ran, err := firstboot.RunHooks(context.Background(), firstboot.Env{
-		Root: newRoot, Sys: "/sys", Dev: "/dev", Proc: "/proc", Run: "/run", Log: logf,
+	ran, err := firstboot.RunHooks(ctx, firstboot.Env{
+		Root: root, Sys: "/sys", Dev: "/dev", Proc: "/proc", Run: "/run", Log: logf,
 	})
 	if err != nil {
 		return ran, err
 	}
-	if err := scrubIdentity(newRoot); err != nil {
+	if err := scrubIdentity(root, logf); err != nil {
 		return ran, fmt.Errorf("removing per-node files: %w", err)
 	}
-	if err := unmountRoot(newRoot); err != nil {
+	if err := unmountRoot(root, logf); err != nil {
 		return ran, err
 	}
 	return ran, nil
@@ -59,7 +67,7 @@ func preconfigureRoot(st *state) ([]string, error) {
 // machine-id (systemd's). Each card's first boot makes its own (the
 // firstboot steps ssh-host-keys and machine-id), so the image carries no
 // private key and no shared identity.
-func scrubIdentity(root string) error {
+func scrubIdentity(root string, logf func(string, ...any)) error {
 	keys, err := filepath.Glob(filepath.Join(root, "etc/ssh/ssh_host_*"))
 	if err != nil {
 		return err
@@ -68,7 +76,7 @@ func scrubIdentity(root string) error {
 		if err := os.Remove(k); err != nil {
 			return err
 		}
-		say("preconfigure: removed %s", strings.TrimPrefix(k, root))
+		logf("preconfigure: removed %s", strings.TrimPrefix(k, root))
 	}
 	// An empty machine-id, as Debian's images ship it: systemd and
 	// first boot fill it in on the node.
@@ -77,7 +85,7 @@ func scrubIdentity(root string) error {
 		if err := atomicfile.WriteFile(mid, nil, 0o444); err != nil {
 			return err
 		}
-		say("preconfigure: emptied /etc/machine-id")
+		logf("preconfigure: emptied /etc/machine-id")
 	}
 	for _, p := range []string{"var/lib/dbus/machine-id", "var/lib/systemd/random-seed"} {
 		full := filepath.Join(root, p)
@@ -85,7 +93,7 @@ func scrubIdentity(root string) error {
 			if err := os.Remove(full); err != nil {
 				return err
 			}
-			say("preconfigure: removed /%s", p)
+			logf("preconfigure: removed /%s", p)
 		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -95,30 +103,32 @@ func scrubIdentity(root string) error {
 
 // unmountRoot makes the root durable and unmounts it; a root something
 // still holds is remounted read-only instead (as clean on disk).
-func unmountRoot(root string) error {
+func unmountRoot(root string, logf func(string, ...any)) error {
 	rootdev.Sync(root)
 	unix.Sync()
 	if err := unix.Unmount(root, 0); err != nil {
-		say("preconfigure: unmount %s: %v; remounting it read-only", root, err)
+		logf("preconfigure: unmount %s: %v; remounting it read-only", root, err)
 		if err := unix.Mount("", root, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return fmt.Errorf("unmount %s: %w", root, err)
 		}
 		unix.Sync()
 		return nil
 	}
-	say("preconfigure: root unmounted")
+	logf("preconfigure: root unmounted")
 	return nil
 }
 
-// preconfigureFailed says why and powers off; it never returns.
-func preconfigureFailed(err error) {
-	say("preconfigure: failed: %v", err)
-	powerOff()
+// Failed says why preconfigure failed and powers off; it never returns.
+// Nobody is at that console: a rescue shell would only hold up the
+// build.
+func Failed(err error, logf func(string, ...any)) {
+	logf("preconfigure: failed: %v", err)
+	powerOff(logf)
 }
 
-func powerOff() {
+func powerOff(logf func(string, ...any)) {
 	err := pid1.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-	say("preconfigure: power off: %v", err)
+	logf("preconfigure: power off: %v", err)
 	for {
 		time.Sleep(time.Hour)
 	}
