@@ -84,41 +84,28 @@ func Split(s string) []string {
 // Apply sets c from the words of a command line. Unknown words are the
 // kernel's or the root init's business and are ignored.
 func (c *Config) Apply(words []string) error {
+	text := map[string]*string{
+		"root": &c.Root, "rootfstype": &c.RootFSType, "rootflags": &c.RootFlags, "init": &c.Init,
+		"netroot.sha256": &c.NetrootSHA256, "netinstall": &c.Netinstall,
+		"netinstall.sha256": &c.NetinstallSHA256, "netinstall.disk": &c.NetinstallDisk,
+	}
+	durations := map[string]*time.Duration{"nodeinit.timeout": &c.Timeout, "nodeinit.coldplug": &c.Coldplug}
+	// A flag alone ("nodeinit.rescue") is on, as is =1, =yes or =true.
+	flags := map[string]*bool{"nodeinit.rescue": &c.Rescue, "nodeinit.preconfigure": &c.Preconfigure}
 	for _, w := range words {
 		k, v, hasValue := strings.Cut(w, "=")
-		switch k {
-		case "root":
-			c.Root = v
-		case "rootfstype":
-			c.RootFSType = v
-		case "rootflags":
-			c.RootFlags = v
-		case "init":
-			c.Init = v
-		case "nodeinit.timeout":
+		if p, ok := text[k]; ok {
+			*p = v
+		}
+		if p, ok := durations[k]; ok {
 			d, err := parseSeconds(v)
 			if err != nil {
-				return fmt.Errorf("nodeinit.timeout=%s: %w", v, err)
+				return fmt.Errorf("%s=%s: %w", k, v, err)
 			}
-			c.Timeout = d
-		case "nodeinit.coldplug":
-			d, err := parseSeconds(v)
-			if err != nil {
-				return fmt.Errorf("nodeinit.coldplug=%s: %w", v, err)
-			}
-			c.Coldplug = d
-		case "netroot.sha256":
-			c.NetrootSHA256 = v
-		case "netinstall":
-			c.Netinstall = v
-		case "netinstall.sha256":
-			c.NetinstallSHA256 = v
-		case "netinstall.disk":
-			c.NetinstallDisk = v
-		case "nodeinit.rescue":
-			c.Rescue = !hasValue || v == "1" || v == "yes" || v == "true"
-		case "nodeinit.preconfigure":
-			c.Preconfigure = !hasValue || v == "1" || v == "yes" || v == "true"
+			*p = d
+		}
+		if p, ok := flags[k]; ok {
+			*p = !hasValue || v == "1" || v == "yes" || v == "true"
 		}
 	}
 	return nil
