@@ -1,6 +1,9 @@
 package bootcfg
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -49,6 +52,49 @@ func TestIsNetRoot(t *testing.T) {
 	} {
 		if got := IsNetRoot(spec); got != want {
 			t.Errorf("IsNetRoot(%q) = %v", spec, got)
+		}
+	}
+}
+
+// TestLoad: the baked defaults apply first and the command line wins; a
+// missing defaults file is no error; a bad option names its file.
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cmdline := write("cmdline", "console=ttyAMA0 root=LABEL=root nodeinit.timeout=90\n")
+	for _, tt := range []struct {
+		name, defaults string
+		want           time.Duration
+		wantFlags, err string
+	}{
+		{"baked", "nodeinit.timeout=5 rootflags=noatime\n", 90 * time.Second, "noatime", ""},
+		{"none", "", 90 * time.Second, "", ""},
+		{"bad", "nodeinit.timeout=soon\n", 0, "", "defaults-bad: nodeinit.timeout=soon"},
+	} {
+		defaults := filepath.Join(dir, "missing")
+		if tt.defaults != "" {
+			defaults = write("defaults-"+tt.name, tt.defaults)
+		}
+		var lines []string
+		c := Default()
+		err := c.Load(defaults, cmdline, func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) })
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: err = %v, want %q", tt.name, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || c.Timeout != tt.want || c.RootFlags != tt.wantFlags || c.Root != "LABEL=root" {
+			t.Errorf("%s: %+v, %v", tt.name, c, err)
+		}
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], `config: root="LABEL=root"`) {
+			t.Errorf("%s: logged %q", tt.name, lines)
 		}
 	}
 }
