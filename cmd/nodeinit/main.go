@@ -4,11 +4,14 @@
 // of those prints what failed and why and starts a rescue shell on the
 // console: a node must never hang silently or panic the kernel.
 //
-// The steps, in order: mount-early, config, modules, coldplug,
-// netinstall, find-root, mount-root, first-boot, policy, hostname,
-// switch-root.
+// The steps, in order, each a call into a package under internal/node
+// (this file only orders them): mount-early (pid1), config (bootcfg:
+// the kernel command line after the baked defaults), modules (modload),
+// coldplug, netinstall, find-root and mount-root (rootdev, or netroot for
+// a diskless root), first-boot (firstboot), policy, hostname and
+// switch-root (pid1).
 //
-// Coldplug (coldplug.go; lines "nodeinit: coldplug: ..."): the modules
+// Coldplug (package coldplug; lines "nodeinit: coldplug: ..."): the modules
 // the builder carried for coldplug (board key `coldplug`, build flag
 // --coldplug) are loaded when a device present matches one of their
 // aliases, dependencies first, repeating while loading them adds devices.
@@ -17,7 +20,8 @@
 // module it loads and for which modalias, then the devices that still
 // have no driver and the regulators bound.
 //
-// Netboot (mkimage netboot; lines "nodeinit: netboot: ..."):
+// Netboot (mkimage netboot; packages netup, netinstall, netroot; lines
+// "nodeinit: netboot: ..."):
 //
 //   - netinstall=URL netinstall.sha256=HEX [netinstall.disk=NAME]: the
 //     netinstall step brings the network up by DHCP, writes the card
@@ -61,8 +65,8 @@
 // the plan ("nodeinit: hostname: NAME"), for roots whose init does not
 // read /etc/hostname.
 //
-// Preconfigure (nodeinit.preconfigure on the command line, from `mkimage
-// --preconfigure` at build time): after mount-root, only the root's hooks
+// Preconfigure (package preconfigure; nodeinit.preconfigure on the
+// command line, from `mkimage --preconfigure` at build time): after mount-root, only the root's hooks
 // run (none of the per-node steps: machine-id, host keys, hostname, disk
 // id, growth and network stay for each card's own first boot), recorded
 // as done in firstboot.json; then any SSH host keys and machine-id the
@@ -79,12 +83,24 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/node/bootcfg"
+	"github.com/mkimage/mkimage/internal/node/coldplug"
+	"github.com/mkimage/mkimage/internal/node/firstboot"
+	"github.com/mkimage/mkimage/internal/node/modload"
+	"github.com/mkimage/mkimage/internal/node/netinstall"
+	"github.com/mkimage/mkimage/internal/node/netroot"
 	"github.com/mkimage/mkimage/internal/node/netup"
+	"github.com/mkimage/mkimage/internal/node/pid1"
+	"github.com/mkimage/mkimage/internal/node/policy"
+	"github.com/mkimage/mkimage/internal/node/preconfigure"
+	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
 
 // Paths inside the initramfs that the builder writes (see package
@@ -92,23 +108,20 @@ import (
 const (
 	modulesList   = "/etc/nodeinit/modules"  // module files, load order
 	coldplugIndex = "/etc/nodeinit/coldplug" // modules carried for coldplug (package modalias)
-	defaultsFile  = "/etc/nodeinit/cmdline"  // baked defaults, kernel command line syntax
 	newRoot       = "/newroot"
 	rescueShell   = "/bbin/gosh"
 )
 
 // state is what the steps share.
 type state struct {
-	cfg     config
+	cfg     bootcfg.Config
 	rootDev string       // e.g. /dev/vda2, or /dev/loop0 for a diskless root
 	lease   *netup.Lease // set once the network is up (netboot)
 
-	cluster   *plan.Baked // nil without a baked cluster config
-	node      plan.Plan   // this node's plan, when haveNode
-	haveNode  bool
-	remountRO bool // the root was remounted read-write for first boot
+	node      firstboot.Node // who first boot found this node to be
+	remountRO bool           // the root was remounted read-write for first boot
 
-	coldplug *coldplugger // nil unless the coldplug step ran
+	coldplug *coldplug.Loader // nil unless the coldplug step ran
 }
 
 // step is one named stage of the boot; each must be safe to repeat after
@@ -119,39 +132,90 @@ type step struct {
 }
 
 var steps = []step{
-	{"mount-early", mountEarly},
-	{"config", readConfig},
-	{"modules", loadModules},
-	{"coldplug", coldplug},
-	{"netinstall", netInstall},
-	{"find-root", findRoot},
-	{"mount-root", mountRoot},
-	{"first-boot", firstBoot},
-	{"policy", applyPolicy},
-	{"hostname", setHostname},
-	{"switch-root", switchRoot},
+	{"mount-early", func(*state) error { return pid1.MountEarly() }},
+	{"config", func(st *state) error { return st.cfg.Load(bootcfg.DefaultsPath, "/proc/cmdline", say) }},
+	{"modules", func(*state) error { return modload.List(modulesList, say) }},
+	{"coldplug", func(st *state) error {
+		st.coldplug = coldplug.Run(coldplugIndex, st.cfg.Coldplug, say)
+		return nil
+	}},
+	{"netinstall", func(st *state) error { return netinstall.Run(context.Background(), st.cfg, say) }},
+	{"find-root", func(st *state) (err error) {
+		if bootcfg.IsNetRoot(st.cfg.Root) {
+			st.lease, err = netroot.FindRoot(st.cfg, say)
+			return err
+		}
+		st.rootDev, err = rootdev.Find(st.cfg.Root, st.cfg.Timeout, st.coldplug.More, say)
+		return err
+	}},
+	{"mount-root", func(st *state) (err error) {
+		if bootcfg.IsNetRoot(st.cfg.Root) {
+			st.rootDev, err = netroot.MountRoot(context.Background(), st.cfg, st.lease.Server, newRoot, say)
+			return err
+		}
+		return rootdev.Mount(st.rootDev, newRoot, st.cfg.RootFSType, st.cfg.RootFlags, say)
+	}},
+	{"first-boot", func(st *state) error {
+		st.node = firstboot.Boot(context.Background(), firstboot.Env{
+			Root: newRoot, Sys: "/sys", Dev: "/dev", Proc: "/proc", Run: "/run",
+			RootPart: rootdev.Part(st.cfg.Root, st.rootDev), Log: say,
+		}, plan.BakedPath, st.rootWritable)
+		return nil
+	}},
+	{"policy", func(st *state) error {
+		if st.node.Policy {
+			policy.Boot(context.Background(), policy.Env{Root: newRoot, Proc: "/proc", Sys: "/sys", Node: st.node.Plan, Log: say})
+		}
+		// The root's init gets the root as the command line mounted it.
+		rootdev.Restore(newRoot, st.cfg.RootFlags, st.remountRO, say)
+		return nil
+	}},
+	{"hostname", func(st *state) error {
+		pid1.SetHostname(st.node.Plan.Name, say)
+		return nil
+	}},
+	{"switch-root", func(st *state) error {
+		if st.cfg.Rescue {
+			return fmt.Errorf("nodeinit.rescue on the command line: stopping before switch_root")
+		}
+		return pid1.SwitchRoot(newRoot, st.rootDev, st.cfg.Init, say)
+	}},
 }
 
 func main() {
 	say("starting (pid %d)", os.Getpid())
-	st := &state{cfg: defaultConfig()}
+	st := &state{cfg: bootcfg.Default()}
 	start := time.Now()
 	for _, s := range steps {
 		if err := s.run(st); err != nil {
 			if st.cfg.Preconfigure {
-				preconfigureFailed(fmt.Errorf("step %s: %w", s.name, err))
+				preconfigure.Failed(fmt.Errorf("step %s: %w", s.name, err), say)
 			}
-			rescue(fmt.Sprintf("step %s failed: %v", s.name, err))
+			pid1.Rescue(rescueShell, fmt.Sprintf("step %s failed: %v", s.name, err), say)
 		}
 		if s.name == "mount-root" && st.cfg.Preconfigure {
-			preconfigure(st) // never returns
+			preconfigure.Run(context.Background(), newRoot, st.rootWritable, say) // never returns
 		}
 	}
-	// switchRoot only returns on failure.
-	rescue(fmt.Sprintf("switch-root returned after %v", time.Since(start)))
+	// switch-root only returns on failure.
+	pid1.Rescue(rescueShell, fmt.Sprintf("switch-root returned after %v", time.Since(start)), say)
 }
 
-// say prints one console line.
+// rootWritable makes the root writable for first boot or preconfigure,
+// remembering to put it back for the root's init.
+func (st *state) rootWritable() error {
+	ro, err := rootdev.Writable(newRoot, st.cfg.RootFlags, say)
+	st.remountRO = st.remountRO || ro
+	return err
+}
+
+// say prints one console line, which starts with "nodeinit: ": the
+// firstboot and policy packages start their lines with it themselves,
+// the others leave it to say.
 func say(format string, a ...any) {
-	fmt.Fprintf(os.Stdout, "nodeinit: "+format+"\n", a...)
+	line := fmt.Sprintf(format, a...)
+	if !strings.HasPrefix(line, "nodeinit: ") {
+		line = "nodeinit: " + line
+	}
+	fmt.Fprintln(os.Stdout, line)
 }

@@ -24,16 +24,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/node/btrfsctl"
+	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
 
 // Env is what Run works on. Paths are absolute; on the node Root is
@@ -204,7 +202,7 @@ func Run(ctx context.Context, env Env) (Result, error) {
 			continue
 		}
 		// Make the step's own writes durable before claiming it done.
-		r.sync()
+		rootdev.Sync(r.Root)
 		st.Done[s.name] = time.Now().UTC()
 		if err := st.write(env.Root); err != nil {
 			errs = append(errs, fmt.Errorf("firstboot: recording %s: %w", s.name, err))
@@ -219,14 +217,6 @@ func Run(ctx context.Context, env Env) (Result, error) {
 		}
 	}
 	return res, errors.Join(errs...)
-}
-
-// sync makes what was written to the root durable.
-func (r *runner) sync() {
-	if f, err := os.Open(r.Root); err == nil {
-		unix.Syncfs(int(f.Fd()))
-		f.Close()
-	}
 }
 
 func countPrefix(list []string, prefix string) int {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
 
 // HooksDir holds the root's own first-boot hooks, relative to the root.
@@ -93,7 +95,7 @@ func (r *runner) runHooks(ctx context.Context, res *Result) error {
 			r.Log("nodeinit: %v", err)
 			return err
 		}
-		r.sync()
+		rootdev.Sync(r.Root)
 		r.state.Done[hookPrefix+n] = time.Now().UTC()
 		if err := r.state.write(r.Root); err != nil {
 			return fmt.Errorf("firstboot: recording hook %s: %w", n, err)

@@ -9,7 +9,7 @@
 // left half-written (power cut, server gone, bad data) has no partition
 // table, so U-Boot does not boot it and falls through to netboot again.
 //
-// nodeinit calls it for netinstall=...: see Install.
+// nodeinit calls it for netinstall=...: see Run, its netinstall step.
 package netinstall
 
 import (

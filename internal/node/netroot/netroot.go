@@ -5,7 +5,8 @@
 // Nothing but RAM holds the root; no NFS server is needed, and the root
 // is the same btrfs (default subvolume "@") the card images carry.
 //
-// nodeinit calls it for root=http://...: see Mount.
+// nodeinit calls it for root=http://...: see FindRoot and MountRoot, its
+// find-root and mount-root steps for a diskless root.
 package netroot
 
 import (

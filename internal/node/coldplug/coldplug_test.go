@@ -1,4 +1,4 @@
-package main
+package coldplug
 
 import (
 	"fmt"
@@ -115,7 +115,7 @@ func TestColdplugLoop(t *testing.T) {
 		return nil
 	}
 	var log []string
-	c := newColdplugger(sys.dir, testColdplugIndex(t), load, func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) })
+	c := newLoader(sys.dir, testColdplugIndex(t), load, func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) })
 	// A fake clock: each scan "takes" 10ms, sleeping advances it.
 	now := time.Unix(0, 0)
 	c.deadline = now.Add(5 * time.Second)
@@ -172,7 +172,7 @@ func TestColdplugBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	c := newColdplugger(sys.dir, x, func(string) error { return nil }, func(string, ...any) {})
+	c := newLoader(sys.dir, x, func(string) error { return nil }, func(string, ...any) {})
 	now := time.Unix(0, 0)
 	c.deadline = now.Add(time.Second)
 	clock := func() time.Time { return now }
@@ -184,7 +184,7 @@ func TestColdplugBudget(t *testing.T) {
 	if c.settle(clock, sleep) {
 		t.Fatal("settled although devices kept appearing")
 	}
-	if now.After(time.Unix(1, 0).Add(coldplugPoll)) {
+	if now.After(time.Unix(1, 0).Add(poll)) {
 		t.Errorf("ran until %v, budget 1s", now.Sub(time.Unix(0, 0)))
 	}
 }

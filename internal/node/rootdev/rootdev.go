@@ -1,6 +1,6 @@
-package main
-
-// Finding the root device.
+// Package rootdev finds the node's root device and mounts it: the btrfs
+// root partition on a card or disk that root= names, mounted with
+// rootflags=, and made writable for first boot and put back after.
 //
 // 46 cards are written from one image, so they share the MBR disk id,
 // the PARTUUIDs and the btrfs fsid until first boot re-randomises them.
@@ -10,6 +10,7 @@ package main
 // first boot re-randomises ids unless the boot config is rewritten in the
 // same step. With no root= at all the root is the one btrfs filesystem
 // present; two or more is an error rather than a guess.
+package rootdev
 
 import (
 	"fmt"
@@ -21,6 +22,9 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/node/bootcfg"
 	"github.com/mkimage/mkimage/internal/ondisk"
 )
 
@@ -56,9 +60,9 @@ func listBlock(sysBlock string) ([]blockDev, error) {
 
 // matchRoot returns the devices that fit spec. open opens a device by
 // name for reading. A network root (root=http://...) matches no device
-// and is no error: it is fetched, not found (see net.go).
+// and is no error: it is fetched, not found (see package netroot).
 func matchRoot(spec string, devs []blockDev, open func(name string) (io.ReaderAt, func(), error)) ([]string, error) {
-	if isNetRoot(spec) {
+	if bootcfg.IsNetRoot(spec) {
 		return nil, nil
 	}
 	kind, want, _ := strings.Cut(spec, "=")
@@ -124,45 +128,43 @@ func openDev(name string) (io.ReaderAt, func(), error) {
 	return f, func() { f.Close() }, nil
 }
 
-// findRoot polls until the root device shows up: SD cards and USB disks
-// can take seconds after their driver loads.
-func findRoot(st *state) error {
-	spec := st.cfg.Root
-	if isNetRoot(spec) {
-		return findNetRoot(st)
-	}
+// Find waits up to timeout for the device root= (spec) names and returns
+// its path, /dev/NAME: SD cards and USB disks can take seconds after
+// their driver loads. It calls poll between looks (coldplug loads more
+// drivers meanwhile).
+func Find(spec string, timeout time.Duration, poll func(), logf func(string, ...any)) (string, error) {
 	show := spec
 	if show == "" {
 		show = "(none: the only btrfs filesystem)"
 	}
-	say("waiting up to %v for root %s", st.cfg.Timeout, show)
-	deadline := time.Now().Add(st.cfg.Timeout)
+	logf("waiting up to %v for root %s", timeout, show)
+	deadline := time.Now().Add(timeout)
 	var last []blockDev
 	for {
 		devs, err := listBlock("/sys/class/block")
 		if err != nil {
-			return err
+			return "", err
 		}
 		last = devs
 		found, err := matchRoot(spec, devs, openDev)
 		if err != nil {
-			return err
+			return "", err
 		}
 		// Two filesystems with one label (say, a USB stick flashed
 		// from the same image) would make the choice a guess.
 		if len(found) > 1 {
-			return fmt.Errorf("root %s matches several devices: %s", show, strings.Join(found, ", "))
+			return "", fmt.Errorf("root %s matches several devices: %s", show, strings.Join(found, ", "))
 		}
 		if len(found) == 1 {
-			st.rootDev = "/dev/" + found[0]
-			say("root %s is %s", show, st.rootDev)
-			return nil
+			dev := "/dev/" + found[0]
+			logf("root %s is %s", show, dev)
+			return dev, nil
 		}
 		if time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
-		st.coldplugMore()
+		poll()
 	}
 	var names []string
 	for _, d := range last {
@@ -175,5 +177,47 @@ func findRoot(st *state) error {
 	if len(names) == 0 {
 		names = []string{"none"}
 	}
-	return fmt.Errorf("root %s not found after %v (block devices: %s)", show, st.cfg.Timeout, strings.Join(names, " "))
+	return "", fmt.Errorf("root %s not found after %v (block devices: %s)", show, timeout, strings.Join(names, " "))
+}
+
+// Mount mounts the root device dev on dir as fstype, with rootflags.
+func Mount(dev, dir, fstype, rootflags string, logf func(string, ...any)) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	flags, data := MountOptions(rootflags)
+	if err := unix.Mount(dev, dir, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s (%s, options %q) on %s: %w", dev, fstype, rootflags, dir, err)
+	}
+	logf("mounted %s on %s (%s)", dev, dir, fstype)
+	return nil
+}
+
+// MountOptions splits rootflags= into mount flags and the options the
+// filesystem reads (subvol=, compress=, ...).
+func MountOptions(opts string) (uintptr, string) {
+	var flags uintptr
+	var data []string
+	for _, o := range strings.Split(opts, ",") {
+		switch o {
+		case "":
+		case "ro":
+			flags |= unix.MS_RDONLY
+		case "rw":
+			flags &^= unix.MS_RDONLY
+		case "noatime":
+			flags |= unix.MS_NOATIME
+		case "relatime":
+			flags |= unix.MS_RELATIME
+		case "nodev":
+			flags |= unix.MS_NODEV
+		case "nosuid":
+			flags |= unix.MS_NOSUID
+		case "noexec":
+			flags |= unix.MS_NOEXEC
+		default:
+			data = append(data, o)
+		}
+	}
+	return flags, strings.Join(data, ",")
 }

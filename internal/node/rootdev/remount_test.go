@@ -1,10 +1,9 @@
-package main
+package rootdev
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -25,7 +24,7 @@ func TestRemount(t *testing.T) {
 		{"", false},
 	} {
 		dir := t.TempDir()
-		flags, _ := mountOptions(tt.rootflags)
+		flags, _ := MountOptions(tt.rootflags)
 		if err := unix.Mount("tmpfs", dir, "tmpfs", flags, "size=1m"); err != nil {
 			t.Fatalf("mount tmpfs: %v", err)
 		}
@@ -54,24 +53,12 @@ func TestRemount(t *testing.T) {
 	}
 }
 
-// TestWaitForNIC: lo alone is not enough; a NIC registered late is
-// waited for, up to the limit.
-func TestWaitForNIC(t *testing.T) {
-	dir := t.TempDir()
-	os.Mkdir(filepath.Join(dir, "lo"), 0o755)
-	start := time.Now()
-	if waitForNIC(dir, 300*time.Millisecond) {
-		t.Error("lo alone counted as a NIC")
+// TestPart: a diskless root has no partition for first boot to grow.
+func TestPart(t *testing.T) {
+	if p := Part("http://:80/root.img", "/dev/loop0"); p != "" {
+		t.Errorf("diskless root partition %q, want none", p)
 	}
-	if d := time.Since(start); d < 300*time.Millisecond {
-		t.Errorf("returned after %v with only lo, want the full 300ms", d)
-	}
-	time.AfterFunc(200*time.Millisecond, func() { os.Mkdir(filepath.Join(dir, "eth0"), 0o755) })
-	start = time.Now()
-	if !waitForNIC(dir, 5*time.Second) {
-		t.Error("eth0 not seen")
-	}
-	if d := time.Since(start); d < 200*time.Millisecond || d > 2*time.Second {
-		t.Errorf("returned after %v, want soon after eth0 appeared at 200ms", d)
+	if p := Part("LABEL=root", "/dev/mmcblk0p2"); p != "mmcblk0p2" {
+		t.Errorf("card root partition %q", p)
 	}
 }

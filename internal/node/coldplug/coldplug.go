@@ -1,7 +1,7 @@
-package main
-
-// Coldplug: the builder carries modules that are loaded only when a
-// device present needs them (initramfs.ColdplugIndex, package modalias).
+// Package coldplug loads the modules the builder carried for coldplug
+// (initramfs.ColdplugIndex, package modalias) when a device present
+// needs them.
+//
 // Every device a bus could match a driver to shows a modalias (its
 // modalias file, or MODALIAS= in its uevent; see scan); the modules whose
 // aliases match it are loaded, dependencies first, as udev would. Loading
@@ -12,6 +12,7 @@ package main
 // nodeinit.coldplug seconds. The root search goes on scanning for the
 // rest of that budget, since an SD card shows up well after its
 // controller.
+package coldplug
 
 import (
 	"bytes"
@@ -26,17 +27,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/modalias"
+	"github.com/mkimage/mkimage/internal/node/modload"
 )
 
 const (
-	// coldplugQuiet is how long no new device may appear before the
-	// coldplug step ends; coldplugPoll is the time between scans.
-	coldplugQuiet = 200 * time.Millisecond
-	coldplugPoll  = 50 * time.Millisecond
+	// quiet is how long no new device may appear before the coldplug
+	// step ends; poll is the time between scans.
+	quiet = 200 * time.Millisecond
+	poll  = 50 * time.Millisecond
 )
 
-// coldplugger loads carried modules for the devices present.
-type coldplugger struct {
+// Loader loads carried modules for the devices present.
+type Loader struct {
 	buses string // /sys/bus
 	idx   *modalias.Index
 	// load loads one module file; an error wrapping unix.EEXIST means
@@ -51,13 +53,13 @@ type coldplugger struct {
 	scans    int
 }
 
-func newColdplugger(buses string, idx *modalias.Index, load func(string) error, say func(string, ...any)) *coldplugger {
-	return &coldplugger{buses: buses, idx: idx, load: load, say: say, tried: map[string]error{}, seen: map[string]string{}}
+func newLoader(buses string, idx *modalias.Index, load func(string) error, say func(string, ...any)) *Loader {
+	return &Loader{buses: buses, idx: idx, load: load, say: say, tried: map[string]error{}, seen: map[string]string{}}
 }
 
 // loadedAlready marks the modules in /proc/modules as loaded, so those
 // loaded by name are not loaded again.
-func (c *coldplugger) loadedAlready(procModules string) {
+func (c *Loader) loadedAlready(procModules string) {
 	b, err := os.ReadFile(procModules)
 	if err != nil {
 		return
@@ -74,7 +76,7 @@ func (c *coldplugger) loadedAlready(procModules string) {
 // sits on a bus, and only bus devices have a modalias; listing the buses
 // reads a hundred small files where walking /sys/devices would read
 // thousands of directories, which under emulation takes seconds.
-func (c *coldplugger) scan() map[string]string {
+func (c *Loader) scan() map[string]string {
 	c.scans++
 	found := map[string]string{}
 	buses, _ := os.ReadDir(c.buses)
@@ -122,7 +124,7 @@ func readModalias(dir string) (string, error) {
 
 // pass scans once and loads the modules the new devices match. It
 // returns how many new devices it saw and modules it loaded.
-func (c *coldplugger) pass() (devices, loaded int) {
+func (c *Loader) pass() (devices, loaded int) {
 	found := c.scan()
 	dirs := make([]string, 0, len(found))
 	for d := range found {
@@ -140,7 +142,7 @@ func (c *coldplugger) pass() (devices, loaded int) {
 // loadWithDeps loads name after the modules it needs, each once; a
 // failure is logged, remembered and not tried again. It returns how many
 // modules it loaded.
-func (c *coldplugger) loadWithDeps(name, why string) (n int) {
+func (c *Loader) loadWithDeps(name, why string) (n int) {
 	defer func() { c.modules += n }()
 	if _, done := c.tried[name]; done {
 		return 0
@@ -187,7 +189,7 @@ func (c *coldplugger) loadWithDeps(name, why string) (n int) {
 }
 
 // withAlias counts the devices seen that have a modalias.
-func (c *coldplugger) withAlias() int {
+func (c *Loader) withAlias() int {
 	n := 0
 	for _, a := range c.seen {
 		if a != "" {
@@ -197,9 +199,9 @@ func (c *coldplugger) withAlias() int {
 	return n
 }
 
-// settle scans until no new device has appeared for coldplugQuiet, or
+// settle scans until no new device has appeared for quiet, or
 // until the deadline. It reports whether the devices settled.
-func (c *coldplugger) settle(now func() time.Time, sleep func(time.Duration)) bool {
+func (c *Loader) settle(now func() time.Time, sleep func(time.Duration)) bool {
 	last := now()
 	for {
 		devs, mods := c.pass()
@@ -207,19 +209,19 @@ func (c *coldplugger) settle(now func() time.Time, sleep func(time.Duration)) bo
 		if devs > 0 || mods > 0 {
 			last = t
 		}
-		if t.Sub(last) >= coldplugQuiet {
+		if t.Sub(last) >= quiet {
 			return true
 		}
 		if !t.Before(c.deadline) {
 			return false
 		}
-		sleep(coldplugPoll)
+		sleep(poll)
 	}
 }
 
 // unbound returns the modaliases of devices that have none bound, each
 // once, sorted, with how many devices show it.
-func (c *coldplugger) unbound() (aliases []string, count map[string]int) {
+func (c *Loader) unbound() (aliases []string, count map[string]int) {
 	count = map[string]int{}
 	for dir, alias := range c.seen {
 		if alias == "" {
@@ -241,7 +243,7 @@ func (c *coldplugger) unbound() (aliases []string, count map[string]int) {
 }
 
 // report says, briefly, which devices still have no driver.
-func (c *coldplugger) report() {
+func (c *Loader) report() {
 	aliases, count := c.unbound()
 	if len(aliases) == 0 {
 		c.say("coldplug: every device with a modalias has a driver")
@@ -271,10 +273,13 @@ func (c *coldplugger) report() {
 	c.say("coldplug: %d devices have no driver: %s%s", total, strings.Join(parts, ", "), more)
 }
 
-// coldplug is the boot step: after the listed modules, load the carried
-// ones the devices present match.
-func coldplug(st *state) error {
-	b, err := os.ReadFile(coldplugIndex)
+// Run is nodeinit's coldplug step: after the modules loaded by name, it
+// loads the carried ones (the index at path index) the devices present
+// match, for up to budget. It returns the loader for More, or nil when
+// it did not run: no index, an unreadable one (the modules loaded by
+// name may still reach the root) or a budget of 0.
+func Run(index string, budget time.Duration, logf func(string, ...any)) *Loader {
+	b, err := os.ReadFile(index)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // nothing carried for coldplug
 	}
@@ -283,30 +288,28 @@ func coldplug(st *state) error {
 		idx, err = modalias.Parse(bytes.NewReader(b))
 	}
 	if err != nil {
-		// The modules loaded by name may still reach the root.
-		say("coldplug: %s: %v; loading nothing by coldplug", coldplugIndex, err)
+		logf("coldplug: %s: %v; loading nothing by coldplug", index, err)
 		return nil
 	}
-	if st.cfg.Coldplug == 0 {
-		say("coldplug: off (nodeinit.coldplug=0); %d modules carried are not loaded", len(idx.Modules))
+	if budget == 0 {
+		logf("coldplug: off (nodeinit.coldplug=0); %d modules carried are not loaded", len(idx.Modules))
 		return nil
 	}
 	start := time.Now()
-	c := newColdplugger("/sys/bus", idx, finitModule, say)
+	c := newLoader("/sys/bus", idx, modload.Load, logf)
 	c.loadedAlready("/proc/modules")
-	c.deadline = start.Add(st.cfg.Coldplug)
+	c.deadline = start.Add(budget)
 	settled := c.settle(time.Now, time.Sleep)
 	how := "devices settled"
 	if !settled {
 		how = "budget spent"
 	}
-	say("coldplug: loaded %d of %d modules carried for %d devices in %v (%d scans, %s)", c.modules, len(idx.Modules), c.withAlias(), time.Since(start).Round(time.Millisecond), c.scans, how)
+	logf("coldplug: loaded %d of %d modules carried for %d devices in %v (%d scans, %s)", c.modules, len(idx.Modules), c.withAlias(), time.Since(start).Round(time.Millisecond), c.scans, how)
 	c.report()
 	if names := regulators("/sys/class/regulator"); len(names) > 0 {
-		say("coldplug: regulators: %s", strings.Join(names, ", "))
+		logf("coldplug: regulators: %s", strings.Join(names, ", "))
 	}
-	st.coldplug = c
-	return nil
+	return c
 }
 
 // regulators lists the names of the regulators bound, as
@@ -327,10 +330,11 @@ func regulators(class string) []string {
 	return names
 }
 
-// coldplugMore runs one more coldplug pass while the budget lasts; the
-// root search calls it as it polls.
-func (st *state) coldplugMore() {
-	if c := st.coldplug; c != nil && time.Now().Before(c.deadline) {
+// More runs one more coldplug pass while the budget lasts; the root
+// search calls it as it polls. A nil Loader (coldplug did not run) does
+// nothing.
+func (c *Loader) More() {
+	if c != nil && time.Now().Before(c.deadline) {
 		c.pass()
 	}
 }
