@@ -37,6 +37,11 @@ type Config struct {
 	Netinstall       string // netinstall=, URL of the card image to write
 	NetinstallSHA256 string // netinstall.sha256=
 	NetinstallDisk   string // netinstall.disk=, e.g. mmcblk0; empty: the only disk
+
+	// Version (mkimage.version=, appended by the counting boot script)
+	// is the version U-Boot booted: the root is that version's live
+	// subvolume (package versions), not the filesystem's default one.
+	Version string
 }
 
 // Default is the configuration before any command line.
@@ -88,6 +93,7 @@ func (c *Config) Apply(words []string) error {
 		"root": &c.Root, "rootfstype": &c.RootFSType, "rootflags": &c.RootFlags, "init": &c.Init,
 		"netroot.sha256": &c.NetrootSHA256, "netinstall": &c.Netinstall,
 		"netinstall.sha256": &c.NetinstallSHA256, "netinstall.disk": &c.NetinstallDisk,
+		"mkimage.version": &c.Version,
 	}
 	durations := map[string]*time.Duration{"nodeinit.timeout": &c.Timeout, "nodeinit.coldplug": &c.Coldplug}
 	// A flag alone ("nodeinit.rescue") is on, as is =1, =yes or =true.
@@ -145,6 +151,9 @@ func (c *Config) Load(defaults, cmdline string, logf func(string, ...any)) error
 	logf("config: root=%q rootfstype=%s rootflags=%q init=%s timeout=%v", c.Root, c.RootFSType, c.RootFlags, c.Init, c.Timeout)
 	if c.Preconfigure {
 		logf("preconfigure: the root's first-boot hooks run, then the machine powers off")
+	}
+	if c.Version != "" {
+		logf("version: %s (live/%s, from roots/%s)", c.Version, c.Version, c.Version)
 	}
 	if IsNetRoot(c.Root) {
 		logf("netboot: diskless root %s sha256 %s", c.Root, c.NetrootSHA256)

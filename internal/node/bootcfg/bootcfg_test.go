@@ -29,6 +29,9 @@ func TestConfig(t *testing.T) {
 			Config{Root: "http://:80/root.img", NetrootSHA256: "ab12", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
 		{"root=LABEL=root netinstall=http://:80/node.img netinstall.sha256=cd34 netinstall.disk=mmcblk1",
 			Config{Root: "LABEL=root", Netinstall: "http://:80/node.img", NetinstallSHA256: "cd34", NetinstallDisk: "mmcblk1", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
+		// The boot script appends the version after boot.env's line.
+		{"root=LABEL=root panic=10 mkimage.version=0123456789abcdef",
+			Config{Root: "LABEL=root", Version: "0123456789abcdef", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
 	}
 	for _, tt := range tests {
 		c := Default()
