@@ -10,6 +10,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/build/kmod/kmodtest"
 	"github.com/mkimage/mkimage/internal/build/rootfs"
+	"github.com/mkimage/mkimage/internal/build/sendstream/sendstreamtest"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
@@ -40,7 +41,7 @@ func TestReceiveRealRoot(t *testing.T) {
 	testenv.Short(t)
 	testenv.NeedRoot(t)
 	tree := benchRoot(t)
-	mnt := scratchFS(t)
+	mnt := sendstreamtest.ScratchFS(t)
 	receive(t, mnt, full(t, tree, baseOpts), baseOpts, tree)
 	child := tree.Clone()
 	patchBusybox(t, child)
@@ -129,7 +130,7 @@ func kernelSizes(b *testing.B, tree *fstree.Tree, children []*fstree.Tree) []str
 	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
 		return sizes
 	}
-	mnt := scratchFS(b)
+	mnt := sendstreamtest.ScratchFS(b)
 	dir := b.TempDir()
 	stream := filepath.Join(dir, "s")
 	recv := func(write func(io.Writer) error) {
