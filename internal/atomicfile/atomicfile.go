@@ -82,6 +82,12 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
+	return write(path, data, perm, os.Rename)
+}
+
+// write writes data to a temporary file for path and commits it with
+// place.
+func write(path string, data []byte, perm os.FileMode, place func(tmp, path string) error) error {
 	f, err := Create(path, perm)
 	if err != nil {
 		return err
@@ -90,7 +96,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		f.Abort()
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return f.Commit()
+	return f.commit(place)
 }
 
 // WriteNewFile is WriteFile for a path that must not exist yet: it fails
@@ -99,15 +105,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // there is no window between checking and writing). For files a user
 // would lose by an overwrite, such as a signing key.
 func WriteNewFile(path string, data []byte, perm os.FileMode) error {
-	f, err := Create(path, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Abort()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return f.commit(func(tmp, path string) error {
+	return write(path, data, perm, func(tmp, path string) error {
 		if err := os.Link(tmp, path); err != nil {
 			if errors.Is(err, fs.ErrExist) {
 				return fmt.Errorf("%w; refusing to replace it", fs.ErrExist)

@@ -23,12 +23,7 @@ var epoch = time.Unix(1700000000, 0)
 
 func put(t testing.TB, tr *fstree.Tree, p string, n *fstree.Inode) {
 	t.Helper()
-	if _, err := tr.MkdirAll(filepath.Dir(p), epoch); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Put(p, n); err != nil {
-		t.Fatal(err)
-	}
+	fstreetest.Put(t, tr, p, n, epoch)
 }
 
 // v1 is a small version: a root with files, a link, a device node and a
@@ -79,16 +74,19 @@ func write(t testing.TB, dir string, v *Version, key update.PrivateKey, parents 
 	return m
 }
 
+// files lists dir's names, sorted.
 func files(t testing.TB, dir string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
+	f, err := os.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		t.Fatal(err)
 	}
+	slices.Sort(names)
 	return names
 }
 
