@@ -14,8 +14,11 @@
 //	initrd.img      initramfs
 //	board.dtb       device tree (boards whose firmware has none)
 //
-// A node checks the signature before it parses anything else, and each
-// payload's size and sha256 while it streams (NewPayloadReader).
+// Both root streams make a subvolume named by the version id, with the
+// identity RootIdentity gives (so a node receiving into roots/ gets
+// roots/<id>). A node checks the signature before it parses anything
+// else, and each payload's size and sha256 while it streams
+// (NewPayloadReader).
 //
 // The package uses the standard library only (and internal/atomicfile):
 // the node's PID 1 links it.

@@ -231,7 +231,9 @@ func TestVerifyRefuses(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "b")
-			testenv.Run(t, "cp", "-a", src, dir)
+			if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+				t.Fatal(err)
+			}
 			c.edit(dir)
 			_, err := Verify(dir, []update.PublicKey{key.Public()})
 			if err == nil || !strings.Contains(err.Error(), c.error) {
