@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/builder"
+	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/bmap"
 	"github.com/mkimage/mkimage/internal/build/btrfs"
 	"github.com/mkimage/mkimage/internal/build/uboot"
@@ -166,54 +167,21 @@ type Result struct {
 
 // Write writes the netboot tree to dir, which must not exist yet or be
 // an earlier netboot tree (it is replaced as a whole).
-func Write(dir string, o Options) (res *Result, err error) {
+func Write(dir string, o Options) (*Result, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(dir); err == nil {
-		if !fi.IsDir() {
-			return nil, fmt.Errorf("output %s exists and is not a directory", dir)
-		}
-		if _, err := os.Stat(filepath.Join(dir, Manifest)); err != nil {
-			return nil, fmt.Errorf("output %s exists and is not a netboot tree (no %s); remove it or pick another -o", dir, Manifest)
-		}
-	}
-	parent := filepath.Dir(filepath.Clean(dir))
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp*")
+	var res *Result
+	err := atomicfile.ReplaceDir(dir, "a netboot tree", Manifest, func(tmp string) error {
+		w := &writer{dir: tmp, res: &Result{Cmdlines: map[Mode]string{}, Default: o.Default}}
+		res = w.res
+		return w.write(&o)
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return nil, err
-	}
-	w := &writer{dir: tmp, res: &Result{Cmdlines: map[Mode]string{}, Default: o.Default}}
-	if err := w.write(&o); err != nil {
-		return nil, err
-	}
-	// Replace an earlier tree: move it aside, move ours in, drop the old.
-	old := ""
-	if _, err := os.Stat(dir); err == nil {
-		old = tmp + ".old"
-		if err := os.Rename(dir, old); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if old != "" {
-			os.Rename(old, dir)
-		}
-		return nil, err
-	}
-	if old != "" {
-		os.RemoveAll(old)
-	}
-	w.res.Dir = dir
-	return w.res, nil
+	res.Dir = dir
+	return res, nil
 }
 
 func (o *Options) check() error {

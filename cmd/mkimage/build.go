@@ -8,12 +8,12 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mkimage/mkimage/internal/cachedir"
-
-	"github.com/mkimage/mkimage/internal/bytesize"
+	"github.com/spf13/pflag"
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/builder"
+	"github.com/mkimage/mkimage/internal/bytesize"
+	"github.com/mkimage/mkimage/internal/cachedir"
 )
 
 // version is set at link time (-ldflags "-X main.version=...").
@@ -28,16 +28,9 @@ func runBuild(args []string) error {
 	var o builder.Options
 	var bootSize, rootSize, headroom string
 	var dryRun, asJSON, quiet bool
-	fs.StringVarP(&o.Board, "board", "b", "", "board to build for (list them with: mkimage boards)")
+	inputFlags(fs, &o)
 	fs.StringVarP(&o.Output, "output", "o", "", "image file to write (IMAGE.bmap and IMAGE.manifest.json go beside it)")
-	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb, or a directory with Image, dtbs/ and lib/modules/VERSION/ (default: fetch Debian bookworm's current arm64 kernel)")
-	fs.StringVar(&o.Rootfs, "rootfs", builder.DefaultRootfs, "root filesystem: debian[:SUITE] (Debian arm64 with LXC, first-boot configured), minimal (busybox), a directory, or a .tar/.tar.gz/.tar.xz/.tar.zst tarball")
-	fs.StringSliceVar(&o.Packages, "packages", nil, "extra Debian packages for --rootfs debian (comma-separated, repeatable)")
 	fs.StringSliceVar(&o.Bootloader, "bootloader", nil, "the board's bootloader, checked against its format (odroid-c2: a signed u-boot.bin.sd.bin, or Hardkernel's pair bl1.bin.hardkernel,u-boot.bin; macchiatobin: flash-image.bin)")
-	fs.StringArrayVar(&o.Overlays, "overlay", nil, "directory or tarball laid over the root after the project's overlays (repeatable, in order)")
-	fs.StringVar(&o.Initramfs, "initramfs", "", "use this initramfs instead of building one")
-	fs.StringSliceVar(&o.Coldplug, "coldplug", nil, "more kernel modules the initramfs carries for coldplug, besides the board's: loaded at boot only when a device present matches one of their aliases (comma-separated, repeatable)")
-	fs.StringVar(&o.Config, "config", "", "cluster config (TOML) baked into the image")
 	fs.StringVar(&bootSize, "boot-size", builder.DefaultBootSize, "boot partition size")
 	fs.StringVar(&rootSize, "root-size", "", "root partition size (default: content plus --headroom)")
 	fs.StringVar(&headroom, "headroom", builder.DefaultHeadroom, "free space added to an automatic root size")
@@ -45,7 +38,6 @@ func runBuild(args []string) error {
 	fs.BoolVar(&o.MetadataSingle, "metadata-single", false, "single btrfs metadata instead of DUP")
 	fs.BoolVar(&o.Preconfigure, "preconfigure", false, "configure a Debian root's packages once in QEMU at build time, so cards boot configured (minutes; the image is then not byte-reproducible)")
 	fs.StringVar(&o.Compress, "compress", "", "also write IMAGE.zst or IMAGE.xz (zst|xz)")
-	fs.StringVar(&o.CacheDir, "cache-dir", cachedir.Root(), "cache for downloads and built artifacts")
 	fs.BoolVar(&dryRun, "dry-run", false, "resolve the inputs and print the plan; write nothing")
 	fs.BoolVar(&asJSON, "json", false, "print the plan (--dry-run) or result as JSON")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
@@ -103,6 +95,22 @@ func runBuild(args []string) error {
 	}
 	fmt.Printf("%s  %s\n", res.SHA256, res.Image)
 	return nil
+}
+
+// inputFlags defines the flags naming what a node boots (board, kernel,
+// root, initramfs, cluster config) and the cache they are fetched into:
+// build and update share them, so a bundle is made of what an image of
+// the same flags holds.
+func inputFlags(fs *pflag.FlagSet, o *builder.Options) {
+	fs.StringVarP(&o.Board, "board", "b", "", "board to build for (list them with: mkimage boards)")
+	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb, or a directory with Image, dtbs/ and lib/modules/VERSION/ (default: fetch Debian bookworm's current arm64 kernel)")
+	fs.StringVar(&o.Rootfs, "rootfs", builder.DefaultRootfs, "root filesystem: debian[:SUITE] (Debian arm64 with LXC, first-boot configured), minimal (busybox), a directory, or a .tar/.tar.gz/.tar.xz/.tar.zst tarball")
+	fs.StringSliceVar(&o.Packages, "packages", nil, "extra Debian packages for --rootfs debian (comma-separated, repeatable)")
+	fs.StringArrayVar(&o.Overlays, "overlay", nil, "directory or tarball laid over the root after the project's overlays (repeatable, in order)")
+	fs.StringVar(&o.Initramfs, "initramfs", "", "use this initramfs instead of building one")
+	fs.StringSliceVar(&o.Coldplug, "coldplug", nil, "more kernel modules the initramfs carries for coldplug, besides the board's: loaded at boot only when a device present matches one of their aliases (comma-separated, repeatable)")
+	fs.StringVar(&o.Config, "config", "", "cluster config (TOML) baked into the image")
+	fs.StringVar(&o.CacheDir, "cache-dir", cachedir.Root(), "cache for downloads and built artifacts")
 }
 
 func printJSON(v any) error {

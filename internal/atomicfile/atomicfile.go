@@ -8,7 +8,9 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -38,7 +40,11 @@ func Create(path string, perm os.FileMode) (*File, error) {
 // Commit syncs the data, renames the file to its path and syncs the
 // directory. On error the temporary file is removed and the path keeps
 // its old content.
-func (f *File) Commit() error {
+func (f *File) Commit() error { return f.commit(os.Rename) }
+
+// commit puts the synced file at its path with place (a rename, or a
+// link that refuses an existing path).
+func (f *File) commit(place func(tmp, path string) error) error {
 	if f.done {
 		return fmt.Errorf("%s: already committed or aborted", f.path)
 	}
@@ -50,7 +56,7 @@ func (f *File) Commit() error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), f.path)
+		err = place(f.Name(), f.path)
 	}
 	if err != nil {
 		f.Abort()
@@ -76,6 +82,12 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
+	return write(path, data, perm, os.Rename)
+}
+
+// write writes data to a temporary file for path and commits it with
+// place.
+func write(path string, data []byte, perm os.FileMode, place func(tmp, path string) error) error {
 	f, err := Create(path, perm)
 	if err != nil {
 		return err
@@ -84,7 +96,24 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		f.Abort()
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return f.Commit()
+	return f.commit(place)
+}
+
+// WriteNewFile is WriteFile for a path that must not exist yet: it fails
+// with an error matching fs.ErrExist, and leaves the existing file alone,
+// when it does (a hard link, unlike a rename, never replaces a file, so
+// there is no window between checking and writing). For files a user
+// would lose by an overwrite, such as a signing key.
+func WriteNewFile(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, func(tmp, path string) error {
+		if err := os.Link(tmp, path); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("%w; refusing to replace it", fs.ErrExist)
+			}
+			return err
+		}
+		return os.Remove(tmp)
+	})
 }
 
 // WriteFileIfChanged is WriteFile, skipped when path already holds data
@@ -122,4 +151,60 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// ReplaceDir makes dir a directory holding what fill writes, all or
+// nothing: fill writes into a new temporary directory beside dir, which
+// takes dir's place once fill returns nil; on an error it is removed and
+// dir is left as it was. An existing dir is replaced as a whole only if it
+// holds the file marker, the sign of an earlier output of the same kind
+// (kind names it in errors, e.g. "a netboot tree"): anything else there is
+// refused, so a mistyped output path never deletes someone's directory.
+// fill is responsible for syncing the files it writes.
+func ReplaceDir(dir, kind, marker string, fill func(tmp string) error) (err error) {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("output %s exists and is not a directory", dir)
+		}
+		if _, err := os.Stat(filepath.Join(dir, marker)); err != nil {
+			return fmt.Errorf("output %s exists and is not %s (no %s); remove it or pick another output", dir, kind, marker)
+		}
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	if err := SyncDir(tmp); err != nil {
+		return err
+	}
+	// Replace an earlier output: move it aside, move ours in, drop the old.
+	old := ""
+	if _, err := os.Stat(dir); err == nil {
+		old = tmp + ".old"
+		if err := os.Rename(dir, old); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if old != "" {
+			os.Rename(old, dir)
+		}
+		return err
+	}
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	return SyncDir(parent)
 }

@@ -1,6 +1,8 @@
 package atomicfile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,5 +89,63 @@ func TestIfChangedAndSymlink(t *testing.T) {
 		if got, _ := os.Readlink(l); got != target {
 			t.Errorf("link -> %q, want %q", got, target)
 		}
+	}
+}
+
+func TestWriteNewFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "key")
+	if err := WriteNewFile(p, []byte("first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteNewFile(p, []byte("second"), 0o644)
+	if !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), p+": file already exists; refusing to replace it") {
+		t.Errorf("second write: %v", err)
+	}
+	b, _ := os.ReadFile(p)
+	st, _ := os.Stat(p)
+	if string(b) != "first" || st.Mode().Perm() != 0o600 {
+		t.Errorf("content %q mode %v", b, st.Mode())
+	}
+	if got := entries(t, dir); len(got) != 1 {
+		t.Errorf("left behind: %v", got)
+	}
+}
+
+func TestReplaceDir(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "out")
+	fill := func(content string) func(string) error {
+		return func(tmp string) error {
+			return WriteFile(filepath.Join(tmp, "marker"), []byte(content), 0o644)
+		}
+	}
+	for _, content := range []string{"one", "two"} { // new, then replacing an earlier one
+		if err := ReplaceDir(dir, "an output", "marker", fill(content)); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, "marker")); string(b) != content {
+			t.Errorf("marker holds %q, want %q", b, content)
+		}
+	}
+	// A failing fill leaves the earlier output and nothing else.
+	err := ReplaceDir(dir, "an output", "marker", func(tmp string) error {
+		fill("three")(tmp)
+		return errors.New("disk full")
+	})
+	if err == nil || err.Error() != "disk full" {
+		t.Errorf("failing fill: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "marker")); string(b) != "two" {
+		t.Errorf("after a failed fill the marker holds %q", b)
+	}
+	if got := entries(t, parent); len(got) != 1 {
+		t.Errorf("left behind: %v", got)
+	}
+	// A directory that is not an earlier output is never replaced.
+	other := filepath.Join(parent, "home")
+	os.Mkdir(other, 0o755)
+	if err := ReplaceDir(other, "an output", "marker", fill("x")); err == nil || !strings.Contains(err.Error(), "is not an output (no marker)") {
+		t.Errorf("foreign directory: %v", err)
 	}
 }

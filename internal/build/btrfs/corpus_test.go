@@ -18,15 +18,7 @@ var epoch = time.Unix(1700000000, 123456789)
 
 func mustPut(t testing.TB, tr *fstree.Tree, p string, n *fstree.Inode) {
 	t.Helper()
-	dir := filepath.Dir(p)
-	if dir != "." {
-		if _, err := tr.MkdirAll(dir, epoch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tr.Put(p, n); err != nil {
-		t.Fatal(err)
-	}
+	fstreetest.Put(t, tr, p, n, epoch)
 }
 
 func ts(i int) time.Time { return time.Unix(1600000000+int64(i)*7919, int64(i)*1000003%1e9) }

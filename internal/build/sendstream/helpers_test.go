@@ -25,14 +25,7 @@ func sparseFile(size int64, i int, ext ...fstree.Extent) *fstree.Inode {
 
 func put(t testing.TB, tr *fstree.Tree, p string, n *fstree.Inode) {
 	t.Helper()
-	if dir := path.Dir(p); dir != "." {
-		if _, err := tr.MkdirAll(dir, epoch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tr.Put(p, n); err != nil {
-		t.Fatal(err)
-	}
+	fstreetest.Put(t, tr, p, n, epoch)
 }
 
 func remove(t testing.TB, tr *fstree.Tree, p string) {

@@ -40,7 +40,7 @@ func TestReceiveRealRoot(t *testing.T) {
 	testenv.Short(t)
 	testenv.NeedRoot(t)
 	tree := benchRoot(t)
-	mnt := scratchFS(t)
+	mnt := testenv.ScratchBtrfs(t)
 	receive(t, mnt, full(t, tree, baseOpts), baseOpts, tree)
 	child := tree.Clone()
 	patchBusybox(t, child)
@@ -129,7 +129,7 @@ func kernelSizes(b *testing.B, tree *fstree.Tree, children []*fstree.Tree) []str
 	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
 		return sizes
 	}
-	mnt := scratchFS(b)
+	mnt := testenv.ScratchBtrfs(b)
 	dir := b.TempDir()
 	stream := filepath.Join(dir, "s")
 	recv := func(write func(io.Writer) error) {

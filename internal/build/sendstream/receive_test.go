@@ -1,46 +1,21 @@
 package sendstream
 
 import (
-	"encoding/hex"
-	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/build/rootfs"
+	"github.com/mkimage/mkimage/internal/build/sendstream/sendstreamtest"
 	"github.com/mkimage/mkimage/internal/fstree"
-	"github.com/mkimage/mkimage/internal/fstree/fstreetest"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
-func writeStream(t testing.TB, b []byte) string {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "stream")
-	if err := os.WriteFile(f, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-// checkDump has btrfs-progs parse the stream (`btrfs receive --dump`,
-// which verifies every crc) and list the same commands we wrote.
+// checkDump has btrfs-progs parse the stream and list the same commands
+// we wrote.
 func checkDump(t testing.TB, stream []byte) {
 	t.Helper()
-	testenv.NeedTools(t, "btrfs")
-	out := testenv.Run(t, "btrfs", "receive", "--dump", "-f", writeStream(t, stream))
-	// A command's line starts with its name and a path under "./";
-	// other lines are the rest of printed xattr values.
-	known := map[string]bool{}
-	for _, name := range cmdNames {
-		known[name] = true
-	}
-	var got []string
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) > 1 && known[f[0]] && strings.HasPrefix(f[1], "./") {
-			got = append(got, f[0])
-		}
-	}
+	got := sendstreamtest.Dump(t, stream)
 	var want []string
 	for _, o := range decode(t, stream) {
 		if o.cmd != "end" {
@@ -48,7 +23,7 @@ func checkDump(t testing.TB, stream []byte) {
 		}
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("btrfs receive --dump lists %d commands, we wrote %d:\n%s", len(got), len(want), out)
+		t.Errorf("btrfs receive --dump lists %d commands %v, we wrote %d: %v", len(got), got, len(want), want)
 	}
 }
 
@@ -61,47 +36,18 @@ func TestDump(t *testing.T) {
 	}
 }
 
-// scratchFS is an empty loop-mounted btrfs, unmounted at cleanup.
-func scratchFS(t testing.TB) string { return testenv.ScratchBtrfs(t) }
-
-// receive applies stream with btrfs receive under mnt and checks the new
-// subvolume: read-only, received UUID as sent, and the same tree as want
-// (ctime aside: receive cannot set it).
+// receive applies stream with btrfs receive under mnt and checks the
+// subvolume it makes against want.
 func receive(t testing.TB, mnt string, stream []byte, o Options, want *fstree.Tree) {
 	t.Helper()
-	testenv.Run(t, "btrfs", "receive", "-f", writeStream(t, stream), mnt)
-	sub := filepath.Join(mnt, o.Name)
-	if out := testenv.Run(t, "btrfs", "property", "get", "-ts", sub, "ro"); strings.TrimSpace(out) != "ro=true" {
-		t.Errorf("%s: %s", sub, out)
-	}
-	u := hex.EncodeToString(o.UUID[:])
-	u = u[:8] + "-" + u[8:12] + "-" + u[12:16] + "-" + u[16:20] + "-" + u[20:]
-	if out := testenv.Run(t, "btrfs", "subvolume", "show", sub); !strings.Contains(out, "Received UUID: \t\t"+u) {
-		t.Errorf("%s: received UUID is not %s:\n%s", sub, u, out)
-	}
-	got, err := rootfs.HostDir(sub, rootfs.HostOptions{})
-	if err != nil {
-		t.Fatalf("reading back %s: %v", sub, err)
-	}
-	diffs, err := fstree.Diff(fstreetest.EpochTimes(want), got, fstree.DiffOptions{IgnoreCtime: true})
-	if err != nil {
-		diffs = append(diffs, err.Error())
-	}
-	for i, d := range diffs {
-		if i < 20 {
-			t.Errorf("%s", d)
-		}
-	}
-	if len(diffs) > 0 {
-		t.Errorf("%s: %d differences between the tree (a) and what btrfs receive made (b)", o.Name, len(diffs))
-	}
+	sendstreamtest.Receive(t, mnt, stream, o.Name, o.UUID, want)
 }
 
 // TestReceive has btrfs receive apply the base tree's full stream, then
 // every change's incremental stream on top of it, and reads each
 // received subvolume back.
 func TestReceive(t *testing.T) {
-	mnt := scratchFS(t)
+	mnt := testenv.ScratchBtrfs(t)
 	base := baseTree(t)
 	receive(t, mnt, full(t, base, baseOpts), baseOpts, base)
 	if t.Failed() {
@@ -126,7 +72,7 @@ func TestReceive(t *testing.T) {
 // TestReceiveChain: each version is the parent of the next, as on a node
 // that takes every update.
 func TestReceiveChain(t *testing.T) {
-	mnt := scratchFS(t)
+	mnt := testenv.ScratchBtrfs(t)
 	parent, po := baseTree(t), baseOpts
 	receive(t, mnt, full(t, parent, po), po, parent)
 	order := []string{"one file", "grow and shrink", "metadata", "hard links", "type and target", "capabilities", "sparse", "file to dir and back", "all new"}

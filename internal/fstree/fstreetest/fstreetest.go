@@ -7,6 +7,8 @@ package fstreetest
 import (
 	"encoding/binary"
 	"io"
+	"path"
+	"testing"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/fstree"
@@ -110,4 +112,18 @@ func EpochTimes(tr *fstree.Tree) *fstree.Tree {
 		return nil
 	})
 	return c
+}
+
+// Put puts n at p in tr, making missing parent directories with times
+// dirTime, and fails t if it cannot.
+func Put(t testing.TB, tr *fstree.Tree, p string, n *fstree.Inode, dirTime time.Time) {
+	t.Helper()
+	if dir := path.Dir(p); dir != "." {
+		if _, err := tr.MkdirAll(dir, dirTime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.Put(p, n); err != nil {
+		t.Fatal(err)
+	}
 }

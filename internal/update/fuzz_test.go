@@ -1,0 +1,36 @@
+package update
+
+import (
+	"bytes"
+	"testing"
+)
+
+// FuzzVerify feeds Verify hostile manifests and signatures. Each manifest
+// is tried twice: with the given signature (which a fuzzer can hardly
+// forge, so this covers the signature checks) and signed by a trusted
+// key, so the JSON parser and every field check see the input too. No
+// input may panic, and whatever is accepted must be valid and be exactly
+// what Marshal writes for it.
+func FuzzVerify(f *testing.F) {
+	key := testKey(9, "fuzz")
+	keys := []PublicKey{testKey(1, "other").Public(), key.Public()}
+	good, _ := testManifest().Marshal()
+	f.Add(good, Sign(good, key))
+	f.Add(good, []byte("AAAA\n"))
+	f.Add([]byte(`{"format":1}`), []byte{})
+	f.Add(bytes.Replace(good, []byte(`"Image"`), []byte(`"../Image"`), 1), Sign(good, key))
+	f.Fuzz(func(t *testing.T, manifest, sig []byte) {
+		for _, s := range [][]byte{sig, Sign(manifest, key)} {
+			m, err := Verify(manifest, s, keys)
+			if err != nil {
+				continue
+			}
+			if err := m.Validate(); err != nil {
+				t.Fatalf("accepted an invalid manifest: %v", err)
+			}
+			if again, err := m.Marshal(); err != nil || !bytes.Equal(again, manifest) {
+				t.Fatalf("accepted %q, which Marshal writes as %q (%v)", manifest, again, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,48 @@
+package update
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sign returns the content of manifest.sig for manifest's exact bytes:
+// the base64 of the ed25519 signature and a newline.
+func Sign(manifest []byte, k PrivateKey) []byte {
+	sig := ed25519.Sign(k.Key, manifest)
+	return []byte(base64.StdEncoding.EncodeToString(sig) + "\n")
+}
+
+// Verify checks that sig (manifest.sig's content) is a signature of
+// manifest by one of keys, and only then parses the manifest and checks
+// every field. Any failure wraps ErrInvalid.
+func Verify(manifest, sig []byte, keys []PublicKey) (Manifest, error) {
+	if len(keys) == 0 {
+		return Manifest{}, errors.New("no trusted keys to verify the bundle with")
+	}
+	if len(manifest) > MaxManifestSize {
+		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(manifest), MaxManifestSize)
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(string(bytes.TrimSuffix(sig, []byte("\n"))))
+	if err != nil || len(raw) != ed25519.SignatureSize {
+		return Manifest{}, fmt.Errorf("%w: %s: want base64 of a %d-byte ed25519 signature and a newline", ErrInvalid, SignatureFile, ed25519.SignatureSize)
+	}
+	ok := false
+	var names []string
+	for _, k := range keys {
+		// ed25519.Verify panics on a key of the wrong size.
+		if len(k.Key) == ed25519.PublicKeySize && ed25519.Verify(k.Key, manifest, raw) {
+			ok = true
+			break
+		}
+		names = append(names, fmt.Sprintf("%q", k.Comment))
+	}
+	if !ok {
+		return Manifest{}, fmt.Errorf("%w: %s is not a signature of %s by any of the %d trusted keys (%s): the bundle was changed or signed with another key",
+			ErrInvalid, SignatureFile, ManifestFile, len(keys), strings.Join(names, ", "))
+	}
+	return parseManifest(manifest)
+}
