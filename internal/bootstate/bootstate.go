@@ -44,8 +44,8 @@ const (
 // Files in a version's directory (VersionDir).
 const (
 	KernelFile  = "Image"
-	InitrdFile  = "initramfs"
-	DTBFile     = "dtb" // absent where firmware passes its own tree (QEMU virt)
+	InitrdFile  = "initrd.img"
+	DTBFile     = "board.dtb" // absent where firmware passes its own tree (QEMU virt)
 	BootEnvFile = "boot.env"
 )
 
@@ -81,6 +81,11 @@ func ValidID(id string) error {
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
 			return fmt.Errorf("version id %q: want lowercase hex digits only", id)
 		}
+	}
+	if strings.Count(id, "0") == IDLen {
+		// The id is also its root's send transid (package update), and
+		// btrfs reads a zero stransid as "never received".
+		return fmt.Errorf("version id %q: all zeros", id)
 	}
 	return nil
 }

@@ -8,7 +8,8 @@ import (
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
-// TestDeps: the package links the standard library and atomicfile only,
+// TestDeps: the package links the standard library, atomicfile and
+// bootstate only,
 // so nodeinit (held to node-side packages and a size budget by
 // cmd/nodeinit/deps_test.go) can verify bundles with it.
 func TestDeps(t *testing.T) {
@@ -18,7 +19,9 @@ func TestDeps(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range strings.Fields(string(out)) {
-		if p != "github.com/mkimage/mkimage/internal/update" && p != "github.com/mkimage/mkimage/internal/atomicfile" {
+		switch p {
+		case "github.com/mkimage/mkimage/internal/update", "github.com/mkimage/mkimage/internal/atomicfile", "github.com/mkimage/mkimage/internal/bootstate":
+		default:
 			t.Errorf("internal/update links %s", p)
 		}
 	}

@@ -4,36 +4,18 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"sort"
+
+	"github.com/mkimage/mkimage/internal/bootstate"
 )
 
-// IDLen is the length of a version id: 16 lowercase hex digits (64
-// bits). A fixed width keeps U-Boot's state file, which names versions,
-// the same size when it is rewritten in place.
-const IDLen = 16
+// IDLen is the length of a version id (bootstate.IDLen: U-Boot's state
+// file names versions and must keep its size when rewritten in place).
+const IDLen = bootstate.IDLen
 
-// CheckID accepts a version id: exactly IDLen lowercase hex digits, not
-// all zeros (the id is also its root's send transid, and btrfs reads a
-// zero stransid as "never received").
-func CheckID(id string) error {
-	if len(id) != IDLen {
-		return fmt.Errorf("version id %q: want %d lowercase hex digits", id, IDLen)
-	}
-	zero := true
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return fmt.Errorf("version id %q: want %d lowercase hex digits", id, IDLen)
-		}
-		zero = zero && c == '0'
-	}
-	if zero {
-		return fmt.Errorf("version id %q: all zeros", id)
-	}
-	return nil
-}
+// CheckID accepts a version id (bootstate.ValidID).
+func CheckID(id string) error { return bootstate.ValidID(id) }
 
 // DeriveID returns the id of the version of board made of a root tree
 // (rootHash: its fstree.Tree.Hash), boot files (name → sha256 hex) and a

@@ -32,6 +32,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/mkimage/mkimage/internal/bootstate"
 )
 
 // FormatVersion is the manifest format this package reads and writes.
@@ -42,12 +44,11 @@ const (
 	ManifestFile  = "manifest.json"
 	SignatureFile = "manifest.sig"
 	RootFull      = "root.full"
-	// The boot files keep the names they have on a card's boot
-	// partition (Image, initrd.img), so a version's boot directory
-	// reads like one; the DTB has one fixed name whatever the board's.
-	BootKernel = "Image"
-	BootInitrd = "initrd.img"
-	BootDTB    = "board.dtb"
+	// The boot files have the names they get in the version's directory
+	// on the boot partition (package bootstate).
+	BootKernel = bootstate.KernelFile
+	BootInitrd = bootstate.InitrdFile
+	BootDTB    = bootstate.DTBFile
 )
 
 // RootFrom is the name of the incremental root stream from version parent.

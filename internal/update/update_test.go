@@ -138,7 +138,7 @@ func TestValidate(t *testing.T) {
 		{"empty board", func(m *Manifest) { m.Board = "" }, `board ""`},
 		{"board with a slash", func(m *Manifest) { m.Board = "a/b" }, `board "a/b"`},
 		{"upper-case id", func(m *Manifest) { m.ID = "0123456789ABCDEF" }, `id: version id "0123456789ABCDEF"`},
-		{"short id", func(m *Manifest) { m.ID = "0123" }, "want 16 lowercase hex digits"},
+		{"short id", func(m *Manifest) { m.ID = "0123" }, "want 16"},
 		{"zero id", func(m *Manifest) { m.ID = "0000000000000000" }, "all zeros"},
 		{"bad parent", func(m *Manifest) { m.Parent = "x" }, `parent: version id "x"`},
 		{"parent is itself", func(m *Manifest) { m.Parent = m.ID }, "is the version itself"},

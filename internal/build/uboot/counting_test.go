@@ -89,7 +89,7 @@ func TestCountingScriptCommands(t *testing.T) {
 		fmt.Sprintf(`test "${filesize}" = %X`, bootstate.Size),
 		"env import -t ${ramdisk_addr_r} ${filesize} good try tries",
 		"env export -t ${ramdisk_addr_r} good try tries",
-		"/v/${try}/Image", "/v/${good}/initramfs", "/v/${good}/dtb", "${fdt_addr}",
+		"/v/${try}/Image", "/v/${good}/initrd.img", "/v/${good}/board.dtb", "${fdt_addr}",
 		"mkimage.version=${good}",
 	} {
 		if !strings.Contains(s, want) {
