@@ -137,7 +137,7 @@ func (r *reader) read() error {
 		if err != nil {
 			return fmt.Errorf("send stream: after the end command: %w", err)
 		}
-		return fmt.Errorf("send stream: data after the end command at byte %d (a second subvolume? ReadFull reads one)", r.dec.off-1)
+		return fmt.Errorf("send stream: data after the end command at byte %d (a second subvolume? ReadFull reads one)", r.dec.off)
 	}
 	return r.finish()
 }
@@ -615,7 +615,8 @@ func (r *reader) parent(p string) (*fstree.Inode, string, error) {
 		return nil, "", fmt.Errorf("the subvolume's top directory cannot be made, moved or removed")
 	}
 	dir, name := path.Split(p)
-	n, err := r.lookup(strings.TrimSuffix(dir, "/"))
+	dir = strings.TrimSuffix(dir, "/")
+	n, err := r.lookup(dir)
 	if err != nil {
 		return nil, "", err
 	}
