@@ -10,6 +10,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/fstree/fstreetest"
+	"github.com/mkimage/mkimage/internal/testenv"
 )
 
 // readFull reads stream with the default limits and fails t on an error.
@@ -163,12 +164,14 @@ func cloneOf(p string, off uint64, src string, srcOff, n uint64) tcmd {
 		num(attrCloneOffset, srcOff), tattr{attrCloneUUID, handUUID[:]}, num(attrCloneCtransid, 5))
 }
 
-// TestReadFullCommands reads what WriteFull never sends: temporary names
+// cap20 is a file capability (version 2, cap_net_raw).
+var cap20 = []byte{1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+// commandsStream holds what WriteFull never sends: temporary names
 // renamed into place, as the kernel sends them, clones, unlink, rmdir,
-// remove_xattr, and receive's side effects of chown, write and truncate.
-func TestReadFullCommands(t *testing.T) {
-	cap20 := []byte{1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-	stream := hand(t,
+// remove_xattr, and what receive's chown, write and truncate take away.
+func commandsStream(t testing.TB) []byte {
+	return hand(t,
 		on(cmdMkdir, "o257-7-0"),
 		on(cmdMkdir, "o258-7-0"),
 		on(cmdRename, "o257-7-0", str(attrPathTo, "o258-7-0/a")),
@@ -216,7 +219,11 @@ func TestReadFullCommands(t *testing.T) {
 		on(cmdRename, "hl", str(attrPathTo, "b/a/f")),
 		on(cmdUtimes, "b/a/f", stamp(attrAtime, 1, 2), stamp(attrMtime, 3, 4), stamp(attrCtime, 5, 6)),
 	)
-	got, o := readFull(t, stream)
+}
+
+// TestReadFullCommands reads commandsStream.
+func TestReadFullCommands(t *testing.T) {
+	got, o := readFull(t, commandsStream(t))
 	if o != (Options{Name: "v", UUID: handUUID, CTransid: 5}) {
 		t.Errorf("options %+v", o)
 	}
@@ -336,6 +343,60 @@ func TestReadFullErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			_, _, err := ReadFull(bytes.NewReader(c.stream), c.lim)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestReadFullHostile: streams that claim huge sizes or make data grow
+// by cloning are refused, or read when the claim is only holes, within
+// a few MiB and well under a second.
+func TestReadFullHostile(t *testing.T) {
+	claims4G := binary.LittleEndian.AppendUint32(encode(t, subvolV), 1<<32-1)
+	claims4G = append(claims4G, make([]byte, 100)...)
+	longAttr := encode(t, subvolV, on(cmdMkfile, "f"))
+	binary.LittleEndian.PutUint16(longAttr[len(longAttr)-3:], 0xffff) // the path's length
+	binary.LittleEndian.PutUint32(longAttr[len(longAttr)-9:], 0)      // crc over the change
+	binary.LittleEndian.PutUint32(longAttr[len(longAttr)-9:], crc(longAttr[len(longAttr)-15:]))
+	file := on(cmdMkfile, "f")
+	doubling := []tcmd{file, on(cmdWrite, "f", num(attrFileOffset, 0), tattr{attrData, fstreetest.Data(1, WriteChunk)})}
+	for n := uint64(WriteChunk); n < 1<<30; n *= 2 {
+		doubling = append(doubling, cloneOf("f", n, "f", 0, n))
+	}
+	var inodes []tcmd
+	for i := 0; i < 1001; i++ {
+		inodes = append(inodes, on(cmdMkdir, fmt.Sprint(i)))
+	}
+	for _, c := range []struct {
+		name   string
+		stream []byte
+		lim    Limits
+		want   string // "" reads the stream
+	}{
+		{"command of 4 GiB", claims4G, Limits{}, "claims 4294967295 bytes of attributes"},
+		{"attribute of 64 KiB", longAttr, Limits{}, "path attribute at byte 10 of the command: claims 65535 bytes, 1 are left"},
+		{"write at 8 EiB", hand(t, file, on(cmdWrite, "f", num(attrFileOffset, 1<<63-1), str(attrData, "x"))), Limits{}, "file offset 9223372036854775807 is more than the limit"},
+		{"truncate to 16 EiB", hand(t, file, on(cmdTruncate, "f", num(attrSize, 1<<64-1))), Limits{}, "size 18446744073709551615 is more than the limit"},
+		{"clone of 16 EiB", hand(t, file, cloneOf("f", 0, "f", 1<<63, 1<<63)), Limits{}, "clone length 9223372036854775808 is more than the limit"},
+		{"a 64 GiB hole", hand(t, file, on(cmdTruncate, "f", num(attrSize, 64<<30)), on(cmdWrite, "f", num(attrFileOffset, 64<<30-1), str(attrData, "x"))), Limits{}, ""},
+		{"clones doubling", hand(t, doubling...), Limits{MaxBytes: 4 << 20}, "the stream and the data it clones pass the limit of 4194304 bytes"},
+		{"inodes", hand(t, inodes...), Limits{MaxInodes: 1001}, `command 1002 (mkdir "/1000") at byte`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var tr *fstree.Tree
+			var err error
+			testenv.Bounded(t, 16<<20, time.Second, func() {
+				tr, _, err = ReadFull(bytes.NewReader(c.stream), c.lim)
+			})
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("ReadFull: %v", err)
+			case c.want == "":
+				if n := lookup(t, tr, "f"); n.Size() != 64<<30 || len(n.Content.(fstree.Sparse).Extents()) != 1 {
+					t.Errorf("f: %d bytes, content %v", n.Size(), n.Content)
+				}
+			case err == nil || !strings.Contains(err.Error(), c.want):
 				t.Errorf("error %v, want %q", err, c.want)
 			}
 		})
