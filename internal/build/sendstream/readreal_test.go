@@ -72,7 +72,7 @@ func kernelTree(t testing.TB, sub string) {
 	must(os.Symlink("b/a/f", at("sym")))
 	must(unix.Mkfifo(at("fifo"), 0o640))
 	must(unix.Mknod(at("null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))) // 0644 after the umask
-	data := bytes.Repeat([]byte("shared extent "), 400)                     // past max_inline, so a real extent
+	data := bytes.Repeat([]byte("shared extent "), 150)                     // past max_inline (2048): an extent to share
 	must(os.WriteFile(at("data"), data, 0o644))
 	src, err := os.Open(at("data"))
 	must(err)
