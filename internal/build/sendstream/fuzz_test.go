@@ -23,17 +23,24 @@ func smallTree(t testing.TB) *fstree.Tree {
 	return tr
 }
 
-// fuzzLimits keep files small: the checks below read every byte.
-var fuzzLimits = Limits{MaxBytes: 1 << 20, MaxFileSize: 1 << 20}
+// fuzzLimits keep the bytes Diff reads small (it reads holes too), and
+// let the seeds through.
+var fuzzLimits = Limits{MaxBytes: 1 << 20, MaxFileSize: 4 << 20, MaxInodes: 32}
 
 // FuzzReadFull reads streams as the builder reads a stored version:
 // whatever ReadFull accepts, WriteFull writes, ReadFull reads back the
 // same, and writing that gives the same bytes again. The corpus holds a
 // stream of the kernel's `btrfs send` (testdata/fuzz/FuzzReadFull).
 func FuzzReadFull(f *testing.F) {
-	f.Add(full(f, fstree.New(epoch), baseOpts))
-	f.Add(full(f, smallTree(f), baseOpts))
-	f.Add(commandsStream(f))
+	seeds := [][]byte{full(f, fstree.New(epoch), baseOpts), full(f, smallTree(f), baseOpts), commandsStream(f)}
+	for i, s := range append(seeds, corpusEntry(f, "kernel-full")) {
+		if _, _, err := ReadFull(bytes.NewReader(s), fuzzLimits); err != nil {
+			f.Fatalf("seed %d is refused, so mutations start from an error: %v", i, err)
+		}
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
 	one := fstree.New(epoch)
 	put(f, one, "f", file(0o644, []byte("new"), 1))
 	f.Add(incremental(f, fstree.New(epoch), one, childOpts(1, changes[1])))
