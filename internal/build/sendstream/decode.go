@@ -158,10 +158,15 @@ func (d *decoder) time(typ uint16) time.Time {
 		return time.Time{}
 	}
 	sec, nsec := int64(binary.LittleEndian.Uint64(b)), binary.LittleEndian.Uint32(b[8:])
-	if nsec >= 1e9 {
+	t := time.Unix(sec, int64(nsec))
+	switch {
+	case nsec >= 1e9:
 		d.fail(fmt.Errorf("%s has %d nanoseconds", attrNames[typ], nsec))
+	case t.IsZero():
+		// fstree's "no time", which the writer sends as the epoch.
+		d.fail(fmt.Errorf("%s is %s, a time the tree cannot hold", attrNames[typ], t.UTC().Format(time.RFC3339)))
 	}
-	return time.Unix(sec, int64(nsec))
+	return t
 }
 
 // limit reads attribute typ, a size or an offset, which must not pass

@@ -327,6 +327,7 @@ func TestReadFullErrors(t *testing.T) {
 		{"chmod a type", hand(t, on(cmdChmod, "", num(attrMode, fstree.ModeDir|0o755))), Limits{}, "more than permission bits"},
 		{"uid of 33 bits", hand(t, on(cmdChown, "", num(attrUid, 1<<32), num(attrGid, 0))), Limits{}, "does not fit in 32 bits"},
 		{"nanoseconds", hand(t, on(cmdUtimes, "", stamp(attrAtime, 0, 1e9), stamp(attrMtime, 0, 0), stamp(attrCtime, 0, 0))), Limits{}, "atime has 1000000000 nanoseconds"},
+		{"year 1", hand(t, on(cmdUtimes, "", stamp(attrAtime, 0, 0), stamp(attrMtime, uint64(time.Time{}.Unix()), 0), stamp(attrCtime, 0, 0))), Limits{}, "mtime is 0001-01-01T00:00:00Z, a time the tree cannot hold"},
 		{"no such xattr", hand(t, on(cmdRemoveXattr, "", str(attrXattrName, "user.x"))), Limits{}, `no xattr "user.x"`},
 		{"xattr name", hand(t, on(cmdSetXattr, "", str(attrXattrName, ""), str(attrXattrData, ""))), Limits{}, "invalid xattr name"},
 		{"xattr value", hand(t, on(cmdSetXattr, "", str(attrXattrName, "user.x"), str(attrXattrData, "12345"))), Limits{MaxXattr: 4}, "value of 5 bytes, more than the limit of 4"},

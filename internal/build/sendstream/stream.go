@@ -2,7 +2,9 @@
 // in-memory file trees, so that `btrfs receive` on a node can apply a new
 // root, whole or as the changes against a parent version, without the
 // build host ever making a btrfs filesystem. The same trees and options
-// always give the same bytes.
+// always give the same bytes. ReadFull reads a full stream back into a
+// tree, so an update bundle can write the changes against a version it
+// kept only as its full stream.
 //
 // A stream is a header ("btrfs-stream\0", le32 version 1) and commands:
 // le32 payload length, le16 command, le32 crc32c of the command with the
