@@ -118,7 +118,7 @@ func (r *reader) read() error {
 		if err != nil {
 			return fmt.Errorf("send stream: command %d at byte %d: %w", r.dec.n, r.dec.start, err)
 		}
-		done, err := r.apply(cmd)
+		err = r.apply(cmd)
 		if err == nil {
 			err = r.dec.err
 		}
@@ -129,7 +129,7 @@ func (r *reader) read() error {
 			}
 			return fmt.Errorf("send stream: command %d (%s) at byte %d: %w", r.dec.n, where, r.dec.start, err)
 		}
-		if done {
+		if cmd == cmdEnd {
 			break
 		}
 	}
@@ -142,55 +142,55 @@ func (r *reader) read() error {
 	return r.finish()
 }
 
-// apply carries out one command; done says it was the end.
-func (r *reader) apply(cmd uint16) (done bool, err error) {
+// apply carries out one command.
+func (r *reader) apply(cmd uint16) error {
 	d := r.dec
 	switch {
 	case cmd == cmdSnapshot:
-		return false, fmt.Errorf("an incremental stream (against parent %x): ReadFull needs a full stream", d.uuid(attrCloneUUID))
+		return fmt.Errorf("an incremental stream (against parent %x): ReadFull needs a full stream", d.uuid(attrCloneUUID))
 	case cmd == cmdSubvol && r.started:
-		return false, fmt.Errorf("a second subvolume: ReadFull reads one")
+		return fmt.Errorf("a second subvolume: ReadFull reads one")
 	case cmd == cmdSubvol:
 		r.opts = Options{Name: d.str(attrPath), UUID: d.uuid(attrUUID), CTransid: d.u64(attrCtransid)}
 		r.started = true
 		if d.err == nil {
-			return false, checkName(r.opts.Name)
+			return checkName(r.opts.Name)
 		}
-		return false, nil
+		return nil
 	case !r.started:
-		return false, fmt.Errorf("before the subvol command")
+		return fmt.Errorf("before the subvol command")
 	}
 	switch cmd {
 	case cmdMkfile, cmdMkdir, cmdMknod, cmdMkfifo, cmdMksock, cmdSymlink:
-		return false, r.create(cmd)
+		return r.create(cmd)
 	case cmdLink:
-		return false, r.link()
+		return r.link()
 	case cmdRename:
-		return false, r.rename()
+		return r.rename()
 	case cmdUnlink, cmdRmdir:
-		return false, r.remove(cmd)
+		return r.remove(cmd)
 	case cmdSetXattr:
-		return false, r.setXattr()
+		return r.setXattr()
 	case cmdRemoveXattr:
-		return false, r.removeXattr()
+		return r.removeXattr()
 	case cmdWrite:
-		return false, r.write()
+		return r.write()
 	case cmdClone:
-		return false, r.clone()
+		return r.clone()
 	case cmdTruncate:
-		return false, r.truncate()
+		return r.truncate()
 	case cmdChown:
-		return false, r.chown()
+		return r.chown()
 	case cmdChmod:
-		return false, r.chmod()
+		return r.chmod()
 	case cmdUtimes:
-		return false, r.utimes()
+		return r.utimes()
 	case cmdEnd:
-		return true, nil
+		return nil
 	case cmdUpdateExtent:
-		return false, fmt.Errorf("the stream holds no file data (btrfs send --no-data)")
+		return fmt.Errorf("the stream holds no file data (btrfs send --no-data)")
 	}
-	return false, fmt.Errorf("not a command of stream version 1")
+	return fmt.Errorf("not a command of stream version 1")
 }
 
 // specialTypes are the file types each of mknod, mkfifo and mksock makes.
@@ -589,19 +589,22 @@ func (r *reader) lookup(p string) (*fstree.Inode, error) {
 	if err := r.checkPath(p); err != nil {
 		return nil, err
 	}
-	n, walked := r.tree.Root, ""
-	for rest := p; rest != ""; {
-		var name string
-		name, rest, _ = strings.Cut(rest, "/")
-		if !n.IsDir() {
-			return nil, fmt.Errorf("%q is a %s, not a directory", "/"+walked, fstree.TypeName(n.Mode))
+	n := r.tree.Root
+	for start := 0; start < len(p); {
+		end := strings.IndexByte(p[start:], '/')
+		if end < 0 {
+			end = len(p)
+		} else {
+			end += start
 		}
-		walked = path.Join(walked, name)
-		child, ok := n.Children[name]
+		if !n.IsDir() { // never the top, so start > 0
+			return nil, fmt.Errorf("%q is a %s, not a directory", "/"+p[:start-1], fstree.TypeName(n.Mode))
+		}
+		child, ok := n.Children[p[start:end]]
 		if !ok {
-			return nil, fmt.Errorf("%q does not exist", "/"+walked)
+			return nil, fmt.Errorf("%q does not exist", "/"+p[:end])
 		}
-		n = child
+		n, start = child, end+1
 	}
 	return n, nil
 }

@@ -23,42 +23,18 @@ func readFull(t testing.TB, stream []byte) (*fstree.Tree, Options) {
 	return tr, o
 }
 
-// sameTree fails t with the differences between want and got, at most
-// 20 of them.
-func sameTree(t testing.TB, want, got *fstree.Tree, opt fstree.DiffOptions) {
-	t.Helper()
-	diffs, err := fstree.Diff(want, got, opt)
-	if err != nil {
-		diffs = append(diffs, err.Error())
-	}
-	for i, d := range diffs {
-		if i < 20 {
-			t.Errorf("%s", d)
-		}
-	}
-	if len(diffs) > 0 {
-		t.Errorf("%d differences between the tree (a) and what ReadFull read (b)", len(diffs))
-	}
+// namedTree is a tree a test case starts from.
+type namedTree struct {
+	name string
+	tree *fstree.Tree
 }
 
 // roundTrips are the trees the writer's tests build, and a few more
 // contents: each is written, read back and written again.
-func roundTrips(t testing.TB) []struct {
-	name string
-	tree *fstree.Tree
-} {
-	cases := []struct {
-		name string
-		tree *fstree.Tree
-	}{
-		{"empty", fstree.New(epoch)},
-		{"base", baseTree(t)},
-	}
+func roundTrips(t testing.TB) []namedTree {
+	cases := []namedTree{{"empty", fstree.New(epoch)}, {"base", baseTree(t)}}
 	for _, c := range changes {
-		cases = append(cases, struct {
-			name string
-			tree *fstree.Tree
-		}{"change " + c.name, c.child(t)})
+		cases = append(cases, namedTree{"change " + c.name, c.child(t)})
 	}
 	// Generated content, zero times, and data runs that end where a
 	// write chunk does.
@@ -68,11 +44,7 @@ func roundTrips(t testing.TB) []struct {
 		fstree.Extent{Offset: 0, Length: WriteChunk}, fstree.Extent{Offset: 2 * WriteChunk, Length: 2 * WriteChunk})})
 	put(t, gen, "zero", fstree.NewFile(0o644, make([]byte, 2*WriteChunk+1), time.Time{}))
 	put(t, gen, "d/empty-dir", &fstree.Inode{Mode: fstree.ModeDir | 0o755, Children: map[string]*fstree.Inode{}})
-	cases = append(cases, struct {
-		name string
-		tree *fstree.Tree
-	}{"generated", gen})
-	return cases
+	return append(cases, namedTree{"generated", gen})
 }
 
 // TestReadFullRoundTrip: WriteFull then ReadFull gives the tree back
@@ -88,7 +60,7 @@ func TestReadFullRoundTrip(t *testing.T) {
 				t.Errorf("options %+v, want %+v", gotOpts, o)
 			}
 			want := fstreetest.EpochTimes(c.tree)
-			sameTree(t, want, got, fstree.DiffOptions{})
+			sameTree(t, want, got, fstree.DiffOptions{}, "what ReadFull read")
 			wh, err := want.Hash()
 			if err != nil {
 				t.Fatal(err)
@@ -252,7 +224,7 @@ func TestReadFullCommands(t *testing.T) {
 	copy(c[200:], "\x00\x0023456"[:6])
 	put(t, want, "c", fstree.NewFile(0o600, c, noTime))
 	put(t, want, "s1", fstree.NewSymlink("two", noTime))
-	sameTree(t, want, got, fstree.DiffOptions{})
+	sameTree(t, want, got, fstree.DiffOptions{}, "what ReadFull read")
 	cs, ok := lookup(t, got, "c").Content.(fstree.Sparse)
 	if !ok || fmt.Sprint(cs.Extents()) != "[{100 5} {202 4}]" {
 		t.Errorf("c: content %T, extents %v: want the runs the clones sent, holes between", lookup(t, got, "c").Content, cs)

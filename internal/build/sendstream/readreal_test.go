@@ -42,7 +42,7 @@ func TestReadFullKernelOfOurs(t *testing.T) {
 	if o.Name != baseOpts.Name || o.UUID != baseOpts.UUID {
 		t.Errorf("options %+v, want name %s and UUID %x", o, baseOpts.Name, baseOpts.UUID)
 	}
-	sameTree(t, fstreetest.EpochTimes(base), got, fstree.DiffOptions{IgnoreCtime: true})
+	sameTree(t, fstreetest.EpochTimes(base), got, fstree.DiffOptions{IgnoreCtime: true}, "what ReadFull read of the kernel's stream")
 }
 
 // kernelTree fills a new subvolume at sub with what makes the kernel's
@@ -119,7 +119,7 @@ func TestReadFullKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameTree(t, disk, got, fstree.DiffOptions{})
+	sameTree(t, disk, got, fstree.DiffOptions{}, "what ReadFull read of the kernel's stream")
 
 	if _, _, err := ReadFull(bytes.NewReader(kernelSend(t, sub, "--no-data")), Limits{}); err == nil || !strings.Contains(err.Error(), "update_extent") || !strings.Contains(err.Error(), "--no-data") {
 		t.Errorf("--no-data stream: %v", err)

@@ -114,7 +114,14 @@ func receive(t testing.TB, mnt string, stream []byte, o Options, want *fstree.Tr
 	if err != nil {
 		t.Fatalf("reading back %s: %v", sub, err)
 	}
-	diffs, err := fstree.Diff(fstreetest.EpochTimes(want), got, fstree.DiffOptions{IgnoreCtime: true})
+	sameTree(t, fstreetest.EpochTimes(want), got, fstree.DiffOptions{IgnoreCtime: true}, o.Name+": what btrfs receive made")
+}
+
+// sameTree fails t with the differences between want and got (what
+// names), at most 20 of them.
+func sameTree(t testing.TB, want, got *fstree.Tree, opt fstree.DiffOptions, what string) {
+	t.Helper()
+	diffs, err := fstree.Diff(want, got, opt)
 	if err != nil {
 		diffs = append(diffs, err.Error())
 	}
@@ -124,7 +131,7 @@ func receive(t testing.TB, mnt string, stream []byte, o Options, want *fstree.Tr
 		}
 	}
 	if len(diffs) > 0 {
-		t.Errorf("%s: %d differences between the tree (a) and what btrfs receive made (b)", o.Name, len(diffs))
+		t.Errorf("%d differences between the tree (a) and %s (b)", len(diffs), what)
 	}
 }
 
