@@ -13,19 +13,19 @@ import (
 // the first problem in err, so a command's handler fetches everything it
 // needs and checks once.
 type decoder struct {
-	r     *bufio.Reader
-	max   int64  // bytes the stream may have (Limits.MaxBytes)
-	off   int64  // bytes read so far
-	n     int    // commands read so far, the current one included
-	start int64  // where the current command starts
-	buf   []byte // the current command, header included
-	attrs [attrMax + 1][]byte
-	have  uint32 // bit typ set: attribute typ is present
-	err   error
+	r        *bufio.Reader
+	maxBytes int64  // bytes the stream may have (Limits.MaxBytes)
+	off      int64  // bytes read so far
+	n        int    // commands read so far, the current one included
+	start    int64  // where the current command starts
+	buf      []byte // the current command, header included
+	attrs    [attrMax + 1][]byte
+	have     uint32 // bit typ set: attribute typ is present
+	err      error
 }
 
-func newDecoder(r io.Reader, max int64) *decoder {
-	return &decoder{r: bufio.NewReaderSize(r, maxCommand), max: max, buf: make([]byte, 0, maxCommand)}
+func newDecoder(r io.Reader, maxBytes int64) *decoder {
+	return &decoder{r: bufio.NewReaderSize(r, maxCommand), maxBytes: maxBytes, buf: make([]byte, 0, maxCommand)}
 }
 
 // read fills b from the stream, counting what it read.
@@ -66,8 +66,8 @@ func (d *decoder) next() (uint16, error) {
 	if cmdHeader+size > maxCommand {
 		return 0, fmt.Errorf("the header claims %d bytes of attributes, more than a version 1 command holds (%d)", size, maxCommand-cmdHeader)
 	}
-	if d.off+size > d.max {
-		return 0, fmt.Errorf("the stream is longer than the limit of %d bytes", d.max)
+	if d.off+size > d.maxBytes {
+		return 0, fmt.Errorf("the stream is longer than the limit of %d bytes", d.maxBytes)
 	}
 	d.buf = append(d.buf[:0], h[:]...)[:cmdHeader+size]
 	if err := d.read(d.buf[cmdHeader:]); err != nil {
@@ -170,11 +170,11 @@ func (d *decoder) time(typ uint16) time.Time {
 }
 
 // limit reads attribute typ, a size or an offset, which must not pass
-// max.
-func (d *decoder) limit(typ uint16, max int64) int64 {
+// most.
+func (d *decoder) limit(typ uint16, most int64) int64 {
 	v := d.u64(typ)
-	if v > uint64(max) {
-		d.fail(fmt.Errorf("%s %d is more than the limit of %d", attrNames[typ], v, max))
+	if v > uint64(most) {
+		d.fail(fmt.Errorf("%s %d is more than the limit of %d", attrNames[typ], v, most))
 		return 0
 	}
 	return int64(v)

@@ -85,8 +85,8 @@ func (r *reader) write() error {
 	if err != nil {
 		return err
 	}
-	if off > r.lim.MaxFileSize-int64(len(data)) {
-		return fmt.Errorf("%d bytes at offset %d pass the file size limit of %d", len(data), off, r.lim.MaxFileSize)
+	if err := r.fits(off, int64(len(data))); err != nil {
+		return err
 	}
 	if err := f.write(off, data); err != nil {
 		return err
@@ -95,12 +95,20 @@ func (r *reader) write() error {
 	return nil
 }
 
+// fits checks that n bytes at off stay within the file size limit.
+func (r *reader) fits(off, n int64) error {
+	if off > r.lim.MaxFileSize-n {
+		return fmt.Errorf("%d bytes at offset %d pass the file size limit of %d", n, off, r.lim.MaxFileSize)
+	}
+	return nil
+}
+
 // clone copies a range of a file sent before, as a full `btrfs send`
 // does for data two files share.
 func (r *reader) clone() error {
-	d, max := r.dec, r.lim.MaxFileSize
-	p, off, length := d.str(attrPath), d.limit(attrFileOffset, max), d.limit(attrCloneLen, max)
-	src, srcOff := d.str(attrClonePath), d.limit(attrCloneOffset, max)
+	d, maxSize := r.dec, r.lim.MaxFileSize
+	p, off, length := d.str(attrPath), d.limit(attrFileOffset, maxSize), d.limit(attrCloneLen, maxSize)
+	src, srcOff := d.str(attrClonePath), d.limit(attrCloneOffset, maxSize)
 	uuid, ctransid := d.uuid(attrCloneUUID), d.u64(attrCloneCtransid)
 	if d.err != nil {
 		return d.err
@@ -116,11 +124,12 @@ func (r *reader) clone() error {
 	if err != nil {
 		return fmt.Errorf("clone source: %w", err)
 	}
+	if err := r.fits(off, length); err != nil {
+		return err
+	}
 	switch {
 	case srcOff > sf.size-length:
 		return fmt.Errorf("clone source %q: %d bytes at offset %d pass its end (%d)", "/"+src, length, srcOff, sf.size)
-	case off > max-length:
-		return fmt.Errorf("%d bytes at offset %d pass the file size limit of %d", length, off, max)
 	case sf == f && srcOff < off+length && off < srcOff+length:
 		return fmt.Errorf("clone source range %d+%d overlaps the destination %d+%d", srcOff, length, off, length)
 	}

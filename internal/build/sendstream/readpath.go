@@ -110,13 +110,9 @@ func (r *reader) rename() error {
 	if r.dec.err != nil {
 		return r.dec.err
 	}
-	fromDir, fromName, err := r.parent(from)
+	fromDir, fromName, n, err := r.entry(from)
 	if err != nil {
 		return err
-	}
-	n, ok := fromDir.Children[fromName]
-	if !ok {
-		return fmt.Errorf("%q does not exist", "/"+from)
 	}
 	toDir, toName, err := r.parent(to)
 	if err != nil {
@@ -146,14 +142,10 @@ func (r *reader) remove(cmd uint16) error {
 	if r.dec.err != nil {
 		return r.dec.err
 	}
-	dir, name, err := r.parent(p)
-	if err != nil {
-		return err
-	}
-	n, ok := dir.Children[name]
+	dir, name, n, err := r.entry(p)
 	switch {
-	case !ok:
-		return fmt.Errorf("%q does not exist", "/"+p)
+	case err != nil:
+		return err
 	case cmd == cmdUnlink && n.IsDir():
 		return fmt.Errorf("%q is a directory", "/"+p)
 	case cmd == cmdRmdir && !n.IsDir():
@@ -163,6 +155,20 @@ func (r *reader) remove(cmd uint16) error {
 	}
 	delete(dir.Children, name)
 	return nil
+}
+
+// entry returns the directory holding p, p's name there, and the inode,
+// which must exist.
+func (r *reader) entry(p string) (*fstree.Inode, string, *fstree.Inode, error) {
+	dir, name, err := r.parent(p)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	n, ok := dir.Children[name]
+	if !ok {
+		return nil, "", nil, fmt.Errorf("%q does not exist", "/"+p)
+	}
+	return dir, name, n, nil
 }
 
 // checkPath refuses a path receive would resolve outside the subvolume
