@@ -155,6 +155,36 @@ func ReadBytes(r io.Reader, size int64) (Bytes, error) {
 	}
 }
 
+// SparseBytes is sparse file content held in memory: the bytes of each
+// data extent; everything else up to Length reads as zeros.
+type SparseBytes struct {
+	Length int64
+	// Ranges are the data extents, sorted and not overlapping; Data[i]
+	// holds the Ranges[i].Length bytes of Ranges[i].
+	Ranges []Extent
+	Data   [][]byte
+}
+
+func (s *SparseBytes) Size() int64       { return s.Length }
+func (s *SparseBytes) Extents() []Extent { return s.Ranges }
+func (s *SparseBytes) Open() (io.ReadCloser, error) {
+	var rs []io.Reader
+	var off int64
+	for i, e := range s.Ranges {
+		rs = append(rs, io.LimitReader(zeros{}, e.Offset-off), bytes.NewReader(s.Data[i]))
+		off = e.Offset + e.Length
+	}
+	rs = append(rs, io.LimitReader(zeros{}, s.Length-off))
+	return io.NopCloser(io.MultiReader(rs...)), nil
+}
+
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) {
+	clear(b)
+	return len(b), nil
+}
+
 // HostFile is file content read from a file on the build host when a
 // writer needs it, so large trees are not held in memory.
 type HostFile struct {

@@ -213,3 +213,14 @@ func TestClone(t *testing.T) {
 		t.Error("removing from the clone removed from the source")
 	}
 }
+
+func TestSparseBytes(t *testing.T) {
+	s := &SparseBytes{Length: 12, Ranges: []Extent{{Offset: 2, Length: 3}, {Offset: 8, Length: 1}}, Data: [][]byte{[]byte("abc"), []byte("d")}}
+	got, err := ReadAll(s)
+	if err != nil || string(got) != "\x00\x00abc\x00\x00\x00d\x00\x00\x00" {
+		t.Errorf("ReadAll: %q, %v", got, err)
+	}
+	if s.Size() != 12 || len(s.Extents()) != 2 {
+		t.Errorf("size %d, extents %v", s.Size(), s.Extents())
+	}
+}

@@ -117,13 +117,6 @@ type op struct {
 
 func (o op) String() string { return o.cmd + " " + o.path }
 
-var cmdNames = map[uint16]string{
-	cmdSubvol: "subvol", cmdSnapshot: "snapshot", cmdMkfile: "mkfile", cmdMkdir: "mkdir", cmdMknod: "mknod",
-	cmdMkfifo: "mkfifo", cmdMksock: "mksock", cmdSymlink: "symlink", cmdRename: "rename", cmdLink: "link",
-	cmdUnlink: "unlink", cmdRmdir: "rmdir", cmdSetXattr: "set_xattr", cmdRemoveXattr: "remove_xattr",
-	cmdWrite: "write", cmdTruncate: "truncate", cmdChmod: "chmod", cmdChown: "chown", cmdUtimes: "utimes", cmdEnd: "end",
-}
-
 // decode parses a stream we wrote, checking the framing and every crc.
 func decode(t testing.TB, b []byte) []op {
 	t.Helper()

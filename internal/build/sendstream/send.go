@@ -37,7 +37,7 @@ const capability = "security.capability"
 // everything in it exists.
 func WriteFull(w io.Writer, tree *fstree.Tree, opts Options) error {
 	if err := checkName(opts.Name); err != nil {
-		return err
+		return fmt.Errorf("send stream: %w", err)
 	}
 	if err := tree.Validate(); err != nil {
 		return fmt.Errorf("send stream %s: %w", opts.Name, err)
@@ -76,7 +76,7 @@ func (s *sender) full(tree *fstree.Tree, opts Options) error {
 // out right.
 func WriteIncremental(w io.Writer, parent, child *fstree.Tree, opts Options) error {
 	if err := checkName(opts.Name); err != nil {
-		return err
+		return fmt.Errorf("send stream: %w", err)
 	}
 	if err := parent.Validate(); err != nil {
 		return fmt.Errorf("send stream %s: parent: %w", opts.Name, err)
@@ -115,7 +115,7 @@ func (s *sender) incremental(parent, child *fstree.Tree, opts Options) error {
 // checkName accepts what can name a directory entry.
 func checkName(name string) error {
 	if name == "" || len(name) > 255 || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-		return fmt.Errorf("send stream: invalid subvolume name %q", name)
+		return fmt.Errorf("invalid subvolume name %q", name)
 	}
 	return nil
 }

@@ -2,7 +2,9 @@
 // in-memory file trees, so that `btrfs receive` on a node can apply a new
 // root, whole or as the changes against a parent version, without the
 // build host ever making a btrfs filesystem. The same trees and options
-// always give the same bytes.
+// always give the same bytes. ReadFull reads a full stream back into a
+// tree, so an update bundle can write the changes against a version it
+// kept only as its full stream.
 //
 // A stream is a header ("btrfs-stream\0", le32 version 1) and commands:
 // le32 payload length, le16 command, le32 crc32c of the command with the
@@ -34,12 +36,32 @@ const (
 	cmdSetXattr    = 13
 	cmdRemoveXattr = 14
 	cmdWrite       = 15
+	cmdClone       = 16
 	cmdTruncate    = 17
 	cmdChmod       = 18
 	cmdChown       = 19
 	cmdUtimes      = 20
 	cmdEnd         = 21
+	// cmdUpdateExtent replaces WRITE in streams of btrfs send --no-data.
+	cmdUpdateExtent = 22
 )
+
+// cmdNames name the commands, for messages.
+var cmdNames = map[uint16]string{
+	cmdSubvol: "subvol", cmdSnapshot: "snapshot", cmdMkfile: "mkfile", cmdMkdir: "mkdir", cmdMknod: "mknod",
+	cmdMkfifo: "mkfifo", cmdMksock: "mksock", cmdSymlink: "symlink", cmdRename: "rename", cmdLink: "link",
+	cmdUnlink: "unlink", cmdRmdir: "rmdir", cmdSetXattr: "set_xattr", cmdRemoveXattr: "remove_xattr",
+	cmdWrite: "write", cmdClone: "clone", cmdTruncate: "truncate", cmdChmod: "chmod", cmdChown: "chown",
+	cmdUtimes: "utimes", cmdEnd: "end", cmdUpdateExtent: "update_extent",
+}
+
+// cmdName names command c, known or not.
+func cmdName(c uint16) string {
+	if name, ok := cmdNames[c]; ok {
+		return name
+	}
+	return fmt.Sprintf("unknown command %d", c)
+}
 
 // Attributes of stream version 1.
 const (
@@ -63,12 +85,20 @@ const (
 	attrData          = 19
 	attrCloneUUID     = 20
 	attrCloneCtransid = 21
+	attrClonePath     = 22
+	attrCloneOffset   = 23
+	attrCloneLen      = 24
+	attrMax           = 24 // the last attribute of version 1
 )
 
-// attrNames name the attributes that can be too long, for messages.
+// attrNames name the attributes, for messages.
 var attrNames = map[uint16]string{
+	attrUUID: "uuid", attrCtransid: "ctransid", attrIno: "inode number", attrSize: "size", attrMode: "mode",
+	attrUid: "uid", attrGid: "gid", attrRdev: "rdev", attrCtime: "ctime", attrMtime: "mtime", attrAtime: "atime",
 	attrPath: "path", attrPathTo: "new path", attrPathLink: "link target",
-	attrXattrName: "xattr name", attrXattrData: "xattr value", attrData: "data",
+	attrXattrName: "xattr name", attrXattrData: "xattr value", attrFileOffset: "file offset", attrData: "data",
+	attrCloneUUID: "clone uuid", attrCloneCtransid: "clone ctransid", attrClonePath: "clone path",
+	attrCloneOffset: "clone offset", attrCloneLen: "clone length",
 }
 
 const (

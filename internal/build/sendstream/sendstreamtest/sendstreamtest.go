@@ -78,7 +78,14 @@ func Receive(t testing.TB, mnt string, stream []byte, name string, uuid [16]byte
 	if err != nil {
 		t.Fatalf("reading back %s: %v", sub, err)
 	}
-	diffs, err := fstree.Diff(fstreetest.EpochTimes(want), got, fstree.DiffOptions{IgnoreCtime: true})
+	SameTree(t, fstreetest.EpochTimes(want), got, fstree.DiffOptions{IgnoreCtime: true}, name+": what btrfs receive made")
+}
+
+// SameTree fails t with the differences between want and got (what
+// names got), at most 20 of them.
+func SameTree(t testing.TB, want, got *fstree.Tree, opt fstree.DiffOptions, what string) {
+	t.Helper()
+	diffs, err := fstree.Diff(want, got, opt)
 	if err != nil {
 		diffs = append(diffs, err.Error())
 	}
@@ -88,6 +95,6 @@ func Receive(t testing.TB, mnt string, stream []byte, name string, uuid [16]byte
 		}
 	}
 	if len(diffs) > 0 {
-		t.Errorf("%s: %d differences between the tree (a) and what btrfs receive made (b)", name, len(diffs))
+		t.Errorf("%d differences between the tree (a) and %s (b)", len(diffs), what)
 	}
 }
