@@ -23,7 +23,10 @@ func runUpdate(args []string) error {
 	inputFlags(fs, &o)
 	out := fs.StringP("output", "o", "", "bundle directory to write (replaced as a whole if it holds an earlier bundle)")
 	keyPath := fs.String("key", "", "private key that signs the bundle (make one with: mkimage key generate)")
+	parents := fs.StringArray("parent", nil, "an earlier bundle directory of this board, signed by the same key: adds root.from-ID, the root as a stream of what changed since it (repeatable)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress lines")
+	withExamples(fs, `  SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --key fleet.key -o v2
+  SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --key fleet.key --parent v2 -o v3`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -57,6 +60,15 @@ func runUpdate(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// Parents first: a wrong one fails before the build's long part.
+	var from []bundle.Parent
+	for _, dir := range *parents {
+		p, err := bundle.ReadParent(dir, o.Board, []update.PublicKey{key.Public()})
+		if err != nil {
+			return fmt.Errorf("--parent %s: %w", dir, err)
+		}
+		from = append(from, p)
+	}
 	p, err := builder.Prepare(ctx, o)
 	if err != nil {
 		return err
@@ -65,7 +77,7 @@ func runUpdate(args []string) error {
 		Board: p.Board.Name, Cmdline: p.Cmdline, Created: o.Epoch,
 		Kernel: p.Kernel, Initrd: p.Initrd, DTB: p.DTB, Root: p.Root,
 	}
-	m, err := bundle.Write(*out, v, key)
+	m, err := bundle.Write(*out, v, key, from...)
 	if err != nil {
 		return err
 	}

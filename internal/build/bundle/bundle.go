@@ -263,3 +263,29 @@ func readSmall(path string, max int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ReadParent reads the earlier bundle in dir back as a Parent for an
+// incremental stream: checked as Verify does (signed by one of keys), for
+// board, then its full root stream read back into a tree.
+func ReadParent(dir, board string, keys []update.PublicKey) (Parent, error) {
+	m, err := Verify(dir, keys)
+	if err != nil {
+		return Parent{}, fmt.Errorf("parent: %w", err)
+	}
+	if m.Board != board {
+		return Parent{}, fmt.Errorf("parent bundle %s is for board %s, not %s", dir, m.Board, board)
+	}
+	f, err := os.Open(filepath.Join(dir, update.RootFull))
+	if err != nil {
+		return Parent{}, fmt.Errorf("parent: %w", err)
+	}
+	defer f.Close()
+	root, opts, err := sendstream.ReadFull(bufio.NewReaderSize(f, 1<<20), sendstream.DefaultLimits)
+	if err != nil {
+		return Parent{}, fmt.Errorf("parent bundle %s: %s: %w", dir, update.RootFull, err)
+	}
+	if want, err := streamOptions(m.ID); err != nil || opts.UUID != want.UUID || opts.Name != want.Name {
+		return Parent{}, fmt.Errorf("parent bundle %s: %s is not the root of version %s", dir, update.RootFull, m.ID)
+	}
+	return Parent{ID: m.ID, Root: root}, nil
+}

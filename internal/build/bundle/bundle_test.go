@@ -168,6 +168,32 @@ func TestWriteIncremental(t *testing.T) {
 	if _, err := Write(filepath.Join(t.TempDir(), "x"), parent, key, Parent{ID: pid, Root: parent.Root}); err == nil || !strings.Contains(err.Error(), "is this same version") {
 		t.Errorf("bundle against itself: %v", err)
 	}
+
+	// --parent: the parent read back from its bundle's full stream gives
+	// the same incremental stream as the tree it was written from.
+	pdir := filepath.Join(t.TempDir(), "v1")
+	write(t, pdir, parent, key)
+	keys := []update.PublicKey{key.Public()}
+	got, err := ReadParent(pdir, parent.Board, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != pid {
+		t.Errorf("ReadParent id %s, want %s", got.ID, pid)
+	}
+	dir2 := filepath.Join(t.TempDir(), "v2")
+	write(t, dir2, v2(t), key, got)
+	for _, name := range []string{update.ManifestFile, update.RootFrom(pid)} {
+		if !bytes.Equal(readFile(t, filepath.Join(dir, name)), readFile(t, filepath.Join(dir2, name))) {
+			t.Errorf("%s differs when the parent is read back from its bundle", name)
+		}
+	}
+	if _, err := ReadParent(pdir, "other-board", keys); err == nil || !strings.Contains(err.Error(), "other-board") {
+		t.Errorf("parent for another board: %v", err)
+	}
+	if _, err := ReadParent(pdir, parent.Board, []update.PublicKey{testKey(t, 2).Public()}); err == nil {
+		t.Error("parent signed by an unknown key: no error")
+	}
 }
 
 // TestWriteFailure: a failed write leaves no bundle and no temporary
