@@ -70,6 +70,12 @@ type Options struct {
 	// A preconfigured image is not byte-reproducible.
 	Preconfigure bool
 
+	// UpdateKeys, a file of public keys (`mkimage key generate`'s .pub
+	// lines), makes the image updatable: the root is a version that takes
+	// signed update bundles from these keys (see versioned.go). Empty:
+	// one plain root.
+	UpdateKeys string
+
 	// Compress additionally writes IMAGE.zst or IMAGE.xz ("" none).
 	Compress string
 

@@ -13,6 +13,7 @@ import (
 	"github.com/mkimage/mkimage/internal/build/disk"
 	"github.com/mkimage/mkimage/internal/build/uboot"
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/node/versions"
 )
 
 // Boot partition file names. The kernel, initramfs and boot
@@ -43,6 +44,7 @@ type Plan struct {
 	Manifest string      `json:"manifest"`
 	Layout   disk.Layout `json:"layout"`
 	Cmdline  string      `json:"cmdline"`
+	Version  string      `json:"version,omitempty"` // updatable images: the version id
 	Boot     []PlanFile  `json:"boot_files"`
 	Root     RootPlan    `json:"root"`
 	Inputs   []Input     `json:"inputs"`
@@ -91,9 +93,13 @@ func makePlan(o *Options, in *inputs) (*Plan, error) {
 		Inputs:   in.list,
 		Warnings: in.warnings,
 	}
-	p.Cmdline = cmdline(b)
+	p.Cmdline = in.cmdline
+	p.Version = in.version
 
 	boot, err := bootTree(o, in, p.Cmdline)
+	if in.version != "" {
+		boot, err = versionedBoot(in, in.version, o.Epoch)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -105,14 +111,17 @@ func makePlan(o *Options, in *inputs) (*Plan, error) {
 		return nil
 	})
 
-	rw := rootWriterFor(o)
+	rw := rootWriterFor(o, in)
 	min, err := rw.minSize(in.root)
 	if err != nil {
 		return nil, fmt.Errorf("root filesystem: %w", err)
 	}
 	st := in.root.Stats()
 	p.Root = RootPlan{Backend: o.Backend, MinSize: min, Entries: st.Entries, Inodes: st.Inodes, DataBytes: st.DataBytes}
-	if o.Backend == "native" {
+	switch {
+	case in.version != "":
+		p.Root.Subvolumes = []string{versions.RootsDir + "/" + in.version + " (read-only, received)"}
+	case o.Backend == "native":
 		p.Root.Subvolume, p.Root.Subvolumes = rootSubvolume, rootSubvolumes
 	}
 	const align = 4 << 20
@@ -206,6 +215,9 @@ func (p *Plan) Print(w io.Writer) {
 	tw.Flush()
 	if p.Root.Subvolume != "" {
 		fmt.Fprintf(w, "root:     default subvolume %s, nested %s\n", p.Root.Subvolume, strings.Join(p.Root.Subvolumes, ", "))
+	}
+	if p.Version != "" {
+		fmt.Fprintf(w, "version:  %s (updatable: root %s, boot files under v/%s/, counting boot.scr)\n", p.Version, strings.Join(p.Root.Subvolumes, ", "), p.Version)
 	}
 	fmt.Fprintln(w, "boot files:")
 	files := append([]PlanFile(nil), p.Boot...)

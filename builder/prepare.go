@@ -20,6 +20,8 @@ type Prepared struct {
 	Cmdline string
 	Root    *fstree.Tree
 	Inputs  []Input
+	// VersionID is an updatable image's version ("" otherwise).
+	VersionID string
 
 	// What Plan and Write need: the inputs are resolved once, whatever is
 	// made of them (an image, a dry run, a netboot tree and its card
@@ -59,7 +61,7 @@ func Prepare(ctx context.Context, o Options) (*Prepared, error) {
 	b := in.board
 	p := &Prepared{
 		Board: b, Version: in.kernel.Version, Kernel: in.kernel.Image, Initrd: in.initrd,
-		Cmdline: cmdline(b), Root: in.root, Inputs: in.list, o: o, in: in,
+		Cmdline: in.cmdline, Root: in.root, VersionID: in.version, Inputs: in.list, o: o, in: in,
 	}
 	if b.DTB != "" {
 		p.DTB = in.dtb

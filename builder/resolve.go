@@ -43,6 +43,11 @@ type inputs struct {
 	// cluster is the baked cluster config (JSON for nodeinit), nil
 	// without --config.
 	cluster []byte
+	// cmdline is the kernel command line of a card image; version is
+	// the id of an updatable image's version ("" otherwise).
+	cmdline    string
+	version    string
+	updateKeys []byte
 }
 
 // resolve loads every input and checks it before anything is written.
@@ -60,6 +65,9 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 	if err := in.loadBootloader(o); err != nil {
 		return nil, err
 	}
+	if err := in.loadUpdateKeys(o); err != nil {
+		return nil, err
+	}
 	if err := in.loadKernel(ctx, o); err != nil {
 		return nil, err
 	}
@@ -72,8 +80,19 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 	if err := in.loadInitramfs(ctx, o); err != nil {
 		return nil, err
 	}
+	if err := in.addUpdateKeys(o); err != nil {
+		return nil, err
+	}
 	if err := in.root.Validate(); err != nil {
 		return nil, fmt.Errorf("root filesystem: %w", err)
+	}
+	in.cmdline = cmdline(b)
+	if updatable(o) {
+		in.cmdline += " " + panicReboot
+		if in.version, err = in.versionID(); err != nil {
+			return nil, err
+		}
+		logf(o, "version %s", in.version)
 	}
 	return in, nil
 }

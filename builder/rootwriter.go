@@ -22,15 +22,19 @@ type rootWriter interface {
 	write(ctx context.Context, w io.WriterAt, size int64, t *fstree.Tree, seed []byte) ([]extent, error)
 }
 
-func rootWriterFor(o *Options) rootWriter {
+func rootWriterFor(o *Options, in *inputs) rootWriter {
 	if o.Backend == "mkfs" {
 		return mkfsWriter{o: o}
 	}
-	return nativeWriter{o: o}
+	return nativeWriter{o: o, version: in.version}
 }
 
 // nativeWriter is the Go btrfs writer: exact, reproducible, rootless.
-type nativeWriter struct{ o *Options }
+// With a version it writes an updatable image's layout (versionedTop).
+type nativeWriter struct {
+	o       *Options
+	version string
+}
 
 // RootFS returns the btrfs options of every node's root filesystem: label
 // "root" (what nodeinit finds it by), the tree in default subvolume "@",
@@ -52,12 +56,29 @@ func (n nativeWriter) opts(seed []byte, size int64) btrfs.Options {
 	return o
 }
 
+// layout returns the tree and options the writer gets for root t.
+func (n nativeWriter) layout(t *fstree.Tree, seed []byte, size int64) (*fstree.Tree, btrfs.Options, error) {
+	o := n.opts(seed, size)
+	if n.version == "" {
+		return t, o, nil
+	}
+	return versionedTop(t, n.version, o)
+}
+
 func (n nativeWriter) minSize(t *fstree.Tree) (int64, error) {
-	return btrfs.MinSize(t, n.opts(nil, 0))
+	t, o, err := n.layout(t, nil, 0)
+	if err != nil {
+		return 0, err
+	}
+	return btrfs.MinSize(t, o)
 }
 
 func (n nativeWriter) write(ctx context.Context, w io.WriterAt, size int64, t *fstree.Tree, seed []byte) ([]extent, error) {
-	res, err := btrfs.Write(w, t, n.opts(seed, size))
+	t, o, err := n.layout(t, seed, size)
+	if err != nil {
+		return nil, err
+	}
+	res, err := btrfs.Write(w, t, o)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +99,7 @@ type mkfsWriter struct{ o *Options }
 func (m mkfsWriter) minSize(t *fstree.Tree) (int64, error) {
 	// mkfs.btrfs needs room for its DUP metadata and temporary chunks
 	// beyond what the native writer packs the same tree into.
-	n, err := nativeWriter(m).minSize(t)
+	n, err := nativeWriter{o: m.o}.minSize(t)
 	if err != nil {
 		return 0, err
 	}

@@ -100,7 +100,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	}
 	rootPart := p.Layout.Root()
 	logf(o, "root partition: btrfs %s at %s (%s backend)", human(rootPart.Size), human(rootPart.Start), o.Backend)
-	rrs, err := rootWriterFor(o).write(ctx, io.NewOffsetWriter(img, rootPart.Start), rootPart.Size, in.root, ids.root)
+	rrs, err := rootWriterFor(o, in).write(ctx, io.NewOffsetWriter(img, rootPart.Start), rootPart.Size, in.root, ids.root)
 	if err != nil {
 		return nil, fmt.Errorf("root partition: %w", err)
 	}

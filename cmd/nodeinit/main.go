@@ -36,6 +36,14 @@
 //     checks its sha256, and mounts it through a loop device. A URL with
 //     no host means the server that handed out the lease.
 //
+// Versioned roots (an image built with `mkimage build --update-key`; lines
+// "nodeinit: version ..."): U-Boot's counting boot script names the
+// version it chose as mkimage.version=<id>. mount-root then mounts that
+// version's writable live/<id> subvolume, made from the read-only
+// roots/<id> at the version's first boot, with the state subvolumes
+// (containers, snapshots, home, node identity) mounted into it (package
+// versions).
+//
 // With a cluster config baked in (/etc/nodeinit/cluster.json, from
 // `mkimage --config`), two steps run between mounting the root and
 // switching into it, on the root (the default subvolume "@", remounted
@@ -101,6 +109,7 @@ import (
 	"github.com/mkimage/mkimage/internal/node/policy"
 	"github.com/mkimage/mkimage/internal/node/preconfigure"
 	"github.com/mkimage/mkimage/internal/node/rootdev"
+	"github.com/mkimage/mkimage/internal/node/versions"
 )
 
 // Paths inside the initramfs that the builder writes (see package
@@ -109,6 +118,7 @@ const (
 	modulesList   = "/etc/nodeinit/modules"  // module files, load order
 	coldplugIndex = "/etc/nodeinit/coldplug" // modules carried for coldplug (package modalias)
 	newRoot       = "/newroot"
+	topDir        = "/run/nodeinit/top" // a versioned root's top level, while mount-root runs
 	rescueShell   = "/bbin/gosh"
 )
 
@@ -152,6 +162,9 @@ var steps = []step{
 		if bootcfg.IsNetRoot(st.cfg.Root) {
 			st.rootDev, err = netroot.MountRoot(context.Background(), st.cfg, st.lease.Server, newRoot, say)
 			return err
+		}
+		if st.cfg.Version != "" {
+			return versions.Mount(st.rootDev, st.cfg.RootFSType, st.cfg.RootFlags, st.cfg.Version, topDir, newRoot, say)
 		}
 		return rootdev.Mount(st.rootDev, newRoot, st.cfg.RootFSType, st.cfg.RootFlags, say)
 	}},

@@ -1,0 +1,165 @@
+package builder
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"time"
+
+	"github.com/mkimage/mkimage/internal/bootstate"
+	"github.com/mkimage/mkimage/internal/build/btrfs"
+	"github.com/mkimage/mkimage/internal/build/bundle"
+	"github.com/mkimage/mkimage/internal/build/uboot"
+	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/node/versions"
+	"github.com/mkimage/mkimage/internal/update"
+)
+
+// An updatable image (Options.UpdateKeys) holds its root as a version:
+// the read-only subvolume roots/<id> on btrfs, written as if received
+// from the version's update bundle so later bundles apply incrementally
+// to it; the version's kernel, initramfs, device tree and command line
+// under v/<id>/ on FAT; U-Boot's counting boot script and the boot state
+// (good = try = id) beside them. nodeinit makes the writable live root
+// and the state subvolumes at first boot (package versions). The same
+// inputs give the same id here and in `mkimage update`.
+const (
+	// updateKeysFile is where the root carries the public keys it
+	// accepts update bundles from.
+	updateKeysFile = "etc/mkimage/update-keys"
+	// panicReboot makes a panicking kernel reboot, so a version that
+	// cannot boot uses up its tries instead of hanging (Debian's kernel
+	// has CONFIG_PANIC_TIMEOUT=0).
+	panicReboot = "panic=10"
+)
+
+func updatable(o *Options) bool { return o.UpdateKeys != "" }
+
+// loadUpdateKeys reads and checks --update-key before anything is
+// fetched.
+func (in *inputs) loadUpdateKeys(o *Options) error {
+	if !updatable(o) {
+		return nil
+	}
+	b, err := os.ReadFile(o.UpdateKeys)
+	if err != nil {
+		return fmt.Errorf("--update-key: %w", err)
+	}
+	if _, err := update.ParsePublicKeys(b); err != nil {
+		return fmt.Errorf("--update-key %s: %w", o.UpdateKeys, err)
+	}
+	if o.Backend != "native" {
+		return fmt.Errorf("--update-key needs the native root backend (it writes the versioned layout), not %q", o.Backend)
+	}
+	if o.Preconfigure {
+		return fmt.Errorf("--update-key and --preconfigure cannot go together yet: preconfigure boots the image's root in place, and an updatable image's root is read-only")
+	}
+	in.updateKeys = b
+	return nil
+}
+
+// addUpdateKeys puts the keys into the root.
+func (in *inputs) addUpdateKeys(o *Options) error {
+	if in.updateKeys == nil {
+		return nil
+	}
+	if _, err := in.root.MkdirAll(path.Dir(updateKeysFile), o.Epoch); err != nil {
+		return err
+	}
+	return in.root.Put(updateKeysFile, fstree.NewFile(0o644, in.updateKeys, o.Epoch))
+}
+
+// versionID is the id of the version the inputs make, as its bundle
+// names it.
+func (in *inputs) versionID() (string, error) {
+	v := bundle.Version{Board: in.board.Name, Cmdline: in.cmdline, Kernel: in.kernel.Image, Initrd: in.initrd, Root: in.root}
+	if in.board.DTB != "" {
+		v.DTB = in.dtb
+	}
+	return v.ID()
+}
+
+// versionedTop is the top level of an updatable root filesystem: the
+// version's root at roots/<id>, and the btrfs options that make it a
+// received read-only subvolume.
+func versionedTop(root *fstree.Tree, id string, o btrfs.Options) (*fstree.Tree, btrfs.Options, error) {
+	uuid, ctransid, err := update.RootIdentity(id)
+	if err != nil {
+		return nil, o, err
+	}
+	top := fstree.New(o.Time)
+	if _, err := top.MkdirAll(versions.RootsDir, o.Time); err != nil {
+		return nil, o, err
+	}
+	sub := versions.RootsDir + "/" + id
+	if err := top.Put(sub, root.Root); err != nil {
+		return nil, o, err
+	}
+	o.RootSubvolume = ""
+	o.Subvolumes = []string{sub}
+	o.Received = map[string]btrfs.Received{sub: {UUID: uuid, Transid: ctransid}}
+	return top, o, nil
+}
+
+// versionedBoot is the boot partition of an updatable image.
+func versionedBoot(in *inputs, id string, t time.Time) (*fstree.Tree, error) {
+	boot := fstree.New(t)
+	put := func(p string, data []byte) error {
+		if _, err := boot.MkdirAll(path.Dir(p), t); err != nil {
+			return err
+		}
+		return boot.Put(p, fstree.NewFile(0o644, data, t))
+	}
+	dir := bootstate.VersionDir(id)
+	info := BootInfo{
+		Board: in.board.Name, Kernel: path.Join(dir, bootstate.KernelFile), Initrd: path.Join(dir, bootstate.InitrdFile),
+		Cmdline: in.cmdline, Version: in.kernel.Version,
+	}
+	env, err := bootstate.BootEnv(in.cmdline)
+	if err != nil {
+		return nil, err
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{bootstate.KernelFile, in.kernel.Image},
+		{bootstate.InitrdFile, in.initrd},
+		{bootstate.BootEnvFile, env},
+	}
+	if in.board.DTB != "" {
+		files = append(files, struct {
+			name string
+			data []byte
+		}{bootstate.DTBFile, in.dtb})
+		info.DTB = path.Join(dir, bootstate.DTBFile)
+	}
+	for _, f := range files {
+		if err := put(path.Join(dir, f.name), f.data); err != nil {
+			return nil, err
+		}
+	}
+	st, err := bootstate.New(id)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := st.Encode()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{bootstate.EnvFile, bootstate.BakFile} {
+		if err := put(name, enc); err != nil {
+			return nil, err
+		}
+	}
+	script, err := uboot.ScriptImage("mkimage counting boot", uboot.CountingScript(), t)
+	if err != nil {
+		return nil, err
+	}
+	if err := put(bootScript, script); err != nil {
+		return nil, err
+	}
+	js, _ := json.MarshalIndent(info, "", "  ")
+	return boot, put(bootInfo, append(js, '\n'))
+}
