@@ -44,7 +44,7 @@ type Plan struct {
 	Manifest string      `json:"manifest"`
 	Layout   disk.Layout `json:"layout"`
 	Cmdline  string      `json:"cmdline"`
-	Version  string      `json:"version,omitempty"` // updatable images: the version id
+	Version  string      `json:"version_id,omitempty"` // updatable images: the version id
 	Boot     []PlanFile  `json:"boot_files"`
 	Root     RootPlan    `json:"root"`
 	Inputs   []Input     `json:"inputs"`

@@ -225,7 +225,7 @@ func readTree(path string, o *Options, overlay bool) (*fstree.Tree, error) {
 		return nil, err
 	}
 	if st.IsDir() {
-		return rootfs.HostDir(path, rootfs.HostOptions{RootOwned: overlay && os.Geteuid() != 0})
+		return rootfs.HostDir(path, rootfs.HostOptions{RootOwned: overlay && os.Geteuid() != 0, MtimeAsAtime: true})
 	}
 	return rootfs.Tarball(path, rootfs.TarOptions{Epoch: o.Epoch})
 }
@@ -257,7 +257,7 @@ func pathSum(path string) (string, error) {
 	if !st.IsDir() {
 		return filehash.SHA256(path)
 	}
-	t, err := rootfs.HostDir(path, rootfs.HostOptions{})
+	t, err := rootfs.HostDir(path, rootfs.HostOptions{MtimeAsAtime: true})
 	if err != nil {
 		return "", err
 	}

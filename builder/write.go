@@ -35,19 +35,20 @@ type Result struct {
 
 // Manifest is written beside the image as IMAGE.manifest.json.
 type Manifest struct {
-	Tool     string      `json:"tool"`
-	Version  string      `json:"version"`
-	Board    string      `json:"board"`
-	Epoch    int64       `json:"source_date_epoch"`
-	Image    string      `json:"image"`
-	Size     int64       `json:"size"`
-	SHA256   string      `json:"sha256"`
-	Kernel   string      `json:"kernel_version"`
-	Cmdline  string      `json:"cmdline"`
-	Layout   disk.Layout `json:"layout"`
-	Root     RootPlan    `json:"root"`
-	Inputs   []Input     `json:"inputs"`
-	Warnings []string    `json:"warnings,omitempty"`
+	Tool      string      `json:"tool"`
+	Version   string      `json:"version"`
+	Board     string      `json:"board"`
+	Epoch     int64       `json:"source_date_epoch"`
+	Image     string      `json:"image"`
+	Size      int64       `json:"size"`
+	SHA256    string      `json:"sha256"`
+	Kernel    string      `json:"kernel_version"`
+	Cmdline   string      `json:"cmdline"`
+	VersionID string      `json:"version_id,omitempty"` // updatable images: the version id, as its bundle names it
+	Layout    disk.Layout `json:"layout"`
+	Root      RootPlan    `json:"root"`
+	Inputs    []Input     `json:"inputs"`
+	Warnings  []string    `json:"warnings,omitempty"`
 }
 
 // extent is a written byte range of the image.
@@ -141,7 +142,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	}
 	man := Manifest{
 		Tool: "mkimage", Version: o.Version, Board: p.Board, Epoch: o.Epoch.Unix(),
-		Image: o.Output, Size: p.Layout.Size, SHA256: imgSum, Kernel: p.Kernel, Cmdline: p.Cmdline,
+		Image: o.Output, Size: p.Layout.Size, SHA256: imgSum, Kernel: p.Kernel, Cmdline: p.Cmdline, VersionID: p.Version,
 		Layout: p.Layout, Root: p.Root, Inputs: p.Inputs, Warnings: warnings,
 	}
 	manData, _ := json.MarshalIndent(man, "", "  ")

@@ -62,6 +62,12 @@ func TestHostDirTimesAndLinks(t *testing.T) {
 	if _, ok := na.Content.(fstree.HostFile); !ok {
 		t.Errorf("content is %T, want lazy HostFile", na.Content)
 	}
+	// For images: the atime a read moves is not taken.
+	stable, err := HostDir(dir, HostOptions{MtimeAsAtime: true})
+	must(t, err)
+	if n, _ := stable.Lookup("a"); !n.Atime.Equal(when) {
+		t.Errorf("MtimeAsAtime: atime %v, want the mtime %v", n.Atime, when)
+	}
 	s, _ := tr.Lookup("s")
 	if s.Type() != fstree.ModeSymlink || s.Target != "a" {
 		t.Errorf("s = %o -> %q", s.Mode, s.Target)

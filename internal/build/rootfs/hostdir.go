@@ -19,6 +19,11 @@ type HostOptions struct {
 	// would be owned by that user in the image; overlays kept in a
 	// source repository want RootOwned.
 	RootOwned bool
+	// MtimeAsAtime gives every inode its mtime as atime. Reading a file
+	// moves its atime (relatime: the first read after a write), so an
+	// image built from what the host holds must not take atimes from it,
+	// or reading the inputs once changes the next build's bytes.
+	MtimeAsAtime bool
 }
 
 // HostDir reads the directory dir into a tree without following any
@@ -67,6 +72,9 @@ func (h *hostReader) read(p string) (*fstree.Inode, error) {
 	}
 	if h.opt.RootOwned {
 		n.Uid, n.Gid = 0, 0
+	}
+	if h.opt.MtimeAsAtime {
+		n.Atime = n.Mtime
 	}
 	var err error
 	if n.Xattrs, err = hostXattrs(p); err != nil {

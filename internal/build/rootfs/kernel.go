@@ -160,7 +160,7 @@ func kernelDir(dir string) (*Kernel, error) {
 		return nil, fmt.Errorf("%s: want exactly one lib/modules/<version>, found %d (%s)", dir, len(versions), strings.Join(versions, ", "))
 	}
 	k.Version = versions[0]
-	t, err := HostDir(filepath.Join(mods, k.Version), HostOptions{RootOwned: true})
+	t, err := HostDir(filepath.Join(mods, k.Version), HostOptions{RootOwned: true, MtimeAsAtime: true})
 	if err != nil {
 		return nil, err
 	}
