@@ -41,7 +41,7 @@ func TestUpdatableBoot(t *testing.T) {
 	id := man.Version
 
 	for boot := 1; boot <= 2; boot++ {
-		log := qemu(t, img, "E2E-VERSION")
+		log := qemu(t, img, "E2E-VERSION", "--in-place")
 		consoleHas(t, log,
 			"mkimage boot: state good "+id+" try "+id+" tries 0",
 			"nodeinit: version: "+id,
