@@ -464,7 +464,8 @@ func checkConverged(t *testing.T, ref cardState, refNode clusterNode, cut, after
 var machineID = regexp.MustCompile(`^[0-9a-f]{32}\n$`)
 
 // checkPerNode checks the per-node files present: a machine-id, and host
-// keys whose private half ssh-keygen reads and derives the public one from.
+// key pairs whose private half ssh-keygen reads and derives the public one
+// from, recorded in firstboot.json once their step is.
 func checkPerNode(t *testing.T, c cardState) {
 	t.Helper()
 	if f, ok := c.files["etc/machine-id"]; ok && !machineID.Match(f.data) {
@@ -480,7 +481,11 @@ func checkPerNode(t *testing.T, c cardState) {
 			continue
 		}
 		if !okPriv || !okPub {
-			t.Errorf("/%s: only one half of the key pair (private %v, public %v)", name, okPriv, okPub)
+			// Mid-step a cut may leave half a pair, which the step
+			// makes anew; a recorded step has whole ones.
+			if keysDone {
+				t.Errorf("/%s: only one half of the key pair (private %v, public %v)", name, okPriv, okPub)
+			}
 			continue
 		}
 		p := filepath.Join(dir, typ)
