@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -174,8 +173,8 @@ func rootGrown(t *testing.T, n clusterNode) {
 // as a worker on cards of 2 GiB. First boot gives each its inventory name,
 // its own SSH host keys and a root grown to the card; the router's
 // forwarding, rules and route are in the kernel; a second boot redoes no
-// first-boot step; a power cut during first boot converges; an unknown
-// MAC boots under a name derived from it, with one warning.
+// first-boot step; an unknown MAC boots under a name derived from it, with
+// one warning. Power cuts during first boot: TestPowerCut.
 func TestClusterNodes(t *testing.T) {
 	needQEMU(t)
 	dir := t.TempDir()
@@ -258,39 +257,6 @@ func TestClusterNodes(t *testing.T) {
 				t.Errorf("second boot redid first-boot work: %q", redone)
 			}
 		}
-	})
-
-	t.Run("power cut during first boot", func(t *testing.T) {
-		disk := clusterCard(t, img)
-		cut := "nodeinit: firstboot: ssh-host-keys done"
-		o, _, err := qemuvm.ImageOptions(disk, t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.MAC = workerMAC
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-		defer cancel()
-		vm, err := qemuvm.Start(ctx, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = vm.Console.Expect(ctx, cut)
-		vm.Kill()
-		if err != nil {
-			t.Fatalf("waiting for %q: %v", cut, err)
-		}
-		log, n := bootCard(t, disk, workerMAC)
-		if n.Host != "wrk" {
-			t.Errorf("hostname %q after the power cut, want wrk", n.Host)
-		}
-		rootGrown(t, n)
-		consoleHas(t, log,
-			"nodeinit: firstboot: already done: machine-id, ssh-host-keys",
-			"nodeinit: firstboot: grow-filesystem done",
-			"nodeinit: firstboot: hook 10-e2e done",
-			"nodeinit: first-boot: complete",
-			"rcS: minimal root up",
-		)
 	})
 
 	t.Run("unknown MAC", func(t *testing.T) {

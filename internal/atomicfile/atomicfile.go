@@ -5,6 +5,14 @@
 // rename itself survives. It is the one rule for the build host's outputs
 // and the node's state and policy files (a node's power can be cut at any
 // moment; 46 of them share one supply).
+//
+// A power cut between creating the temporary file and the directory sync
+// can leave the temporary behind under its random name, complete or not.
+// The next write of the same path removes it, so a node whose first boot
+// was cut and redone holds exactly the files of an uninterrupted one.
+// Each writer holds an flock on its temporary until it is renamed, so a
+// temporary that another writer (another process, another goroutine) is
+// still writing is never taken for a leftover.
 package atomicfile
 
 import (
@@ -13,6 +21,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // File is a file being written under a temporary name. Commit puts it at
@@ -24,17 +35,69 @@ type File struct {
 	done bool
 }
 
-// Create starts a file for path in path's directory, which must exist.
+// tempPrefix starts the names of path's temporary files.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+// Create starts a file for path in path's directory, which must exist,
+// after removing the temporaries an interrupted writer of path left.
 func Create(path string, perm os.FileMode) (*File, error) {
 	dir := filepath.Dir(path)
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("%s: directory %s does not exist", path, dir)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	removeStale(path)
+	for {
+		f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, fmt.Errorf("%s: locking %s: %w", path, f.Name(), err)
+		}
+		// Another writer's removeStale may have taken the file for a
+		// leftover before the lock: then its name is gone; start again.
+		if named(f) {
+			return &File{File: f, path: path, perm: perm}, nil
+		}
+		f.Close()
 	}
-	return &File{File: f, path: path, perm: perm}, nil
+}
+
+// named reports whether f's name still refers to f.
+func named(f *os.File) bool {
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	byName, err := os.Lstat(f.Name())
+	return err == nil && os.SameFile(st, byName)
+}
+
+// removeStale removes path's temporaries whose writer is gone: a process
+// that died, or a boot the power cut short. A temporary whose writer still
+// holds its lock stays.
+func removeStale(path string) {
+	dir, prefix := filepath.Dir(path), tempPrefix(path)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && named(f) {
+			os.Remove(p)
+		}
+		f.Close()
+	}
 }
 
 // Commit syncs the data, renames the file to its path and syncs the
@@ -52,10 +115,9 @@ func (f *File) commit(place func(tmp, path string) error) error {
 	if err == nil {
 		err = f.Sync()
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil {
+		// Placed while still open, so still locked: unlocked, it
+		// would look like a leftover to another writer.
 		err = place(f.Name(), f.path)
 	}
 	if err != nil {
@@ -63,6 +125,9 @@ func (f *File) commit(place func(tmp, path string) error) error {
 		return fmt.Errorf("%s: %w", f.path, err)
 	}
 	f.done = true
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("%s: %w", f.path, err)
+	}
 	return SyncDir(filepath.Dir(f.path))
 }
 
@@ -72,8 +137,8 @@ func (f *File) Abort() {
 		return
 	}
 	f.done = true
-	f.Close()
 	os.Remove(f.Name())
+	f.Close()
 }
 
 // WriteFile writes data to path atomically, creating path's directory
@@ -117,10 +182,12 @@ func WriteNewFile(path string, data []byte, perm os.FileMode) error {
 }
 
 // WriteFileIfChanged is WriteFile, skipped when path already holds data
-// (its mode is still set to perm): policy applied at every boot must not
-// wear the card by rewriting what did not change.
+// (its mode is still set to perm, and leftover temporaries are still
+// removed): policy applied at every boot must not wear the card by
+// rewriting what did not change.
 func WriteFileIfChanged(path string, data []byte, perm os.FileMode) error {
 	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		removeStale(path)
 		return os.Chmod(path, perm)
 	}
 	return WriteFile(path, data, perm)

@@ -149,3 +149,80 @@ func TestReplaceDir(t *testing.T) {
 		t.Errorf("foreign directory: %v", err)
 	}
 }
+
+// leftover leaves a temporary of path as a writer cut short by a power
+// cut does: written, synced, never renamed, its process gone.
+func leftover(t *testing.T, path, data string) string {
+	t.Helper()
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte(data))
+	f.Sync()
+	f.Close() // never renamed: the power went
+	return f.Name()
+}
+
+// A write after a power cut removes what the cut writer left, so a
+// redone first-boot step leaves no file an uninterrupted one would not.
+func TestLeftoverRemoved(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ssh_host_ed25519_key")
+	stale := []string{leftover(t, p, "half a key"), leftover(t, p, "")}
+	other := leftover(t, filepath.Join(dir, "ssh_host_ecdsa_key"), "another path's")
+	if got := entries(t, dir); len(got) != 3 {
+		t.Fatalf("setup: %v", got)
+	}
+	if err := WriteFile(p, []byte("key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stale {
+		if _, err := os.Lstat(s); err == nil {
+			t.Errorf("%s left behind", filepath.Base(s))
+		}
+	}
+	if _, err := os.Lstat(other); err != nil {
+		t.Errorf("another path's temporary was removed: %v", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "key" {
+		t.Errorf("content %q", b)
+	}
+
+	// Policy's unchanged files are not rewritten, and not left with a
+	// temporary either.
+	s := leftover(t, p, "key")
+	if err := WriteFileIfChanged(p, []byte("key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(s); err == nil {
+		t.Errorf("%s left behind by an unchanged write", filepath.Base(s))
+	}
+}
+
+// A temporary whose writer is still at work is not a leftover: a second
+// writer of the same path leaves it, and both commit.
+func TestConcurrentWritersKeepEachOther(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	a, err := Create(p, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Write([]byte("a"))
+	if err := WriteFile(p, []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(a.Name()); err != nil {
+		t.Fatalf("the running writer's temporary was removed: %v", err)
+	}
+	if err := a.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "a" {
+		t.Errorf("content %q, want the last commit's", b)
+	}
+	if got := entries(t, dir); strings.Join(got, " ") != "f" {
+		t.Errorf("left behind: %v", got)
+	}
+}

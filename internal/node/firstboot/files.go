@@ -27,7 +27,10 @@ func (r *runner) machineID() error {
 
 // sshHostKeys writes fresh ed25519 and ECDSA host keys; any keys that came
 // with the image are replaced (and RSA/DSA ones removed) so no private key
-// is shared between nodes.
+// is shared between nodes. A key this step wrote before a power cut cut it
+// short is kept: its fingerprint was recorded in the state before it was
+// written, and a key on the card with that fingerprint, whole, is the
+// node's (the image's keys never have it).
 func (r *runner) sshHostKeys() error {
 	dir := r.path("etc/ssh")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -41,12 +44,23 @@ func (r *runner) sshHostKeys() error {
 		}
 	}
 	comment := "root@" + r.id.Plan.Name
-	for _, gen := range []func(string) (hostKey, error){newEd25519, newECDSA} {
-		k, err := gen(comment)
+	for _, kt := range hostKeyTypes {
+		base := filepath.Join(dir, "ssh_host_"+kt.name+"_key")
+		if fp, ok := readHostKey(base); ok && fp == r.state.HostKeys[kt.name] {
+			r.Log("nodeinit: firstboot: %s kept, written before a power cut (%s)", strings.TrimPrefix(base, r.Root), fp)
+			continue
+		}
+		k, err := kt.gen(comment)
 		if err != nil {
 			return err
 		}
-		base := filepath.Join(dir, "ssh_host_"+k.Type+"_key")
+		if r.state.HostKeys == nil {
+			r.state.HostKeys = map[string]string{}
+		}
+		r.state.HostKeys[kt.name] = k.Fingerprint()
+		if err := r.state.write(r.Root); err != nil {
+			return err
+		}
 		if err := atomicfile.WriteFile(base, k.Private, 0o600); err != nil {
 			return err
 		}

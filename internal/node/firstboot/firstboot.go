@@ -110,8 +110,10 @@ type runner struct {
 // Log lines: "nodeinit: firstboot: node NAME (MAC on IFACE)" (with
 // "KEY VALUE; " before the MAC when a serial named the node), one
 // "nodeinit: firstboot: already done: STEP, ..." line for the steps a
-// previous boot recorded, and "nodeinit: firstboot: STEP done (TIME)" as
-// each step is recorded.
+// previous boot recorded, "nodeinit: firstboot: STEP done (TIME)" as
+// each step is recorded, and "nodeinit: firstboot: /etc/ssh/KEY kept,
+// written before a power cut (FINGERPRINT)" for a host key a cut
+// ssh-host-keys had written.
 func Run(ctx context.Context, env Env) (Result, error) {
 	if env.Log == nil {
 		env.Log = func(string, ...any) {}

@@ -217,6 +217,109 @@ func TestSSHKeysWithSSHKeygen(t *testing.T) {
 		if pub[2] != "root@node02" {
 			t.Errorf("comment %q", pub[2])
 		}
+		// The state records the fingerprint ssh-keygen -l prints.
+		out, err = exec.Command("ssh-keygen", "-l", "-f", p+".pub").CombinedOutput()
+		if st, _ := ReadState(env.Root); err != nil || st.HostKeys[k] == "" || !strings.Contains(string(out), " "+st.HostKeys[k]+" ") {
+			t.Errorf("ssh-keygen -l: %s (%v); %s records %q", out, err, StatePath, st.HostKeys[k])
+		}
+	}
+}
+
+// TestHostKeysKeptAfterCut: the image's host keys are replaced; a key
+// written before a power cut that stopped ssh-host-keys short of being
+// recorded is kept when the step runs again, and only the half-written
+// pair is made anew.
+func TestHostKeysKeptAfterCut(t *testing.T) {
+	env, log := fakeNode(t, "00:1e:06:42:01:02")
+	ssh := filepath.Join(env.Root, "etc/ssh")
+	img, err := newEd25519("root@image")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(ssh, 0o755)
+	os.WriteFile(filepath.Join(ssh, "ssh_host_ed25519_key"), img.Private, 0o600)
+	os.WriteFile(filepath.Join(ssh, "ssh_host_ed25519_key.pub"), img.Public, 0o644)
+
+	all := steps
+	defer func() { steps = all }()
+	steps = all[:2] // machine-id, ssh-host-keys
+	if _, err := Run(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	key := func(typ string) string { return read(t, filepath.Join(ssh, "ssh_host_"+typ+"_key")) }
+	if key("ed25519") == string(img.Private) {
+		t.Fatal("the image's host key was kept")
+	}
+	// The cut: ed25519 whole, ecdsa's private half written but not its
+	// public one, the step not recorded.
+	ed, ecdsa := key("ed25519"), key("ecdsa")
+	st, err := ReadState(env.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(st.Done, StepSSHHostKeys)
+	if err := st.write(env.Root); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(ssh, "ssh_host_ecdsa_key.pub"))
+
+	steps = all
+	res, err := Run(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(res.Ran, StepSSHHostKeys) {
+		t.Fatalf("ran %v", res.Ran)
+	}
+	if key("ed25519") != ed {
+		t.Error("the ed25519 key written before the cut was replaced")
+	}
+	if !strings.Contains(log.String(), "nodeinit: firstboot: /etc/ssh/ssh_host_ed25519_key kept, written before a power cut (SHA256:") {
+		t.Errorf("no line says the key was kept:\n%s", log)
+	}
+	if key("ecdsa") == ecdsa {
+		t.Error("the half-written ecdsa pair was kept")
+	}
+	st, _ = ReadState(env.Root)
+	for _, typ := range []string{"ed25519", "ecdsa"} {
+		fp, ok := readHostKey(filepath.Join(ssh, "ssh_host_"+typ+"_key"))
+		if !ok || st.HostKeys[typ] != fp {
+			t.Errorf("%s: key on the card %s (whole: %v), state records %q", typ, fp, ok, st.HostKeys[typ])
+		}
+	}
+}
+
+// readHostKey takes only a pair whose private half carries its public one.
+func TestReadHostKey(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := newEd25519("a")
+	b, _ := newECDSA("b")
+	base := filepath.Join(dir, "k")
+	for _, c := range []struct {
+		name      string
+		priv, pub []byte
+		ok        bool
+	}{
+		{"pair", a.Private, a.Public, true},
+		{"ecdsa pair", b.Private, b.Public, true},
+		{"mismatched", a.Private, b.Public, false},
+		{"private cut short", a.Private[:len(a.Private)/2], a.Public, false},
+		{"empty public", a.Private, nil, false},
+		{"no private", nil, a.Public, false},
+	} {
+		os.Remove(base)
+		os.Remove(base + ".pub")
+		if c.priv != nil {
+			os.WriteFile(base, c.priv, 0o600)
+		}
+		os.WriteFile(base+".pub", c.pub, 0o644)
+		fp, ok := readHostKey(base)
+		if ok != c.ok {
+			t.Errorf("%s: ok %v, want %v", c.name, ok, c.ok)
+		}
+		if ok && fp != fingerprint(a.Blob) && fp != fingerprint(b.Blob) {
+			t.Errorf("%s: fingerprint %s", c.name, fp)
+		}
 	}
 }
 
@@ -296,6 +399,15 @@ func TestPowerCut(t *testing.T) {
 			env, _ := fakeNode(t, "00:1e:06:42:01:03")
 			steps = all[:k]
 			if _, err := Run(context.Background(), env); err != nil {
+				t.Fatal(err)
+			}
+			// The state write in progress had its temporary synced but
+			// not its rename (an e2e cut left one so).
+			state := filepath.Join(env.Root, StatePath)
+			if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(filepath.Dir(state), "."+filepath.Base(state)+".tmp-1234"), []byte(`{"version": 1, "do`), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			// The step in progress did part of its work: the partition

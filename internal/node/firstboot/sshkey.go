@@ -1,14 +1,18 @@
 package firstboot
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/pem"
 	"math/big"
+	"os"
+	"strings"
 )
 
 // The OpenSSH private key format ("openssh-key-v1", unencrypted) is
@@ -30,9 +34,67 @@ func (b sshBuf) mpint(v *big.Int) sshBuf {
 
 // hostKey is one generated key in OpenSSH's file formats.
 type hostKey struct {
-	Type    string // "ed25519", "ecdsa"
 	Private []byte // PEM "OPENSSH PRIVATE KEY"
 	Public  []byte // authorized_keys line
+	Blob    []byte // the public key in SSH wire format
+}
+
+// hostKeyTypes are the host keys first boot makes, in order.
+var hostKeyTypes = []struct {
+	name string
+	gen  func(comment string) (hostKey, error)
+}{{"ed25519", newEd25519}, {"ecdsa", newECDSA}}
+
+// Fingerprint is the key's SHA256 fingerprint as ssh-keygen -l prints it.
+func (k hostKey) Fingerprint() string { return fingerprint(k.Blob) }
+
+func fingerprint(blob []byte) string {
+	sum := sha256.Sum256(blob)
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
+}
+
+const privateKeyMagic = "openssh-key-v1\x00"
+
+// readHostKey reads the key pair base and base.pub and returns its
+// fingerprint; ok is false unless both halves are there, whole, and the
+// private key file carries the .pub file's public key.
+func readHostKey(base string) (fp string, ok bool) {
+	pubLine, err1 := os.ReadFile(base + ".pub")
+	priv, err2 := os.ReadFile(base)
+	f := strings.Fields(string(pubLine))
+	if err1 != nil || err2 != nil || len(f) < 2 {
+		return "", false
+	}
+	blob, err := base64.StdEncoding.DecodeString(f[1])
+	if err != nil {
+		return "", false
+	}
+	block, _ := pem.Decode(priv)
+	if block == nil || block.Type != "OPENSSH PRIVATE KEY" {
+		return "", false
+	}
+	// magic, cipher, KDF, KDF options, key count, then the public key.
+	b, ok := bytes.CutPrefix(block.Bytes, []byte(privateKeyMagic))
+	for i := 0; ok && i < 3; i++ {
+		_, b, ok = sshString(b)
+	}
+	if !ok || len(b) < 4 || binary.BigEndian.Uint32(b) != 1 {
+		return "", false
+	}
+	embedded, _, ok := sshString(b[4:])
+	if !ok || !bytes.Equal(embedded, blob) {
+		return "", false
+	}
+	return fingerprint(blob), true
+}
+
+// sshString splits an SSH wire-format string off b.
+func sshString(b []byte) (s, rest []byte, ok bool) {
+	if len(b) < 4 || uint64(len(b)-4) < uint64(binary.BigEndian.Uint32(b)) {
+		return nil, nil, false
+	}
+	n := binary.BigEndian.Uint32(b)
+	return b[4 : 4+n], b[4+n:], true
 }
 
 func newEd25519(comment string) (hostKey, error) {
@@ -42,7 +104,7 @@ func newEd25519(comment string) (hostKey, error) {
 	}
 	blob := sshBuf(nil).str([]byte("ssh-ed25519")).str(pub)
 	privPart := sshBuf(nil).str([]byte("ssh-ed25519")).str(pub).str(priv)
-	return marshalKey("ed25519", "ssh-ed25519", blob, privPart, comment)
+	return marshalKey("ssh-ed25519", blob, privPart, comment)
 }
 
 func newECDSA(comment string) (hostKey, error) {
@@ -59,10 +121,10 @@ func newECDSA(comment string) (hostKey, error) {
 	const name = "ecdsa-sha2-nistp256"
 	blob := sshBuf(nil).str([]byte(name)).str([]byte("nistp256")).str(q)
 	privPart := sshBuf(nil).str([]byte(name)).str([]byte("nistp256")).str(q).mpint(d)
-	return marshalKey("ecdsa", name, blob, privPart, comment)
+	return marshalKey(name, blob, privPart, comment)
 }
 
-func marshalKey(typ, name string, blob, keyPart []byte, comment string) (hostKey, error) {
+func marshalKey(name string, blob, keyPart []byte, comment string) (hostKey, error) {
 	var check [4]byte
 	if _, err := rand.Read(check[:]); err != nil {
 		return hostKey{}, err
@@ -74,8 +136,8 @@ func marshalKey(typ, name string, blob, keyPart []byte, comment string) (hostKey
 	for i := byte(1); len(priv)%8 != 0; i++ {
 		priv = append(priv, i)
 	}
-	out := sshBuf([]byte("openssh-key-v1\x00")).str([]byte("none")).str([]byte("none")).str(nil).u32(1).str(blob).str(priv)
+	out := sshBuf([]byte(privateKeyMagic)).str([]byte("none")).str([]byte("none")).str(nil).u32(1).str(blob).str(priv)
 	pemData := pem.EncodeToMemory(&pem.Block{Type: "OPENSSH PRIVATE KEY", Bytes: out})
 	pub := name + " " + base64.StdEncoding.EncodeToString(blob) + " " + comment + "\n"
-	return hostKey{Type: typ, Private: pemData, Public: []byte(pub)}, nil
+	return hostKey{Private: pemData, Public: []byte(pub), Blob: blob}, nil
 }

@@ -23,6 +23,12 @@ type State struct {
 	Node    string               `json:"node"`
 	MAC     string               `json:"mac"`
 	Done    map[string]time.Time `json:"done"`
+	// HostKeys are the fingerprints ("SHA256:...", as ssh-keygen -l
+	// prints them) of the SSH host keys first boot made, by type
+	// ("ed25519", "ecdsa"), each recorded before its key is written: a
+	// key found whole with its recorded fingerprint after a power cut is
+	// this node's and is kept, so a host key once written never changes.
+	HostKeys map[string]string `json:"host_keys,omitempty"`
 }
 
 // ReadState reads the state under root; a missing file is an empty state.
