@@ -38,8 +38,11 @@ func (s *Source) Cacheable() bool { return strings.HasPrefix(s.ID, "sha256:") }
 
 // OpenSource opens a kernel source directory or a .tar.xz/.tar.gz/.tar
 // tarball, unpacking a tarball into cache/src/<sha256> once. progress
-// gets a line per slow step.
+// gets a line per slow step (nil: none).
 func OpenSource(path, cache string, progress io.Writer) (*Source, error) {
+	if progress == nil {
+		progress = io.Discard
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("kernel source: %w", err)

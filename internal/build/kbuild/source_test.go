@@ -63,6 +63,10 @@ func TestOpenSourceTarball(t *testing.T) {
 	if len(left) != 0 {
 		t.Errorf("left behind: %v", left)
 	}
+	// No progress writer: a cold cache unpacks quietly (it crashed).
+	if _, err := OpenSource(tb, t.TempDir(), nil); err != nil {
+		t.Errorf("open with no progress writer: %v", err)
+	}
 }
 
 func TestOpenSourceDir(t *testing.T) {
