@@ -162,15 +162,21 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 	} else {
 		o.logf("version %s: %s/%s already received", m.ID, versions.RootsDir, m.ID)
 	}
+	vdir := filepath.Join(o.Boot, bootstate.VersionDir(m.ID))
 	for _, p := range m.Payloads {
-		if p.Kind == update.KindBoot {
-			if p.BootName == bootstate.BootEnvFile {
-				// boot.env is written last, from the manifest's cmdline:
-				// it is what makes the directory bootable.
-				return res, fmt.Errorf("%w: payload %s: boot_name %s is written by the node", update.ErrInvalid, p.Name, p.BootName)
-			}
-			need = append(need, p)
+		if p.Kind != update.KindBoot {
+			continue
 		}
+		if p.BootName == bootstate.BootEnvFile {
+			// boot.env is written last, from the manifest's cmdline:
+			// it is what makes the directory bootable.
+			return res, fmt.Errorf("%w: payload %s: boot_name %s is written by the node", update.ErrInvalid, p.Name, p.BootName)
+		}
+		// An earlier call may have written it already.
+		if sum, err := fileSHA256(filepath.Join(vdir, p.BootName)); err == nil && sum == p.SHA256 {
+			continue
+		}
+		need = append(need, p)
 	}
 
 	// 3. Downloads, each checked against the manifest.
@@ -201,7 +207,6 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 	}
 
 	// 5. Boot files; boot.env last.
-	vdir := filepath.Join(o.Boot, bootstate.VersionDir(m.ID))
 	if err := os.MkdirAll(vdir, 0o755); err != nil {
 		return res, err
 	}
