@@ -193,7 +193,7 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 				// Content that does not match the signed manifest: what
 				// was fetched is worthless, and taking space.
 				os.RemoveAll(incoming)
-				return res, fmt.Errorf("%w: %s: %w", update.ErrInvalid, p.Name, err)
+				return res, fmt.Errorf("%w: payload %s of version %s is not what the signed manifest says (the bundle on the server is damaged or was changed: rebuild or recopy it): %w", update.ErrInvalid, p.Name, m.ID, err)
 			}
 			return res, fmt.Errorf("downloading %s of version %s: %w (run again to resume)", p.Name, m.ID, err)
 		}

@@ -307,6 +307,26 @@ func TestRefuse(t *testing.T) {
 		})
 	}
 
+	// A version that used its tries (U-Boot fell back to good) is bad
+	// too, before the node has recorded it.
+	t.Run("failed-tries", func(t *testing.T) {
+		before := e.state(t)
+		failed := bootstate.State{Good: running, Try: bad.ID, Tries: 0}
+		if err := bootstate.Write(e.boot, failed); err != nil {
+			t.Fatal(err)
+		}
+		defer bootstate.Write(e.boot, before)
+		os.Remove(filepath.Join(e.top, RecordsDir, bad.ID+".bad"))
+		defer MarkBad(e.top, bad.ID, "failed its checks")
+		_, err := Apply(context.Background(), e.opts("bad", running))
+		if !errors.Is(err, ErrBad) {
+			t.Fatalf("Apply: %v, want %v", err, ErrBad)
+		}
+		if st := e.state(t); st != failed {
+			t.Errorf("state %+v, was %+v", st, failed)
+		}
+	})
+
 	// What a flag allows.
 	o := e.opts("older", running)
 	o.AllowOlder = true
