@@ -224,6 +224,12 @@ func TestApply(t *testing.T) {
 		t.Errorf("after Commit: %+v", st)
 	}
 
+	// As on a node, v2 runs on its live snapshot (writable, with no
+	// received UUID: receive must still find roots/v2 as the parent).
+	if _, err := versions.Prepare(e.top, m2.ID, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+
 	v2 := version(t, 2)
 	m3 := e.write(t, "v3", version(t, 3), e.key, bundle.Parent{ID: e.v1.ID, Root: version(t, 1).Root}, bundle.Parent{ID: m2.ID, Root: v2.Root})
 	r = e.apply(t, "v3", m2.ID)
