@@ -114,6 +114,9 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 	if err := bootstate.ValidID(o.Running); err != nil {
 		return Result{}, fmt.Errorf("running version: %w", err)
 	}
+	if o.Source == "" || o.Top == "" || o.Boot == "" || o.Incoming == "" {
+		return Result{}, fmt.Errorf("apply: Source %q, Top %q, Boot %q and Incoming %q must all be given", o.Source, o.Top, o.Boot, o.Incoming)
+	}
 	base := strings.TrimSuffix(o.Source, "/") + "/"
 
 	// 1. The manifest, checked before anything is written.
@@ -148,7 +151,7 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 	rootDir := filepath.Join(o.Top, versions.RootsDir, m.ID)
 	done, err := received(rootDir, m.ID)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("version %s: %w (whatever is at %s is not the version's root: remove it and run again)", m.ID, err, rootDir)
 	}
 	var need []update.Payload
 	var root update.Payload
