@@ -474,3 +474,35 @@ func TestPrune(t *testing.T) {
 		t.Error("v3 kept with keep 0")
 	}
 }
+
+// TestDroppedThenApplied: a connection cut with no retry left fails the
+// Apply, leaves the running version and the state as they were, and the
+// next Apply resumes the download where it stopped.
+func TestDroppedThenApplied(t *testing.T) {
+	e := newEnv(t)
+	m2 := e.write(t, "v2", version(t, 2), e.key)
+	before := e.state(t)
+	e.drop.Store("/v2/" + update.RootFull)
+	o := e.opts("v2", e.v1.ID)
+	o.Log = t.Logf
+	o.Fetcher.Retries = -1 // one attempt only (0 would be netfetch.DefaultRetries)
+	_, err := Apply(context.Background(), o)
+	if err == nil || errors.Is(err, update.ErrInvalid) {
+		t.Fatalf("Apply over a cut connection: %v, want a download error", err)
+	}
+	t.Log(err)
+	if _, err := os.Lstat(filepath.Join(e.top, versions.RootsDir, m2.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("roots/%s exists after a failed download (%v)", m2.ID, err)
+	}
+	if st := e.state(t); st != before {
+		t.Errorf("state %+v, was %+v", st, before)
+	}
+	r := e.apply(t, "v2", e.v1.ID)
+	if e.ranged.Load() == 0 {
+		t.Error("the second Apply did not resume with a Range request")
+	}
+	if full := payloadSize(m2, update.RootFull); r.Bytes >= full {
+		t.Errorf("second Apply downloaded %d bytes, root.full is %d: not resumed", r.Bytes, full)
+	}
+	e.checkApplied(t, m2, "version 2\n")
+}
