@@ -192,7 +192,7 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 		o.logf("version %s: downloading %s (%d bytes)", m.ID, p.Name, p.Size)
 		err := o.Fetcher.Download(ctx, base+p.Name, dst, netfetch.Want{Size: p.Size, SHA256: p.SHA256})
 		if err != nil {
-			if isMismatch(err) {
+			if errors.Is(err, netfetch.ErrMismatch) {
 				// Content that does not match the signed manifest: what
 				// was fetched is worthless, and taking space.
 				os.RemoveAll(incoming)
@@ -457,16 +457,6 @@ func toFetch(dst string, size int64) int64 {
 		return size - st.Size()
 	}
 	return size
-}
-
-// isMismatch says whether a Download error is content that does not match
-// what was asked for, as opposed to not getting it. netfetch has no
-// sentinel for it; these are its messages for the three cases.
-func isMismatch(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "the server sent other content") ||
-		strings.Contains(s, "not the file the manifest names") ||
-		strings.Contains(s, "more than the expected")
 }
 
 // copyChecked writes src to dst through atomicfile unless dst already

@@ -35,6 +35,11 @@ type Want struct {
 	SHA256 string // hex
 }
 
+// ErrMismatch is what Download's error wraps when the server sent other
+// content than asked for (wrong size or sha256): the source is bad, not
+// the network, and retrying will not help.
+var ErrMismatch = errors.New("content does not match")
+
 // errPermanent marks failures a retry cannot fix (a 404, content that
 // does not match).
 type errPermanent struct{ error }
@@ -135,7 +140,7 @@ func (f *Fetcher) attempt(ctx context.Context, url, part string, want Want) erro
 	if sum := hex.EncodeToString(h.Sum(nil)); sum != want.SHA256 {
 		out.Close()
 		os.Remove(part)
-		return errPermanent{fmt.Errorf("GET %s: sha256 %s, want %s: the server sent other content (partial file removed)", url, sum, want.SHA256)}
+		return errPermanent{fmt.Errorf("GET %s: sha256 %s, want %s: the server sent other content (partial file removed): %w", url, sum, want.SHA256, ErrMismatch)}
 	}
 	if err := out.Sync(); err != nil {
 		return errPermanent{err}
@@ -184,7 +189,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, url string, out *os.File, h has
 		return errPermanent{fmt.Errorf("GET %s: %s", url, resp.Status)}
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength != size-have {
-		return errPermanent{fmt.Errorf("GET %s: the server sends %d bytes from offset %d, want %d (a %d-byte file): not the file the manifest names", url, resp.ContentLength, have, size-have, size)}
+		return errPermanent{fmt.Errorf("GET %s: the server sends %d bytes from offset %d, want %d (a %d-byte file): not the file the manifest names: %w", url, resp.ContentLength, have, size-have, size, ErrMismatch)}
 	}
 	if err := out.Truncate(have); err != nil {
 		return errPermanent{err}
@@ -199,7 +204,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, url string, out *os.File, h has
 			timer.Reset(stall)
 			if have+int64(n) > size {
 				out.Truncate(0)
-				return errPermanent{fmt.Errorf("GET %s: more than the expected %d bytes", url, size)}
+				return errPermanent{fmt.Errorf("GET %s: more than the expected %d bytes: %w", url, size, ErrMismatch)}
 			}
 			if _, werr := out.Write(buf[:n]); werr != nil {
 				return errPermanent{fmt.Errorf("%s: %w", out.Name(), werr)}
@@ -220,7 +225,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, url string, out *os.File, h has
 	// All bytes are here; anything after them means another file.
 	if n, _ := resp.Body.Read(buf[:1]); n > 0 {
 		out.Truncate(0)
-		return errPermanent{fmt.Errorf("GET %s: more than the expected %d bytes", url, size)}
+		return errPermanent{fmt.Errorf("GET %s: more than the expected %d bytes: %w", url, size, ErrMismatch)}
 	}
 	return nil
 }

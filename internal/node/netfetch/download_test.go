@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net/http"
@@ -126,6 +127,9 @@ func TestDownload(t *testing.T) {
 			got, rerr := os.ReadFile(dst)
 			if c.err == "" && !bytes.Equal(got, data) {
 				t.Errorf("dst holds %d bytes (%v), not the data", len(got), rerr)
+			}
+			if mismatch := c.err == "sha256" || strings.HasPrefix(c.name, "too long"); errors.Is(err, ErrMismatch) != mismatch {
+				t.Errorf("errors.Is(err, ErrMismatch) = %v, want %v", !mismatch, mismatch)
 			}
 			if c.err != "" && rerr == nil {
 				t.Errorf("dst written after a failed download")
