@@ -10,8 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/mkimage/mkimage/internal/bytesize"
 	"github.com/mkimage/mkimage/internal/cachedir"
 )
@@ -25,8 +23,6 @@ func runCache(args []string) error {
 		return runCachePrune(args[1:])
 	}
 	fs := newFlags("cache", "cache [--cache-dir DIR] [--json]\n       mkimage cache prune [--older-than AGE] [--dry-run] [--cache-dir DIR]")
-	withExamples(fs, `  mkimage cache                                   each kind's entries, size and last use
-  mkimage cache prune --older-than 30d --dry-run  what a prune would remove, and the space it frees`)
 	dir := fs.String("cache-dir", cachedir.Root(), "the cache to look at")
 	asJSON := fs.Bool("json", false, "print every entry with its size and last use as JSON instead of a table")
 	if err := parse(fs, args); err != nil {
@@ -66,8 +62,6 @@ func printCache(out io.Writer, u *cachedir.Usage, now time.Time) error {
 
 func runCachePrune(args []string) error {
 	fs := newFlags("cache prune", "cache prune [--older-than AGE] [--dry-run] [--cache-dir DIR]")
-	withExamples(fs, `  mkimage cache prune --dry-run        what entries unused for 30 days would go, and the space freed
-  mkimage cache prune --older-than 7d  remove every entry no build used in a week`)
 	dir := fs.String("cache-dir", cachedir.Root(), "the cache to prune")
 	olderThan := fs.String("older-than", "30d", "remove entries last used longer ago than this: days (30d) or Go's units (36h, 1d12h); at least "+age(cachedir.MinAge))
 	dryRun := fs.Bool("dry-run", false, "print what would be removed and remove nothing")
@@ -110,15 +104,6 @@ func entries(n int) string {
 		return "1 entry"
 	}
 	return fmt.Sprintf("%d entries", n)
-}
-
-// withExamples ends fs's usage text with examples, one command a line.
-func withExamples(fs *pflag.FlagSet, examples string) {
-	usage := fs.Usage
-	fs.Usage = func() {
-		usage()
-		fmt.Fprintf(os.Stderr, "\nExamples:\n%s\n", examples)
-	}
 }
 
 // ago says how long before now t was, in the coarsest unit that still

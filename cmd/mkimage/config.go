@@ -17,7 +17,7 @@ func init() {
 func runConfig(args []string) error {
 	if len(args) == 0 || args[0] != "check" {
 		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-			fmt.Fprintf(os.Stderr, "Usage: mkimage config check FILE [--json]\n")
+			fmt.Fprintf(os.Stderr, "Usage: mkimage config check FILE [--json]\n\nExamples:\n%s\n", examples["config check"])
 			return nil
 		}
 		return usagef("config: expected \"check FILE [--json]\"")

@@ -113,6 +113,9 @@ func newFlags(name, synopsis string) *pflag.FlagSet {
 	fs.SortFlags = false
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: mkimage %s\n\nFlags:\n%s", synopsis, fs.FlagUsages())
+		if ex := examples[name]; ex != "" {
+			fmt.Fprintf(os.Stderr, "\nExamples:\n%s\n", ex)
+		}
 	}
 	return fs
 }

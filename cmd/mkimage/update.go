@@ -25,8 +25,6 @@ func runUpdate(args []string) error {
 	keyPath := fs.String("key", "", "private key that signs the bundle (make one with: mkimage key generate)")
 	parents := fs.StringArray("parent", nil, "an earlier bundle directory of this board, signed by the same key: adds root.from-ID, the root as a stream of what changed since it (repeatable)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress lines")
-	withExamples(fs, `  SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --key fleet.key -o v2
-  SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --key fleet.key --parent v2 -o v3`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

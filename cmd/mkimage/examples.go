@@ -1,0 +1,41 @@
+package main
+
+// examples end each command's --help: real command lines, the common
+// case first. Keyed by the name newFlags gets.
+var examples = map[string]string{
+	"build": `  mkimage --board odroid-c2 -o node.img                          Debian root, first boot configures it
+  mkimage --board odroid-c2 --config cluster.toml -o fleet.img   one image for every node of the inventory
+  mkimage --board qemu-virt --rootfs minimal -o t.img && mkimage qemu t.img   try it in QEMU`,
+	"boards": `  mkimage boards
+  mkimage boards --json`,
+	"bootloader": `  mkimage bootloader odroid-c2 --amlogic ~/amlogic-blobs -o u-boot.bin.sd.bin
+  mkimage bootloader identify u-boot.bin.sd.bin flash-image.bin`,
+	"bootloader identify": `  mkimage bootloader identify u-boot.bin.sd.bin`,
+	"bootpath": `  mkimage bootpath --board odroid-c2
+  mkimage bootpath --board macchiatobin --kernel linux-image-6.1.0-57-arm64_6.1.192-3_arm64.deb --json`,
+	"cache": `  mkimage cache                                   each kind's entries, size and last use
+  mkimage cache prune --older-than 30d --dry-run  what a prune would remove, and the space it frees`,
+	"cache prune": `  mkimage cache prune --dry-run        what entries unused for 30 days would go, and the space freed
+  mkimage cache prune --older-than 7d  remove every entry no build used in a week`,
+	"config check": `  mkimage config check cluster.toml
+  mkimage config check cluster.toml --json`,
+	"flash": `  mkimage flash node.img /dev/sdb /dev/sdc      write, sync and verify both cards at once
+  mkimage flash node.img.zst /dev/sd[b-k] --yes  ten cards, no question asked`,
+	"initramfs": `  mkimage initramfs --board odroid-c2 --kernel linux-image-arm64.deb -o initrd.img`,
+	"inspect": `  mkimage inspect node.img
+  mkimage inspect node.img --json`,
+	"kconfig": `  mkimage kconfig --board odroid-c2 --kernel-src linux-6.1.tar.xz -o .config
+  mkimage kconfig check --config /boot/config-6.1.0-57-arm64 --require lxc,netfilter,btrfs`,
+	"kconfig check": `  mkimage kconfig check --config /boot/config-6.1.0-57-arm64 --require lxc,netfilter,btrfs`,
+	"kernel": `  mkimage kernel --board odroid-c2 --src linux-6.1.tar.xz -o kernel-c2
+  mkimage --board odroid-c2 --kernel kernel-c2 -o node.img`,
+	"key":          `  mkimage key generate -o fleet.key --comment "fleet 2026"`,
+	"key generate": `  mkimage key generate -o fleet.key --comment "fleet 2026"`,
+	"netboot":      `  mkimage netboot --board odroid-c2 --config cluster.toml -o tftp && mkimage serve tftp`,
+	"qemu": `  mkimage qemu node.img
+  mkimage qemu node.img --expect "login:" --timeout 5m --log console.log`,
+	"serve": `  mkimage serve tftp                                                       TFTP and HTTP, beside the network's own DHCP
+  mkimage serve tftp --dhcp full --listen 10.0.0.1 --config cluster.toml  the only DHCP server of an isolated network`,
+	"update": `  SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --update-key fleet.key.pub --key fleet.key -o v2
+  SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --update-key fleet.key.pub --key fleet.key --parent v2 -o v3`,
+}
