@@ -76,6 +76,10 @@ type Options struct {
 	// one plain root.
 	UpdateKeys string
 
+	// Timings records each stage's duration in the manifest too (it is
+	// then no longer the same for the same inputs).
+	Timings bool
+
 	// Compress additionally writes IMAGE.zst or IMAGE.xz ("" none).
 	Compress string
 

@@ -48,6 +48,8 @@ type inputs struct {
 	cmdline    string
 	version    string
 	updateKeys []byte
+	// timings are the resolve stages' durations (Options.Timings).
+	timings *Timings
 }
 
 // resolve loads every input and checks it before anything is written.
@@ -56,29 +58,25 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &inputs{board: b}
+	in := &inputs{board: b, timings: &Timings{}}
 
 	// Cheap checks first: a bad config or blob fails before any download.
-	if err := in.loadConfig(o); err != nil {
-		return nil, err
+	steps := []struct {
+		stage string
+		load  func() error
+	}{
+		{"config", func() error { return in.loadConfig(o) }},
+		{"bootloader", func() error { return in.loadBootloader(o) }},
+		{"update keys", func() error { return in.loadUpdateKeys(o) }},
+		{"kernel", func() error { return in.loadKernel(ctx, o) }},
+		{"device tree", func() error { return in.loadDeviceTree(o) }},
+		{"root tree", func() error { return in.loadRoot(ctx, o) }},
+		{"initramfs", func() error { return in.loadInitramfs(ctx, o) }},
 	}
-	if err := in.loadBootloader(o); err != nil {
-		return nil, err
-	}
-	if err := in.loadUpdateKeys(o); err != nil {
-		return nil, err
-	}
-	if err := in.loadKernel(ctx, o); err != nil {
-		return nil, err
-	}
-	if err := in.loadDeviceTree(o); err != nil {
-		return nil, err
-	}
-	if err := in.loadRoot(ctx, o); err != nil {
-		return nil, err
-	}
-	if err := in.loadInitramfs(ctx, o); err != nil {
-		return nil, err
+	for _, st := range steps {
+		if err := in.timings.time("resolve "+st.stage, st.load); err != nil {
+			return nil, err
+		}
 	}
 	if err := in.addUpdateKeys(o); err != nil {
 		return nil, err
@@ -89,7 +87,11 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 	in.cmdline = cmdline(b)
 	if updatable(o) {
 		in.cmdline += " " + panicReboot
-		if in.version, err = in.versionID(); err != nil {
+		err := in.timings.time("version id", func() (err error) {
+			in.version, err = in.versionID()
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
 		logf(o, "version %s", in.version)

@@ -31,6 +31,7 @@ type Result struct {
 	Extra    []string // compressed image, when asked for
 	Mapped   int64    // bytes in the block map
 	Duration time.Duration
+	Timings  Timings // every stage, resolving included
 }
 
 // Manifest is written beside the image as IMAGE.manifest.json.
@@ -49,6 +50,8 @@ type Manifest struct {
 	Root      RootPlan    `json:"root"`
 	Inputs    []Input     `json:"inputs"`
 	Warnings  []string    `json:"warnings,omitempty"`
+	// Timings (with Options.Timings) are the stages up to the checksum.
+	Timings Timings `json:"timings,omitempty"`
 }
 
 // extent is a written byte range of the image.
@@ -86,8 +89,13 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 
 	bootPart := p.Layout.Boot()
 	logf(o, "boot partition: FAT32 %s at %s", human(bootPart.Size), human(bootPart.Start))
-	frs, err := fat.Write(io.NewOffsetWriter(img, bootPart.Start), p.boot, fat.Options{
-		Size: bootPart.Size, Label: bootLabel, VolumeID: ids.fat, HiddenSectors: uint32(bootPart.Start / 512),
+	tm := append(Timings(nil), *in.timings...)
+	var frs []fat.Range
+	err = tm.time("write boot partition", func() (err error) {
+		frs, err = fat.Write(io.NewOffsetWriter(img, bootPart.Start), p.boot, fat.Options{
+			Size: bootPart.Size, Label: bootLabel, VolumeID: ids.fat, HiddenSectors: uint32(bootPart.Start / 512),
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boot partition: %w", err)
@@ -101,7 +109,14 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	}
 	rootPart := p.Layout.Root()
 	logf(o, "root partition: btrfs %s at %s (%s backend)", human(rootPart.Size), human(rootPart.Start), o.Backend)
-	rrs, err := rootWriterFor(o, in).write(ctx, io.NewOffsetWriter(img, rootPart.Start), rootPart.Size, in.root, ids.root)
+	var rrs []extent
+	err = tm.time("write root partition", func() (err error) {
+		rrs, err = rootWriterFor(o, in).write(ctx, io.NewOffsetWriter(img, rootPart.Start), rootPart.Size, in.root, ids.root)
+		if err == nil {
+			err = img.Sync()
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("root partition: %w", err)
 	}
@@ -109,17 +124,18 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		mapped = append(mapped, extent{rootPart.Start + r.off, r.len})
 	}
 
-	if err := img.Sync(); err != nil {
-		return nil, fmt.Errorf("output %s: %w", o.Output, err)
-	}
 	warnings := p.Warnings
 	if o.Preconfigure {
-		if err := preconfigure(ctx, o, in, p, img.Name()); err != nil {
+		if err := tm.time("preconfigure", func() error { return preconfigure(ctx, o, in, p, img.Name()) }); err != nil {
 			return nil, fmt.Errorf("--preconfigure: %w", err)
 		}
 		warnings = append(warnings[:len(warnings):len(warnings)], preconfigureWarning)
 	}
-	imgSum, err := filehash.SHA256(img.Name())
+	var imgSum string
+	err = tm.time("checksum", func() (err error) {
+		imgSum, err = filehash.SHA256(img.Name())
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +161,11 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		Image: o.Output, Size: p.Layout.Size, SHA256: imgSum, Kernel: p.Kernel, Cmdline: p.Cmdline, VersionID: p.Version,
 		Layout: p.Layout, Root: p.Root, Inputs: p.Inputs, Warnings: warnings,
 	}
+	if o.Timings {
+		// Only when asked: times differ from run to run, and the
+		// manifest is otherwise the same for the same inputs.
+		man.Timings = tm
+	}
 	manData, _ := json.MarshalIndent(man, "", "  ")
 	if err := atomicfile.WriteFile(p.Bmap, bmData, 0o644); err != nil {
 		return nil, err
@@ -158,7 +179,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		os.Remove(p.Manifest)
 		return nil, err
 	}
-	res := &Result{Plan: p, Image: o.Output, SHA256: imgSum, Manifest: p.Manifest, Bmap: p.Bmap, Mapped: bm.MappedBytes()}
+	res := &Result{Plan: p, Image: o.Output, SHA256: imgSum, Manifest: p.Manifest, Bmap: p.Bmap, Mapped: bm.MappedBytes(), Timings: tm}
 	if o.Compress != "" {
 		k, err := compress.ParseKind(o.Compress)
 		if err != nil {
@@ -166,7 +187,7 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		}
 		dst := o.Output + "." + o.Compress
 		logf(o, "compressing to %s", dst)
-		if err := compress.CompressFile(o.Output, dst, k); err != nil {
+		if err := res.Timings.time("compress", func() error { return compress.CompressFile(o.Output, dst, k) }); err != nil {
 			return nil, err
 		}
 		res.Extra = append(res.Extra, dst)

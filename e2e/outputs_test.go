@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,7 +64,17 @@ func TestManifestBmapInspect(t *testing.T) {
 	blobPath := filepath.Join(dir, "u-boot.bin.sd.bin")
 	os.WriteFile(blobPath, blob, 0o644)
 	img := filepath.Join(dir, "node.img")
-	mustRun(t, "--board", "odroid-c2", "--rootfs", root, "--bootloader", blobPath, "-o", img, "-q")
+	_, errs, err := run(t, nil, "--board", "odroid-c2", "--rootfs", root, "--bootloader", blobPath, "-o", img, "-q", "--timings")
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, errs)
+	}
+	// --timings: a table on stderr and the same stages in the manifest.
+	stages := []string{"resolve kernel", "resolve root tree", "resolve initramfs", "write boot partition", "write root partition", "checksum"}
+	for _, st := range stages {
+		if !strings.Contains(errs, st) {
+			t.Errorf("--timings table lacks %q:\n%s", st, errs)
+		}
+	}
 
 	var man struct {
 		Board  string `json:"board"`
@@ -72,6 +83,10 @@ func TestManifestBmapInspect(t *testing.T) {
 			Kind, Path, SHA256 string
 		} `json:"inputs"`
 		Version string `json:"version"`
+		Timings []struct {
+			Stage   string
+			Seconds float64
+		} `json:"timings"`
 	}
 	data, err := os.ReadFile(img + ".manifest.json")
 	if err != nil {
@@ -82,6 +97,15 @@ func TestManifestBmapInspect(t *testing.T) {
 	}
 	if man.Board != "odroid-c2" || man.SHA256 != sha(t, img) || man.Version == "" {
 		t.Fatalf("manifest: board %q sha %q (image %s) version %q", man.Board, man.SHA256, sha(t, img), man.Version)
+	}
+	var recorded []string
+	for _, tm := range man.Timings {
+		recorded = append(recorded, tm.Stage)
+	}
+	for _, st := range stages {
+		if !slices.Contains(recorded, st) {
+			t.Errorf("manifest timings lack %q: %v", st, recorded)
+		}
 	}
 	kinds := map[string]string{}
 	for _, in := range man.Inputs {

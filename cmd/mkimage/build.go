@@ -28,19 +28,26 @@ func runBuild(args []string) error {
 	var o builder.Options
 	var bootSize, rootSize, headroom string
 	var dryRun, asJSON, quiet bool
-	inputFlags(fs, &o)
-	fs.StringVarP(&o.Output, "output", "o", "", "image file to write (IMAGE.bmap and IMAGE.manifest.json go beside it)")
-	fs.StringSliceVar(&o.Bootloader, "bootloader", nil, "the board's bootloader, checked against its format (odroid-c2: a signed u-boot.bin.sd.bin, or Hardkernel's pair bl1.bin.hardkernel,u-boot.bin; macchiatobin: flash-image.bin)")
-	fs.StringVar(&bootSize, "boot-size", builder.DefaultBootSize, "boot partition size")
-	fs.StringVar(&rootSize, "root-size", "", "root partition size (default: content plus --headroom)")
-	fs.StringVar(&headroom, "headroom", builder.DefaultHeadroom, "free space added to an automatic root size")
-	fs.StringVar(&o.Backend, "root-backend", builder.DefaultBackend, "root filesystem writer: native (Go btrfs writer) or mkfs (mkfs.btrfs --rootdir)")
-	fs.BoolVar(&o.MetadataSingle, "metadata-single", false, "single btrfs metadata instead of DUP")
-	fs.BoolVar(&o.Preconfigure, "preconfigure", false, "configure a Debian root's packages once in QEMU at build time, so cards boot configured (minutes; the image is then not byte-reproducible)")
-	fs.StringVar(&o.Compress, "compress", "", "also write IMAGE.zst or IMAGE.xz (zst|xz)")
-	fs.BoolVar(&dryRun, "dry-run", false, "resolve the inputs and print the plan; write nothing")
-	fs.BoolVar(&asJSON, "json", false, "print the plan (--dry-run) or result as JSON")
-	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
+	// Three groups, the common flags first in each; --help prints them
+	// under their titles.
+	in, layout, out := subFlags(), subFlags(), subFlags()
+	inputFlags(in, &o)
+	in.StringSliceVar(&o.Bootloader, "bootloader", nil, "the board's bootloader, checked against its format (odroid-c2: a signed u-boot.bin.sd.bin, or Hardkernel's pair bl1.bin.hardkernel,u-boot.bin; macchiatobin: flash-image.bin)")
+	in.BoolVar(&o.Preconfigure, "preconfigure", false, "configure a Debian root's packages once in QEMU at build time, so cards boot configured (minutes; the image is then not byte-reproducible)")
+	out.StringVarP(&o.Output, "output", "o", "", "image file to write (IMAGE.bmap and IMAGE.manifest.json go beside it)")
+	out.BoolVar(&dryRun, "dry-run", false, "resolve the inputs and print the plan; write nothing")
+	out.StringVar(&o.Compress, "compress", "", "also write IMAGE.zst or IMAGE.xz (zst|xz)")
+	out.BoolVar(&asJSON, "json", false, "print the plan (--dry-run) or result as JSON")
+	out.BoolVar(&o.Timings, "timings", false, "print how long each stage took, and record it in the manifest (which then differs from run to run)")
+	out.BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
+	layout.StringVar(&bootSize, "boot-size", builder.DefaultBootSize, "boot partition size")
+	layout.StringVar(&rootSize, "root-size", "", "root partition size (default: content plus --headroom)")
+	layout.StringVar(&headroom, "headroom", builder.DefaultHeadroom, "free space added to an automatic root size")
+	layout.StringVar(&o.Backend, "root-backend", builder.DefaultBackend, "root filesystem writer: native (Go btrfs writer) or mkfs (mkfs.btrfs --rootdir)")
+	layout.BoolVar(&o.MetadataSingle, "metadata-single", false, "single btrfs metadata instead of DUP")
+	groupFlags(fs, "[build] --board BOARD -o IMAGE [flags]", []flagGroup{
+		{"What the node boots", in}, {"Output", out}, {"Disk layout", layout},
+	})
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -92,6 +99,9 @@ func runBuild(args []string) error {
 	}
 	if asJSON {
 		return printJSON(res)
+	}
+	if o.Timings {
+		res.Timings.Print(os.Stderr)
 	}
 	fmt.Printf("%s  %s\n", res.SHA256, res.Image)
 	return nil

@@ -120,6 +120,37 @@ func newFlags(name, synopsis string) *pflag.FlagSet {
 	return fs
 }
 
+// subFlags returns a set to define one group of a command's flags in.
+func subFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("", pflag.ContinueOnError)
+	fs.SortFlags = false
+	return fs
+}
+
+// flagGroup is a titled part of a command's flags.
+type flagGroup struct {
+	title string
+	flags *pflag.FlagSet
+}
+
+// groupFlags adds the groups' flags to fs and makes its usage text list
+// them group by group, then the command's examples.
+func groupFlags(fs *pflag.FlagSet, synopsis string, groups []flagGroup) {
+	for _, g := range groups {
+		fs.AddFlagSet(g.flags)
+	}
+	name := fs.Name()
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "Usage: mkimage %s\n", synopsis)
+		for _, g := range groups {
+			fmt.Fprintf(os.Stderr, "\n%s:\n%s", g.title, g.flags.FlagUsages())
+		}
+		if ex := examples[name]; ex != "" {
+			fmt.Fprintf(os.Stderr, "\nExamples:\n%s\n", ex)
+		}
+	}
+}
+
 // parse parses args and turns flag errors into usage errors.
 func parse(fs *pflag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
