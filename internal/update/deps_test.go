@@ -8,8 +8,8 @@ import (
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
-// TestDeps: the package links the standard library, atomicfile and
-// bootstate only,
+// TestDeps: the package links the standard library, atomicfile (with
+// x/sys/unix) and bootstate only,
 // so nodeinit (held to node-side packages and a size budget by
 // cmd/nodeinit/deps_test.go) can verify bundles with it.
 func TestDeps(t *testing.T) {
@@ -20,7 +20,8 @@ func TestDeps(t *testing.T) {
 	}
 	for _, p := range strings.Fields(string(out)) {
 		switch p {
-		case "github.com/mkimage/mkimage/internal/update", "github.com/mkimage/mkimage/internal/atomicfile", "github.com/mkimage/mkimage/internal/bootstate":
+		case "github.com/mkimage/mkimage/internal/update", "github.com/mkimage/mkimage/internal/atomicfile", "github.com/mkimage/mkimage/internal/bootstate",
+			"golang.org/x/sys/unix": // atomicfile's lock
 		default:
 			t.Errorf("internal/update links %s", p)
 		}
