@@ -210,23 +210,15 @@ func (c *Cache) lock() (func(), error) {
 // order asked, with one apt-cache run. Names the lists do not have are
 // an error naming them.
 func (c *Cache) Show(ctx context.Context, names ...string) ([]deb.Control, error) {
-	type want struct{ name, version string }
 	wants := make([]want, len(names))
 	args := []string{"show", "--no-all-versions"}
 	for i, n := range names {
-		name, version, _ := strings.Cut(n, "=")
-		if base, arch, ok := strings.Cut(name, ":"); ok {
-			if arch != c.Arch {
-				return nil, fmt.Errorf("package %q: this cache fetches %s packages only", n, c.Arch)
-			}
-			name = base
+		w, err := c.parseWant(n)
+		if err != nil {
+			return nil, err
 		}
-		wants[i] = want{name, version}
-		arg := name + ":" + c.Arch
-		if version != "" {
-			arg += "=" + version
-		}
-		args = append(args, arg)
+		wants[i] = w
+		args = append(args, w.arg(c.Arch))
 	}
 	// apt-cache leaves out the names it does not know, and fails only
 	// when it knows none: a stanza per name is what counts.
@@ -243,11 +235,9 @@ func (c *Cache) Show(ctx context.Context, names ...string) ([]deb.Control, error
 	ctls := make([]deb.Control, len(wants))
 	var missing []string
 	for i, w := range wants {
-		ctl, ok := found[w]
-		if !ok {
+		if ctls[i] = found[w]; ctls[i].Package == "" {
 			missing = append(missing, fmt.Sprintf("%q", names[i]))
 		}
-		ctls[i] = ctl
 	}
 	if len(missing) > 0 {
 		err := fmt.Errorf("package %s not found in the %s lists (check the name with apt-cache search, or the suite)", strings.Join(missing, ", "), c.Arch)
@@ -257,6 +247,29 @@ func (c *Cache) Show(ctx context.Context, names ...string) ([]deb.Control, error
 		return nil, err
 	}
 	return ctls, nil
+}
+
+// want is a package Show looks up; version "" is the candidate.
+type want struct{ name, version string }
+
+// parseWant reads "NAME", "NAME:ARCH" or "NAME=VERSION".
+func (c *Cache) parseWant(n string) (want, error) {
+	name, version, _ := strings.Cut(n, "=")
+	if base, arch, ok := strings.Cut(name, ":"); ok {
+		if arch != c.Arch {
+			return want{}, fmt.Errorf("package %q: this cache fetches %s packages only", n, c.Arch)
+		}
+		name = base
+	}
+	return want{name, version}, nil
+}
+
+// arg spells w for apt-cache and apt-get: NAME:ARCH[=VERSION].
+func (w want) arg(arch string) string {
+	if w.version == "" {
+		return w.name + ":" + arch
+	}
+	return w.name + ":" + arch + "=" + w.version
 }
 
 // entryOf reads the fields a download is checked by from an index

@@ -94,7 +94,7 @@ func (c *Cache) download(ctx context.Context, out []Fetched, missing []int) erro
 	for _, i := range missing {
 		// The exact version: apt's candidate may come from a suite the
 		// caller did not resolve from.
-		args = append(args, out[i].Name+":"+c.Arch+"="+out[i].Version)
+		args = append(args, want{out[i].Name, out[i].Version}.arg(c.Arch))
 	}
 	start := time.Now()
 	m := progress.Start(c.Log, progress.Options{
