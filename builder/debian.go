@@ -27,6 +27,20 @@ func isDebianRoot(s string) bool {
 	return s == "debian" || strings.HasPrefix(s, "debian:")
 }
 
+// checkDebianOnly rejects the options only a Debian root has a meaning
+// for.
+func checkDebianOnly(o *Options) error {
+	for _, f := range []struct {
+		flag string
+		set  bool
+	}{{"--preconfigure", o.Preconfigure}, {"--slim", o.Slim}} {
+		if f.set && !isDebianRoot(o.Rootfs) {
+			return fmt.Errorf("%s: only for a Debian root (--rootfs debian[:SUITE]), not --rootfs %s", f.flag, o.Rootfs)
+		}
+	}
+	return nil
+}
+
 // debianRoot builds a Debian arm64 root from packages: Essential and
 // required, the node set and --packages, resolved from the apt cache's
 // lists, fetched and checked, unpacked without running anything; a
@@ -44,12 +58,12 @@ func debianRoot(ctx context.Context, o *Options, in *inputs) (*fstree.Tree, erro
 	if err != nil {
 		return nil, err
 	}
-	logf(o, "debian %s: %d packages (Essential, required, node set%s)", suite, len(pkgs), map[bool]string{true: ", --packages", false: ""}[len(o.Packages) > 0])
+	logf(o, "debian %s: %d packages (Essential, required, node set%s)%s", suite, len(pkgs), map[bool]string{true: ", --packages", false: ""}[len(o.Packages) > 0], map[bool]string{true: ", slim", false: ""}[o.Slim])
 	debs, err := FetchDebs(ctx, c, pkgs)
 	if err != nil {
 		return nil, err
 	}
-	root, err := debroot.Build(debs, debroot.Options{Arch: c.Arch, Suite: suite, Epoch: o.Epoch})
+	root, err := debroot.Build(debs, debroot.Options{Arch: c.Arch, Suite: suite, Epoch: o.Epoch, Slim: o.Slim})
 	if err != nil {
 		return nil, err
 	}

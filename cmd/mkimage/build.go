@@ -33,6 +33,7 @@ func runBuild(args []string) error {
 	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb, or a directory with Image, dtbs/ and lib/modules/VERSION/ (default: fetch Debian bookworm's current arm64 kernel)")
 	fs.StringVar(&o.Rootfs, "rootfs", builder.DefaultRootfs, "root filesystem: debian[:SUITE] (Debian arm64 with LXC, first-boot configured), minimal (busybox), a directory, or a .tar/.tar.gz/.tar.xz/.tar.zst tarball")
 	fs.StringSliceVar(&o.Packages, "packages", nil, "extra Debian packages for --rootfs debian (comma-separated, repeatable)")
+	fs.BoolVar(&o.Slim, "slim", false, slimHelp)
 	fs.StringSliceVar(&o.Bootloader, "bootloader", nil, "the board's bootloader, checked against its format (odroid-c2: a signed u-boot.bin.sd.bin, or Hardkernel's pair bl1.bin.hardkernel,u-boot.bin; macchiatobin: flash-image.bin)")
 	fs.StringArrayVar(&o.Overlays, "overlay", nil, "directory or tarball laid over the root after the project's overlays (repeatable, in order)")
 	fs.StringVar(&o.Initramfs, "initramfs", "", "use this initramfs instead of building one")
@@ -104,6 +105,9 @@ func runBuild(args []string) error {
 	fmt.Printf("%s  %s\n", res.SHA256, res.Image)
 	return nil
 }
+
+// slimHelp is --slim's help, the same wherever a Debian root is built.
+const slimHelp = "Debian root without man pages, info, docs (copyright files stay) or non-English translations, by dpkg path filters the root keeps for later installs; man-db never rebuilds its database"
 
 func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
