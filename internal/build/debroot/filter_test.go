@@ -78,28 +78,14 @@ func TestFixedPart(t *testing.T) {
 // answer to the node.
 func TestBuildSlim(t *testing.T) {
 	dir := t.TempDir()
-	p, sum := makeDeb(t, dir, "tool", "1.0-1", nil, []entry{
-		{name: "./", dir: true, mode: 0o755},
-		{name: "./usr/", dir: true, mode: 0o755},
-		{name: "./usr/bin/", dir: true, mode: 0o755},
-		{name: "./usr/bin/tool", data: "ELF", mode: 0o755},
-		{name: "./usr/share/", dir: true, mode: 0o755},
-		{name: "./usr/share/doc/", dir: true, mode: 0o755},
-		{name: "./usr/share/doc/tool/", dir: true, mode: 0o755},
-		{name: "./usr/share/doc/tool/copyright", data: "GPL", mode: 0o644},
-		{name: "./usr/share/doc/tool/changelog.gz", data: "long", mode: 0o644},
-		{name: "./usr/share/doc/tool-data", link: "tool"},
-		{name: "./usr/share/man/", dir: true, mode: 0o755},
-		{name: "./usr/share/man/man1/", dir: true, mode: 0o755},
-		{name: "./usr/share/man/man1/tool.1.gz", data: "roff", mode: 0o644},
-		{name: "./usr/share/locale/", dir: true, mode: 0o755},
-		{name: "./usr/share/locale/de/", dir: true, mode: 0o755},
-		{name: "./usr/share/locale/de/LC_MESSAGES/", dir: true, mode: 0o755},
-		{name: "./usr/share/locale/de/LC_MESSAGES/tool.mo", data: "Hallo", mode: 0o644},
-		{name: "./usr/share/locale/en_GB/", dir: true, mode: 0o755},
-		{name: "./usr/share/locale/en_GB/LC_MESSAGES/", dir: true, mode: 0o755},
-		{name: "./usr/share/locale/en_GB/LC_MESSAGES/tool.mo", data: "Hello", mode: 0o644},
-	})
+	p, sum := makeDeb(t, dir, "tool", "1.0-1", nil, entries(
+		"./", "./usr/", "./usr/bin/", "./usr/bin/tool",
+		"./usr/share/", "./usr/share/doc/", "./usr/share/doc/tool/",
+		"./usr/share/doc/tool/copyright", "./usr/share/doc/tool/changelog.gz", "./usr/share/doc/tool-data -> tool",
+		"./usr/share/man/", "./usr/share/man/man1/", "./usr/share/man/man1/tool.1.gz",
+		"./usr/share/locale/", "./usr/share/locale/de/", "./usr/share/locale/de/LC_MESSAGES/", "./usr/share/locale/de/LC_MESSAGES/tool.mo",
+		"./usr/share/locale/en_GB/", "./usr/share/locale/en_GB/LC_MESSAGES/", "./usr/share/locale/en_GB/LC_MESSAGES/tool.mo",
+	))
 	debs := []Deb{{Pkg: &Pkg{Name: "tool", Version: "1.0-1", Arch: "arm64", SHA256: sum}, Path: p}}
 	full, err := Build(debs, Options{Suite: "bookworm", Epoch: time.Unix(0, 0)})
 	if err != nil {
@@ -148,4 +134,22 @@ func TestBuildSlim(t *testing.T) {
 	if err := slim.Validate(); err != nil {
 		t.Error(err)
 	}
+}
+
+// entries lists archive entries by name: "d/" is a directory, "l -> t"
+// a symlink to t, anything else a file holding its own name.
+func entries(names ...string) []entry {
+	var out []entry
+	for _, n := range names {
+		name, target, link := strings.Cut(n, " -> ")
+		switch {
+		case link:
+			out = append(out, entry{name: name, link: target})
+		case strings.HasSuffix(n, "/"):
+			out = append(out, entry{name: n, dir: true, mode: 0o755})
+		default:
+			out = append(out, entry{name: n, data: n, mode: 0o644})
+		}
+	}
+	return out
 }
