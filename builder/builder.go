@@ -38,6 +38,11 @@ type Options struct {
 	Rootfs string
 	// Packages are installed in a Debian root besides its base set.
 	Packages []string
+	// Slim leaves man pages, info, docs (copyright files stay) and
+	// translations other than English out of a Debian root, with dpkg
+	// path filters the root keeps for later installs (debroot.SlimFilters),
+	// and turns man-db's database rebuilds off.
+	Slim bool
 	// Bootloader is the board's bootloader: one file, or the files the
 	// board's format takes together (Hardkernel's bl1.bin.hardkernel and
 	// u-boot.bin); empty builds a card without one (with a warning where
@@ -125,7 +130,7 @@ func (o *Options) fill() error {
 	if o.Compress != "" && o.Compress != "zst" && o.Compress != "xz" {
 		return fmt.Errorf("--compress %q: want zst or xz", o.Compress)
 	}
-	if err := checkPreconfigure(o); err != nil {
+	if err := checkDebianOnly(o); err != nil {
 		return err
 	}
 	if o.Log == nil {

@@ -38,6 +38,8 @@ func TestFillRejects(t *testing.T) {
 		{Options{}, "no board"},
 		{Options{Board: "qemu-virt", Backend: "ext4"}, "ext4"},
 		{Options{Board: "qemu-virt", Compress: "bz2"}, "bz2"},
+		{Options{Board: "qemu-virt", Rootfs: "minimal", Slim: true}, "--slim: only for a Debian root (--rootfs debian[:SUITE]), not --rootfs minimal"},
+		{Options{Board: "qemu-virt", Rootfs: "root.tar", Preconfigure: true}, "--preconfigure: only for a Debian root"},
 	} {
 		if err := tc.o.fill(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want an error naming %q", tc.o, err, tc.want)
@@ -46,6 +48,12 @@ func TestFillRejects(t *testing.T) {
 	o := Options{Board: "qemu-virt"}
 	if err := o.fill(); err != nil || o.Rootfs != "debian" || o.Backend != "native" || o.BootSize != 256<<20 || o.Headroom != 256<<20 {
 		t.Fatalf("defaults: %+v, %v", o, err)
+	}
+	for _, rootfs := range []string{"", "debian", "debian:trixie"} {
+		o := Options{Board: "qemu-virt", Rootfs: rootfs, Slim: true}
+		if err := o.fill(); err != nil {
+			t.Errorf("--slim --rootfs %q: %v", rootfs, err)
+		}
 	}
 }
 
@@ -69,5 +77,19 @@ func TestHumanAndUpTo(t *testing.T) {
 		if got := upTo(in); got != want {
 			t.Errorf("upTo(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestPrintSlim: a slim root's plan says so and where the filters stay.
+func TestPrintSlim(t *testing.T) {
+	var b strings.Builder
+	(&Plan{Root: RootPlan{SlimFilters: []string{"path-exclude /usr/share/man/*"}}}).Print(&b)
+	if !strings.Contains(b.String(), "slim:     no man pages, info, docs (but copyright) or non-English translations: 1 dpkg path filters, kept in /etc/dpkg/dpkg.cfg.d/mkimage-slim\n") {
+		t.Errorf("plan:\n%s", b.String())
+	}
+	b.Reset()
+	(&Plan{}).Print(&b)
+	if strings.Contains(b.String(), "slim") {
+		t.Errorf("a full root's plan mentions slim:\n%s", b.String())
 	}
 }

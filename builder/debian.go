@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/mkimage/mkimage/internal/build/apt"
@@ -26,6 +27,20 @@ func isDebianRoot(s string) bool {
 	return s == "debian" || strings.HasPrefix(s, "debian:")
 }
 
+// checkDebianOnly rejects the options only a Debian root has a meaning
+// for.
+func checkDebianOnly(o *Options) error {
+	for _, f := range []struct {
+		flag string
+		set  bool
+	}{{"--preconfigure", o.Preconfigure}, {"--slim", o.Slim}} {
+		if f.set && !isDebianRoot(o.Rootfs) {
+			return fmt.Errorf("%s: only for a Debian root (--rootfs debian[:SUITE]), not --rootfs %s", f.flag, o.Rootfs)
+		}
+	}
+	return nil
+}
+
 // debianRoot builds a Debian arm64 root from packages: Essential and
 // required, the node set and --packages, resolved from the apt cache's
 // lists, fetched and checked, unpacked without running anything; a
@@ -39,29 +54,16 @@ func debianRoot(ctx context.Context, o *Options, in *inputs) (*fstree.Tree, erro
 		suite = s
 	}
 	c := aptCache(o)
-	if err := c.Update(ctx); err != nil {
-		return nil, err
-	}
-	files, err := debroot.ListFiles(filepath.Join(c.Dir, "lists"), suite, c.Arch)
+	pkgs, err := DebianPackages(ctx, c, suite, o.Packages)
 	if err != nil {
 		return nil, err
 	}
-	ix, err := debroot.LoadIndex(files...)
+	logf(o, "debian %s: %d packages (Essential, required, node set%s)%s", suite, len(pkgs), map[bool]string{true: ", --packages", false: ""}[len(o.Packages) > 0], map[bool]string{true: ", slim", false: ""}[o.Slim])
+	debs, err := FetchDebs(ctx, c, pkgs)
 	if err != nil {
 		return nil, err
 	}
-	names := append(debroot.BaseNames(ix, c.Arch), debroot.NodePackages...)
-	names = append(names, o.Packages...)
-	pkgs, err := debroot.Resolve(ix, c.Arch, names...)
-	if err != nil {
-		return nil, err
-	}
-	logf(o, "debian %s: %d packages (Essential, required, node set%s)", suite, len(pkgs), map[bool]string{true: ", --packages", false: ""}[len(o.Packages) > 0])
-	debs, err := fetchDebs(ctx, c, pkgs)
-	if err != nil {
-		return nil, err
-	}
-	root, err := debroot.Build(debs, debroot.Options{Arch: c.Arch, Suite: suite, Epoch: o.Epoch})
+	root, err := debroot.Build(debs, debroot.Options{Arch: c.Arch, Suite: suite, Epoch: o.Epoch, Slim: o.Slim})
 	if err != nil {
 		return nil, err
 	}
@@ -74,34 +76,44 @@ func debianRoot(ctx context.Context, o *Options, in *inputs) (*fstree.Tree, erro
 	return root, nil
 }
 
-// fetchDebs returns each package's .deb from the cache, fetching the
-// missing ones with apt (which checks the sha256 against its index);
-// debroot.Build checks every file against our index again.
-func fetchDebs(ctx context.Context, c *apt.Cache, pkgs []*debroot.Pkg) ([]debroot.Deb, error) {
-	out := make([]debroot.Deb, len(pkgs))
-	var missing []string
-	where := map[string]int{}
-	for i, p := range pkgs {
-		file := fmt.Sprintf("%s_%s_%s.deb", p.Name, strings.ReplaceAll(p.Version, ":", "%3a"), p.Arch)
-		out[i] = debroot.Deb{Pkg: p, Path: filepath.Join(c.Dir, "debs", file)}
-		if _, err := os.Stat(out[i].Path); err != nil {
-			missing = append(missing, p.Name)
-			where[p.Name] = i
-		}
+// DebianPackages resolves the package set of a Debian root of suite
+// from the apt cache's lists (updated when stale): Essential and
+// required, the node set and extra, with their dependencies.
+func DebianPackages(ctx context.Context, c *apt.Cache, suite string, extra []string) ([]*debroot.Pkg, error) {
+	if err := c.Update(ctx); err != nil {
+		return nil, err
 	}
-	if len(missing) == 0 {
-		return out, nil
-	}
-	fs, err := c.Fetch(ctx, missing...)
+	files, err := debroot.ListFiles(filepath.Join(c.Dir, "lists"), suite, c.Arch)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range fs {
-		i := where[f.Name]
-		if f.Version != pkgs[i].Version || f.SHA256 != pkgs[i].SHA256 {
-			return nil, fmt.Errorf("package %s: apt fetched version %s (sha256 %s) but the index resolved %s (sha256 %s); the package lists changed, build again", f.Name, f.Version, f.SHA256, pkgs[i].Version, pkgs[i].SHA256)
+	ix, err := debroot.LoadIndex(files...)
+	if err != nil {
+		return nil, err
+	}
+	names := append(debroot.BaseNames(ix, c.Arch), debroot.NodePackages...)
+	return debroot.Resolve(ix, c.Arch, append(names, extra...)...)
+}
+
+// FetchDebs returns each package's .deb from the cache, fetching the
+// missing ones with one apt-get download and checking each against the
+// index's sha256 (debroot.Build checks every file again).
+func FetchDebs(ctx context.Context, c *apt.Cache, pkgs []*debroot.Pkg) ([]debroot.Deb, error) {
+	entries := make([]apt.Entry, len(pkgs))
+	for i, p := range pkgs {
+		size, err := strconv.ParseInt(p.Size, 10, 64)
+		if err != nil || p.SHA256 == "" {
+			return nil, fmt.Errorf("package %s %s: the index gives no SHA256 or a bad Size %q; the package lists may be damaged: remove %s and build again", p.Name, p.Version, p.Size, filepath.Join(c.Dir, "lists"))
 		}
-		out[i].Path = f.Path
+		entries[i] = apt.Entry{Name: p.Name, Version: p.Version, Arch: p.Arch, SHA256: p.SHA256, Size: size}
+	}
+	fs, err := c.FetchEntries(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]debroot.Deb, len(pkgs))
+	for i, p := range pkgs {
+		out[i] = debroot.Deb{Pkg: p, Path: fs[i].Path}
 	}
 	return out, nil
 }

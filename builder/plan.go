@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/build/debroot"
 	"github.com/mkimage/mkimage/internal/build/disk"
 	"github.com/mkimage/mkimage/internal/build/uboot"
 	"github.com/mkimage/mkimage/internal/fstree"
@@ -69,6 +70,9 @@ type RootPlan struct {
 	DataBytes  int64    `json:"data_bytes"`
 	Subvolume  string   `json:"default_subvolume,omitempty"`
 	Subvolumes []string `json:"subvolumes,omitempty"`
+	// SlimFilters are the dpkg path filters a --slim Debian root was
+	// unpacked with and keeps (debroot.SlimConfig).
+	SlimFilters []string `json:"slim_filters,omitempty"`
 }
 
 // BootInfo is written to the boot partition as mkimage.json: it tells
@@ -123,6 +127,11 @@ func makePlan(o *Options, in *inputs) (*Plan, error) {
 		p.Root.Subvolumes = []string{versions.RootsDir + "/" + in.version + " (read-only, received)"}
 	case o.Backend == "native":
 		p.Root.Subvolume, p.Root.Subvolumes = rootSubvolume, rootSubvolumes
+	}
+	if o.Slim {
+		for _, f := range debroot.SlimFilters {
+			p.Root.SlimFilters = append(p.Root.SlimFilters, f.String())
+		}
 	}
 	const align = 4 << 20
 	if o.RootSize > 0 {
@@ -218,6 +227,9 @@ func (p *Plan) Print(w io.Writer) {
 	}
 	if p.Version != "" {
 		fmt.Fprintf(w, "version:  %s (updatable: root %s, boot files under v/%s/, counting boot.scr)\n", p.Version, strings.Join(p.Root.Subvolumes, ", "), p.Version)
+	}
+	if len(p.Root.SlimFilters) > 0 {
+		fmt.Fprintf(w, "slim:     no man pages, info, docs (but copyright) or non-English translations: %d dpkg path filters, kept in /%s\n", len(p.Root.SlimFilters), debroot.SlimConfig)
 	}
 	fmt.Fprintln(w, "boot files:")
 	files := append([]PlanFile(nil), p.Boot...)

@@ -51,14 +51,6 @@ const (
 // preconfigureWarning goes into the manifest's warnings.
 const preconfigureWarning = "preconfigured in QEMU (nodeinit.preconfigure): the root's first-boot hooks ran at build time; the image is not byte-reproducible"
 
-// checkPreconfigure rejects --preconfigure for a root it has no meaning for.
-func checkPreconfigure(o *Options) error {
-	if o.Preconfigure && !isDebianRoot(o.Rootfs) {
-		return fmt.Errorf("--preconfigure: only for a Debian root (--rootfs debian[:SUITE]), not --rootfs %s", o.Rootfs)
-	}
-	return nil
-}
-
 // preconfigure boots image (the build's temporary file) in QEMU in
 // nodeinit's preconfigure mode and waits for it to finish and power off.
 func preconfigure(ctx context.Context, o *Options, in *inputs, p *Plan, image string) error {

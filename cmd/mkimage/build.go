@@ -116,6 +116,7 @@ func inputFlags(fs *pflag.FlagSet, o *builder.Options) {
 	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb, or a directory with Image, dtbs/ and lib/modules/VERSION/ (default: fetch Debian bookworm's current arm64 kernel)")
 	fs.StringVar(&o.Rootfs, "rootfs", builder.DefaultRootfs, "root filesystem: debian[:SUITE] (Debian arm64 with LXC, first-boot configured), minimal (busybox), a directory, or a .tar/.tar.gz/.tar.xz/.tar.zst tarball")
 	fs.StringSliceVar(&o.Packages, "packages", nil, "extra Debian packages for --rootfs debian (comma-separated, repeatable)")
+	fs.BoolVar(&o.Slim, "slim", false, slimHelp)
 	fs.StringArrayVar(&o.Overlays, "overlay", nil, "directory or tarball laid over the root after the project's overlays (repeatable, in order)")
 	fs.StringVar(&o.Initramfs, "initramfs", "", "use this initramfs instead of building one")
 	fs.StringSliceVar(&o.Coldplug, "coldplug", nil, "more kernel modules the initramfs carries for coldplug, besides the board's: loaded at boot only when a device present matches one of their aliases (comma-separated, repeatable)")
@@ -123,6 +124,9 @@ func inputFlags(fs *pflag.FlagSet, o *builder.Options) {
 	fs.StringVar(&o.UpdateKeys, "update-key", "", "public key file (from mkimage key generate) the node takes signed update bundles from: makes the image updatable (root as version roots/ID, counting boot.scr, automatic rollback)")
 	fs.StringVar(&o.CacheDir, "cache-dir", cachedir.Root(), "cache for downloads and built artifacts")
 }
+
+// slimHelp is --slim's help, the same wherever a Debian root is built.
+const slimHelp = "Debian root without man pages, info, docs (copyright files stay) or non-English translations, by dpkg path filters the root keeps for later installs; man-db never rebuilds its database"
 
 func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)

@@ -10,6 +10,7 @@ import (
 	"github.com/mkimage/mkimage/internal/bytesize"
 
 	"github.com/mkimage/mkimage/internal/build/flash"
+	"github.com/mkimage/mkimage/internal/build/progress"
 )
 
 func init() {
@@ -50,7 +51,7 @@ func runFlash(args []string) error {
 		return err
 	}
 	if flash.NeedsConfirm(targets) && !*yes {
-		if !flash.IsTerminal(os.Stdin) {
+		if !progress.IsTerminal(os.Stdin) {
 			return usagef("no terminal to ask on before writing to block devices: pass --yes")
 		}
 		ok, err := flash.Confirm(os.Stdin, os.Stderr, image, targets)
@@ -69,7 +70,7 @@ func runFlash(args []string) error {
 		Force:    *force,
 		NoVerify: *noVerify,
 		Progress: os.Stderr,
-		Bars:     flash.IsTerminal(os.Stderr),
+		Bars:     progress.IsTerminal(os.Stderr),
 	})
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ func runNetboot(args []string) error {
 	fs.StringVar(&o.Config, "config", "", "cluster config (TOML): one pxelinux.cfg/01-<mac> per node, baked into the initramfs")
 	fs.StringVar(&o.Kernel, "kernel", "", "Debian arm64 kernel .deb or a directory with Image, dtbs/, lib/modules/ (default: Debian bookworm's current arm64 kernel)")
 	fs.StringVar(&o.Rootfs, "rootfs", builder.DefaultRootfs, "root filesystem: debian[:SUITE], minimal (busybox; small for diskless nodes), a directory or a tarball")
+	fs.BoolVar(&o.Slim, "slim", false, slimHelp)
 	fs.StringArrayVar(&o.Overlays, "overlay", nil, "directory or tarball laid over the root (repeatable)")
 	fs.StringVar(&o.Initramfs, "initramfs", "", "use this initramfs instead of building one")
 	fs.StringSliceVar(&o.Bootloader, "bootloader", nil, "the board's bootloader file(s), for the install image (as for mkimage build)")

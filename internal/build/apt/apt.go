@@ -23,7 +23,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/build/deb"
-	"github.com/mkimage/mkimage/internal/filehash"
 )
 
 // Cache is a private apt state for one architecture.
@@ -35,18 +34,25 @@ type Cache struct {
 	// MaxAge is how old the package lists may get before Fetch runs
 	// apt-get update (a day when zero).
 	MaxAge time.Duration
-	// Log receives one line per step ("apt: fetched ..."); nil for none.
+	// Log receives progress (a bar on a terminal, else a line every few
+	// seconds) and one line per step ("apt: fetched ..."); nil for none.
 	Log io.Writer
+}
+
+// Entry is a package's index entry: which file to download and what it
+// must hash to.
+type Entry struct {
+	Name    string
+	Version string
+	Arch    string // the package's Architecture ("arm64" or "all")
+	SHA256  string
+	Size    int64
 }
 
 // Fetched is a verified package file in the cache.
 type Fetched struct {
-	Name    string
-	Version string
-	Arch    string
-	Path    string
-	SHA256  string
-	Size    int64
+	Entry
+	Path string
 }
 
 // New returns the default arm64 cache logging to log.
@@ -132,12 +138,7 @@ func (c *Cache) Update(ctx context.Context) error {
 	// Every build reads the lists; an update changes their files' times.
 	cachedir.Touch(filepath.Join(c.Dir, "lists"))
 	cachedir.Touch(filepath.Join(c.Dir, "cache"))
-	maxAge := c.MaxAge
-	if maxAge == 0 {
-		maxAge = 24 * time.Hour
-	}
-	age, have := c.listsAge()
-	if have && age < maxAge {
+	if c.fresh() {
 		return nil
 	}
 	// Builds and tests running at once share the cache: one updates the
@@ -148,11 +149,29 @@ func (c *Cache) Update(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	if age, have = c.listsAge(); have && age < maxAge {
+	return c.update(ctx)
+}
+
+func (c *Cache) maxAge() time.Duration {
+	if c.MaxAge == 0 {
+		return 24 * time.Hour
+	}
+	return c.MaxAge
+}
+
+func (c *Cache) fresh() bool {
+	age, have := c.listsAge()
+	return have && age < c.maxAge()
+}
+
+// update is Update's work under the lock.
+func (c *Cache) update(ctx context.Context) error {
+	age, have := c.listsAge()
+	if have && age < c.maxAge() {
 		return nil
 	}
 	c.logf("updating %s package lists in %s", c.Arch, filepath.Join(c.Dir, "lists"))
-	_, err = c.run(ctx, c.Dir, "apt-get", "-q", "update")
+	_, err := c.run(ctx, c.Dir, "apt-get", "-q", "update")
 	if err == nil {
 		if _, have := c.listsAge(); !have {
 			err = errors.New("apt-get update wrote no Release files (no sources configured?)")
@@ -168,112 +187,125 @@ func (c *Cache) Update(ctx context.Context) error {
 	return nil
 }
 
-// lock takes an exclusive lock on the cache directory, waiting for
-// another process that holds it.
+// lock takes an exclusive lock on the cache directory (the lists, and
+// the downloads into debs/, so builds running at once fetch a package
+// once), waiting for another process that holds it.
 func (c *Cache) lock() (func(), error) {
 	f, err := os.OpenFile(filepath.Join(c.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("apt cache lock: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("apt cache lock %s: %w", f.Name(), err)
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		c.logf("waiting for another build using %s", c.Dir)
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("apt cache lock %s: %w", f.Name(), err)
+		}
 	}
 	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }
 
-// Show returns the candidate version's index stanza for a package.
-func (c *Cache) Show(ctx context.Context, name string) (deb.Control, error) {
-	out, err := c.run(ctx, c.Dir, "apt-cache", "show", "--no-all-versions", name+":"+c.Arch)
+// Show returns the index stanzas of packages, each "NAME", "NAME:ARCH"
+// or "NAME=VERSION" (default: the candidate version for Arch), in the
+// order asked, with one apt-cache run. Names the lists do not have are
+// an error naming them.
+func (c *Cache) Show(ctx context.Context, names ...string) ([]deb.Control, error) {
+	wants := make([]want, len(names))
+	args := []string{"show", "--no-all-versions"}
+	for i, n := range names {
+		w, err := c.parseWant(n)
+		if err != nil {
+			return nil, err
+		}
+		wants[i] = w
+		args = append(args, w.arg(c.Arch))
+	}
+	// apt-cache leaves out the names it does not know, and fails only
+	// when it knows none: a stanza per name is what counts.
+	out, runErr := c.run(ctx, c.Dir, "apt-cache", args...)
+	found := map[want]deb.Control{}
+	err := deb.ReadStanzas(bytes.NewReader(out), func(_ int, ctl deb.Control) error {
+		found[want{ctl.Package, ctl.Version}] = ctl
+		found[want{ctl.Package, ""}] = ctl
+		return nil
+	})
 	if err != nil {
-		if bytes.Contains(out, []byte("Package:")) {
-			err = nil // warnings only
-		} else {
-			return deb.Control{}, fmt.Errorf("package %q not found in the %s lists: %w", name, c.Arch, err)
+		return nil, fmt.Errorf("apt-cache show: %w", err)
+	}
+	ctls := make([]deb.Control, len(wants))
+	var missing []string
+	for i, w := range wants {
+		if ctls[i] = found[w]; ctls[i].Package == "" {
+			missing = append(missing, fmt.Sprintf("%q", names[i]))
 		}
 	}
-	ctl, err := deb.ParseControl(out)
-	if err != nil {
-		return ctl, fmt.Errorf("apt-cache show %s: %w", name, err)
+	if len(missing) > 0 {
+		err := fmt.Errorf("package %s not found in the %s lists (check the name with apt-cache search, or the suite)", strings.Join(missing, ", "), c.Arch)
+		if runErr != nil { // "No packages found", or why apt-cache failed
+			err = fmt.Errorf("%w: %v", err, runErr)
+		}
+		return nil, err
 	}
-	if ctl.Package != name {
-		return ctl, fmt.Errorf("apt-cache show %s gave package %q", name, ctl.Package)
-	}
-	return ctl, nil
+	return ctls, nil
 }
 
-// Fetch downloads packages (the candidate versions for Arch) into
-// debs/ unless a file with the index's sha256 is already there, and
-// returns them verified. A download lands in a temporary directory and
-// is moved into debs/ only once its sha256 matches.
+// want is a package Show looks up; version "" is the candidate.
+type want struct{ name, version string }
+
+// parseWant reads "NAME", "NAME:ARCH" or "NAME=VERSION".
+func (c *Cache) parseWant(n string) (want, error) {
+	name, version, _ := strings.Cut(n, "=")
+	if base, arch, ok := strings.Cut(name, ":"); ok {
+		if arch != c.Arch {
+			return want{}, fmt.Errorf("package %q: this cache fetches %s packages only", n, c.Arch)
+		}
+		name = base
+	}
+	return want{name, version}, nil
+}
+
+// arg spells w for apt-cache and apt-get: NAME:ARCH[=VERSION].
+func (w want) arg(arch string) string {
+	if w.version == "" {
+		return w.name + ":" + arch
+	}
+	return w.name + ":" + arch + "=" + w.version
+}
+
+// entryOf reads the fields a download is checked by from an index
+// stanza.
+func entryOf(ctl deb.Control) (Entry, error) {
+	e := Entry{Name: ctl.Package, Version: ctl.Version, Arch: ctl.Architecture, SHA256: strings.ToLower(ctl.Get("SHA256"))}
+	if e.SHA256 == "" || e.Version == "" || e.Arch == "" {
+		return e, fmt.Errorf("package %s: index entry has no SHA256, Version or Architecture", e.Name)
+	}
+	var err error
+	if e.Size, err = strconv.ParseInt(ctl.Get("Size"), 10, 64); err != nil {
+		return e, fmt.Errorf("package %s: index entry has a bad Size %q", e.Name, ctl.Get("Size"))
+	}
+	return e, nil
+}
+
+// Fetch downloads packages (each "NAME", "NAME:ARCH" or "NAME=VERSION";
+// default the candidate version for Arch) into debs/ unless a file with
+// the index's sha256 is already there, and returns them verified. It
+// starts one apt-cache and at most one apt-get download, whatever the
+// number of packages.
 func (c *Cache) Fetch(ctx context.Context, names ...string) ([]Fetched, error) {
 	if err := c.Update(ctx); err != nil {
 		return nil, err
 	}
-	var out []Fetched
-	for _, name := range names {
-		f, err := c.fetch(ctx, name)
-		if err != nil {
+	ctls, err := c.Show(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]Entry, len(ctls))
+	for i, ctl := range ctls {
+		if entries[i], err = entryOf(ctl); err != nil {
 			return nil, err
 		}
-		out = append(out, f)
 	}
-	return out, nil
-}
-
-func (c *Cache) fetch(ctx context.Context, name string) (Fetched, error) {
-	if n, arch, ok := strings.Cut(name, ":"); ok {
-		if arch != c.Arch {
-			return Fetched{}, fmt.Errorf("package %q: this cache fetches %s packages only", name, c.Arch)
-		}
-		name = n
-	}
-	ctl, err := c.Show(ctx, name)
-	if err != nil {
-		return Fetched{}, err
-	}
-	f := Fetched{Name: name, Version: ctl.Version, Arch: ctl.Architecture, SHA256: strings.ToLower(ctl.Get("SHA256"))}
-	if f.SHA256 == "" || f.Version == "" {
-		return f, fmt.Errorf("package %s: index entry has no SHA256 or Version", name)
-	}
-	if f.Size, err = strconv.ParseInt(ctl.Get("Size"), 10, 64); err != nil {
-		return f, fmt.Errorf("package %s: index entry has a bad Size %q", name, ctl.Get("Size"))
-	}
-	// The name apt-get download gives the file (":" in epochs escaped).
-	file := fmt.Sprintf("%s_%s_%s.deb", name, strings.ReplaceAll(f.Version, ":", "%3a"), f.Arch)
-	f.Path = filepath.Join(c.Dir, "debs", file)
-	if sum, err := filehash.SHA256(f.Path); err == nil && sum == f.SHA256 {
-		cachedir.Touch(f.Path)
-		c.logf("cached %s %s (%s)", name, f.Version, mb(f.Size))
-		return f, nil
-	}
-	tmp, err := os.MkdirTemp(filepath.Join(c.Dir, "debs"), ".download-")
-	if err != nil {
-		return f, err
-	}
-	defer os.RemoveAll(tmp)
-	if _, err := c.run(ctx, tmp, "apt-get", "-q", "download", name+":"+f.Arch); err != nil {
-		return f, fmt.Errorf("package %s: %w", name, err)
-	}
-	got := filepath.Join(tmp, file)
-	sum, err := filehash.SHA256(got)
-	if err != nil {
-		ents, _ := os.ReadDir(tmp)
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
-		return f, fmt.Errorf("package %s: apt-get download did not write %s (found %v)", name, file, names)
-	}
-	if sum != f.SHA256 {
-		return f, fmt.Errorf("package %s %s: downloaded file has sha256 %s, the index says %s", name, f.Version, sum, f.SHA256)
-	}
-	if err := os.Rename(got, f.Path); err != nil {
-		return f, err
-	}
-	cachedir.Touch(f.Path) // apt gave it the archive's time
-	c.logf("fetched %s %s (%s)", name, f.Version, mb(f.Size))
-	return f, nil
+	return c.FetchEntries(ctx, entries)
 }
 
 // KernelPackage fetches the kernel the linux-image-<arch> metapackage
@@ -283,10 +315,11 @@ func (c *Cache) KernelPackage(ctx context.Context) (Fetched, error) {
 		return Fetched{}, err
 	}
 	meta := "linux-image-" + c.Arch
-	ctl, err := c.Show(ctx, meta)
+	ctls, err := c.Show(ctx, meta)
 	if err != nil {
 		return Fetched{}, err
 	}
+	ctl := ctls[0]
 	deps, err := deb.ParseDepends(ctl.Depends)
 	if err != nil {
 		return Fetched{}, fmt.Errorf("%s %s: Depends: %w", meta, ctl.Version, err)
@@ -294,11 +327,14 @@ func (c *Cache) KernelPackage(ctx context.Context) (Fetched, error) {
 	for _, alts := range deps {
 		for _, d := range alts {
 			if strings.HasPrefix(d.Name, "linux-image-") {
-				return c.fetch(ctx, d.Name)
+				fs, err := c.Fetch(ctx, d.Name)
+				if err != nil {
+					return Fetched{}, err
+				}
+				return fs[0], nil
 			}
 		}
 	}
 	return Fetched{}, fmt.Errorf("%s %s: no linux-image-* in Depends %q", meta, ctl.Version, ctl.Depends)
 }
-
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

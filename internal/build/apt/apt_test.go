@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,7 +81,7 @@ func TestFetchBusybox(t *testing.T) {
 	if ctl := pkg.Control(); ctl.Package != "busybox-static" || ctl.Version != f.Version || ctl.Architecture != "arm64" {
 		t.Errorf("control %+v", ctl)
 	}
-	if !strings.Contains(log.String(), "apt: fetched busybox-static "+f.Version+" (0.") {
+	if !strings.Contains(log.String(), "apt: fetched busybox-static "+f.Version+" (0.") || strings.Count(log.String(), "\n") != 1 {
 		t.Errorf("log %q", log.String())
 	}
 	// Temporary download directories are gone.
@@ -94,7 +96,7 @@ func TestFetchBusybox(t *testing.T) {
 		t.Fatal(err)
 	}
 	st2, _ := os.Stat(f.Path)
-	if !strings.HasPrefix(log.String(), "apt: cached busybox-static") || !os.SameFile(st1, st2) {
+	if log.String() != "apt: cached busybox-static "+f.Version+" ("+mb(f.Size)+")\n" || !os.SameFile(st1, st2) {
 		t.Errorf("second fetch did not reuse the file: %q", log.String())
 	}
 
@@ -120,9 +122,115 @@ func TestFetchUnknown(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(c.Dir, "debs")); len(ents) != 0 {
 		t.Errorf("debs holds %d entries after a failed fetch", len(ents))
 	}
+	// Among known names, the unknown ones are named, and nothing is
+	// fetched.
+	_, err = c.Fetch(context.Background(), "busybox-static", "no-such-a", "mawk=0.0-0", "no-such-b")
+	if err == nil || !strings.Contains(err.Error(), `package "no-such-a", "mawk=0.0-0", "no-such-b" not found in the arm64 lists`) {
+		t.Errorf("some unknown: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(c.Dir, "debs")); len(ents) != 0 {
+		t.Errorf("debs holds %d entries after a failed fetch", len(ents))
+	}
 	_, err = c.Fetch(context.Background(), "busybox-static:amd64")
 	if err == nil || err.Error() != `package "busybox-static:amd64": this cache fetches arm64 packages only` {
 		t.Errorf("other arch: %v", err)
+	}
+}
+
+// countingTools puts apt-get and apt-cache wrappers first on PATH that
+// append their name to a log, and returns a function counting the runs
+// of each.
+func countingTools(t *testing.T) func() map[string]int {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "runs")
+	for _, tool := range []string{"apt-get", "apt-cache"} {
+		real, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skip(err)
+		}
+		script := "#!/bin/sh\necho " + tool + " >>" + log + "\nexec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(dir, tool), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	return func() map[string]int {
+		b, _ := os.ReadFile(log)
+		n := map[string]int{}
+		for _, l := range strings.Fields(string(b)) {
+			n[l]++
+		}
+		os.Remove(log)
+		return n
+	}
+}
+
+// TestFetchMany: many packages take one apt-cache and one apt-get run,
+// all arrive checked, progress is plain lines in a log, and a second
+// fetch runs apt-cache only.
+func TestFetchMany(t *testing.T) {
+	testenv.Short(t)
+	var log bytes.Buffer
+	c := testCache(t, &log)
+	if err := c.Update(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	runs := countingTools(t)
+	names := []string{"mawk", "busybox-static", "libc6", "base-files", "ca-certificates", "hostname"}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	fs, err := c.Fetch(ctx, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(log.String())
+	if n := runs(); n["apt-cache"] != 1 || n["apt-get"] != 1 {
+		t.Errorf("apt runs %v, want one apt-cache and one apt-get", n)
+	}
+	for i, f := range fs {
+		if f.Name != names[i] || sha(t, f.Path) != f.SHA256 {
+			t.Errorf("%s: fetched %+v", names[i], f)
+		}
+	}
+	if !strings.Contains(log.String(), fmt.Sprintf("apt: fetched %d packages (", len(names))) {
+		t.Errorf("log %q", log.String())
+	}
+	if ents, _ := os.ReadDir(filepath.Join(c.Dir, "debs")); len(ents) != len(names) {
+		t.Errorf("debs holds %d entries, want %d", len(ents), len(names))
+	}
+
+	log.Reset()
+	if _, err := c.Fetch(ctx, names...); err != nil {
+		t.Fatal(err)
+	}
+	if n := runs(); n["apt-cache"] != 1 || n["apt-get"] != 0 {
+		t.Errorf("cached: apt runs %v, want one apt-cache", n)
+	}
+	if want := fmt.Sprintf("apt: %d packages cached (", len(names)); !strings.HasPrefix(log.String(), want) {
+		t.Errorf("cached: log %q, want %q...", log.String(), want)
+	}
+}
+
+// TestFetchEntriesBadSum: a download whose sha256 is not the entry's is
+// an error naming the package, and it does not enter the cache.
+func TestFetchEntriesBadSum(t *testing.T) {
+	testenv.Short(t)
+	c := testCache(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	fs, err := c.Fetch(ctx, "hostname")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(fs[0].Path)
+	e := fs[0].Entry
+	e.SHA256 = strings.Repeat("0", 64)
+	_, err = c.FetchEntries(ctx, []Entry{e})
+	if err == nil || !strings.Contains(err.Error(), "package hostname "+e.Version+": downloaded file has sha256 ") {
+		t.Errorf("err = %v", err)
+	}
+	if _, serr := os.Stat(fs[0].Path); serr == nil {
+		t.Error("a file with the wrong sha256 entered the cache")
 	}
 }
 

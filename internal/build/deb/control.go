@@ -1,7 +1,10 @@
 package deb
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -66,6 +69,49 @@ func ParseControl(b []byte) (Control, error) {
 		return c, fmt.Errorf("no Package field")
 	}
 	return c, nil
+}
+
+// ReadStanzas calls fn with each stanza of a file of stanzas separated
+// by blank lines (an apt Packages index, `apt-cache show` output) and
+// the line the stanza starts at. A stanza that does not parse is an
+// error naming that line.
+func ReadStanzas(r io.Reader, fn func(line int, c Control) error) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var stanza bytes.Buffer
+	line, start := 0, 0
+	flush := func() error {
+		if stanza.Len() == 0 {
+			return nil
+		}
+		ctl, err := ParseControl(stanza.Bytes())
+		stanza.Reset()
+		if err != nil {
+			return fmt.Errorf("stanza at line %d: %w", start, err)
+		}
+		return fn(start, ctl)
+	}
+	for {
+		l, err := br.ReadBytes('\n')
+		if len(l) > 0 {
+			line++
+			if len(bytes.TrimSpace(l)) == 0 {
+				if ferr := flush(); ferr != nil {
+					return ferr
+				}
+			} else {
+				if stanza.Len() == 0 {
+					start = line
+				}
+				stanza.Write(l)
+			}
+		}
+		if err == io.EOF {
+			return flush()
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // Dep is one alternative of a dependency: "name:arch (op version)".

@@ -2,6 +2,7 @@ package deb
 
 import (
 	"archive/tar"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -112,6 +113,33 @@ func TestParseControlErrors(t *testing.T) {
 		if _, err := ParseControl([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseControl(%q) = %v, want %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+func TestReadStanzas(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     []string // "line:Package"
+		err      string
+	}{
+		{"empty", "", nil, ""},
+		{"two stanzas, blank lines around", "\n\nPackage: a\nVersion: 1\n\n\nPackage: b\nDescription: x\n more\n", []string{"3:a", "7:b"}, ""},
+		{"no final newline", "Package: a\n \t\nPackage: b", []string{"1:a", "3:b"}, ""},
+		{"a bad stanza names its line", "Package: a\n\nVersion: 2\n", []string{"1:a"}, "stanza at line 3: no Package field"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			err := ReadStanzas(strings.NewReader(tc.in), func(line int, c Control) error {
+				got = append(got, fmt.Sprintf("%d:%s", line, c.Package))
+				return nil
+			})
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || err.Error() != tc.err) {
+				t.Errorf("err = %v, want %q", err, tc.err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("stanzas %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

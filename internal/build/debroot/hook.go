@@ -5,7 +5,8 @@ package debroot
 // root whose packages are already unpacked and registered "install ok
 // unpacked". It runs each package's preinst ("install", dependency
 // order, each once: base-passwd's makes /etc/passwd and /etc/group
-// before anything needs a user), then `dpkg --configure -a`, which runs
+// before anything needs a user), gives debconf the answers the build
+// left (a slim root's), then `dpkg --configure -a`, which runs
 // every postinst in dependency order and the triggers they activate.
 // Services are not started (policy-rc.d, and no systemd is running).
 // Safe to run again after a failure or a power cut: done preinsts are
@@ -53,6 +54,12 @@ while read -r p; do
 	n=$((n + 1))
 done <"$state/preinst-order"
 say "ran $n preinst scripts"
+
+# Answers given at build time (--slim: man-db never rebuilds its database).
+if [ -s "$state/debconf-selections" ]; then
+	debconf-set-selections "$state/debconf-selections" >>"$log" 2>&1 ||
+		say "warning: debconf-set-selections failed, going on (see $log)"
+fi
 
 total=$(dpkg-query -W -f '.\n' | wc -l)
 todo=$(dpkg-query -W -f '${Status}\n' | grep -vc '^install ok installed$')

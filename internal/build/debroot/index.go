@@ -7,8 +7,6 @@
 package debroot
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -76,50 +74,16 @@ func (ix *Index) Names(sel func(*Pkg) bool) []string {
 // than once (several suites or pockets) the highest version wins, as
 // apt's candidate does without pinning.
 func (ix *Index) Add(name string, r io.Reader) error {
-	br := bufio.NewReaderSize(r, 1<<20)
-	var stanza bytes.Buffer
-	line := 0
-	start := 0
-	flush := func() error {
-		if stanza.Len() == 0 {
-			return nil
-		}
-		ctl, err := deb.ParseControl(stanza.Bytes())
-		stanza.Reset()
-		if err != nil {
-			return fmt.Errorf("%s: stanza at line %d: %w", name, start, err)
-		}
+	err := deb.ReadStanzas(r, func(line int, ctl deb.Control) error {
 		p, err := fromControl(ctl)
 		if err != nil {
-			return fmt.Errorf("%s: stanza at line %d: %w", name, start, err)
+			return fmt.Errorf("stanza at line %d: %w", line, err)
 		}
 		ix.put(p)
 		return nil
-	}
-	for {
-		l, err := br.ReadBytes('\n')
-		if len(l) > 0 {
-			line++
-			if len(bytes.TrimSpace(l)) == 0 {
-				if ferr := flush(); ferr != nil {
-					return ferr
-				}
-			} else {
-				if stanza.Len() == 0 {
-					start = line
-				}
-				stanza.Write(l)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-	}
-	if err := flush(); err != nil {
-		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	ix.Sources = append(ix.Sources, name)
 	return nil

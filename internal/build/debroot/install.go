@@ -32,6 +32,11 @@ type Options struct {
 	// http://deb.debian.org/debian).
 	Mirror string
 	Epoch  time.Time
+	// Slim leaves out what SlimFilters exclude as the packages are
+	// unpacked (the files never enter the tree), keeps the filters in
+	// SlimConfig for dpkg on the node, and has first boot tell debconf
+	// that man-db never rebuilds its database.
+	Slim bool
 }
 
 // HookPath is where nodeinit finds the first-boot hook that configures
@@ -215,7 +220,13 @@ func (w *dbWriter) unpack(d Deb) ([]string, error) {
 		io.Copy(io.Discard, pr)
 		ch <- r
 	}()
-	err = rootfs.AddTar(w.t, d.Path+": "+member, io.TeeReader(dec, pw), rootfs.TarOptions{Epoch: w.opt.Epoch, FollowDirSymlinks: true})
+	// dpkg lists filtered files in the package's .list all the same,
+	// so the list is made of every entry.
+	opt := rootfs.TarOptions{Epoch: w.opt.Epoch, FollowDirSymlinks: true}
+	if w.opt.Slim {
+		opt.Keep = func(p string, h *tar.Header) bool { return !Excluded(SlimFilters, "/"+p, h.Typeflag) }
+	}
+	err = rootfs.AddTar(w.t, d.Path+": "+member, io.TeeReader(dec, pw), opt)
 	pw.Close()
 	r := <-ch
 	if err != nil {
@@ -330,6 +341,10 @@ func (w *dbWriter) finish() error {
 		"var/lib/dpkg/triggers/Unincorp": nil,
 		stateDir + "/preinst-order":      []byte(strings.Join(w.preinst, "\n") + "\n"),
 		stateDir + "/packages":           []byte(fmt.Sprintf("%d\n", len(w.status))),
+	}
+	if w.opt.Slim {
+		files[SlimConfig] = dpkgConfig(SlimFilters)
+		files[stateDir+"/debconf-selections"] = []byte(slimSelections)
 	}
 	for name, lines := range w.triggers {
 		sort.Strings(lines)

@@ -3,54 +3,36 @@ package flash
 import (
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
-	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/bmap"
+	"github.com/mkimage/mkimage/internal/build/progress"
 )
 
-// IsTerminal tells whether f is a terminal.
-func IsTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
-// hasWidth tells whether out is a terminal with a known width: mpb draws
-// nothing on a terminal of width 0 (as under script(1) without a tty).
-func hasWidth(out io.Writer) bool {
-	f, ok := out.(*os.File)
-	if !ok {
-		return false
-	}
-	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
-	return err == nil && ws.Col > 0
-}
-
-// progress polls the writers' counters, so the write path only stores
+// display polls the writers' counters, so the write path only stores
 // one atomic per chunk whatever the display does.
-type progress struct {
+type display struct {
 	quit chan struct{}
 	done chan struct{}
 }
 
-func (p *progress) stop() {
+func (p *display) stop() {
 	if p != nil {
 		close(p.quit)
 		<-p.done
 	}
 }
 
-func startProgress(opt Options, ws []*writer, m *bmap.Map) *progress {
+func startProgress(opt Options, ws []*writer, m *bmap.Map) *display {
 	if opt.Progress == nil {
 		return nil
 	}
-	p := &progress{quit: make(chan struct{}), done: make(chan struct{})}
-	if opt.Bars && hasWidth(opt.Progress) {
+	p := &display{quit: make(chan struct{}), done: make(chan struct{})}
+	if opt.Bars && progress.HasWidth(opt.Progress) {
 		go p.bars(opt.Progress, ws, m)
 	} else {
 		go p.lines(opt.Progress, ws, m)
@@ -59,7 +41,7 @@ func startProgress(opt Options, ws []*writer, m *bmap.Map) *progress {
 }
 
 // bars draws one mpb bar per target: writing, then verifying.
-func (p *progress) bars(out io.Writer, ws []*writer, m *bmap.Map) {
+func (p *display) bars(out io.Writer, ws []*writer, m *bmap.Map) {
 	defer close(p.done)
 	c := mpb.New(mpb.WithOutput(out), mpb.WithWidth(30), mpb.WithRefreshRate(200*time.Millisecond))
 	width := 0
@@ -124,7 +106,7 @@ func (w *writer) speed() string {
 
 // lines prints a summary line every 10 s and a line when a target ends:
 // readable in a log, not 46 lines per tick.
-func (p *progress) lines(out io.Writer, ws []*writer, m *bmap.Map) {
+func (p *display) lines(out io.Writer, ws []*writer, m *bmap.Map) {
 	defer close(p.done)
 	start := time.Now()
 	reported := make([]bool, len(ws))

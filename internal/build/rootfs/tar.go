@@ -29,9 +29,9 @@ type TarOptions struct {
 	// not list itself (they are made 0755, owned by 0:0).
 	Epoch time.Time
 	// Keep, when set, selects the entries to read by their cleaned path
-	// ("usr/bin/x"); the others are skipped. Parents of kept entries are
-	// created as needed.
-	Keep func(p string) bool
+	// ("usr/bin/x", before any symlink is followed) and header; the
+	// others are skipped. Parents of kept entries are created as needed.
+	Keep func(p string, h *tar.Header) bool
 	// FollowDirSymlinks makes entries whose parent path goes through a
 	// symlink already in the tree land where that symlink points, as
 	// dpkg does when unpacking into a merged-/usr root (lib -> usr/lib).
@@ -172,7 +172,7 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if x.opt.Keep != nil && !x.opt.Keep(p) {
+	if x.opt.Keep != nil && !x.opt.Keep(p, hdr) {
 		return nil
 	}
 	if hdr.Uid < 0 || hdr.Gid < 0 || int64(hdr.Uid) > 1<<32-1 || int64(hdr.Gid) > 1<<32-1 {
