@@ -113,3 +113,31 @@ func Head(path string, n int64) ([]byte, error) {
 	defer f.Close()
 	return io.ReadAll(io.LimitReader(f, n))
 }
+
+// OnlyDeps fails t for each package the package in the current directory
+// links (`go list -deps`, standard library left out) that lies under
+// scope ("" for all) and is not allowed: an allowed entry ending in "/"
+// admits everything below it, any other exactly itself. It holds a
+// side's code to what that side may link.
+func OnlyDeps(t testing.TB, scope string, allowed ...string) {
+	t.Helper()
+	NeedTools(t, "go")
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if !strings.HasPrefix(p, scope) {
+			continue
+		}
+		ok := false
+		for _, a := range allowed {
+			if p == a || strings.HasSuffix(a, "/") && strings.HasPrefix(p, a) {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("%s is linked, and it is not one of %q", p, allowed)
+		}
+	}
+}

@@ -37,6 +37,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/bootstate"
+	"github.com/mkimage/mkimage/internal/filehash"
 	"github.com/mkimage/mkimage/internal/node/btrfsctl"
 	"github.com/mkimage/mkimage/internal/node/netfetch"
 	"github.com/mkimage/mkimage/internal/node/versions"
@@ -176,7 +177,7 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 			return res, fmt.Errorf("%w: payload %s: boot_name %s is written by the node", update.ErrInvalid, p.Name, p.BootName)
 		}
 		// An earlier call may have written it already.
-		if sum, err := fileSHA256(filepath.Join(vdir, p.BootName)); err == nil && sum == p.SHA256 {
+		if sum, err := filehash.SHA256(filepath.Join(vdir, p.BootName)); err == nil && sum == p.SHA256 {
 			continue
 		}
 		need = append(need, p)
@@ -462,7 +463,7 @@ func toFetch(dst string, size int64) int64 {
 // copyChecked writes src to dst through atomicfile unless dst already
 // holds it (FAT wears; a repeated Apply rewrites nothing).
 func copyChecked(src, dst, sum string) error {
-	if have, err := fileSHA256(dst); err == nil && have == sum {
+	if have, err := filehash.SHA256(dst); err == nil && have == sum {
 		return nil
 	}
 	in, err := os.Open(src)
@@ -484,19 +485,6 @@ func copyChecked(src, dst, sum string) error {
 		return fmt.Errorf("%s changed since it was downloaded and checked: run again", src)
 	}
 	return f.Commit()
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // cleanIncoming removes other versions' downloads from o.Incoming.
