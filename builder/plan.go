@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/build/debroot"
@@ -161,17 +162,21 @@ func cmdline(b *boards.Board) string {
 	return strings.Join(args, " ")
 }
 
+// putFile puts data at p in tree (mode 0644, time t), making its
+// directories.
+func putFile(tree *fstree.Tree, p string, data []byte, t time.Time) error {
+	if _, err := tree.MkdirAll(path.Dir(p), t); err != nil {
+		return err
+	}
+	return tree.Put(p, fstree.NewFile(0o644, data, t))
+}
+
 // bootTree is the boot partition's content: kernel, device tree,
 // initramfs, extlinux.conf, boot.scr and mkimage.json.
 func bootTree(o *Options, in *inputs, cmdline string) (*fstree.Tree, error) {
 	t := o.Epoch
 	boot := fstree.New(t)
-	put := func(p string, data []byte) error {
-		if _, err := boot.MkdirAll(path.Dir(p), t); err != nil {
-			return err
-		}
-		return boot.Put(p, fstree.NewFile(0o644, data, t))
-	}
+	put := func(p string, data []byte) error { return putFile(boot, p, data, t) }
 	entry := uboot.Entry{Label: "mkimage", Kernel: "/" + bootKernel, Initrd: "/" + bootInitrd, Append: cmdline}
 	info := BootInfo{Board: in.board.Name, Kernel: bootKernel, Initrd: bootInitrd, Cmdline: cmdline, Version: in.kernel.Version}
 	if d := in.board.DTB; d != "" {

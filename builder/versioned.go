@@ -64,10 +64,7 @@ func (in *inputs) addUpdateKeys(o *Options) error {
 	if in.updateKeys == nil {
 		return nil
 	}
-	if _, err := in.root.MkdirAll(path.Dir(updateKeysFile), o.Epoch); err != nil {
-		return err
-	}
-	return in.root.Put(updateKeysFile, fstree.NewFile(0o644, in.updateKeys, o.Epoch))
+	return putFile(in.root, updateKeysFile, in.updateKeys, o.Epoch)
 }
 
 // versionID is the id of the version the inputs make, as its bundle
@@ -105,12 +102,7 @@ func versionedTop(root *fstree.Tree, id string, o btrfs.Options) (*fstree.Tree, 
 // versionedBoot is the boot partition of an updatable image.
 func versionedBoot(in *inputs, id string, t time.Time) (*fstree.Tree, error) {
 	boot := fstree.New(t)
-	put := func(p string, data []byte) error {
-		if _, err := boot.MkdirAll(path.Dir(p), t); err != nil {
-			return err
-		}
-		return boot.Put(p, fstree.NewFile(0o644, data, t))
-	}
+	put := func(p string, data []byte) error { return putFile(boot, p, data, t) }
 	dir := bootstate.VersionDir(id)
 	info := BootInfo{
 		Board: in.board.Name, Kernel: path.Join(dir, bootstate.KernelFile), Initrd: path.Join(dir, bootstate.InitrdFile),
@@ -120,23 +112,13 @@ func versionedBoot(in *inputs, id string, t time.Time) (*fstree.Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{bootstate.KernelFile, in.kernel.Image},
-		{bootstate.InitrdFile, in.initrd},
-		{bootstate.BootEnvFile, env},
-	}
+	files := map[string][]byte{bootstate.KernelFile: in.kernel.Image, bootstate.InitrdFile: in.initrd, bootstate.BootEnvFile: env}
 	if in.board.DTB != "" {
-		files = append(files, struct {
-			name string
-			data []byte
-		}{bootstate.DTBFile, in.dtb})
+		files[bootstate.DTBFile] = in.dtb
 		info.DTB = path.Join(dir, bootstate.DTBFile)
 	}
-	for _, f := range files {
-		if err := put(path.Join(dir, f.name), f.data); err != nil {
+	for name, data := range files {
+		if err := put(path.Join(dir, name), data); err != nil {
 			return nil, err
 		}
 	}
