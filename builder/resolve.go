@@ -78,7 +78,7 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 			return nil, err
 		}
 	}
-	if err := in.addUpdateKeys(o); err != nil {
+	if err := in.addUpdater(o); err != nil {
 		return nil, err
 	}
 	if err := in.root.Validate(); err != nil {
