@@ -80,6 +80,8 @@ type Options struct {
 	// signed update bundles from these keys (see versioned.go). Empty:
 	// one plain root.
 	UpdateKeys string
+	// Append are kernel command line arguments after the board's.
+	Append []string
 
 	// Timings records each stage's duration in the manifest too (it is
 	// then no longer the same for the same inputs).

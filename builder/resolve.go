@@ -84,7 +84,7 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 	if err := in.root.Validate(); err != nil {
 		return nil, fmt.Errorf("root filesystem: %w", err)
 	}
-	in.cmdline = cmdline(b)
+	in.cmdline = strings.Join(append([]string{cmdline(b)}, o.Append...), " ")
 	if updatable(o) {
 		in.cmdline += " " + panicReboot
 		err := in.timings.time("version id", func() (err error) {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/node/apply"
 	"github.com/mkimage/mkimage/internal/node/updater"
 )
 
@@ -85,6 +86,11 @@ func command(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		res, err := card.Apply(ctx, url, *older, *retry)
+		if errors.Is(err, apply.ErrRunning) {
+			// What a timer finds most of the time: nothing new.
+			logf("%s: the version offered is the one running", url)
+			return 0
+		}
 		if err != nil {
 			err = fmt.Errorf("apply %s: %w", url, err)
 			break
