@@ -166,7 +166,7 @@ func addDebianTools(ctx context.Context, o *Options, in *inputs, root *fstree.Tr
 		in.add("package", d.Path, d.Pkg.SHA256, d.Pkg.Name+" "+d.Pkg.Version+" (minimal root)")
 	}
 	st := tools.Stats()
-	logf(o, "minimal root: %s with %d packages, %.1f MB of file data", strings.Join(names, ", "), len(debs), float64(st.DataBytes)/1e6)
+	logf(o, "minimal root: %s and what it needs: %d packages, %.1f MB of file data", strings.Join(names, ", "), len(debs), float64(st.DataBytes)/1e6)
 	root.Add(tools)
 	return nil
 }
