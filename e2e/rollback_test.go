@@ -302,7 +302,7 @@ func TestUpdateRollback(t *testing.T) {
 			t.Fatalf("try %d runs %q, want v3 %s:\n%s", try, id, v3, tail(log, 40))
 		}
 		consoleHas(t, log, "nodeinit: update: check 50-e2e-service: e2e: the service did not come up",
-			fmt.Sprintf("nodeinit: update: the version being tried failed its health checks: health check 50-e2e-service failed: exit status 1"))
+			"nodeinit: update: the version being tried failed its health checks: health check 50-e2e-service failed: exit status 1")
 	}
 	// Boot 7: back on v2, v3 recorded as bad and refused when offered.
 	log = bootOnce(t, img)
