@@ -17,6 +17,7 @@ import (
 	"github.com/mkimage/mkimage/internal/bmap"
 	"github.com/mkimage/mkimage/internal/build/disk"
 	"github.com/mkimage/mkimage/internal/build/fat"
+	"github.com/mkimage/mkimage/internal/build/progress"
 	"github.com/mkimage/mkimage/internal/compress"
 	"github.com/mkimage/mkimage/internal/filehash"
 )
@@ -91,11 +92,14 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	logf(o, "boot partition: FAT32 %s at %s", human(bootPart.Size), human(bootPart.Start))
 	tm := append(Timings(nil), *in.timings...)
 	var frs []fat.Range
-	err = tm.time("write boot partition", func() (err error) {
-		frs, err = fat.Write(io.NewOffsetWriter(img, bootPart.Start), p.boot, fat.Options{
-			Size: bootPart.Size, Label: bootLabel, VolumeID: ids.fat, HiddenSectors: uint32(bootPart.Start / 512),
+	err = tm.time("write boot partition", func() error {
+		return showWriting(o, "boot partition", func(report func(done, total int64)) (err error) {
+			frs, err = fat.Write(io.NewOffsetWriter(img, bootPart.Start), p.boot, fat.Options{
+				Size: bootPart.Size, Label: bootLabel, VolumeID: ids.fat, HiddenSectors: uint32(bootPart.Start / 512),
+				Progress: report,
+			})
+			return err
 		})
-		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boot partition: %w", err)
@@ -110,12 +114,14 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	rootPart := p.Layout.Root()
 	logf(o, "root partition: btrfs %s at %s (%s backend)", human(rootPart.Size), human(rootPart.Start), o.Backend)
 	var rrs []extent
-	err = tm.time("write root partition", func() (err error) {
-		rrs, err = rootWriterFor(o, in).write(ctx, io.NewOffsetWriter(img, rootPart.Start), rootPart.Size, in.root, ids.root)
-		if err == nil {
-			err = img.Sync()
-		}
-		return err
+	err = tm.time("write root partition", func() error {
+		return showWriting(o, "root partition", func(report func(done, total int64)) (err error) {
+			rrs, err = rootWriterFor(o, in).write(ctx, io.NewOffsetWriter(img, rootPart.Start), rootPart.Size, in.root, ids.root, report)
+			if err == nil {
+				err = img.Sync()
+			}
+			return err
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("root partition: %w", err)
@@ -195,6 +201,16 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	res.Duration = time.Since(start)
 	logf(o, "wrote %s (%s, %s mapped) in %.1fs", o.Output, human(p.Layout.Size), human(res.Mapped), res.Duration.Seconds())
 	return res, nil
+}
+
+// showWriting runs write, which reports its bytes written of their total,
+// and shows how far it got on o.Log as "mkimage: LABEL: ..." (a bar on a
+// terminal, a line every few seconds elsewhere).
+func showWriting(o *Options, label string, write func(report func(done, total int64)) error) error {
+	var b progress.Bytes
+	m := progress.Start(o.Log, progress.Options{Label: "mkimage: " + label, Watch: b.Report})
+	defer m.Stop()
+	return write(b.Set)
 }
 
 func bmapExtents(m []extent) []bmap.Extent {

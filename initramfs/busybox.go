@@ -19,6 +19,7 @@ import (
 	"github.com/u-root/uio/llog"
 
 	"github.com/mkimage/mkimage/internal/build/cpio"
+	"github.com/mkimage/mkimage/internal/build/progress"
 	"github.com/mkimage/mkimage/internal/cachedir"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
@@ -151,16 +152,26 @@ func buildBusybox(ctx context.Context, out, src string, logw io.Writer) error {
 	fmt.Fprintf(logw, "initramfs: building u-root busybox for linux/arm64 (%d commands; minutes when the Go cache is cold)\n", len(pkgs))
 	l := llog.New(slog.LevelWarn, llog.WritePrintf(logw))
 	cpioPath := filepath.Join(tmp, "bb.cpio")
+	w, err := watchCompiles(ctx, tmp, src, pkgs)
+	if err != nil {
+		return err
+	}
+	m := progress.Start(logw, progress.Options{
+		Label: "initramfs: busybox", Unit: "packages compiled",
+		Total: progress.Counts{Items: w.total}, Watch: w.report,
+	})
 	// uimage runs `go` in the module root so our go.mod pins u-root.
 	err = uimage.Create(l,
 		uimage.WithEnv(golang.WithGOOS("linux"), golang.WithGOARCH("arm64"), golang.DisableCGO(), golang.WithWorkingDir(src), golang.WithBuildTag(buildTags...)),
 		uimage.WithTempDir(tmp),
 		uimage.WithBusyboxCommands(pkgs...),
+		uimage.WithBusyboxBuildOpts(&golang.BuildOpts{ExtraArgs: []string{"-toolexec", w.toolexec}}),
 		uimage.WithInit("nodeinit"),
 		uimage.WithShell("gosh"),
 		uimage.WithSkipLDD(),
 		uimage.WithCPIOOutput(cpioPath),
 	)
+	m.Stop()
 	if err != nil {
 		return fmt.Errorf("building the u-root busybox: %w", err)
 	}
@@ -168,4 +179,102 @@ func buildBusybox(ctx context.Context, out, src string, logw io.Writer) error {
 		return ctx.Err()
 	}
 	return os.Rename(cpioPath, out)
+}
+
+// compileWatch counts the packages `go build` compiles for the busybox:
+// go build prints nothing while it works and uimage keeps its output
+// until the end, so a -toolexec wrapper appends a line per compile to a
+// log that the meter reads.
+type compileWatch struct {
+	toolexec string // the -toolexec value
+	log      string
+	total    int // packages to compile: nodeinit's and the commands' dependencies
+}
+
+// toolexecScript logs each compile and link by import path
+// (TOOLEXEC_IMPORTPATH, set by go build) and runs the tool. One short
+// echo is one append, whole even when compiles run in parallel. Go asks
+// each tool its version (-V=full) through the wrapper too: not logged.
+const toolexecScript = `case ${1##*/} in
+compile|link) [ "$2" = -V=full ] || echo "${1##*/} $TOOLEXEC_IMPORTPATH" >>"$MKIMAGE_COMPILE_LOG" ;;
+esac
+exec "$@"
+`
+
+// watchCompiles writes the wrapper into dir and counts the packages the
+// build of pkgs compiles: their dependencies for linux/arm64 and the two
+// packages gobusybox adds (its main and bbmain).
+func watchCompiles(ctx context.Context, dir, src string, pkgs []string) (*compileWatch, error) {
+	toolexec, log, err := writeToolexec(dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &compileWatch{toolexec: toolexec, log: log}
+	cmd := exec.CommandContext(ctx, "go", append([]string{"list", "-deps", "-tags", strings.Join(buildTags, ",")}, pkgs...)...)
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list the busybox's packages in %s: %w\n%s", src, err, stderr.Bytes())
+	}
+	w.total = len(strings.Fields(string(out))) + 2
+	return w, nil
+}
+
+// writeToolexec writes the wrapper into dir and returns the -toolexec
+// value and the log it appends to.
+func writeToolexec(dir string) (toolexec, log string, err error) {
+	if strings.ContainsAny(dir, "'\"") {
+		return "", "", fmt.Errorf("busybox build directory %q: a quote in the path", dir)
+	}
+	log = filepath.Join(dir, "compiles.log")
+	script := filepath.Join(dir, "toolexec.sh")
+	// The log's path goes in the script: go build passes the wrapper the
+	// environment uimage gives it, not one of ours.
+	body := "MKIMAGE_COMPILE_LOG='" + log + "'\n" + toolexecScript
+	if err := os.WriteFile(script, []byte(body), 0o644); err != nil {
+		return "", "", err
+	}
+	// Run through sh (the cache may be on a noexec mount), named by its
+	// path: go runs the wrapper with PATH set to GOROOT/bin only.
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		return "", "", fmt.Errorf("the busybox build's progress wrapper: %w", err)
+	}
+	if sh, err = filepath.Abs(sh); err != nil {
+		return "", "", err
+	}
+	return sh + " '" + script + "'", log, nil
+}
+
+// report reads the log for the meter.
+func (w *compileWatch) report() progress.Report {
+	b, _ := os.ReadFile(w.log)
+	n, note := countCompiles(b)
+	return progress.Report{Done: progress.Counts{Items: n}, Note: note}
+}
+
+// countCompiles counts the compile lines of a toolexec log and says what
+// the build did last. A line still being written (no newline yet) is
+// left for the next read.
+func countCompiles(log []byte) (n int, note string) {
+	note = "preparing the busybox source"
+	for len(log) > 0 {
+		i := bytes.IndexByte(log, '\n')
+		if i < 0 {
+			break
+		}
+		tool, pkg, _ := strings.Cut(string(log[:i]), " ")
+		log = log[i+1:]
+		switch tool {
+		case "compile":
+			n++
+			note = "compiling " + pkg
+		case "link":
+			note = "linking"
+		}
+	}
+	return n, note
 }

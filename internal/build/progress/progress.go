@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vbauerster/mpb/v8"
@@ -138,8 +139,11 @@ func (m *Meter) Status(c Counts) string {
 func (m *Meter) status(r Report) string {
 	c, total := r.Done, r.Total
 	var parts []string
-	if total.Items > 0 || c.Items > 0 {
+	switch {
+	case total.Items > 0:
 		parts = append(parts, fmt.Sprintf("%d/%d %s", c.Items, total.Items, m.unit))
+	case c.Items > 0:
+		parts = append(parts, fmt.Sprintf("%d %s", c.Items, m.unit))
 	}
 	d := time.Since(m.start)
 	if total.Bytes > 0 {
@@ -240,4 +244,21 @@ func (m *Meter) lines() {
 			return
 		}
 	}
+}
+
+// Bytes holds what a step reports through a callback as it goes (a
+// writer's Options.Progress: bytes done of a total it knows once it has
+// planned) for a Meter's Watch. The step and the meter may use it at
+// once.
+type Bytes struct{ done, total atomic.Int64 }
+
+// Set records done of total bytes; it fits a writer's Progress option.
+func (b *Bytes) Set(done, total int64) {
+	b.total.Store(total)
+	b.done.Store(done)
+}
+
+// Report is the bytes as a Report, for Options.Watch.
+func (b *Bytes) Report() Report {
+	return Report{Done: Counts{Bytes: b.done.Load()}, Total: Counts{Bytes: b.total.Load()}}
 }

@@ -31,6 +31,54 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// TestStatusReport: steps that count only items, only bytes, learn
+// their total late, or say what they are doing.
+func TestStatusReport(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		unit    string
+		total   Counts // Options.Total
+		r       Report
+		elapsed time.Duration
+		want    string
+	}{
+		{"items only: elapsed instead of a rate", "packages compiled", Counts{Items: 305}, Report{Done: Counts{Items: 37}}, 65 * time.Second, "37/305 packages compiled, 1m5s"},
+		{"items and a note", "packages compiled", Counts{Items: 305}, Report{Done: Counts{Items: 37}, Note: "compiling net/http"}, 3 * time.Second, "37/305 packages compiled, 3s, compiling net/http"},
+		{"total not known yet", "packages set up", Counts{}, Report{Note: "booting"}, 12 * time.Second, "12s, booting"},
+		{"total learned", "packages set up", Counts{}, Report{Done: Counts{Items: 2}, Total: Counts{Items: 154}}, 40 * time.Second, "2/154 packages set up, 40s"},
+		{"items without a total", "packages set up", Counts{}, Report{Done: Counts{Items: 5}}, 40 * time.Second, "5 packages set up, 40s"},
+		{"bytes only", "", Counts{}, Report{Done: Counts{Bytes: 20e6}, Total: Counts{Bytes: 100e6}}, 2 * time.Second, "20.0/100.0 MB, 10.0 MB/s, 8s left"},
+		{"bytes done", "", Counts{}, Report{Done: Counts{Bytes: 100e6}, Total: Counts{Bytes: 100e6}}, 4 * time.Second, "100.0/100.0 MB, 25.0 MB/s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Meter{unit: tc.unit, total: tc.total, start: time.Now().Add(-tc.elapsed)}
+			m.watch = func() Report { return tc.r }
+			if got := m.status(m.poll()); got != tc.want {
+				t.Errorf("status = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestBytes: what a writer reports through Bytes.Set reaches a meter's
+// Watch and Stop.
+func TestBytes(t *testing.T) {
+	var b Bytes
+	m := Start(nil, Options{Watch: b.Report})
+	if r := b.Report(); r != (Report{}) {
+		t.Errorf("before Set: %+v", r)
+	}
+	for _, done := range []int64{0, 4096, 1 << 20} {
+		b.Set(done, 1<<20)
+		if r := b.Report(); r.Done.Bytes != done || r.Total.Bytes != 1<<20 {
+			t.Errorf("after Set(%d): %+v", done, r)
+		}
+	}
+	if got := m.Stop(); got != (Counts{Bytes: 1 << 20}) {
+		t.Errorf("Stop = %+v", got)
+	}
+}
+
 // TestLines: off a terminal the meter prints a plain line now and then,
 // and nothing after Stop.
 func TestLines(t *testing.T) {

@@ -1,0 +1,86 @@
+package initramfs
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCountCompiles(t *testing.T) {
+	for _, tc := range []struct {
+		name, log string
+		n         int
+		note      string
+	}{
+		{"nothing yet", "", 0, "preparing the busybox source"},
+		{"one", "compile runtime\n", 1, "compiling runtime"},
+		{"several", "compile internal/abi\ncompile runtime\ncompile github.com/u-root/u-root/pkg/ls\n", 3, "compiling github.com/u-root/u-root/pkg/ls"},
+		{"line still being written", "compile runtime\ncompile net/ht", 1, "compiling runtime"},
+		{"link", "compile runtime\ncompile bb.u-root.com/bb\nlink bb.u-root.com/bb\n", 2, "linking"},
+		{"other lines", "asm runtime\n\ncompile os\n", 1, "compiling os"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, note := countCompiles([]byte(tc.log))
+			if n != tc.n || note != tc.note {
+				t.Errorf("countCompiles = %d, %q; want %d, %q", n, note, tc.n, tc.note)
+			}
+		})
+	}
+}
+
+// TestToolexec runs the wrapper as go build would: it logs compiles and
+// links by import path, not the version queries, and runs the tool with
+// its arguments.
+func TestToolexec(t *testing.T) {
+	dir := t.TempDir()
+	toolexec, log, err := writeToolexec(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools := filepath.Join(dir, "tools")
+	if err := os.Mkdir(tools, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"compile", "link", "asm"} {
+		if err := os.WriteFile(filepath.Join(tools, tool), []byte("#!/bin/sh\necho "+tool+" \"$@\"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrapper := strings.Fields(toolexec)
+	var ran []string
+	for _, tc := range []struct {
+		pkg  string
+		args []string
+	}{
+		{"", []string{"compile", "-V=full"}},
+		{"runtime", []string{"compile", "-o", "x.a", "-p", "runtime"}},
+		{"runtime", []string{"asm", "-p", "runtime"}},
+		{"os", []string{"compile", "-p", "os", "a file.go"}},
+		{"", []string{"link", "-V=full"}},
+		{"bb.u-root.com/bb", []string{"link", "-o", "bb"}},
+	} {
+		args := append([]string{strings.Trim(wrapper[1], "'"), filepath.Join(tools, tc.args[0])}, tc.args[1:]...)
+		cmd := exec.Command(wrapper[0], args...)
+		cmd.Env = append(os.Environ(), "TOOLEXEC_IMPORTPATH="+tc.pkg)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", tc.args, err, out)
+		}
+		ran = append(ran, strings.TrimSpace(string(out)))
+	}
+	if got, want := strings.Join(ran, "\n"), "compile -V=full\ncompile -o x.a -p runtime\nasm -p runtime\ncompile -p os a file.go\nlink -V=full\nlink -o bb"; got != want {
+		t.Errorf("tools ran:\n%s\nwant:\n%s", got, want)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), "compile runtime\ncompile os\nlink bb.u-root.com/bb\n"; got != want {
+		t.Errorf("log %q, want %q", got, want)
+	}
+	if n, _ := countCompiles(b); n != 2 {
+		t.Errorf("countCompiles = %d, want 2", n)
+	}
+}
