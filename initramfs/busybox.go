@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/u-root/gobusybox/src/pkg/golang"
 	"github.com/u-root/mkuimage/uimage"
@@ -152,6 +153,7 @@ func buildBusybox(ctx context.Context, out, src string, logw io.Writer) error {
 	fmt.Fprintf(logw, "initramfs: building u-root busybox for linux/arm64 (%d commands; minutes when the Go cache is cold)\n", len(pkgs))
 	l := llog.New(slog.LevelWarn, llog.WritePrintf(logw))
 	cpioPath := filepath.Join(tmp, "bb.cpio")
+	start := time.Now()
 	w, err := watchCompiles(ctx, tmp, src, pkgs)
 	if err != nil {
 		return err
@@ -171,13 +173,14 @@ func buildBusybox(ctx context.Context, out, src string, logw io.Writer) error {
 		uimage.WithSkipLDD(),
 		uimage.WithCPIOOutput(cpioPath),
 	)
-	m.Stop()
+	done := m.Stop()
 	if err != nil {
 		return fmt.Errorf("building the u-root busybox: %w", err)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	fmt.Fprintf(logw, "initramfs: busybox built in %v (%d packages compiled)\n", time.Since(start).Round(time.Second), done.Items)
 	return os.Rename(cpioPath, out)
 }
 
@@ -191,14 +194,21 @@ type compileWatch struct {
 	total    int // packages to compile: nodeinit's and the commands' dependencies
 }
 
-// toolexecScript logs each compile and link by import path
-// (TOOLEXEC_IMPORTPATH, set by go build) and runs the tool. One short
-// echo is one append, whole even when compiles run in parallel. Go asks
-// each tool its version (-V=full) through the wrapper too: not logged.
-const toolexecScript = `case ${1##*/} in
-compile|link) [ "$2" = -V=full ] || echo "${1##*/} $TOOLEXEC_IMPORTPATH" >>"$MKIMAGE_COMPILE_LOG" ;;
+// toolexecScript runs the tool and logs each compile and link by import
+// path (TOOLEXEC_IMPORTPATH, set by go build) as it starts and once it
+// is done. One short echo is one append, whole even when compiles run in
+// parallel. Go asks each tool its version (-V=full) through the wrapper
+// too: not logged.
+const toolexecScript = `tool=${1##*/}
+case $tool in
+compile|link) [ "$2" = -V=full ] && exec "$@" ;;
+*) exec "$@" ;;
 esac
-exec "$@"
+echo "$tool $TOOLEXEC_IMPORTPATH" >>"$MKIMAGE_COMPILE_LOG"
+"$@"
+rc=$?
+echo "done $tool $TOOLEXEC_IMPORTPATH" >>"$MKIMAGE_COMPILE_LOG"
+exit $rc
 `
 
 // watchCompiles writes the wrapper into dir and counts the packages the
@@ -256,9 +266,9 @@ func (w *compileWatch) report() progress.Report {
 	return progress.Report{Done: progress.Counts{Items: n}, Note: note}
 }
 
-// countCompiles counts the compile lines of a toolexec log and says what
-// the build did last. A line still being written (no newline yet) is
-// left for the next read.
+// countCompiles counts the compiles a toolexec log says are done and
+// says what the build is doing. A line still being written (no newline
+// yet) is left for the next read.
 func countCompiles(log []byte) (n int, note string) {
 	note = "preparing the busybox source"
 	for len(log) > 0 {
@@ -266,13 +276,14 @@ func countCompiles(log []byte) (n int, note string) {
 		if i < 0 {
 			break
 		}
-		tool, pkg, _ := strings.Cut(string(log[:i]), " ")
+		f := strings.Fields(string(log[:i]))
 		log = log[i+1:]
-		switch tool {
-		case "compile":
+		switch {
+		case len(f) == 2 && f[0] == "compile":
+			note = "compiling " + f[1]
+		case len(f) == 3 && f[0] == "done" && f[1] == "compile":
 			n++
-			note = "compiling " + pkg
-		case "link":
+		case len(f) >= 1 && f[0] == "link":
 			note = "linking"
 		}
 	}

@@ -15,11 +15,13 @@ func TestCountCompiles(t *testing.T) {
 		note      string
 	}{
 		{"nothing yet", "", 0, "preparing the busybox source"},
-		{"one", "compile runtime\n", 1, "compiling runtime"},
-		{"several", "compile internal/abi\ncompile runtime\ncompile github.com/u-root/u-root/pkg/ls\n", 3, "compiling github.com/u-root/u-root/pkg/ls"},
-		{"line still being written", "compile runtime\ncompile net/ht", 1, "compiling runtime"},
-		{"link", "compile runtime\ncompile bb.u-root.com/bb\nlink bb.u-root.com/bb\n", 2, "linking"},
-		{"other lines", "asm runtime\n\ncompile os\n", 1, "compiling os"},
+		{"one started", "compile runtime\n", 0, "compiling runtime"},
+		{"one done", "compile runtime\ndone compile runtime\n", 1, "compiling runtime"},
+		{"in parallel", "compile internal/abi\ncompile runtime\ndone compile internal/abi\ncompile github.com/u-root/u-root/pkg/ls\ndone compile runtime\n", 2, "compiling github.com/u-root/u-root/pkg/ls"},
+		{"line still being written", "compile runtime\ndone compile runtime\ndone comp", 1, "compiling runtime"},
+		{"link", "compile bb.u-root.com/bb\ndone compile bb.u-root.com/bb\nlink bb.u-root.com/bb\n", 1, "linking"},
+		{"linked", "link bb.u-root.com/bb\ndone link bb.u-root.com/bb\n", 0, "linking"},
+		{"other lines", "asm runtime\n\ncompile os\ndone compile os\n", 1, "compiling os"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, note := countCompiles([]byte(tc.log))
@@ -77,10 +79,24 @@ func TestToolexec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := string(b), "compile runtime\ncompile os\nlink bb.u-root.com/bb\n"; got != want {
+	if got, want := string(b), "compile runtime\ndone compile runtime\ncompile os\ndone compile os\nlink bb.u-root.com/bb\ndone link bb.u-root.com/bb\n"; got != want {
 		t.Errorf("log %q, want %q", got, want)
 	}
 	if n, _ := countCompiles(b); n != 2 {
 		t.Errorf("countCompiles = %d, want 2", n)
+	}
+
+	// A failing compile fails the build with the tool's status.
+	failing := filepath.Join(dir, "failing")
+	if err := os.Mkdir(failing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(failing, "compile"), []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(wrapper[0], strings.Trim(wrapper[1], "'"), filepath.Join(failing, "compile"), "-p", "broken")
+	cmd.Env = append(os.Environ(), "TOOLEXEC_IMPORTPATH=broken")
+	if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 {
+		t.Errorf("failing compile: %v, want exit status 3", err)
 	}
 }
