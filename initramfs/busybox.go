@@ -213,8 +213,9 @@ exit $rc
 
 // watchCompiles writes the wrapper into dir and counts the packages the
 // build of pkgs compiles: their dependencies for linux/arm64 but unsafe,
-// and the two packages gobusybox adds (its main and bbmain); a cold
-// build of 22 commands is 304.
+// and the two packages gobusybox adds (its main and bbmain): 304 for
+// nodeinit and 22 commands. gobusybox builds with -a, so all of them
+// are compiled every time.
 func watchCompiles(ctx context.Context, dir, src string, pkgs []string) (*compileWatch, error) {
 	toolexec, log, err := writeToolexec(dir)
 	if err != nil {
