@@ -243,7 +243,11 @@ func watchCompiles(ctx context.Context, dir, src string, pkgs []string) (*compil
 // writeToolexec writes the wrapper into dir and returns the -toolexec
 // value and the log it appends to.
 func writeToolexec(dir string) (toolexec, log string, err error) {
-	if strings.ContainsAny(dir, "'\"") {
+	// Absolute: go runs the wrapper in each package's directory.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return "", "", err
+	}
+	if strings.ContainsRune(dir, '\'') {
 		return "", "", fmt.Errorf("busybox build directory %q: a quote in the path", dir)
 	}
 	log = filepath.Join(dir, "compiles.log")

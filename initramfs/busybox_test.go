@@ -37,10 +37,14 @@ func TestCountCompiles(t *testing.T) {
 // its arguments.
 func TestToolexec(t *testing.T) {
 	dir := t.TempDir()
-	toolexec, log, err := writeToolexec(dir)
+	// A relative directory (a relative --cache) still gives paths that
+	// work from anywhere.
+	t.Chdir(filepath.Dir(dir))
+	toolexec, log, err := writeToolexec(filepath.Base(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Chdir(t.TempDir())
 	tools := filepath.Join(dir, "tools")
 	if err := os.Mkdir(tools, 0o755); err != nil {
 		t.Fatal(err)
