@@ -262,3 +262,24 @@ func (b *Bytes) Set(done, total int64) {
 func (b *Bytes) Report() Report {
 	return Report{Done: Counts{Bytes: b.done.Load()}, Total: Counts{Bytes: b.total.Load()}}
 }
+
+// Reading returns r, which holds total bytes, reporting the bytes read
+// so far to report (a Bytes.Set) at each Read: for steps that consume a
+// file (a checksum, a compression).
+func Reading(r io.Reader, total int64, report func(done, total int64)) io.Reader {
+	report(0, total)
+	return &reading{r: r, total: total, report: report}
+}
+
+type reading struct {
+	r           io.Reader
+	done, total int64
+	report      func(done, total int64)
+}
+
+func (r *reading) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.done += int64(n)
+	r.report(r.done, r.total)
+	return n, err
+}

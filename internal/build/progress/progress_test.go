@@ -1,6 +1,7 @@
 package progress
 
 import (
+	"io"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -123,5 +124,22 @@ func TestNilOut(t *testing.T) {
 	m := Start(nil, Options{Total: Counts{Items: 1}, Poll: func() Counts { return Counts{Items: 1} }})
 	if got := m.Stop(); got.Items != 1 {
 		t.Errorf("Stop = %+v", got)
+	}
+}
+
+// TestReading: a reader's bytes reach the total as it is read to its end.
+func TestReading(t *testing.T) {
+	for _, n := range []int{0, 1, 100000} {
+		var b Bytes
+		r := Reading(strings.NewReader(strings.Repeat("x", n)), int64(n), b.Set)
+		if got := b.Report(); got.Done.Bytes != 0 || got.Total.Bytes != int64(n) {
+			t.Errorf("%d bytes, before reading: %+v", n, got)
+		}
+		if m, err := io.Copy(io.Discard, r); err != nil || m != int64(n) {
+			t.Fatalf("copied %d, %v", m, err)
+		}
+		if got := b.Report(); got.Done.Bytes != int64(n) || got.Total.Bytes != int64(n) {
+			t.Errorf("%d bytes, read: %+v", n, got)
+		}
 	}
 }
