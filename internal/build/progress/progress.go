@@ -190,8 +190,10 @@ func (m *Meter) bar() {
 	r := m.poll()
 	status := m.status(r)
 	var mu sync.Mutex
-	full := max(r.Total.fill(), 1)
-	b := p.AddBar(full,
+	// Built without a total, the bar completes only when told (at Stop),
+	// and takes its total whenever the step learns it.
+	full := r.Total.fill()
+	b := p.AddBar(0,
 		mpb.PrependDecorators(decor.Name(m.label+" ")),
 		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 			mu.Lock()
@@ -199,6 +201,7 @@ func (m *Meter) bar() {
 			return " " + status
 		})),
 	)
+	b.SetTotal(full, false)
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -212,17 +215,17 @@ func (m *Meter) bar() {
 		mu.Lock()
 		status = m.status(r)
 		mu.Unlock()
-		if f := max(r.Total.fill(), 1); f != full {
+		if f := r.Total.fill(); f != full {
 			full = f
 			b.SetTotal(full, false)
 		}
 		c := r.Done
+		b.SetCurrent(c.fillOf(r.Total))
 		if !quit {
-			b.SetCurrent(min(r.Done.fillOf(r.Total), full-1)) // complete only at Stop
 			continue
 		}
-		if c.Items >= r.Total.Items && c.Bytes >= r.Total.Bytes {
-			b.SetCurrent(full)
+		if full > 0 && c.Items >= r.Total.Items && c.Bytes >= r.Total.Bytes {
+			b.SetTotal(full, true)
 		} else {
 			b.Abort(false)
 		}
