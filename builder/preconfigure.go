@@ -160,10 +160,14 @@ func configureProgress(console string) progress.Report {
 			r.Done.Items++
 		}
 	}
-	// The last line with text, without the hook's prefix, cut to fit
-	// a terminal line.
+	// The last line with text, not the kernel's (its messages while a
+	// hook works say nothing of the hook), without the hook's prefix,
+	// cut to fit a terminal line.
 	for i := len(lines) - 1; i >= 0; i-- {
 		l := strings.TrimSpace(lines[i])
+		if kernelLine(l) {
+			continue
+		}
 		if rest, ok := strings.CutPrefix(l, "nodeinit: hook "); ok {
 			if _, after, ok := strings.Cut(rest, ": "); ok {
 				l = after
@@ -178,4 +182,13 @@ func configureProgress(console string) progress.Report {
 		}
 	}
 	return r
+}
+
+// kernelLine tells whether l is a kernel message ("[   12.948832] ...").
+func kernelLine(l string) bool {
+	stamp, _, ok := strings.Cut(l, "] ")
+	if !ok || !strings.HasPrefix(stamp, "[") {
+		return false
+	}
+	return strings.Trim(stamp[1:], " 0123456789.") == ""
 }

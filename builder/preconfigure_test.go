@@ -18,7 +18,10 @@ func TestConfigureProgress(t *testing.T) {
 		want    progress.Report
 	}{
 		{"nothing yet", "", progress.Report{}},
+		{"kernel only", "[    0.000000] Booting Linux on physical CPU 0x0000000000 [0x411fd070]\n", progress.Report{}},
 		{"booting", boot, progress.Report{Note: "nodeinit: firstboot: hook 50-dpkg-configure: running"}},
+		{"kernel lines are not news", boot + "[   47.716582] hrtimer: interrupt took 15798176 ns\n", progress.Report{Note: "nodeinit: firstboot: hook 50-dpkg-configure: running"}},
+		{"a line in brackets that is not the kernel's", "[ok] done\n", progress.Report{Note: "[ok] done"}},
 		{"total known", boot + start, progress.Report{Total: progress.Counts{Items: 154}, Note: "dpkg-configure: configuring 154 of 155 packages"}},
 		{"two set up", boot + start + two, progress.Report{Done: progress.Counts{Items: 2}, Total: progress.Counts{Items: 154}, Note: "Setting up openssh-server (1:9.2p1-2+deb12u3) ..."}},
 		{"line being written", boot + start + two + "nodeinit: hook 50-dpkg-configure: Setting up libssl3:arm64 (3.0.15-1~deb12u1) ...", progress.Report{
