@@ -222,10 +222,10 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 // their total, and shows how far it got on o.Log as "mkimage: LABEL: ..."
 // (a bar on a terminal, a line every few seconds elsewhere).
 func showBytes(o *Options, label string, step func(report func(done, total int64)) error) error {
-	var b progress.Bytes
-	m := progress.Start(o.Log, progress.Options{Label: "mkimage: " + label, Watch: b.Report})
+	var l progress.Latest
+	m := progress.Start(o.Log, progress.Options{Label: "mkimage: " + label, Watch: l.Report})
 	defer m.Stop()
-	return step(b.Set)
+	return step(l.SetBytes)
 }
 
 func bmapExtents(m []extent) []bmap.Extent {

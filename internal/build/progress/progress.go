@@ -10,7 +10,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vbauerster/mpb/v8"
@@ -249,25 +248,37 @@ func (m *Meter) lines() {
 	}
 }
 
-// Bytes holds what a step reports through a callback as it goes (a
-// writer's Options.Progress: bytes done of a total it knows once it has
-// planned) for a Meter's Watch. The step and the meter may use it at
-// once.
-type Bytes struct{ done, total atomic.Int64 }
-
-// Set records done of total bytes; it fits a writer's Progress option.
-func (b *Bytes) Set(done, total int64) {
-	b.total.Store(total)
-	b.done.Store(done)
+// Latest holds the last state a step reports through a callback as it
+// goes (a writer's Options.Progress: bytes done of a total it knows once
+// it has planned) for a Meter's Watch. The step and the meter may use it
+// at once.
+type Latest struct {
+	mu sync.Mutex
+	r  Report
 }
 
-// Report is the bytes as a Report, for Options.Watch.
-func (b *Bytes) Report() Report {
-	return Report{Done: Counts{Bytes: b.done.Load()}, Total: Counts{Bytes: b.total.Load()}}
+// Set records r.
+func (l *Latest) Set(r Report) {
+	l.mu.Lock()
+	l.r = r
+	l.mu.Unlock()
+}
+
+// SetBytes records done of total bytes; it fits a writer's Progress
+// option.
+func (l *Latest) SetBytes(done, total int64) {
+	l.Set(Report{Done: Counts{Bytes: done}, Total: Counts{Bytes: total}})
+}
+
+// Report is the last state recorded, for Options.Watch.
+func (l *Latest) Report() Report {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r
 }
 
 // Reading returns r, which holds total bytes, reporting the bytes read
-// so far to report (a Bytes.Set) at each Read: for steps that consume a
+// so far to report (a Latest.SetBytes) at each Read: for steps that consume a
 // file (a checksum, a compression).
 func Reading(r io.Reader, total int64, report func(done, total int64)) io.Reader {
 	report(0, total)

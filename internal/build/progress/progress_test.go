@@ -61,16 +61,16 @@ func TestStatusReport(t *testing.T) {
 	}
 }
 
-// TestBytes: what a writer reports through Bytes.Set reaches a meter's
-// Watch and Stop.
-func TestBytes(t *testing.T) {
-	var b Bytes
+// TestLatest: what a writer reports through Latest.SetBytes reaches a
+// meter's Watch and Stop.
+func TestLatest(t *testing.T) {
+	var b Latest
 	m := Start(nil, Options{Watch: b.Report})
 	if r := b.Report(); r != (Report{}) {
 		t.Errorf("before Set: %+v", r)
 	}
 	for _, done := range []int64{0, 4096, 1 << 20} {
-		b.Set(done, 1<<20)
+		b.SetBytes(done, 1<<20)
 		if r := b.Report(); r.Done.Bytes != done || r.Total.Bytes != 1<<20 {
 			t.Errorf("after Set(%d): %+v", done, r)
 		}
@@ -130,8 +130,8 @@ func TestNilOut(t *testing.T) {
 // TestReading: a reader's bytes reach the total as it is read to its end.
 func TestReading(t *testing.T) {
 	for _, n := range []int{0, 1, 100000} {
-		var b Bytes
-		r := Reading(strings.NewReader(strings.Repeat("x", n)), int64(n), b.Set)
+		var b Latest
+		r := Reading(strings.NewReader(strings.Repeat("x", n)), int64(n), b.SetBytes)
 		if got := b.Report(); got.Done.Bytes != 0 || got.Total.Bytes != int64(n) {
 			t.Errorf("%d bytes, before reading: %+v", n, got)
 		}
