@@ -78,7 +78,8 @@ type Options struct {
 	// the step started; it is called from the meter's goroutine.
 	Poll func() Counts
 	// Watch, used instead of Poll when set, also reports the total
-	// once known and what the step is doing.
+	// once known and what the step is doing. Without either, the meter
+	// shows the time the step has taken.
 	Watch func() Report
 	// Every is how often a plain line is printed (default 5 s).
 	Every time.Duration
@@ -92,8 +93,13 @@ func Start(out io.Writer, opt Options) *Meter {
 		out: out, label: opt.Label, unit: opt.Unit, total: opt.Total, watch: opt.Watch,
 		every: opt.Every, start: time.Now(), quit: make(chan struct{}), done: make(chan struct{}),
 	}
-	if m.watch == nil {
+	switch {
+	case m.watch != nil:
+	case opt.Poll != nil:
 		m.watch = func() Report { return Report{Done: opt.Poll()} }
+	default:
+		// Nothing to count: the time taken alone.
+		m.watch = func() Report { return Report{} }
 	}
 	if m.every <= 0 {
 		m.every = 5 * time.Second

@@ -45,6 +45,7 @@ func TestStatusReport(t *testing.T) {
 	}{
 		{"items only: elapsed instead of a rate", "packages compiled", Counts{Items: 305}, Report{Done: Counts{Items: 37}}, 65 * time.Second, "37/305 packages compiled, 1m5s"},
 		{"items and a note", "packages compiled", Counts{Items: 305}, Report{Done: Counts{Items: 37}, Note: "compiling net/http"}, 3 * time.Second, "37/305 packages compiled, 3s, compiling net/http"},
+		{"time alone", "", Counts{}, Report{}, 75 * time.Second, "1m15s"},
 		{"total not known yet", "packages set up", Counts{}, Report{Note: "booting"}, 12 * time.Second, "12s, booting"},
 		{"total learned", "packages set up", Counts{}, Report{Done: Counts{Items: 2}, Total: Counts{Items: 154}}, 40 * time.Second, "2/154 packages set up, 40s"},
 		{"items without a total", "packages set up", Counts{}, Report{Done: Counts{Items: 5}}, 40 * time.Second, "5 packages set up, 40s"},
@@ -117,6 +118,14 @@ func TestLines(t *testing.T) {
 		t.Error("lines after Stop")
 	}
 	m.Stop() // again: no effect
+}
+
+// TestNothingToCount: a meter without Poll or Watch (time alone) stops
+// with nothing counted.
+func TestNothingToCount(t *testing.T) {
+	if got := Start(nil, Options{Label: "kernel"}).Stop(); got != (Counts{}) {
+		t.Errorf("Stop = %+v", got)
+	}
 }
 
 // TestNilOut: no writer, no display; Stop still reports.
