@@ -150,7 +150,7 @@ func buildBusybox(ctx context.Context, out, src string, logw io.Writer) error {
 	for _, c := range RescueCommands {
 		pkgs = append(pkgs, "github.com/u-root/u-root/cmds/core/"+c)
 	}
-	fmt.Fprintf(logw, "initramfs: building u-root busybox for linux/arm64 (%d commands; minutes when the Go cache is cold)\n", len(pkgs))
+	fmt.Fprintf(logw, "initramfs: building u-root busybox for linux/arm64 (%d commands; minutes: gobusybox compiles every package each time)\n", len(pkgs))
 	l := llog.New(slog.LevelWarn, llog.WritePrintf(logw))
 	cpioPath := filepath.Join(tmp, "bb.cpio")
 	start := time.Now()
