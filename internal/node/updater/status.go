@@ -18,8 +18,10 @@ import (
 
 // Apply installs the bundle at url (a bundle directory over HTTP) as the
 // version the next boot tries, keeping the node's identity; see
-// apply.Apply.
+// apply.Apply. Installed or refused, the node then reports its status
+// to the build host named in StatusURLFile, if any.
 func (c *Card) Apply(ctx context.Context, url string, older, retry bool) (apply.Result, error) {
+	defer c.ReportIfConfigured(ctx)
 	return apply.Apply(ctx, apply.Options{
 		Source: url, Top: c.Top, Boot: c.Boot,
 		Incoming: filepath.Join(c.Top, versions.StateDir, "node", "incoming"),
