@@ -25,9 +25,10 @@ import (
 // cards flashed from one image still have keys of their own).
 const ReportKeyFile = "state/node/report-key"
 
-// reportTimeout bounds a report: a check or apply waits for it, and a
-// build host that does not answer must not hold up a boot.
-const reportTimeout = 15 * time.Second
+// reportTimeout bounds a report, tries again included: a check or apply
+// waits for it, and a build host that does not answer must not hold up
+// a boot. A variable for tests.
+var reportTimeout = 15 * time.Second
 
 // hostname is the kernel's hostname; tests replace it.
 var hostname = os.Hostname
@@ -82,24 +83,60 @@ func (c *Card) Report(ctx context.Context, base string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	var why error // the last error of an attempt the deadline did not cut
+	for {
+		err = post(ctx, u.String(), body, keyHdr, sig)
+		var refused *refusedError
+		if err == nil || errors.As(err, &refused) {
+			break
+		}
+		if why == nil || ctx.Err() == nil {
+			why = err
+		}
+		// At boot the check may run before the network is up: try
+		// again while the time allows.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("POST %s (for %v): %w", u, reportTimeout, why)
+		case <-time.After(reportTimeout / 5):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", u, err)
+	}
+	c.Log("status reported to %s", u)
+	return nil
+}
+
+// refusedError is the build host's answer to a report it did not take.
+type refusedError struct {
+	status, msg string
+}
+
+func (e *refusedError) Error() string { return e.status + ": " + e.msg }
+
+// post sends one signed report.
+func post(ctx context.Context, u string, body []byte, key, sig string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(update.ReportKeyHeader, keyHdr)
+	req.Header.Set(update.ReportKeyHeader, key)
 	req.Header.Set(update.ReportSignatureHeader, sig)
 	resp, err := http.DefaultClient.Do(req)
+	if ue := new(url.Error); errors.As(err, &ue) {
+		return ue.Err // the caller names the URL
+	}
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", u, err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		// The server says why (a pinned key, a bad name) in a line.
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("POST %s: %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
+		return &refusedError{resp.Status, strings.TrimSpace(string(msg))}
 	}
-	c.Log("status reported to %s", u)
 	return nil
 }
 

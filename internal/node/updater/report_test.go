@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mkimage/mkimage/internal/bootstate"
 	"github.com/mkimage/mkimage/internal/update"
@@ -21,9 +22,10 @@ import (
 func reportCard(t *testing.T, statusURL string) (c *Card, logs *[]string) {
 	t.Helper()
 	const good = "1111111111111111"
-	old := hostname
+	old, oldTimeout := hostname, reportTimeout
 	hostname = func() (string, error) { return "node-07", nil }
-	t.Cleanup(func() { hostname = old })
+	reportTimeout = 500 * time.Millisecond
+	t.Cleanup(func() { hostname, reportTimeout = old, oldTimeout })
 	var mu sync.Mutex
 	logs = new([]string)
 	c = &Card{Root: t.TempDir(), Top: t.TempDir(), Boot: t.TempDir(), Running: good, Log: func(f string, a ...any) {
@@ -91,8 +93,9 @@ func TestReport(t *testing.T) {
 }
 
 // TestReportFailureIsNoFailure: a check (and so an apply) reports to the
-// build host in the root's status-url, and a build host that is down,
-// refuses or is not named fails neither; a report by hand says why.
+// build host in the root's status-url, and a build host that is down
+// (tried again until the timeout), refuses or is not named fails
+// neither; a report by hand says why.
 func TestReportFailureIsNoFailure(t *testing.T) {
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close()
