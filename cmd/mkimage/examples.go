@@ -35,7 +35,10 @@ var examples = map[string]string{
 	"qemu": `  mkimage qemu node.img
   mkimage qemu node.img --expect "login:" --timeout 5m --log console.log`,
 	"serve": `  mkimage serve tftp                                                       TFTP and HTTP, beside the network's own DHCP
-  mkimage serve tftp --dhcp full --listen 10.0.0.1 --config cluster.toml  the only DHCP server of an isolated network`,
+  mkimage serve tftp --dhcp full --listen 10.0.0.1 --config cluster.toml  the only DHCP server of an isolated network
+  mkimage serve bundles --http-port 8080 --status-dir status               bundles for the nodes' updates, and their status reports`,
 	"update": `  SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --update-key fleet.key.pub --key fleet.key -o v2
   SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --update-key fleet.key.pub --key fleet.key --parent v2 -o v3`,
+	"update status": `  mkimage update status --server http://build-host:8080          one row per node: versions, last report, why the last bad one failed
+  mkimage update status --server http://build-host:8080 --json   every node's last report as it sent it`,
 }

@@ -20,8 +20,8 @@ func init() {
 }
 
 func runServe(args []string) error {
-	fs := newFlags("serve", "serve DIR [--listen ADDR] [--dhcp full|proxy|off] [--config cluster.toml] [--any]")
-	var listen, mode, config string
+	fs := newFlags("serve", "serve DIR [--listen ADDR] [--dhcp full|proxy|off] [--config cluster.toml] [--any] [--status-dir SDIR]")
+	var listen, mode, config, statusDir string
 	var any bool
 	var tftpPort, httpPort int
 	fs.StringVar(&listen, "listen", "", "this server's IPv4 address on the provisioning network (required with DHCP; default: all addresses)")
@@ -30,13 +30,14 @@ func runServe(args []string) error {
 	fs.BoolVar(&any, "any", false, "answer DHCP from MACs outside the inventory too (full mode leases them free addresses)")
 	fs.IntVar(&tftpPort, "tftp-port", 69, "TFTP port (U-Boot only uses 69)")
 	fs.IntVar(&httpPort, "http-port", 80, "HTTP port (must match mkimage netboot --http-port)")
+	fs.StringVar(&statusDir, "status-dir", "", "take the nodes' status reports (POST /status/NODE, from nodes whose /etc/mkimage/status-url names this server) and keep each node's last one and pinned key here; read them with mkimage update status")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("want one directory (written by mkimage netboot -o DIR)")
 	}
-	o := netserve.Options{Dir: fs.Arg(0), TFTPPort: tftpPort, HTTPPort: httpPort, Log: log.New(os.Stderr, "", log.LstdFlags)}
+	o := netserve.Options{Dir: fs.Arg(0), TFTPPort: tftpPort, HTTPPort: httpPort, StatusDir: statusDir, Log: log.New(os.Stderr, "", log.LstdFlags)}
 	if listen != "" {
 		a, err := netip.ParseAddr(listen)
 		if err != nil || !a.Is4() {

@@ -2,23 +2,32 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"text/tabwriter"
+	"time"
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/builder"
 	"github.com/mkimage/mkimage/internal/build/bundle"
+	"github.com/mkimage/mkimage/internal/server/netserve"
 	"github.com/mkimage/mkimage/internal/update"
 )
 
 func init() {
-	register(&command{name: "update", summary: "write a signed update bundle of a version (boot files and the root as a btrfs send stream)", run: runUpdate})
+	register(&command{name: "update", summary: "write a signed update bundle of a version (boot files and the root as a btrfs send stream); update status: every node's versions", run: runUpdate})
 }
 
 func runUpdate(args []string) error {
-	fs := newFlags("update", "update --board BOARD --key KEY -o DIR [build's input flags]")
+	if len(args) > 0 && args[0] == "status" {
+		return runUpdateStatus(args[1:])
+	}
+	fs := newFlags("update", "update --board BOARD --key KEY -o DIR [build's input flags]\n       mkimage update status --server URL [--json]")
 	var o builder.Options
 	inputFlags(fs, &o)
 	out := fs.StringP("output", "o", "", "bundle directory to write (replaced as a whole if it holds an earlier bundle)")
@@ -84,4 +93,62 @@ func runUpdate(args []string) error {
 		fmt.Printf("  %-20s %12d  %s\n", pl.Name, pl.Size, pl.SHA256)
 	}
 	return nil
+}
+
+func runUpdateStatus(args []string) error {
+	fs := newFlags("update status", "update status --server URL [--json]")
+	server := fs.String("server", "", "the mkimage serve --status-dir the nodes report to (the URL in their /etc/mkimage/status-url), e.g. http://build-host:8080")
+	asJSON := fs.Bool("json", false, "print the nodes' reports as JSON instead of a table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usagef("update status: unexpected argument %q (flags only)", fs.Arg(0))
+	case *server == "":
+		return usagef("update status: --server URL is required (the mkimage serve --status-dir the nodes report to)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	reps, err := netserve.FetchStatus(ctx, *server)
+	if err != nil {
+		return fmt.Errorf("--server: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reps)
+	}
+	return printUpdateStatus(os.Stdout, reps, time.Now())
+}
+
+// printUpdateStatus writes one row per node: its versions, when its last
+// report came, and its bad versions with why the newest failed.
+func printUpdateStatus(out io.Writer, reps []update.Received, now time.Time) error {
+	if len(reps) == 0 {
+		_, err := fmt.Fprintln(out, "no node has reported yet (a node reports after each check and apply once its /etc/mkimage/status-url names this server)")
+		return err
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tRUNNING\tGOOD\tTRYING\tSEEN\tBAD")
+	for _, r := range reps {
+		s := r.Status
+		trying := "-"
+		if s.Trying != "" {
+			trying = fmt.Sprintf("%s (%d left)", s.Trying, s.Tries)
+		}
+		var bad []string
+		why := ""
+		for _, v := range s.Versions { // oldest first: the last bad is the newest
+			if v.State == "bad" {
+				bad, why = append(bad, v.ID), v.Why
+			}
+		}
+		badCol := "-"
+		if len(bad) > 0 {
+			badCol = strings.Join(bad, ", ") + ": " + why
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, s.Running, s.Good, trying, ago(now, r.Received), badCol)
+	}
+	return w.Flush()
 }

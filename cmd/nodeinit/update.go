@@ -30,6 +30,11 @@ the node's update command:
       up its tries as bad
   nodeinit update status [--json]
       the versions on this card: good, trying, bad and why
+  nodeinit update report [URL]
+      send the status, signed with this node's key, to the build host at
+      URL (default: the URL in /etc/mkimage/status-url; mkimage serve
+      --status-dir). check and apply report by themselves when that file
+      exists; their report failing fails neither
   nodeinit update commit
       make the running version good without running the checks
   nodeinit update prune [--keep N]
@@ -38,6 +43,7 @@ the node's update command:
 Examples:
   nodeinit update apply --reboot http://build-host:8080/bundles/v2/
   nodeinit update status
+  nodeinit update report http://build-host:8080
 `
 
 // command runs nodeinit as a command (not PID 1) and returns its exit
@@ -122,6 +128,16 @@ func command(args []string, stdout, stderr io.Writer) int {
 		} else {
 			err = s.Print(stdout)
 		}
+	case "report":
+		url := fs.Arg(0)
+		if url == "" {
+			url = card.StatusURL()
+		}
+		if url == "" || fs.NArg() > 1 {
+			fmt.Fprintf(stderr, "nodeinit update report: give the build host's URL (or put it in /%s)\n", updater.StatusURLFile)
+			return 2
+		}
+		err = card.Report(ctx, url)
 	case "commit":
 		err = card.Commit()
 	case "prune":

@@ -1,7 +1,8 @@
 // Package update holds what the build host and a node share about update
 // bundles: the manifest and its checks, version ids and the root
 // subvolume identity derived from them, ed25519 keys, signing and
-// verifying, and a reader that checks a payload while it streams.
+// verifying, a reader that checks a payload while it streams, and a
+// node's signed status report (Report) with the Status it carries.
 //
 // A bundle is a directory (or the same files over HTTP):
 //

@@ -9,8 +9,9 @@ import (
 	"strings"
 )
 
-// Sign returns the content of manifest.sig for manifest's exact bytes:
-// the base64 of the ed25519 signature and a newline.
+// Sign returns the content of manifest.sig for manifest's exact bytes
+// (or a status report's signature for its body): the base64 of the
+// ed25519 signature and a newline.
 func Sign(manifest []byte, k PrivateKey) []byte {
 	sig := ed25519.Sign(k.Key, manifest)
 	return []byte(base64.StdEncoding.EncodeToString(sig) + "\n")
@@ -26,23 +27,35 @@ func Verify(manifest, sig []byte, keys []PublicKey) (Manifest, error) {
 	if len(manifest) > MaxManifestSize {
 		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(manifest), MaxManifestSize)
 	}
-	raw, err := base64.StdEncoding.Strict().DecodeString(string(bytes.TrimSuffix(sig, []byte("\n"))))
-	if err != nil || len(raw) != ed25519.SignatureSize {
+	raw, ok := decodeSignature(sig)
+	if !ok {
 		return Manifest{}, fmt.Errorf("%w: %s: want base64 of a %d-byte ed25519 signature and a newline", ErrInvalid, SignatureFile, ed25519.SignatureSize)
 	}
-	ok := false
-	var names []string
-	for _, k := range keys {
-		// ed25519.Verify panics on a key of the wrong size.
-		if len(k.Key) == ed25519.PublicKeySize && ed25519.Verify(k.Key, manifest, raw) {
-			ok = true
-			break
+	if !signedBy(manifest, raw, keys) {
+		var names []string
+		for _, k := range keys {
+			names = append(names, fmt.Sprintf("%q", k.Comment))
 		}
-		names = append(names, fmt.Sprintf("%q", k.Comment))
-	}
-	if !ok {
 		return Manifest{}, fmt.Errorf("%w: %s is not a signature of %s by any of the %d trusted keys (%s): the bundle was changed or signed with another key",
 			ErrInvalid, SignatureFile, ManifestFile, len(keys), strings.Join(names, ", "))
 	}
 	return parseManifest(manifest)
+}
+
+// decodeSignature decodes what Sign returns (a trailing newline is
+// optional): the raw ed25519 signature, or false.
+func decodeSignature(sig []byte) ([]byte, bool) {
+	raw, err := base64.StdEncoding.Strict().DecodeString(string(bytes.TrimSuffix(sig, []byte("\n"))))
+	return raw, err == nil && len(raw) == ed25519.SignatureSize
+}
+
+// signedBy reports whether raw is a signature of data by one of keys.
+func signedBy(data, raw []byte, keys []PublicKey) bool {
+	for _, k := range keys {
+		// ed25519.Verify panics on a key of the wrong size.
+		if len(k.Key) == ed25519.PublicKeySize && ed25519.Verify(k.Key, data, raw) {
+			return true
+		}
+	}
+	return false
 }

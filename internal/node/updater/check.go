@@ -48,7 +48,16 @@ type CheckResult struct {
 //     and old versions are pruned. When one fails, why is recorded and
 //     ErrCheckFailed returned: the caller reboots.
 //   - Otherwise there is nothing to check.
+//
+// Then, whatever happened, the node reports its status to the build
+// host named in StatusURLFile, if any (see ReportIfConfigured).
 func (c *Card) Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
+	res, err := c.check(ctx, o)
+	c.ReportIfConfigured(ctx)
+	return res, err
+}
+
+func (c *Card) check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 	var res CheckResult
 	st, err := bootstate.Read(c.Boot)
 	if err != nil {

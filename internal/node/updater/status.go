@@ -4,24 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/mkimage/mkimage/internal/bootstate"
 	"github.com/mkimage/mkimage/internal/node/apply"
 	"github.com/mkimage/mkimage/internal/node/firstboot"
 	"github.com/mkimage/mkimage/internal/node/versions"
+	"github.com/mkimage/mkimage/internal/update"
 )
 
 // Apply installs the bundle at url (a bundle directory over HTTP) as the
 // version the next boot tries, keeping the node's identity; see
-// apply.Apply.
+// apply.Apply. Installed or refused, the node then reports its status
+// to the build host named in StatusURLFile, if any.
 func (c *Card) Apply(ctx context.Context, url string, older, retry bool) (apply.Result, error) {
+	defer c.ReportIfConfigured(ctx)
 	return apply.Apply(ctx, apply.Options{
 		Source: url, Top: c.Top, Boot: c.Boot,
 		Incoming: filepath.Join(c.Top, versions.StateDir, "node", "incoming"),
@@ -44,25 +44,12 @@ func (c *Card) Commit() error { return apply.Commit(c.Boot, c.Running) }
 // running.
 func (c *Card) Prune(keep int) error { return apply.Prune(c.Top, c.Boot, c.Running, keep, c.Log) }
 
-// Status is a node's versions, as `nodeinit update status --json` prints
-// it.
-type Status struct {
-	Running  string    `json:"running"`
-	Good     string    `json:"good"`
-	Trying   string    `json:"trying,omitempty"`
-	Tries    int       `json:"tries_left,omitempty"`
-	Versions []Version `json:"versions"`
-}
-
-// Version is one version a card holds or refused.
-type Version struct {
-	ID      string `json:"id"`
-	Created int64  `json:"created,omitempty"` // from its bundle; 0 for the card's first
-	State   string `json:"state"`             // good, trying, bad, failed checks, old
-	Running bool   `json:"running,omitempty"`
-	// Why says why a bad version failed, or what its last check said.
-	Why string `json:"why,omitempty"`
-}
+// Status and Version are the shared types (internal/update), so the
+// build host reads a node's status report with the node's own types.
+type (
+	Status  = update.Status
+	Version = update.Version
+)
 
 // Status reads what the card holds.
 func (c *Card) Status() (Status, error) {
@@ -114,34 +101,4 @@ func (c *Card) Status() (Status, error) {
 		return strings.Compare(a.ID, b.ID)
 	})
 	return s, nil
-}
-
-// Print writes the status as a table.
-func (s Status) Print(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "running\t%s\n", s.Running)
-	fmt.Fprintf(tw, "good\t%s\n", s.Good)
-	if s.Trying != "" {
-		fmt.Fprintf(tw, "trying\t%s (%d boots left)\n", s.Trying, s.Tries)
-	} else {
-		fmt.Fprintf(tw, "trying\t-\n")
-	}
-	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "VERSION\tCREATED\tSTATE\tWHY")
-	for _, v := range s.Versions {
-		created := "-"
-		if v.Created > 0 {
-			created = time.Unix(v.Created, 0).UTC().Format("2006-01-02 15:04 UTC")
-		}
-		state := v.State
-		if v.Running {
-			state += ", running"
-		}
-		why := v.Why
-		if why == "" {
-			why = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.ID, created, state, why)
-	}
-	return tw.Flush()
 }

@@ -38,6 +38,10 @@ const (
 	// `nodeinit update apply` uses when given none, as the root's update
 	// timer runs it.
 	URLFile = "etc/mkimage/update-url"
+	// StatusURLFile, if present (an overlay puts it there), names the
+	// build host (mkimage serve --status-dir) the node reports its
+	// status to after every check and apply.
+	StatusURLFile = "etc/mkimage/status-url"
 	// BinaryPath is the nodeinit binary in the root.
 	BinaryPath = "usr/sbin/nodeinit"
 )

@@ -10,6 +10,10 @@
 // are served. The directory is opened anew for every request, so a tree
 // replaced by `mkimage netboot` (written aside, then renamed) is served at
 // once.
+//
+// With a status directory (Status), the HTTP server also takes the
+// nodes' signed status reports (POST /status/NODE) and lists them (GET
+// /status/); FetchStatus is the build host's client for that list.
 package netserve
 
 import (

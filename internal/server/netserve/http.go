@@ -7,14 +7,18 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
 // HTTP serves Files read-only (GET and HEAD, with Range requests, which
-// the netboot fetchers use to read only the mapped blocks of an image).
+// the netboot fetchers use to read only the mapped blocks of an image)
+// and, if Status is set, takes the nodes' status reports under
+// StatusPath.
 type HTTP struct {
-	Files Files
-	Log   *log.Logger
+	Files  Files
+	Status *Status
+	Log    *log.Logger
 }
 
 type countingWriter struct {
@@ -46,6 +50,16 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *HTTP) serve(w *countingWriter, r *http.Request) {
+	if node, ok := strings.CutPrefix(r.URL.Path, StatusPath); ok {
+		if h.Status != nil {
+			h.Status.serve(w, r, node)
+			return
+		}
+		if r.Method == http.MethodPost {
+			http.Error(w, "this server takes no status reports (run mkimage serve with --status-dir DIR)", http.StatusNotFound)
+			return
+		}
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "read-only server", http.StatusMethodNotAllowed)

@@ -23,7 +23,10 @@ type Options struct {
 	// DHCP, if set, is served on the interface that holds Addr; its
 	// ServerIP is set to Addr.
 	DHCP *pxedhcp.Config
-	Log  *log.Logger
+	// StatusDir, if set, is where the nodes' status reports are kept
+	// (see Status); it is made if missing.
+	StatusDir string
+	Log       *log.Logger
 }
 
 // Run serves TFTP, HTTP and (optionally) DHCP until ctx ends or one of
@@ -42,6 +45,13 @@ func Run(ctx context.Context, o Options) error {
 		o.Addr = netip.IPv4Unspecified()
 	}
 	files := Files{Dir: o.Dir}
+	var status *Status
+	if o.StatusDir != "" {
+		if err := os.MkdirAll(o.StatusDir, 0o755); err != nil {
+			return fmt.Errorf("serve: --status-dir: %w", err)
+		}
+		status = &Status{Dir: o.StatusDir, Log: o.Log}
+	}
 	var dhcp *pxedhcp.Server
 	ifname := ""
 	if o.DHCP != nil {
@@ -83,8 +93,11 @@ func Run(ctx context.Context, o Options) error {
 		}()
 	}
 	start(func() error { return (&TFTP{Files: files, Log: o.Log}).Serve(ctx, udp) })
-	start(func() error { return (&HTTP{Files: files, Log: o.Log}).Serve(ctx, tcp) })
+	start(func() error { return (&HTTP{Files: files, Status: status, Log: o.Log}).Serve(ctx, tcp) })
 	msg := fmt.Sprintf("serving %s: tftp %s, http %s", o.Dir, udp.LocalAddr(), tcp.Addr())
+	if status != nil {
+		msg += fmt.Sprintf(", status reports to %s", o.StatusDir)
+	}
 	if dhcp != nil {
 		start(func() error { return dhcp.Serve(ifname, ctx.Done()) })
 		msg += fmt.Sprintf(", dhcp %s on %s", o.DHCP.Mode, ifname)
