@@ -31,6 +31,10 @@ var systemdUnits = map[string]string{
 	checkService: `[Unit]
 Description=mkimage: commit the version being tried once it is up and its checks pass, or roll back
 ConditionKernelCommandLine=mkimage.version
+# The checks judge a node that is reachable, and the status report
+# needs the network.
+Wants=network-online.target
+After=network-online.target
 
 [Service]
 # exec, not oneshot: a health check may wait for the boot to finish

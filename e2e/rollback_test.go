@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,7 +48,15 @@ poweroff
 func rollbackOverlay(t *testing.T, marker, url string, extra map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	files := map[string]string{"etc/e2e-marker": marker + "\n", "etc/mkimage/update-url": url + "\n"}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"etc/e2e-marker":         marker + "\n",
+		"etc/mkimage/update-url": url + "\n",
+		"etc/mkimage/status-url": "http://" + u.Host + "\n",
+	}
 	for p, s := range rollbackHooks {
 		files[p] = s
 	}
@@ -82,11 +91,13 @@ func freePort(t *testing.T) int {
 }
 
 // serveBundles runs `mkimage serve DIR` (HTTP only in effect: DHCP off,
-// TFTP on a spare port) until the test ends.
+// TFTP on a spare port), taking the nodes' status reports, until the
+// test ends.
 func serveBundles(t *testing.T, dir string) int {
 	t.Helper()
 	port := freePort(t)
-	cmd := exec.Command(mkimageBin, "serve", dir, "--dhcp", "off", "--http-port", fmt.Sprint(port), "--tftp-port", fmt.Sprint(freePort(t)))
+	cmd := exec.Command(mkimageBin, "serve", dir, "--dhcp", "off", "--http-port", fmt.Sprint(port), "--tftp-port", fmt.Sprint(freePort(t)),
+		"--status-dir", filepath.Join(t.TempDir(), "status"))
 	log := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -198,6 +209,9 @@ func report(log string) (version, marker, arg, machineID string) {
 //     the node is back on v2 and the next run resumes; a cut while
 //     U-Boot counts; v4's root cannot start (its init exits: the kernel
 //     panics, and panic= reboots): its tries, then v2 again, v4 bad;
+//   - the node's signed status reports reach `mkimage serve
+//     --status-dir`, and `mkimage update status` shows v2 good, v3 and
+//     v4 bad;
 //   - btrfs check is clean on the card after all of it.
 func TestUpdateRollback(t *testing.T) {
 	needQEMU(t)
@@ -368,6 +382,12 @@ func TestUpdateRollback(t *testing.T) {
 		if !want.MatchString(status) {
 			t.Errorf("status has no line matching %q:\n%s", want, status)
 		}
+	}
+
+	// The build host's view, from the node's signed reports.
+	st := mustRun(t, "update", "status", "--server", fmt.Sprintf("http://127.0.0.1:%d", port))
+	if !regexp.MustCompile(`node-\S+\s+` + v2 + `\s+` + v2 + `\s+-\s+.*(` + v3 + `, ` + v4 + `|` + v4 + `, ` + v3 + `)`).MatchString(st) {
+		t.Errorf("mkimage update status: want the node on v2 with v3 and v4 bad:\n%s", st)
 	}
 
 	out, err := exec.Command("btrfs", "check", "--readonly", extract(t, img, 2)).CombinedOutput()
