@@ -205,7 +205,9 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		logf(o, "compressing to %s", dst)
 		err = res.Timings.time("compress", func() error {
 			return showBytes(o, "compressing", func(report func(done, total int64)) error {
-				return compress.CompressFileProgress(o.Output, dst, k, report)
+				return compress.CompressFileProgress(o.Output, dst, k, func(r io.Reader, size int64) io.Reader {
+					return progress.Reading(r, size, report)
+				})
 			})
 		})
 		if err != nil {

@@ -144,22 +144,22 @@ func CompressFile(src, dst string, k Kind) error {
 	return CompressFileProgress(src, dst, k, nil)
 }
 
-// CompressFileProgress is CompressFile that reports, when report is not
-// nil, the bytes of src read so far and src's size as it goes.
-func CompressFileProgress(src, dst string, k Kind, report func(done, total int64)) (err error) {
+// CompressFileProgress is CompressFile that reads src, when watch is not
+// nil, through watch(src's reader, src's size): a progress meter's reader
+// (progress.Reading) sees how far it is.
+func CompressFileProgress(src, dst string, k Kind, watch func(r io.Reader, size int64) io.Reader) (err error) {
 	f, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	var in io.Reader = f
-	if report != nil {
+	if watch != nil {
 		st, err := f.Stat()
 		if err != nil {
 			return err
 		}
-		in = &reading{r: f, total: st.Size(), report: report}
-		report(0, st.Size())
+		in = watch(f, st.Size())
 	}
 	tmp, err := atomicfile.Create(dst, 0o644)
 	if err != nil {
@@ -185,18 +185,4 @@ func CompressFileProgress(src, dst string, k Kind, report func(done, total int64
 		return err
 	}
 	return tmp.Commit()
-}
-
-// reading reports the bytes read through it.
-type reading struct {
-	r           io.Reader
-	done, total int64
-	report      func(done, total int64)
-}
-
-func (r *reading) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	r.done += int64(n)
-	r.report(r.done, r.total)
-	return n, err
 }
