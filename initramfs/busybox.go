@@ -82,14 +82,9 @@ func checkModule(dir string) error {
 func busyboxKey(ctx context.Context, src string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "busybox v1\ncommands %s\ntags %s\n", strings.Join(RescueCommands, " "), strings.Join(buildTags, ","))
-	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-f", "{{if .Module}}{{if eq .Module.Path \""+modulePath+"\"}}{{.Dir}}{{end}}{{end}}", "./cmd/nodeinit")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := goListArm64(ctx, src, "-deps", "-f", "{{if .Module}}{{if eq .Module.Path \""+modulePath+"\"}}{{.Dir}}{{end}}{{end}}", "./cmd/nodeinit")
 	if err != nil {
-		return "", fmt.Errorf("go list nodeinit's packages in %s: %v\n%s", src, err, stderr.Bytes())
+		return "", fmt.Errorf("nodeinit's packages: %w", err)
 	}
 	ver, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
 	if err != nil {
@@ -222,14 +217,9 @@ func watchCompiles(ctx context.Context, dir, src string, pkgs []string) (*compil
 		return nil, err
 	}
 	w := &compileWatch{toolexec: toolexec, log: log}
-	cmd := exec.CommandContext(ctx, "go", append([]string{"list", "-deps", "-tags", strings.Join(buildTags, ",")}, pkgs...)...)
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := goListArm64(ctx, src, append([]string{"-deps", "-tags", strings.Join(buildTags, ",")}, pkgs...)...)
 	if err != nil {
-		return nil, fmt.Errorf("go list the busybox's packages in %s: %w\n%s", src, err, stderr.Bytes())
+		return nil, fmt.Errorf("the busybox's packages: %w", err)
 	}
 	for _, p := range strings.Fields(string(out)) {
 		if p != "unsafe" { // the compiler's own: nothing to compile
@@ -299,4 +289,19 @@ func countCompiles(log []byte) (n int, note string) {
 		}
 	}
 	return n, note
+}
+
+// goListArm64 runs `go list ARGS` in src for linux/arm64 without cgo,
+// as the busybox is built.
+func goListArm64(ctx context.Context, src string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "go", append([]string{"list"}, args...)...)
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list in %s: %w\n%s", src, err, stderr.Bytes())
+	}
+	return out, nil
 }

@@ -83,12 +83,8 @@ func command(args []string, stdout, stderr io.Writer) int {
 	defer card.Close()
 	switch sub {
 	case "apply":
-		url := fs.Arg(0)
-		if url == "" {
-			url = card.DefaultURL()
-		}
-		if url == "" || fs.NArg() > 1 {
-			fmt.Fprintf(stderr, "nodeinit update apply: give one bundle URL (or put it in /%s)\n", updater.URLFile)
+		url, ok := urlArg(fs, card.DefaultURL(), "one bundle URL", updater.URLFile, stderr)
+		if !ok {
 			return 2
 		}
 		var res apply.Result
@@ -129,12 +125,8 @@ func command(args []string, stdout, stderr io.Writer) int {
 			err = s.Print(stdout)
 		}
 	case "report":
-		url := fs.Arg(0)
-		if url == "" {
-			url = card.StatusURL()
-		}
-		if url == "" || fs.NArg() > 1 {
-			fmt.Fprintf(stderr, "nodeinit update report: give the build host's URL (or put it in /%s)\n", updater.StatusURLFile)
+		url, ok := urlArg(fs, card.StatusURL(), "the build host's URL", updater.StatusURLFile, stderr)
+		if !ok {
 			return 2
 		}
 		err = card.Report(ctx, url)
@@ -151,6 +143,20 @@ func command(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// urlArg is the command's one URL argument, or else fromRoot, the one
+// the root names in file.
+func urlArg(fs *flag.FlagSet, fromRoot, what, file string, stderr io.Writer) (string, bool) {
+	url := fs.Arg(0)
+	if url == "" {
+		url = fromRoot
+	}
+	if url == "" || fs.NArg() > 1 {
+		fmt.Fprintf(stderr, "%s: give %s (or put it in /%s)\n", fs.Name(), what, file)
+		return "", false
+	}
+	return url, true
 }
 
 // rebootNode asks the root's init to reboot (systemd's or busybox's
