@@ -116,6 +116,9 @@ func (in *inputs) addUpdater(o *Options) error {
 	if err := in.root.Put(updaterBinary, &fstree.Inode{Mode: fstree.ModeRegular | 0o755, Atime: t, Mtime: t, Ctime: t, Content: bb.Content}); err != nil {
 		return err
 	}
+	if _, err := in.root.MkdirAll(path.Dir(updater.BinaryPath), t); err != nil {
+		return err
+	}
 	if err := in.root.Put(updater.BinaryPath, fstree.NewSymlink(path.Join(upTo(path.Dir(updater.BinaryPath)), updaterBinary), t)); err != nil {
 		return err
 	}
@@ -139,7 +142,9 @@ func (in *inputs) addUpdater(o *Options) error {
 	case o.Rootfs == "minimal":
 		return put("etc/boot.d/90-mkimage-check", 0o755, minimalCheckHook)
 	}
-	logf(o, "note: the root has neither systemd nor the minimal root's boot hooks: its init must run /%s update check at every boot, or no update is ever committed", updater.BinaryPath)
+	w := fmt.Sprintf("the root has neither systemd nor the minimal root's boot hooks: its init must run /%s update check at every boot, or no update is ever committed (U-Boot falls back after 3 boots)", updater.BinaryPath)
+	in.warnings = append(in.warnings, w)
+	logf(o, "warning: %s", w)
 	return nil
 }
 
