@@ -110,6 +110,7 @@ import (
 	"github.com/mkimage/mkimage/internal/node/preconfigure"
 	"github.com/mkimage/mkimage/internal/node/rootdev"
 	"github.com/mkimage/mkimage/internal/node/versions"
+	"github.com/mkimage/mkimage/internal/node/watchdog"
 )
 
 // Paths inside the initramfs that the builder writes (see package
@@ -132,6 +133,7 @@ type state struct {
 	remountRO bool           // the root was remounted read-write for first boot
 
 	coldplug *coldplug.Loader // nil unless the coldplug step ran
+	watchdog *watchdog.Dog    // nil unless nodeinit.watchdog armed one
 }
 
 // step is one named stage of the boot; each must be safe to repeat after
@@ -147,6 +149,10 @@ var steps = []step{
 	{"modules", func(*state) error { return modload.List(modulesList, say) }},
 	{"coldplug", func(st *state) error {
 		st.coldplug = coldplug.Run(coldplugIndex, st.cfg.Coldplug, say)
+		return nil
+	}},
+	{"watchdog", func(st *state) error {
+		st.watchdog = watchdog.Arm(watchdog.Devices, st.cfg.Watchdog, say)
 		return nil
 	}},
 	{"netinstall", func(st *state) error { return netinstall.Run(context.Background(), st.cfg, say) }},
@@ -191,6 +197,7 @@ var steps = []step{
 		if st.cfg.Rescue {
 			return fmt.Errorf("nodeinit.rescue on the command line: stopping before switch_root")
 		}
+		st.watchdog.HandOver("the root's init")
 		return pid1.SwitchRoot(newRoot, st.rootDev, st.cfg.Init, say)
 	}},
 }
@@ -204,6 +211,9 @@ func main() {
 			if st.cfg.Preconfigure {
 				preconfigure.Failed(fmt.Errorf("step %s: %w", s.name, err), say)
 			}
+			// Unfed, it resets the board: a version that does not
+			// come up uses up its tries.
+			st.watchdog.HandOver("the rescue shell (echo V > /dev/watchdog0 to stop it)")
 			pid1.Rescue(rescueShell, fmt.Sprintf("step %s failed: %v", s.name, err), say)
 		}
 		if s.name == "mount-root" && st.cfg.Preconfigure {
