@@ -7,7 +7,7 @@
 // The steps, in order, each a call into a package under internal/node
 // (this file only orders them): mount-early (pid1), config (bootcfg:
 // the kernel command line after the baked defaults), modules (modload),
-// coldplug, netinstall, find-root and mount-root (rootdev, or netroot for
+// coldplug, watchdog, netinstall, find-root and mount-root (rootdev, or netroot for
 // a diskless root), first-boot (firstboot), policy, hostname and
 // switch-root (pid1).
 //
@@ -19,6 +19,16 @@
 // bounds how long it keeps looking; 0 turns coldplug off. It logs each
 // module it loads and for which modalias, then the devices that still
 // have no driver and the regulators bound.
+//
+// Watchdog (package watchdog; lines "nodeinit: watchdog: ..."): with
+// nodeinit.watchdog=SECONDS (an updatable image whose root feeds it), the
+// board's hardware watchdog (its module carried for coldplug) is opened
+// after coldplug, set to that timeout and fed while the steps run. At
+// switch-root it is fed once more and closed without the magic 'V', so
+// it stays armed for the root's init to feed; a failed step hands it,
+// unfed, to the rescue shell. A version that hangs is so reset, and
+// U-Boot's counting script falls back. Without the device it says so and
+// the boot goes on.
 //
 // Netboot (mkimage netboot; packages netup, netinstall, netroot; lines
 // "nodeinit: netboot: ..."):
