@@ -48,7 +48,7 @@ fi`)
 		"E2E-WD-ALIVE after 30s", // twice the timeout, fed by busybox
 	)
 	for _, l := range strings.Split(log, "\n") {
-		if strings.Contains(l, "watchdog") {
+		if strings.Contains(l, "watchdog") || strings.Contains(l, "i6300esb") || strings.Contains(l, "E2E-WD") {
 			t.Logf("boot 1: %s", strings.TrimSpace(l))
 		}
 	}
