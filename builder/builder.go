@@ -86,6 +86,8 @@ type Options struct {
 	// the board's watchdog with it and hands it on at switch_root, so a
 	// version that hangs is reset and falls back (see versioned.go).
 	Watchdog int
+	// Append are kernel command line arguments after the board's.
+	Append []string
 
 	// Timings records each stage's duration in the manifest too (it is
 	// then no longer the same for the same inputs).

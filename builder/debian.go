@@ -80,6 +80,16 @@ func debianRoot(ctx context.Context, o *Options, in *inputs) (*fstree.Tree, erro
 // from the apt cache's lists (updated when stale): Essential and
 // required, the node set and extra, with their dependencies.
 func DebianPackages(ctx context.Context, c *apt.Cache, suite string, extra []string) ([]*debroot.Pkg, error) {
+	ix, err := debianIndex(ctx, c, suite)
+	if err != nil {
+		return nil, err
+	}
+	names := append(debroot.BaseNames(ix, c.Arch), debroot.NodePackages...)
+	return debroot.Resolve(ix, c.Arch, append(names, extra...)...)
+}
+
+// debianIndex loads the apt cache's lists of suite, updated when stale.
+func debianIndex(ctx context.Context, c *apt.Cache, suite string) (*debroot.Index, error) {
 	if err := c.Update(ctx); err != nil {
 		return nil, err
 	}
@@ -87,12 +97,7 @@ func DebianPackages(ctx context.Context, c *apt.Cache, suite string, extra []str
 	if err != nil {
 		return nil, err
 	}
-	ix, err := debroot.LoadIndex(files...)
-	if err != nil {
-		return nil, err
-	}
-	names := append(debroot.BaseNames(ix, c.Arch), debroot.NodePackages...)
-	return debroot.Resolve(ix, c.Arch, append(names, extra...)...)
+	return debroot.LoadIndex(files...)
 }
 
 // FetchDebs returns each package's .deb from the cache, fetching the

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strings"
 
 	"github.com/mkimage/mkimage/internal/build/deb"
+	"github.com/mkimage/mkimage/internal/build/debroot"
 	"github.com/mkimage/mkimage/internal/build/rootfs"
 	"github.com/mkimage/mkimage/internal/filehash"
 	"github.com/mkimage/mkimage/internal/fstree"
@@ -96,6 +98,11 @@ func minimalRoot(ctx context.Context, o *Options, in *inputs) (*fstree.Tree, err
 			}
 		}
 	}
+	if updatable(o) {
+		if err := addDebianTools(ctx, o, in, root, updateTools...); err != nil {
+			return nil, err
+		}
+	}
 	tmp, _ := root.MkdirAll("tmp", t)
 	tmp.Mode = fstree.ModeDir | 0o1777
 	rootHome, _ := root.Lookup("root")
@@ -119,6 +126,57 @@ func minimalRoot(ctx context.Context, o *Options, in *inputs) (*fstree.Tree, err
 		}
 	}
 	return root, nil
+}
+
+// updateTools are the Debian packages an updatable minimal root carries
+// besides busybox: the node installs an update bundle's root with `btrfs
+// receive` (internal/node/apply).
+var updateTools = []string{"btrfs-progs"}
+
+// toolFilters leave out of the update tools what --slim leaves out, and
+// glibc's iconv modules (gconv, two thirds of the packages' size): the
+// tools convert no character sets.
+var toolFilters = append(debroot.SlimFilters[:len(debroot.SlimFilters):len(debroot.SlimFilters)],
+	debroot.PathFilter{Pattern: "/usr/lib/*/gconv/*"})
+
+// addDebianTools adds to root the data of Debian's packages names and of
+// their Depends and Pre-Depends, resolved from the apt lists a Debian
+// root is built from, without docs or man pages (toolFilters). No
+// maintainer script runs: programs and the shared libraries they link
+// need none. A package's file replaces a busybox applet link at its
+// path, as the real program is what was asked for. The root keeps its
+// own lib/ (no merged /usr): the bookworm packages put the dynamic loader
+// and libraries in /lib and /usr/lib as ld.so looks for them.
+func addDebianTools(ctx context.Context, o *Options, in *inputs, root *fstree.Tree, names ...string) error {
+	c := aptCache(o)
+	ix, err := debianIndex(ctx, c, DefaultSuite)
+	if err != nil {
+		return err
+	}
+	pkgs, err := debroot.Resolve(ix, c.Arch, names...)
+	if err != nil {
+		return err
+	}
+	debs, err := FetchDebs(ctx, c, pkgs)
+	if err != nil {
+		return err
+	}
+	tools := fstree.New(o.Epoch)
+	opt := rootfs.TarOptions{Epoch: o.Epoch, FollowDirSymlinks: true, Keep: debroot.Keep(toolFilters)}
+	for _, d := range debs {
+		pkg, err := debroot.Check(d)
+		if err != nil {
+			return err
+		}
+		if err := rootfs.AddDeb(tools, pkg, opt); err != nil {
+			return fmt.Errorf("package %s %s: %w", d.Pkg.Name, d.Pkg.Version, err)
+		}
+		in.add("package", d.Path, d.Pkg.SHA256, d.Pkg.Name+" "+d.Pkg.Version+" (minimal root)")
+	}
+	st := tools.Stats()
+	logf(o, "minimal root: %s and what it needs: %d packages, %.1f MB of file data", strings.Join(names, ", "), len(debs), float64(st.DataBytes)/1e6)
+	root.Add(tools)
+	return nil
 }
 
 // upTo returns the relative path from dir back to the root ("usr/bin" →

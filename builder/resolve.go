@@ -78,7 +78,7 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 			return nil, err
 		}
 	}
-	if err := in.addUpdateKeys(o); err != nil {
+	if err := in.addUpdater(o); err != nil {
 		return nil, err
 	}
 	watchdog, err := in.watchdogTakeover(o)
@@ -88,7 +88,7 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 	if err := in.root.Validate(); err != nil {
 		return nil, fmt.Errorf("root filesystem: %w", err)
 	}
-	in.cmdline = cmdline(b)
+	in.cmdline = strings.Join(append([]string{cmdline(b)}, o.Append...), " ")
 	if updatable(o) {
 		in.cmdline += " " + panicReboot
 		if watchdog {

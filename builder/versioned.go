@@ -25,9 +25,6 @@ import (
 // and the state subvolumes at first boot (package versions). The same
 // inputs give the same id here and in `mkimage update`.
 const (
-	// updateKeysFile is where the root carries the public keys it
-	// accepts update bundles from.
-	updateKeysFile = "etc/mkimage/update-keys"
 	// panicReboot makes a panicking kernel reboot, so a version that
 	// cannot boot uses up its tries instead of hanging (Debian's kernel
 	// has CONFIG_PANIC_TIMEOUT=0).
@@ -83,13 +80,6 @@ func (in *inputs) loadUpdateKeys(o *Options) error {
 	return nil
 }
 
-// addUpdateKeys puts the keys into the root.
-func (in *inputs) addUpdateKeys(o *Options) error {
-	if in.updateKeys == nil {
-		return nil
-	}
-	return putFile(in.root, updateKeysFile, in.updateKeys, o.Epoch)
-}
 
 // versionID is the id of the version the inputs make, as its bundle
 // names it.

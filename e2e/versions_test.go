@@ -15,14 +15,15 @@ import (
 // first boot (and only then), with the state subvolumes mounted into it.
 // The version id is the one `mkimage update` gives the same inputs, so
 // that version's bundles (and later ones made against it) apply to the
-// card.
+// card, and the root runs the btrfs that applies them.
 func TestUpdatableBoot(t *testing.T) {
 	needQEMU(t)
 	dir := t.TempDir()
 	key := filepath.Join(dir, "fleet")
 	mustRun(t, "key", "generate", "-o", key)
 	env := []string{"SOURCE_DATE_EPOCH=1700000000"}
-	overlay := markerOverlay(t, `echo "E2E-VERSION $(grep -o 'mkimage.version=[0-9a-f]*' /proc/cmdline) root=$(awk '$5 == "/" {print $4}' /proc/self/mountinfo) lxc=$(awk '$5 == "/var/lib/lxc" {print $4}' /proc/self/mountinfo) panic=$(cat /proc/sys/kernel/panic)"`)
+	overlay := markerOverlay(t, `echo "E2E-BTRFS $(btrfs --version 2>&1)"
+echo "E2E-VERSION $(grep -o 'mkimage.version=[0-9a-f]*' /proc/cmdline) root=$(awk '$5 == "/" {print $4}' /proc/self/mountinfo) lxc=$(awk '$5 == "/var/lib/lxc" {print $4}' /proc/self/mountinfo) panic=$(cat /proc/sys/kernel/panic)"`)
 	inputs := []string{"--board", "qemu-virt", "--rootfs", "minimal", "--update-key", key + ".pub", "--overlay", overlay, "-q"}
 	img := filepath.Join(dir, "v1.img")
 	if _, errs, err := run(t, env, append(inputs, "-o", img)...); err != nil {
@@ -47,6 +48,11 @@ func TestUpdatableBoot(t *testing.T) {
 			"nodeinit: version: "+id,
 			"E2E-VERSION mkimage.version="+id+" root=/live/"+id+" lxc=/state/lxc panic=10",
 		)
+		// The minimal root of an updatable image carries btrfs-progs
+		// (with its libraries) to receive updates with.
+		if !regexp.MustCompile(`E2E-BTRFS btrfs-progs v[0-9]`).MatchString(log) {
+			t.Errorf("boot %d: no \"E2E-BTRFS btrfs-progs v...\" on the console:\n%s", boot, tail(log, 30))
+		}
 		made := "nodeinit: version " + id + ": first boot: live/" + id + " made from roots/" + id
 		if strings.Contains(log, made) != (boot == 1) {
 			t.Errorf("boot %d: %q on the console: %v, want %v", boot, made, strings.Contains(log, made), boot == 1)

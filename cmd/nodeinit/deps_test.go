@@ -21,6 +21,9 @@ var nodeSide = []string{
 	"github.com/mkimage/mkimage/internal/bootstate",
 	"github.com/mkimage/mkimage/internal/bmap",
 	"github.com/mkimage/mkimage/internal/modalias",
+	// The update command's: bundle manifests and signatures, payload sums.
+	"github.com/mkimage/mkimage/internal/update",
+	"github.com/mkimage/mkimage/internal/filehash",
 }
 
 // TestNodeSideOnly: `go list -deps ./cmd/nodeinit` names no build-side

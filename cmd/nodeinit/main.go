@@ -213,6 +213,10 @@ var steps = []step{
 }
 
 func main() {
+	if os.Getpid() != 1 {
+		// Run from a booted root: the node's update command.
+		os.Exit(command(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	say("starting (pid %d)", os.Getpid())
 	st := &state{cfg: bootcfg.Default()}
 	start := time.Now()

@@ -71,6 +71,12 @@ func Excluded(filters []PathFilter, p string, typ byte) bool {
 	return true
 }
 
+// Keep is filters as a rootfs.TarOptions.Keep: it keeps the entries
+// dpkg would unpack (tree paths are relative, dpkg's absolute).
+func Keep(filters []PathFilter) func(p string, h *tar.Header) bool {
+	return func(p string, h *tar.Header) bool { return !Excluded(filters, "/"+p, h.Typeflag) }
+}
+
 // fixedPart is a pattern up to its first wildcard or escape, without
 // trailing slashes.
 func fixedPart(pattern string) string {

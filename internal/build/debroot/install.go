@@ -224,7 +224,7 @@ func (w *dbWriter) unpack(d Deb) ([]string, error) {
 	// so the list is made of every entry.
 	opt := rootfs.TarOptions{Epoch: w.opt.Epoch, FollowDirSymlinks: true}
 	if w.opt.Slim {
-		opt.Keep = func(p string, h *tar.Header) bool { return !Excluded(SlimFilters, "/"+p, h.Typeflag) }
+		opt.Keep = Keep(SlimFilters)
 	}
 	err = rootfs.AddTar(w.t, d.Path+": "+member, io.TeeReader(dec, pw), opt)
 	pw.Close()

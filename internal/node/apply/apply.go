@@ -82,6 +82,10 @@ type Options struct {
 	Retry bool
 	// Log, if set, is told each step.
 	Log func(format string, a ...any)
+	// Carry gives the new version's writable root (its second argument)
+	// the node identity of the running version's (its first): the
+	// updater passes firstboot.Carry. Nil carries nothing.
+	Carry func(from, to string) error
 	// Fetcher downloads the payloads (its retries and stall timeout
 	// apply); nil is a Fetcher with the defaults.
 	Fetcher *netfetch.Fetcher
@@ -208,6 +212,11 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 		if err := o.receive(filepath.Join(incoming, root.Name), rootDir, m.ID); err != nil {
 			return res, err
 		}
+	}
+
+	// The root the version will run on, with this node's identity.
+	if err := o.makeLive(m.ID); err != nil {
+		return res, fmt.Errorf("version %s: %w", m.ID, err)
 	}
 
 	// 5. Boot files; boot.env last.
@@ -407,6 +416,47 @@ func (o *Options) receive(stream, rootDir, id string) error {
 	// The root must be on disk before the boot files that make the
 	// version bootable are.
 	return syncfs(roots)
+}
+
+// makeLive makes live/<id>, the writable root version id runs on, from
+// roots/<id> now rather than at its first boot, so that it starts with
+// the running version's node identity (Options.Carry): a node's
+// machine-id and SSH host keys never change with an update. It is made
+// under a temporary name and renamed, so a cut leaves no half-carried
+// live root, only a leftover the next call removes.
+func (o *Options) makeLive(id string) error {
+	live := filepath.Join(o.Top, versions.LiveDir, id)
+	if _, err := btrfsctl.Stat(live); err == nil {
+		return nil
+	}
+	tmp := live + ".new"
+	if _, err := os.Lstat(tmp); err == nil {
+		o.logf("version %s: deleting the partial %s a cut update left", id, tmp)
+		if err := btrfsctl.Delete(tmp); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(live), 0o755); err != nil {
+		return err
+	}
+	if err := btrfsctl.Snapshot(filepath.Join(o.Top, versions.RootsDir, id), tmp, false); err != nil {
+		return err
+	}
+	if o.Carry != nil {
+		from := filepath.Join(o.Top, versions.LiveDir, o.Running)
+		if err := o.Carry(from, tmp); err != nil {
+			btrfsctl.Delete(tmp)
+			return fmt.Errorf("carrying the node's identity from %s: %w", from, err)
+		}
+	}
+	if err := syncfs(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, live); err != nil {
+		return err
+	}
+	o.logf("version %s: %s/%s made with this node's identity", id, versions.LiveDir, id)
+	return syncfs(filepath.Dir(live))
 }
 
 func syncfs(dir string) error {

@@ -1,0 +1,169 @@
+package builder
+
+import (
+	"bytes"
+	"fmt"
+	"path"
+
+	"github.com/mkimage/mkimage/internal/build/cpio"
+	"github.com/mkimage/mkimage/internal/compress"
+	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/node/updater"
+)
+
+// What an updatable root carries for the node's update command
+// (package updater): the nodeinit binary of the version's own initramfs,
+// the keys bundles must be signed by, the board's name, and what runs
+// `nodeinit update check` at every boot.
+const (
+	// updaterBinary is the initramfs's u-root busybox in the root;
+	// updater.BinaryPath links to it under the name it runs nodeinit by.
+	updaterBinary   = "usr/lib/mkimage/bb"
+	busyboxInInitrd = "bbin/bb"
+
+	checkService  = "mkimage-check.service"
+	updateService = "mkimage-update.service"
+	updateTimer   = "mkimage-update.timer"
+)
+
+// systemdUnits are the update units of a root with systemd.
+var systemdUnits = map[string]string{
+	checkService: `[Unit]
+Description=mkimage: commit the version being tried once it is up and its checks pass, or roll back
+ConditionKernelCommandLine=mkimage.version
+
+[Service]
+# exec, not oneshot: a health check may wait for the boot to finish
+# (systemctl is-system-running --wait), which a oneshot start job would
+# hold up for ever.
+Type=exec
+ExecStart=/` + updater.BinaryPath + ` update check
+StandardOutput=journal+console
+
+[Install]
+WantedBy=multi-user.target
+`,
+	updateService: `[Unit]
+Description=mkimage: apply the update bundle named in /` + updater.URLFile + `
+ConditionPathExists=/` + updater.URLFile + `
+ConditionKernelCommandLine=mkimage.version
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/` + updater.BinaryPath + ` update apply --reboot
+`,
+	updateTimer: `[Unit]
+Description=mkimage: look for an update bundle now and then
+
+[Timer]
+OnBootSec=15min
+OnUnitActiveSec=6h
+RandomizedDelaySec=1h
+
+[Install]
+WantedBy=timers.target
+`,
+}
+
+// systemdHealthCheck passes once the boot finished with no unit failed.
+const systemdHealthCheck = `#!/bin/sh
+# mkimage: a version is good once systemd finished starting it and no
+# unit failed ("degraded" fails the check).
+exec systemctl is-system-running --wait
+`
+
+// minimalCheckHook runs the check from the minimal root's rcS, after the
+// root's other boot hooks.
+const minimalCheckHook = `#!/bin/sh
+# mkimage: check the version being tried; commit it, or reboot.
+/` + updater.BinaryPath + ` update check
+`
+
+// addUpdater puts into an updatable root what the node's update command
+// needs (see the constants above). A root that has neither systemd nor
+// the minimal root's boot hooks gets the command and the keys; its own
+// init must run `nodeinit update check` at every boot.
+func (in *inputs) addUpdater(o *Options) error {
+	if in.updateKeys == nil {
+		return nil
+	}
+	t := o.Epoch
+	put := func(p string, perm uint32, data string) error {
+		if _, err := in.root.MkdirAll(path.Dir(p), t); err != nil {
+			return err
+		}
+		return in.root.Put(p, fstree.NewFile(perm, []byte(data), t))
+	}
+	if err := put(updater.KeysFile, 0o644, string(in.updateKeys)); err != nil {
+		return err
+	}
+	if err := put(updater.BoardFile, 0o644, in.board.Name+"\n"); err != nil {
+		return err
+	}
+	bb, err := initrdFile(in.initrd, busyboxInInitrd)
+	if err != nil {
+		return fmt.Errorf("the node's update command: %w", err)
+	}
+	if _, err := in.root.MkdirAll(path.Dir(updaterBinary), t); err != nil {
+		return err
+	}
+	if err := in.root.Put(updaterBinary, &fstree.Inode{Mode: fstree.ModeRegular | 0o755, Atime: t, Mtime: t, Ctime: t, Content: bb.Content}); err != nil {
+		return err
+	}
+	if err := in.root.Put(updater.BinaryPath, fstree.NewSymlink(path.Join(upTo(path.Dir(updater.BinaryPath)), updaterBinary), t)); err != nil {
+		return err
+	}
+	switch {
+	case hasSystemd(in.root):
+		for name, unit := range systemdUnits {
+			if err := put("lib/systemd/system/"+name, 0o644, unit); err != nil {
+				return err
+			}
+		}
+		for name, target := range map[string]string{checkService: "multi-user.target", updateTimer: "timers.target"} {
+			link := "etc/systemd/system/" + target + ".wants/" + name
+			if _, err := in.root.MkdirAll(path.Dir(link), t); err != nil {
+				return err
+			}
+			if err := in.root.Put(link, fstree.NewSymlink("/lib/systemd/system/"+name, t)); err != nil {
+				return err
+			}
+		}
+		return put(path.Join(updater.HookDirs[1], "50-system-running"), 0o755, systemdHealthCheck)
+	case o.Rootfs == "minimal":
+		return put("etc/boot.d/90-mkimage-check", 0o755, minimalCheckHook)
+	}
+	logf(o, "note: the root has neither systemd nor the minimal root's boot hooks: its init must run /%s update check at every boot, or no update is ever committed", updater.BinaryPath)
+	return nil
+}
+
+// hasSystemd tells whether the root boots systemd.
+func hasSystemd(root *fstree.Tree) bool {
+	for _, p := range []string{"lib/systemd/systemd", "usr/lib/systemd/systemd"} {
+		if _, ok := root.Lookup(p); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// initrdFile returns the regular file at p in an initramfs image (a
+// cpio archive, compressed or not).
+func initrdFile(initrd []byte, p string) (*fstree.Inode, error) {
+	r, _, err := compress.Open(bytes.NewReader(initrd))
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	defer r.Close()
+	t, err := cpio.Read(r)
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	n, ok := t.Lookup(p)
+	if !ok || n.Type() != fstree.ModeRegular {
+		return nil, fmt.Errorf("initramfs has no %s (the u-root busybox nodeinit runs from)", p)
+	}
+	return n, nil
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mkimage/mkimage/internal/node/apply"
+	"github.com/mkimage/mkimage/internal/node/updater"
+)
+
+const commandUsage = `nodeinit is the PID 1 of a node's initramfs. Run from a booted
+versioned root (an image built with mkimage build --update-key), it is
+the node's update command:
+
+  nodeinit update apply [--older] [--retry] [--reboot] [URL]
+      fetch the signed bundle at URL (default: the URL in /etc/mkimage/update-url),
+      check it, install it as the version the next boot tries
+  nodeinit update check [--no-reboot] [--keep N] [--hook-timeout D]
+      at every boot: run the health checks of a version being tried and
+      commit it, or reboot when one fails; record a version that used
+      up its tries as bad
+  nodeinit update status [--json]
+      the versions on this card: good, trying, bad and why
+  nodeinit update commit
+      make the running version good without running the checks
+  nodeinit update prune [--keep N]
+      delete old versions (never good, tried or running)
+
+Examples:
+  nodeinit update apply --reboot http://build-host:8080/bundles/v2/
+  nodeinit update status
+`
+
+// command runs nodeinit as a command (not PID 1) and returns its exit
+// status.
+func command(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "update" {
+		fmt.Fprint(stderr, commandUsage)
+		return 2
+	}
+	if len(args) < 2 {
+		fmt.Fprint(stderr, commandUsage)
+		return 2
+	}
+	sub, rest := args[1], args[2:]
+	fs := flag.NewFlagSet("nodeinit update "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, commandUsage) }
+	older := fs.Bool("older", false, "apply: accept a version created before the running one")
+	retry := fs.Bool("retry", false, "apply: accept a version recorded as bad")
+	reboot := fs.Bool("reboot", false, "apply: reboot into the new version once it is installed")
+	noReboot := fs.Bool("no-reboot", false, "check: do not reboot when a check fails")
+	keep := fs.Int("keep", 1, "check, prune: old versions to keep besides good, tried and running")
+	hookTimeout := fs.Duration("hook-timeout", 10*time.Minute, "check: time each health check may take")
+	asJSON := fs.Bool("json", false, "status: print JSON")
+	if err := fs.Parse(rest); err != nil {
+		return 2
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stdout, "nodeinit: update: "+format+"\n", a...) }
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	card, err := updater.Open("/", logf)
+	if err != nil {
+		fmt.Fprintf(stderr, "nodeinit update %s: %v\n", sub, err)
+		return 1
+	}
+	defer card.Close()
+	switch sub {
+	case "apply":
+		url := fs.Arg(0)
+		if url == "" {
+			url = card.DefaultURL()
+		}
+		if url == "" || fs.NArg() > 1 {
+			fmt.Fprintf(stderr, "nodeinit update apply: give one bundle URL (or put it in /%s)\n", updater.URLFile)
+			return 2
+		}
+		res, err := card.Apply(ctx, url, *older, *retry)
+		if errors.Is(err, apply.ErrRunning) {
+			// What a timer finds most of the time: nothing new.
+			logf("%s: the version offered is the one running", url)
+			return 0
+		}
+		if err != nil {
+			err = fmt.Errorf("apply %s: %w", url, err)
+			break
+		}
+		logf("version %s installed (%d bytes downloaded); the next boot tries it", res.ID, res.Bytes)
+		if *reboot {
+			card.Close()
+			err = rebootNode(logf)
+		}
+	case "check":
+		_, err = card.Check(ctx, updater.CheckOptions{HookTimeout: *hookTimeout, Keep: *keep})
+		if errors.Is(err, updater.ErrCheckFailed) && !*noReboot {
+			logf("%v; rebooting", err)
+			card.Close()
+			if rerr := rebootNode(logf); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+	case "status":
+		var s updater.Status
+		if s, err = card.Status(); err != nil {
+			break
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			err = enc.Encode(s)
+		} else {
+			err = s.Print(stdout)
+		}
+	case "commit":
+		err = card.Commit()
+	case "prune":
+		err = card.Prune(*keep)
+	default:
+		fmt.Fprint(stderr, commandUsage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "nodeinit update %s: %v\n", sub, err)
+		return 1
+	}
+	return 0
+}
+
+// rebootNode asks the root's init to reboot (systemd's or busybox's
+// reboot command), so services stop cleanly.
+func rebootNode(logf func(string, ...any)) error {
+	logf("rebooting")
+	out, err := exec.Command("reboot").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("reboot: %w: %s", err, out)
+	}
+	return nil
+}
