@@ -7,9 +7,9 @@
 // The steps, in order, each a call into a package under internal/node
 // (this file only orders them): mount-early (pid1), config (bootcfg:
 // the kernel command line after the baked defaults), modules (modload),
-// coldplug, watchdog, netinstall, find-root and mount-root (rootdev, or netroot for
-// a diskless root), first-boot (firstboot), policy, hostname and
-// switch-root (pid1).
+// coldplug, watchdog, netinstall, find-root and mount-root (rootdev, or
+// netroot for a diskless root), first-boot (firstboot), policy, hostname
+// and switch-root (pid1).
 //
 // Coldplug (package coldplug; lines "nodeinit: coldplug: ..."): the modules
 // the builder carried for coldplug (board key `coldplug`, build flag
