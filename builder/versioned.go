@@ -80,7 +80,6 @@ func (in *inputs) loadUpdateKeys(o *Options) error {
 	return nil
 }
 
-
 // versionID is the id of the version the inputs make, as its bundle
 // names it.
 func (in *inputs) versionID() (string, error) {
