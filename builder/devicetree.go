@@ -135,8 +135,9 @@ func watchdogDevices(b *boards.Board, k *rootfs.Kernel, t *devicetree.Tree, set 
 // watchdogModule returns the board's watchdog module when kernel k has it
 // as a module file, to carry for coldplug; built in, it needs no
 // carrying. A kernel without it is a warning, not an error: the node
-// boots without a watchdog and says so.
-func (in *inputs) watchdogModule() (string, error) {
+// boots without a watchdog and says so (warned only where the command
+// line asks for one).
+func (in *inputs) watchdogModule(o *Options) (string, error) {
 	name := in.board.Watchdog
 	if name == "" {
 		return "", nil
@@ -148,7 +149,7 @@ func (in *inputs) watchdogModule() (string, error) {
 	if _, ok := set.Module(name); ok {
 		return name, nil
 	}
-	if !set.Builtin(name) {
+	if !set.Builtin(name) && updatable(o) && o.Watchdog > 0 {
 		in.warnings = append(in.warnings, fmt.Sprintf("kernel %s has no watchdog driver %s for board %s: the node boots without a hardware watchdog", in.kernel.Version, name, in.board.Name))
 	}
 	return "", nil

@@ -35,7 +35,7 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	}
 	want := append([]string(nil), in.bootModules...)
 	cold := append(append([]string{}, in.board.Coldplug...), o.Coldplug...)
-	wd, err := in.watchdogModule()
+	wd, err := in.watchdogModule(o)
 	if err != nil {
 		return err
 	}
