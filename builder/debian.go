@@ -13,6 +13,7 @@ import (
 	"github.com/mkimage/mkimage/internal/build/apt"
 	"github.com/mkimage/mkimage/internal/build/deb"
 	"github.com/mkimage/mkimage/internal/build/debroot"
+	"github.com/mkimage/mkimage/internal/build/progress"
 	"github.com/mkimage/mkimage/internal/cachedir"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
@@ -63,7 +64,18 @@ func debianRoot(ctx context.Context, o *Options, in *inputs) (*fstree.Tree, erro
 	if err != nil {
 		return nil, err
 	}
-	root, err := debroot.Build(debs, debroot.Options{Arch: c.Arch, Suite: suite, Epoch: o.Epoch, Slim: o.Slim})
+	var unpacked progress.Latest
+	m := progress.Start(o.Log, progress.Options{Label: "mkimage: debian root", Unit: "packages unpacked", Watch: unpacked.Report})
+	root, err := debroot.Build(debs, debroot.Options{Arch: c.Arch, Suite: suite, Epoch: o.Epoch, Slim: o.Slim,
+		Progress: func(done, total int, name string) {
+			r := progress.Report{Done: progress.Counts{Items: done}, Total: progress.Counts{Items: total}}
+			if name != "" {
+				r.Note = "unpacking " + name
+			}
+			unpacked.Set(r)
+		},
+	})
+	m.Stop()
 	if err != nil {
 		return nil, err
 	}

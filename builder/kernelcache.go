@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/mkimage/mkimage/internal/build/progress"
 	"github.com/mkimage/mkimage/internal/build/rootfs"
 	"github.com/mkimage/mkimage/internal/cachedir"
 	"github.com/mkimage/mkimage/internal/fstree"
@@ -31,12 +32,19 @@ func readKernel(o *Options, path, sha string) (*rootfs.Kernel, error) {
 		return rootfs.ReadKernel(dir)
 	}
 	logf(o, "unpacking kernel package %s (once; cached by sha256)", filepath.Base(path))
+	// Nothing here counts its way through the package: the meter shows
+	// the time taken, so tens of seconds are not silent.
+	m := progress.Start(o.Log, progress.Options{Label: "mkimage: unpacking kernel package"})
 	k, err := rootfs.ReadKernel(path)
+	if err == nil {
+		err = saveKernel(o, k, dir)
+		if err != nil {
+			err = fmt.Errorf("caching the unpacked kernel in %s: %w", dir, err)
+		}
+	}
+	m.Stop()
 	if err != nil {
 		return nil, err
-	}
-	if err := saveKernel(o, k, dir); err != nil {
-		return nil, fmt.Errorf("caching the unpacked kernel in %s: %w", dir, err)
 	}
 	// The directory has the package's times; its last use is now.
 	cachedir.Touch(dir)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/build/progress"
 	"github.com/mkimage/mkimage/internal/build/qemu"
 )
 
@@ -37,8 +38,9 @@ const (
 	// preconfigureTimeout bounds the whole QEMU run (TCG emulation of
 	// an arm64 machine takes minutes).
 	preconfigureTimeout = 30 * time.Minute
-	// preconfigureProgress is how often a progress line is logged.
-	preconfigureProgress = 30 * time.Second
+	// preconfigureProgress is how often a progress line is logged off
+	// a terminal.
+	preconfigureProgress = 10 * time.Second
 	// preconfigureExitWait is how long QEMU gets to exit after the done
 	// line.
 	preconfigureExitWait = 2 * time.Minute
@@ -83,8 +85,11 @@ func preconfigure(ctx context.Context, o *Options, in *inputs, p *Plan, image st
 	}
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
-	progress := time.NewTicker(preconfigureProgress)
-	defer progress.Stop()
+	m := progress.Start(o.Log, progress.Options{
+		Label: "mkimage: preconfigure", Unit: "packages set up", Every: preconfigureProgress,
+		Watch: func() progress.Report { return configureProgress(vm.Console.String()) },
+	})
+	defer m.Stop()
 	var doneAt time.Time
 	for {
 		select {
@@ -103,6 +108,7 @@ func preconfigure(ctx context.Context, o *Options, in *inputs, p *Plan, image st
 			if err := vm.Wait(); err != nil {
 				return fail(fmt.Sprintf("QEMU: %v", err))
 			}
+			m.Stop()
 			for _, l := range strings.Split(out, "\n") {
 				if i := strings.Index(l, "nodeinit: preconfigure: "); i >= 0 {
 					logf(o, "preconfigure: node: %s", strings.TrimRight(l[i+len("nodeinit: preconfigure: "):], "\r"))
@@ -112,12 +118,6 @@ func preconfigure(ctx context.Context, o *Options, in *inputs, p *Plan, image st
 			return nil
 		case <-ctx.Done():
 			return fail(fmt.Sprintf("timed out (%v)", preconfigureTimeout))
-		case <-progress.C:
-			last := ""
-			if t := vm.Console.Tail(1); len(t) > 0 {
-				last = t[0]
-			}
-			logf(o, "preconfigure: %v: %s", time.Since(start).Round(time.Second), last)
 		case <-poll.C:
 			out := vm.Console.String()
 			switch {
@@ -140,4 +140,55 @@ func preconfigure(ctx context.Context, o *Options, in *inputs, p *Plan, image st
 			}
 		}
 	}
+}
+
+// configureProgress reads a preconfigure run's console: the packages dpkg
+// has set up ("Setting up" lines) of those the hook said it configures
+// ("dpkg-configure: configuring N of M packages"), and its last line.
+func configureProgress(console string) progress.Report {
+	var r progress.Report
+	lines := strings.Split(console, "\n")
+	for _, l := range lines {
+		if i := strings.Index(l, "dpkg-configure: configuring "); i >= 0 {
+			var todo, all int
+			if _, err := fmt.Sscanf(l[i:], "dpkg-configure: configuring %d of %d packages", &todo, &all); err == nil {
+				r.Total.Items, r.Done.Items = todo, 0
+			}
+			continue
+		}
+		if strings.Contains(l, "Setting up ") {
+			r.Done.Items++
+		}
+	}
+	// The last line with text, not the kernel's (its messages while a
+	// hook works say nothing of the hook), without the hook's prefix,
+	// cut to fit a terminal line.
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if kernelLine(l) {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(l, "nodeinit: hook "); ok {
+			if _, after, ok := strings.Cut(rest, ": "); ok {
+				l = after
+			}
+		}
+		if l != "" {
+			if rs := []rune(l); len(rs) > 60 {
+				l = string(rs[:59]) + "…"
+			}
+			r.Note = l
+			break
+		}
+	}
+	return r
+}
+
+// kernelLine tells whether l is a kernel message ("[   12.948832] ...").
+func kernelLine(l string) bool {
+	stamp, _, ok := strings.Cut(l, "] ")
+	if !ok || !strings.HasPrefix(stamp, "[") {
+		return false
+	}
+	return strings.Trim(stamp[1:], " 0123456789.") == ""
 }

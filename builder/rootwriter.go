@@ -18,8 +18,9 @@ import (
 // rootWriter writes the root filesystem into the root partition.
 type rootWriter interface {
 	minSize(t *fstree.Tree) (int64, error)
-	// write fills [0, size) of w and returns the ranges it wrote.
-	write(ctx context.Context, w io.WriterAt, size int64, t *fstree.Tree, seed []byte) ([]extent, error)
+	// write fills [0, size) of w and returns the ranges it wrote; it
+	// reports its bytes written of their total to report when it can.
+	write(ctx context.Context, w io.WriterAt, size int64, t *fstree.Tree, seed []byte, report func(done, total int64)) ([]extent, error)
 }
 
 func rootWriterFor(o *Options, in *inputs) rootWriter {
@@ -73,11 +74,12 @@ func (n nativeWriter) minSize(t *fstree.Tree) (int64, error) {
 	return btrfs.MinSize(t, o)
 }
 
-func (n nativeWriter) write(ctx context.Context, w io.WriterAt, size int64, t *fstree.Tree, seed []byte) ([]extent, error) {
+func (n nativeWriter) write(ctx context.Context, w io.WriterAt, size int64, t *fstree.Tree, seed []byte, report func(done, total int64)) ([]extent, error) {
 	t, o, err := n.layout(t, seed, size)
 	if err != nil {
 		return nil, err
 	}
+	o.Progress = report
 	res, err := btrfs.Write(w, t, o)
 	if err != nil {
 		return nil, err
@@ -106,7 +108,8 @@ func (m mkfsWriter) minSize(t *fstree.Tree) (int64, error) {
 	return n + n/4 + 128<<20, nil
 }
 
-func (m mkfsWriter) write(ctx context.Context, w io.WriterAt, size int64, t *fstree.Tree, seed []byte) ([]extent, error) {
+// write reports nothing: mkfs.btrfs says nothing of how far it is.
+func (m mkfsWriter) write(ctx context.Context, w io.WriterAt, size int64, t *fstree.Tree, seed []byte, _ func(done, total int64)) ([]extent, error) {
 	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
 		return nil, fmt.Errorf("the mkfs backend needs mkfs.btrfs (Debian package btrfs-progs): %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,8 +18,8 @@ import (
 	"github.com/mkimage/mkimage/internal/bmap"
 	"github.com/mkimage/mkimage/internal/build/disk"
 	"github.com/mkimage/mkimage/internal/build/fat"
+	"github.com/mkimage/mkimage/internal/build/progress"
 	"github.com/mkimage/mkimage/internal/compress"
-	"github.com/mkimage/mkimage/internal/filehash"
 )
 
 // Result is what a build wrote.
@@ -91,11 +92,14 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	logf(o, "boot partition: FAT32 %s at %s", human(bootPart.Size), human(bootPart.Start))
 	tm := append(Timings(nil), *in.timings...)
 	var frs []fat.Range
-	err = tm.time("write boot partition", func() (err error) {
-		frs, err = fat.Write(io.NewOffsetWriter(img, bootPart.Start), p.boot, fat.Options{
-			Size: bootPart.Size, Label: bootLabel, VolumeID: ids.fat, HiddenSectors: uint32(bootPart.Start / 512),
+	err = tm.time("write boot partition", func() error {
+		return showBytes(o, "boot partition", func(report func(done, total int64)) (err error) {
+			frs, err = fat.Write(io.NewOffsetWriter(img, bootPart.Start), p.boot, fat.Options{
+				Size: bootPart.Size, Label: bootLabel, VolumeID: ids.fat, HiddenSectors: uint32(bootPart.Start / 512),
+				Progress: report,
+			})
+			return err
 		})
-		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boot partition: %w", err)
@@ -110,12 +114,14 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	rootPart := p.Layout.Root()
 	logf(o, "root partition: btrfs %s at %s (%s backend)", human(rootPart.Size), human(rootPart.Start), o.Backend)
 	var rrs []extent
-	err = tm.time("write root partition", func() (err error) {
-		rrs, err = rootWriterFor(o, in).write(ctx, io.NewOffsetWriter(img, rootPart.Start), rootPart.Size, in.root, ids.root)
-		if err == nil {
-			err = img.Sync()
-		}
-		return err
+	err = tm.time("write root partition", func() error {
+		return showBytes(o, "root partition", func(report func(done, total int64)) (err error) {
+			rrs, err = rootWriterFor(o, in).write(ctx, io.NewOffsetWriter(img, rootPart.Start), rootPart.Size, in.root, ids.root, report)
+			if err == nil {
+				err = img.Sync()
+			}
+			return err
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("root partition: %w", err)
@@ -132,9 +138,19 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		warnings = append(warnings[:len(warnings):len(warnings)], preconfigureWarning)
 	}
 	var imgSum string
-	err = tm.time("checksum", func() (err error) {
-		imgSum, err = filehash.SHA256(img.Name())
-		return err
+	err = tm.time("checksum", func() error {
+		return showBytes(o, "checksum", func(report func(done, total int64)) error {
+			st, err := img.Stat()
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			if _, err := io.Copy(h, progress.Reading(io.NewSectionReader(img.File, 0, st.Size()), st.Size(), report)); err != nil {
+				return fmt.Errorf("checksum of %s: %w", img.Name(), err)
+			}
+			imgSum = hex.EncodeToString(h.Sum(nil))
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -187,7 +203,12 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 		}
 		dst := o.Output + "." + o.Compress
 		logf(o, "compressing to %s", dst)
-		if err := res.Timings.time("compress", func() error { return compress.CompressFile(o.Output, dst, k) }); err != nil {
+		err = res.Timings.time("compress", func() error {
+			return showBytes(o, "compressing", func(report func(done, total int64)) error {
+				return compress.CompressFileProgress(o.Output, dst, k, report)
+			})
+		})
+		if err != nil {
 			return nil, err
 		}
 		res.Extra = append(res.Extra, dst)
@@ -195,6 +216,16 @@ func write(ctx context.Context, o *Options, in *inputs, p *Plan) (*Result, error
 	res.Duration = time.Since(start)
 	logf(o, "wrote %s (%s, %s mapped) in %.1fs", o.Output, human(p.Layout.Size), human(res.Mapped), res.Duration.Seconds())
 	return res, nil
+}
+
+// showBytes runs step, which reports its bytes written (or read) of
+// their total, and shows how far it got on o.Log as "mkimage: LABEL: ..."
+// (a bar on a terminal, a line every few seconds elsewhere).
+func showBytes(o *Options, label string, step func(report func(done, total int64)) error) error {
+	var l progress.Latest
+	m := progress.Start(o.Log, progress.Options{Label: "mkimage: " + label, Watch: l.Report})
+	defer m.Stop()
+	return step(l.SetBytes)
 }
 
 func bmapExtents(m []extent) []bmap.Extent {

@@ -144,6 +144,34 @@ func bootOnce(t *testing.T, disk string) string {
 	return log
 }
 
+// bootCutAt boots the card in place and kills QEMU (a power cut) as soon
+// as the console shows line; it says whether it cut. A boot that ends
+// first (a reboot, a power-off), or an empty line, is not cut.
+func bootCutAt(t *testing.T, disk, line string) (string, bool) {
+	t.Helper()
+	if line == "" {
+		return bootOnce(t, disk), false
+	}
+	o, _, err := qemuvm.ImageOptions(disk, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	vm, err := qemuvm.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vm.Console.Expect(ctx, line)
+	cut := err == nil
+	if cut {
+		vm.Kill()
+	} else if werr := vm.Wait(); werr != nil || ctx.Err() != nil {
+		t.Fatalf("waiting for %q: %v (qemu: %v)\n%s", line, err, werr, tail(vm.Console.String(), 60))
+	}
+	return vm.Console.String(), cut
+}
+
 var reportRE = regexp.MustCompile(`E2E-REPORT mkimage.version=([0-9a-f]{16}) marker=(\S*) e2e.arg=(\S*) machine-id=(\S*)`)
 
 // report is what the root's report hook printed, or empty.
@@ -165,8 +193,11 @@ func report(log string) (version, marker, arg, machineID string) {
 //   - v3's health check fails: three tries, each rebooting, then U-Boot
 //     is back on v2, which records v3 as bad (with the check's reason)
 //     and refuses it when offered again;
-//   - v4's root cannot start (its init exits: the kernel panics, and
-//     panic= reboots): three tries, then v2 again, v4 bad;
+//   - v4 is installed through power cuts (QEMU killed during the
+//     download, the receive, the live root and boot files), each time
+//     the node is back on v2 and the next run resumes; a cut while
+//     U-Boot counts; v4's root cannot start (its init exits: the kernel
+//     panics, and panic= reboots): its tries, then v2 again, v4 bad;
 //   - btrfs check is clean on the card after all of it.
 func TestUpdateRollback(t *testing.T) {
 	needQEMU(t)
@@ -271,7 +302,7 @@ func TestUpdateRollback(t *testing.T) {
 			t.Fatalf("try %d runs %q, want v3 %s:\n%s", try, id, v3, tail(log, 40))
 		}
 		consoleHas(t, log, "nodeinit: update: check 50-e2e-service: e2e: the service did not come up",
-			fmt.Sprintf("nodeinit: update: the version being tried failed its health checks: health check 50-e2e-service failed: exit status 1"))
+			"nodeinit: update: the version being tried failed its health checks: health check 50-e2e-service failed: exit status 1")
 	}
 	// Boot 7: back on v2, v3 recorded as bad and refused when offered.
 	log = bootOnce(t, img)
@@ -285,17 +316,47 @@ func TestUpdateRollback(t *testing.T) {
 		"E2E-DONE",
 	)
 
-	// Boot 8: v2 takes v4, whose root cannot start.
+	// v2 takes v4, whose root cannot start, through power cuts: during
+	// the download of its kernel, at its receive, while its live root
+	// and boot files are written. Each time the node comes back on v2 and
+	// the next run goes on where the cut one stopped.
 	offer(t, srv, "v4")
-	log = bootOnce(t, img)
-	consoleHas(t, log, "nodeinit: update: version "+v4+" installed")
-	for try := 1; try <= 3; try++ {
-		log = bootOnce(t, img)
-		consoleHas(t, log, "nodeinit: version: "+v4, "e2e: this init exits", "Kernel panic")
+	installed := false
+	for i, at := range []string{
+		"nodeinit: update: version " + v4 + ": downloading Image",
+		"nodeinit: update: version " + v4 + ": btrfs receive",
+		"nodeinit: update: version " + v4 + ": live/" + v4 + " made",
+		"", "",
+	} {
+		log, cut := bootCutAt(t, img, at)
+		if id, _, _, _ := report(log); id != v2 {
+			t.Fatalf("boot %d of v4's install runs %q, want v2 %s:\n%s", i+1, id, v2, tail(log, 40))
+		}
+		if i == 0 && !cut {
+			t.Fatalf("the node never downloaded v4's kernel:\n%s", tail(log, 40))
+		}
+		if strings.Contains(log, "nodeinit: update: version "+v4+" installed") {
+			installed = true
+			break
+		}
 	}
-	log = bootOnce(t, img)
-	if id, _, _, _ := report(log); id != v2 {
-		t.Fatalf("after v4's tries the node runs %q, want v2 %s:\n%s", id, v2, tail(log, 40))
+	if !installed {
+		t.Fatal("v4 was never installed after the cuts")
+	}
+	// A cut while U-Boot counts v4's first try; then the tries, each a
+	// panic that reboots (panic=), and back on v2.
+	log, _ = bootCutAt(t, img, "mkimage boot: state good "+v2+" try "+v4)
+	panics := 0
+	for range 5 {
+		log = bootOnce(t, img)
+		if id, _, _, _ := report(log); id == v2 {
+			break
+		}
+		consoleHas(t, log, "nodeinit: version: "+v4, "e2e: this init exits", "Kernel panic")
+		panics++
+	}
+	if id, _, _, _ := report(log); id != v2 || panics < 2 || panics > 3 {
+		t.Fatalf("after %d panics of v4 the node runs %q, want v2 %s after 2 or 3:\n%s", panics, id, v2, tail(log, 40))
 	}
 	consoleHas(t, log, "nodeinit: update: version "+v4+" failed: it did not pass its checks in 3 boots", "E2E-DONE")
 	status := log[strings.LastIndex(log, "VERSION"):]

@@ -85,7 +85,8 @@ func command(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "nodeinit update apply: give one bundle URL (or put it in /%s)\n", updater.URLFile)
 			return 2
 		}
-		res, err := card.Apply(ctx, url, *older, *retry)
+		var res apply.Result
+		res, err = card.Apply(ctx, url, *older, *retry)
 		if errors.Is(err, apply.ErrRunning) {
 			// What a timer finds most of the time: nothing new.
 			logf("%s: the version offered is the one running", url)

@@ -140,12 +140,27 @@ func NewReader(r io.Reader, k Kind) (io.ReadCloser, error) {
 
 // CompressFile writes src compressed as k to dst. dst appears only
 // complete: it is written to a temporary file beside it and renamed.
-func CompressFile(src, dst string, k Kind) (err error) {
-	in, err := os.Open(src)
+func CompressFile(src, dst string, k Kind) error {
+	return CompressFileProgress(src, dst, k, nil)
+}
+
+// CompressFileProgress is CompressFile that reports, when report is not
+// nil, the bytes of src read so far and src's size as it goes.
+func CompressFileProgress(src, dst string, k Kind, report func(done, total int64)) (err error) {
+	f, err := os.Open(src)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	defer f.Close()
+	var in io.Reader = f
+	if report != nil {
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		in = &reading{r: f, total: st.Size(), report: report}
+		report(0, st.Size())
+	}
 	tmp, err := atomicfile.Create(dst, 0o644)
 	if err != nil {
 		return err
@@ -170,4 +185,18 @@ func CompressFile(src, dst string, k Kind) (err error) {
 		return err
 	}
 	return tmp.Commit()
+}
+
+// reading reports the bytes read through it.
+type reading struct {
+	r           io.Reader
+	done, total int64
+	report      func(done, total int64)
+}
+
+func (r *reading) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.done += int64(n)
+	r.report(r.done, r.total)
+	return n, err
 }

@@ -75,6 +75,43 @@ func TestCompressFile(t *testing.T) {
 	}
 }
 
+// TestCompressFileProgress: the reports end at the source's size, and
+// the output is CompressFile's.
+func TestCompressFileProgress(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "node.img")
+	for _, size := range []int64{0, 1<<20 + 7} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(i * i >> 7)
+		}
+		if err := os.WriteFile(src, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []compress.Kind{compress.Zstd, compress.XZ} {
+			var last [2]int64
+			calls := 0
+			err := compress.CompressFileProgress(src, src+k.Ext(), k, func(done, total int64) { last = [2]int64{done, total}; calls++ })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last != [2]int64{size, size} || calls < 2 {
+				t.Errorf("%s, %d bytes: %d calls, last %v", k, size, calls, last)
+			}
+			got, err := os.ReadFile(src + k.Ext())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := compress.CompressFile(src, src+k.Ext(), k); err != nil {
+				t.Fatal(err)
+			}
+			if want, _ := os.ReadFile(src + k.Ext()); !bytes.Equal(got, want) {
+				t.Errorf("%s, %d bytes: output differs from CompressFile's", k, size)
+			}
+		}
+	}
+}
+
 func TestCompressFileLeavesNothingOnError(t *testing.T) {
 	dir := t.TempDir()
 	err := compress.CompressFile(filepath.Join(dir, "missing.img"), filepath.Join(dir, "out.zst"), compress.Zstd)

@@ -75,6 +75,10 @@ type Options struct {
 	// With DUP metadata inline data is stored twice, so a lower limit
 	// (the kernel's own default is 2048) can give a smaller image.
 	MaxInline int
+	// Progress, if set, is called as Write goes with the bytes written
+	// so far and the bytes it writes in all (known once it has planned:
+	// the first call has done 0).
+	Progress func(done, total int64)
 }
 
 // Received is the identity of the stream a subvolume was received from.
@@ -156,7 +160,10 @@ func Write(w io.WriterAt, t *fstree.Tree, o Options) (*Result, error) {
 		return nil, fmt.Errorf("btrfs: filesystem size %d bytes is too small: this tree needs at least %d bytes (%d MiB)", o.Size, l.minSize, (l.minSize+mib-1)/mib)
 	}
 	ns := o.NodeSize
-	out := &output{w: w}
+	out := &output{w: w, progress: o.Progress, total: l.writeBytes(size)}
+	if out.progress != nil {
+		out.progress(0, out.total)
+	}
 
 	// Data pass: every file read once, data and csums written in order.
 	csums, err := l.writeData(out)
@@ -217,8 +224,35 @@ func Write(w io.WriterAt, t *fstree.Tree, o Options) (*Result, error) {
 
 // output writes to the image and remembers what it wrote.
 type output struct {
-	w      io.WriterAt
-	mapped []Extent
+	w           io.WriterAt
+	mapped      []Extent
+	progress    func(done, total int64)
+	done, total int64
+}
+
+// writeBytes is what Write writes for a filesystem of size bytes: the
+// regular extents, every copy of every tree block, the superblocks.
+func (l *layout) writeBytes(size uint64) int64 {
+	var n uint64
+	for _, f := range l.all {
+		if f.rec.n.Type() != fstree.ModeRegular || f.inline != nil {
+			continue
+		}
+		for _, p := range f.pieces {
+			n += p.len
+		}
+	}
+	ns := uint64(l.o.NodeSize)
+	n += uint64(len(l.chunkT.addrs)*len(l.sys.stripes)) * ns
+	for _, p := range l.trees {
+		n += uint64(len(p.addrs)*len(l.meta.stripes)) * ns
+	}
+	for _, off := range append([]uint64{superOffset}, mirrorOffsets...) {
+		if off+superSize <= size {
+			n += superSize
+		}
+	}
+	return int64(n)
 }
 
 func (o *output) writeAt(p []byte, off uint64) error {
@@ -229,6 +263,10 @@ func (o *output) writeAt(p []byte, off uint64) error {
 		return fmt.Errorf("btrfs: writing %d bytes at %d: %w", len(p), off, err)
 	}
 	o.mapped = append(o.mapped, Extent{int64(off), int64(len(p))})
+	o.done += int64(len(p))
+	if o.progress != nil {
+		o.progress(o.done, o.total)
+	}
 	return nil
 }
 

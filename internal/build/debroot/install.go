@@ -37,6 +37,10 @@ type Options struct {
 	// SlimConfig for dpkg on the node, and has first boot tell debconf
 	// that man-db never rebuilds its database.
 	Slim bool
+	// Progress, if set, is called before each package is unpacked with
+	// the packages done, their number and the package's name, and once
+	// all are done (name "").
+	Progress func(done, total int, name string)
 }
 
 // HookPath is where nodeinit finds the first-boot hook that configures
@@ -74,10 +78,16 @@ func Build(debs []Deb, opt Options) (*fstree.Tree, error) {
 		}
 	}
 	w := &dbWriter{t: t, opt: opt, triggers: map[string][]string{}}
-	for _, d := range debs {
+	for i, d := range debs {
+		if opt.Progress != nil {
+			opt.Progress(i, len(debs), d.Pkg.Name)
+		}
 		if err := w.install(d); err != nil {
 			return nil, err
 		}
+	}
+	if opt.Progress != nil {
+		opt.Progress(len(debs), len(debs), "")
 	}
 	if err := w.finish(); err != nil {
 		return nil, err

@@ -197,6 +197,27 @@ func TestBuild(t *testing.T) {
 	}
 }
 
+// TestBuildProgress: each package is announced before it is unpacked,
+// and the count ends at the total.
+func TestBuildProgress(t *testing.T) {
+	debs := fakeDebs(t)
+	var got []string
+	_, err := Build(debs, Options{Epoch: time.Unix(0, 0), Progress: func(done, total int, name string) {
+		got = append(got, fmt.Sprintf("%d/%d %s", done, total, name))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, d := range debs {
+		want = append(want, fmt.Sprintf("%d/%d %s", i, len(debs), d.Pkg.Name))
+	}
+	want = append(want, fmt.Sprintf("%d/%d ", len(debs), len(debs)))
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("progress:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 func TestBuildBadDebs(t *testing.T) {
 	for _, c := range []struct {
 		name   string

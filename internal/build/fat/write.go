@@ -59,6 +59,9 @@ type Options struct {
 	// HiddenSectors is the partition's first sector on its disk (BPB field
 	// some firmware reads); 0 for a bare filesystem image.
 	HiddenSectors uint32
+	// Progress, if set, is called as Write goes with the bytes written
+	// so far and the bytes it writes in all (the first call has done 0).
+	Progress func(done, total int64)
 }
 
 // Range is a byte range of the partition that Write wrote. Everything
@@ -226,18 +229,6 @@ func Write(w io.WriterAt, t *fstree.Tree, opt Options) ([]Range, error) {
 		return nil
 	}
 
-	// Boot sector, FSInfo and their backups.
-	bs := bootSector(g, opt, label)
-	fsi := fsInfo(g.clusters-used, next, g.clusters)
-	for _, s := range []struct {
-		b   []byte
-		sec int64
-	}{{bs, 0}, {fsi, fsInfoSector}, {bs, backupBoot}, {fsi, backupBoot + fsInfoSector}} {
-		if err := put(s.b, s.sec*sectorSize); err != nil {
-			return nil, err
-		}
-	}
-
 	// Both FATs: only the entries in use (the rest is zero = free).
 	fat := make([]byte, (int64(next)*4+sectorSize-1)/sectorSize*sectorSize)
 	binary.LittleEndian.PutUint32(fat[0:], 0x0ffffff8)
@@ -251,6 +242,33 @@ func Write(w io.WriterAt, t *fstree.Tree, opt Options) ([]Range, error) {
 			binary.LittleEndian.PutUint32(fat[4*(o.first+i):], v)
 		}
 	}
+	if opt.Progress != nil {
+		// The four sectors below, both FATs, the directories and the
+		// files' bytes.
+		total := 4*sectorSize + 2*int64(len(fat))
+		for _, o := range order {
+			if o.dir {
+				total += int64(o.nclus) * g.clusterBytes()
+			} else {
+				total += o.bytes
+			}
+		}
+		w = &counter{w: w, total: total, progress: opt.Progress}
+		opt.Progress(0, total)
+	}
+
+	// Boot sector, FSInfo and their backups.
+	bs := bootSector(g, opt, label)
+	fsi := fsInfo(g.clusters-used, next, g.clusters)
+	for _, s := range []struct {
+		b   []byte
+		sec int64
+	}{{bs, 0}, {fsi, fsInfoSector}, {bs, backupBoot}, {fsi, backupBoot + fsInfoSector}} {
+		if err := put(s.b, s.sec*sectorSize); err != nil {
+			return nil, err
+		}
+	}
+
 	for i := 0; i < 2; i++ {
 		if err := put(fat, g.fatOffset(i)); err != nil {
 			return nil, err
@@ -275,6 +293,20 @@ func Write(w io.WriterAt, t *fstree.Tree, opt Options) ([]Range, error) {
 		out.add(g.clusterOffset(o.first), o.bytes)
 	}
 	return out.merged(), nil
+}
+
+// counter passes writes on and reports the bytes written.
+type counter struct {
+	w           io.WriterAt
+	done, total int64
+	progress    func(done, total int64)
+}
+
+func (c *counter) WriteAt(p []byte, off int64) (int, error) {
+	n, err := c.w.WriteAt(p, off)
+	c.done += int64(n)
+	c.progress(c.done, c.total)
+	return n, err
 }
 
 func writeFile(w io.WriterAt, o *obj, off int64, buf []byte) error {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,17 @@ type Counts struct {
 	Bytes int64
 }
 
+// Report is a step's state as its Watch function sees it.
+type Report struct {
+	Done Counts
+	// Total, when not zero, replaces Options.Total: some steps learn
+	// theirs on the way (a writer once it has planned, dpkg once it
+	// says how many packages it will configure).
+	Total Counts
+	// Note says what the step is doing now ("compiling net/http").
+	Note string
+}
+
 // Meter shows a step's progress until Stop.
 type Meter struct {
 	out      io.Writer
@@ -46,7 +58,7 @@ type Meter struct {
 	unit     string
 	total    Counts
 	base     Counts // done when the meter started: not part of the rate
-	poll     func() Counts
+	watch    func() Report
 	every    time.Duration
 	start    time.Time
 	quit     chan struct{}
@@ -65,23 +77,36 @@ type Options struct {
 	// Poll returns what is done so far, counting what was done before
 	// the step started; it is called from the meter's goroutine.
 	Poll func() Counts
+	// Watch, used instead of Poll when set, also reports the total
+	// once known and what the step is doing. Without either, the meter
+	// shows the time the step has taken.
+	Watch func() Report
 	// Every is how often a plain line is printed (default 5 s).
 	Every time.Duration
 }
 
 // Start shows the step on out: a bar when out is a terminal with a
-// width, else a plain line every opt.Every. A nil out shows nothing.
+// width, else a plain line every opt.Every. A nil out (or io.Discard,
+// as with -q) shows nothing.
 func Start(out io.Writer, opt Options) *Meter {
 	m := &Meter{
-		out: out, label: opt.Label, unit: opt.Unit, total: opt.Total, poll: opt.Poll,
+		out: out, label: opt.Label, unit: opt.Unit, total: opt.Total, watch: opt.Watch,
 		every: opt.Every, start: time.Now(), quit: make(chan struct{}), done: make(chan struct{}),
+	}
+	switch {
+	case m.watch != nil:
+	case opt.Poll != nil:
+		m.watch = func() Report { return Report{Done: opt.Poll()} }
+	default:
+		// Nothing to count: the time taken alone.
+		m.watch = func() Report { return Report{} }
 	}
 	if m.every <= 0 {
 		m.every = 5 * time.Second
 	}
-	m.base = m.poll()
+	m.base = m.watch().Done
 	switch {
-	case out == nil:
+	case out == nil || out == io.Discard:
 		close(m.done)
 	case HasWidth(out):
 		go m.bar()
@@ -96,24 +121,69 @@ func Start(out io.Writer, opt Options) *Meter {
 func (m *Meter) Stop() Counts {
 	m.stopOnce.Do(func() { close(m.quit) })
 	<-m.done
-	return m.poll()
+	return m.watch().Done
+}
+
+// poll returns the step's state with its total filled in.
+func (m *Meter) poll() Report {
+	r := m.watch()
+	if r.Total == (Counts{}) {
+		r.Total = m.total
+	}
+	return r
 }
 
 // Status is one line of progress: "37/155 packages, 12.3/53.0 MB,
-// 5.6 MB/s, 7s left".
+// 5.6 MB/s, 7s left". A step without a byte total ("312 packages to
+// compile") shows the time it has taken instead of a rate: "37/312
+// packages, 1m5s"; one without an item total shows only bytes.
 func (m *Meter) Status(c Counts) string {
-	s := fmt.Sprintf("%d/%d %s, %s/%s MB", c.Items, m.total.Items, m.unit, mb(c.Bytes), mb(m.total.Bytes))
-	d := time.Since(m.start).Seconds()
-	moved := c.Bytes - m.base.Bytes
-	if d < 0.5 || moved <= 0 {
-		return s
+	return m.status(Report{Done: c, Total: m.total})
+}
+
+func (m *Meter) status(r Report) string {
+	c, total := r.Done, r.Total
+	var parts []string
+	switch {
+	case total.Items > 0:
+		parts = append(parts, fmt.Sprintf("%d/%d %s", c.Items, total.Items, m.unit))
+	case c.Items > 0:
+		parts = append(parts, fmt.Sprintf("%d %s", c.Items, m.unit))
 	}
-	rate := float64(moved) / d
-	s += fmt.Sprintf(", %s MB/s", mb(int64(rate)))
-	if left := m.total.Bytes - c.Bytes; left > 0 {
-		s += ", " + time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String() + " left"
+	d := time.Since(m.start)
+	if total.Bytes > 0 {
+		parts = append(parts, fmt.Sprintf("%s/%s MB", mb(c.Bytes), mb(total.Bytes)))
+		if moved := c.Bytes - m.base.Bytes; d >= 500*time.Millisecond && moved > 0 {
+			rate := float64(moved) / d.Seconds()
+			parts = append(parts, fmt.Sprintf("%s MB/s", mb(int64(rate))))
+			if left := total.Bytes - c.Bytes; left > 0 {
+				parts = append(parts, time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String()+" left")
+			}
+		}
+	} else {
+		parts = append(parts, d.Round(time.Second).String())
 	}
-	return s
+	if r.Note != "" {
+		parts = append(parts, r.Note)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// fill is how full a bar of total is: bytes when the step has a byte
+// total, else items.
+func (total Counts) fill() int64 {
+	if total.Bytes > 0 {
+		return total.Bytes
+	}
+	return int64(total.Items)
+}
+
+// fillOf is c on a bar of total (see fill).
+func (c Counts) fillOf(total Counts) int64 {
+	if total.Bytes > 0 {
+		return c.Bytes
+	}
+	return int64(c.Items)
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f", float64(n)/1e6) }
@@ -122,10 +192,13 @@ func mb(n int64) string { return fmt.Sprintf("%.1f", float64(n)/1e6) }
 func (m *Meter) bar() {
 	defer close(m.done)
 	p := mpb.New(mpb.WithOutput(m.out), mpb.WithWidth(24), mpb.WithRefreshRate(200*time.Millisecond))
-	status := m.Status(m.base)
+	r := m.poll()
+	status := m.status(r)
 	var mu sync.Mutex
-	full := max(m.total.Bytes, 1)
-	b := p.AddBar(full,
+	// Built without a total, the bar completes only when told (at Stop),
+	// and takes its total whenever the step learns it.
+	full := r.Total.fill()
+	b := p.AddBar(0,
 		mpb.PrependDecorators(decor.Name(m.label+" ")),
 		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 			mu.Lock()
@@ -133,6 +206,7 @@ func (m *Meter) bar() {
 			return " " + status
 		})),
 	)
+	b.SetTotal(full, false)
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -142,16 +216,21 @@ func (m *Meter) bar() {
 		case <-m.quit:
 			quit = true
 		}
-		c := m.poll()
+		r := m.poll()
 		mu.Lock()
-		status = m.Status(c)
+		status = m.status(r)
 		mu.Unlock()
+		if f := r.Total.fill(); f != full {
+			full = f
+			b.SetTotal(full, false)
+		}
+		c := r.Done
+		b.SetCurrent(c.fillOf(r.Total))
 		if !quit {
-			b.SetCurrent(min(c.Bytes, full-1)) // complete only at Stop
 			continue
 		}
-		if c.Items >= m.total.Items {
-			b.SetCurrent(full)
+		if full > 0 && c.Items >= r.Total.Items && c.Bytes >= r.Total.Bytes {
+			b.SetTotal(full, true)
 		} else {
 			b.Abort(false)
 		}
@@ -168,9 +247,59 @@ func (m *Meter) lines() {
 	for {
 		select {
 		case <-t.C:
-			fmt.Fprintf(m.out, "%s: %s\n", m.label, m.Status(m.poll()))
+			fmt.Fprintf(m.out, "%s: %s\n", m.label, m.status(m.poll()))
 		case <-m.quit:
 			return
 		}
 	}
+}
+
+// Latest holds the last state a step reports through a callback as it
+// goes (a writer's Options.Progress: bytes done of a total it knows once
+// it has planned) for a Meter's Watch. The step and the meter may use it
+// at once.
+type Latest struct {
+	mu sync.Mutex
+	r  Report
+}
+
+// Set records r.
+func (l *Latest) Set(r Report) {
+	l.mu.Lock()
+	l.r = r
+	l.mu.Unlock()
+}
+
+// SetBytes records done of total bytes; it fits a writer's Progress
+// option.
+func (l *Latest) SetBytes(done, total int64) {
+	l.Set(Report{Done: Counts{Bytes: done}, Total: Counts{Bytes: total}})
+}
+
+// Report is the last state recorded, for Options.Watch.
+func (l *Latest) Report() Report {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r
+}
+
+// Reading returns r, which holds total bytes, reporting the bytes read
+// so far to report (a Latest.SetBytes) at each Read: for steps that consume a
+// file (a checksum, a compression).
+func Reading(r io.Reader, total int64, report func(done, total int64)) io.Reader {
+	report(0, total)
+	return &reading{r: r, total: total, report: report}
+}
+
+type reading struct {
+	r           io.Reader
+	done, total int64
+	report      func(done, total int64)
+}
+
+func (r *reading) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.done += int64(n)
+	r.report(r.done, r.total)
+	return n, err
 }

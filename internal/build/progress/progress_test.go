@@ -1,6 +1,7 @@
 package progress
 
 import (
+	"io"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -28,6 +29,55 @@ func TestStatus(t *testing.T) {
 				t.Errorf("Status = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestStatusReport: steps that count only items, only bytes, learn
+// their total late, or say what they are doing.
+func TestStatusReport(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		unit    string
+		total   Counts // Options.Total
+		r       Report
+		elapsed time.Duration
+		want    string
+	}{
+		{"items only: elapsed instead of a rate", "packages compiled", Counts{Items: 305}, Report{Done: Counts{Items: 37}}, 65 * time.Second, "37/305 packages compiled, 1m5s"},
+		{"items and a note", "packages compiled", Counts{Items: 305}, Report{Done: Counts{Items: 37}, Note: "compiling net/http"}, 3 * time.Second, "37/305 packages compiled, 3s, compiling net/http"},
+		{"time alone", "", Counts{}, Report{}, 75 * time.Second, "1m15s"},
+		{"total not known yet", "packages set up", Counts{}, Report{Note: "booting"}, 12 * time.Second, "12s, booting"},
+		{"total learned", "packages set up", Counts{}, Report{Done: Counts{Items: 2}, Total: Counts{Items: 154}}, 40 * time.Second, "2/154 packages set up, 40s"},
+		{"items without a total", "packages set up", Counts{}, Report{Done: Counts{Items: 5}}, 40 * time.Second, "5 packages set up, 40s"},
+		{"bytes only", "", Counts{}, Report{Done: Counts{Bytes: 20e6}, Total: Counts{Bytes: 100e6}}, 2 * time.Second, "20.0/100.0 MB, 10.0 MB/s, 8s left"},
+		{"bytes done", "", Counts{}, Report{Done: Counts{Bytes: 100e6}, Total: Counts{Bytes: 100e6}}, 4 * time.Second, "100.0/100.0 MB, 25.0 MB/s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Meter{unit: tc.unit, total: tc.total, start: time.Now().Add(-tc.elapsed)}
+			m.watch = func() Report { return tc.r }
+			if got := m.status(m.poll()); got != tc.want {
+				t.Errorf("status = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestLatest: what a writer reports through Latest.SetBytes reaches a
+// meter's Watch and Stop.
+func TestLatest(t *testing.T) {
+	var b Latest
+	m := Start(nil, Options{Watch: b.Report})
+	if r := b.Report(); r != (Report{}) {
+		t.Errorf("before Set: %+v", r)
+	}
+	for _, done := range []int64{0, 4096, 1 << 20} {
+		b.SetBytes(done, 1<<20)
+		if r := b.Report(); r.Done.Bytes != done || r.Total.Bytes != 1<<20 {
+			t.Errorf("after Set(%d): %+v", done, r)
+		}
+	}
+	if got := m.Stop(); got != (Counts{Bytes: 1 << 20}) {
+		t.Errorf("Stop = %+v", got)
 	}
 }
 
@@ -70,10 +120,35 @@ func TestLines(t *testing.T) {
 	m.Stop() // again: no effect
 }
 
+// TestNothingToCount: a meter without Poll or Watch (time alone) stops
+// with nothing counted.
+func TestNothingToCount(t *testing.T) {
+	if got := Start(nil, Options{Label: "kernel"}).Stop(); got != (Counts{}) {
+		t.Errorf("Stop = %+v", got)
+	}
+}
+
 // TestNilOut: no writer, no display; Stop still reports.
 func TestNilOut(t *testing.T) {
 	m := Start(nil, Options{Total: Counts{Items: 1}, Poll: func() Counts { return Counts{Items: 1} }})
 	if got := m.Stop(); got.Items != 1 {
 		t.Errorf("Stop = %+v", got)
+	}
+}
+
+// TestReading: a reader's bytes reach the total as it is read to its end.
+func TestReading(t *testing.T) {
+	for _, n := range []int{0, 1, 100000} {
+		var b Latest
+		r := Reading(strings.NewReader(strings.Repeat("x", n)), int64(n), b.SetBytes)
+		if got := b.Report(); got.Done.Bytes != 0 || got.Total.Bytes != int64(n) {
+			t.Errorf("%d bytes, before reading: %+v", n, got)
+		}
+		if m, err := io.Copy(io.Discard, r); err != nil || m != int64(n) {
+			t.Fatalf("copied %d, %v", m, err)
+		}
+		if got := b.Report(); got.Done.Bytes != int64(n) || got.Total.Bytes != int64(n) {
+			t.Errorf("%d bytes, read: %+v", n, got)
+		}
 	}
 }

@@ -135,6 +135,10 @@ func (e *env) opts(name, running string) Options {
 		Incoming: filepath.Join(e.top, versions.StateDir, "node", "incoming"),
 		Keys:     []update.PublicKey{e.key.Public()}, Board: board, Running: running,
 		Fetcher: &netfetch.Fetcher{Backoff: time.Millisecond, Stall: 10 * time.Second},
+		// Stands in for firstboot.Carry: says which root it carried from.
+		Carry: func(from, to string) error {
+			return os.WriteFile(filepath.Join(to, "etc/carried-from"), []byte(filepath.Base(from)), 0o644)
+		},
 	}
 }
 
@@ -180,6 +184,17 @@ func (e *env) checkApplied(t *testing.T, m update.Manifest, motd string) {
 	}
 	if st := e.state(t); st.Try != m.ID || st.Tries != bootstate.MaxTries {
 		t.Errorf("state %+v, want try %s with %d tries", st, m.ID, bootstate.MaxTries)
+	}
+	// Its live root is made, writable, with the running root's identity.
+	live := filepath.Join(e.top, versions.LiveDir, m.ID)
+	if info, err := btrfsctl.Stat(live); err != nil || info.ReadOnly {
+		t.Errorf("live/%s: %+v, %v; want a writable subvolume", m.ID, info, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(live, "etc/carried-from")); err != nil || string(b) != e.state(t).Good {
+		t.Errorf("live/%s carried from %q (%v), want the running %s", m.ID, b, err, e.state(t).Good)
+	}
+	if _, err := os.Lstat(live + ".new"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("live/%s.new left behind (%v)", m.ID, err)
 	}
 	if _, err := ReadRecord(e.top, m.ID); err != nil {
 		t.Errorf("record: %v", err)
@@ -367,6 +382,13 @@ func TestInterrupted(t *testing.T) {
 				t.Fatal(err)
 			}
 			os.WriteFile(filepath.Join(p, "partial"), []byte("x"), 0o644)
+		}, nil},
+		{"half-carried live root", func(t *testing.T, e *env, m update.Manifest) {
+			p := filepath.Join(e.top, versions.LiveDir, m.ID+".new")
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			if err := btrfsctl.Create(p); err != nil {
+				t.Fatal(err)
+			}
 		}, nil},
 		{"half download and boot dir", func(t *testing.T, e *env, m update.Manifest) {
 			// A .part of root.full, another version's abandoned
