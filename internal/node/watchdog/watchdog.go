@@ -106,9 +106,9 @@ func open(p string, timeout time.Duration) (*wdFile, error) {
 	}
 	secs := int((timeout + time.Second - 1) / time.Second)
 	if err := unix.IoctlSetPointerInt(fd, unix.WDIOC_SETTIMEOUT, secs); err != nil {
-		// Still armed with the driver's default: keep it fed and let
-		// the root's init set its own.
-		closeArmed(f)
+		// Opening started it with the driver's default timeout, which
+		// nobody asked for: stop it again.
+		disarm(f)
 		return nil, fmt.Errorf("%s: setting the timeout to %d s: %w", name, secs, err)
 	}
 	got := time.Duration(secs) * time.Second
@@ -116,17 +116,17 @@ func open(p string, timeout time.Duration) (*wdFile, error) {
 		got = time.Duration(n) * time.Second
 	}
 	if err := unix.IoctlWatchdogKeepalive(fd); err != nil {
-		closeArmed(f)
+		disarm(f)
 		return nil, fmt.Errorf("%s: keepalive: %w", name, err)
 	}
 	return &wdFile{f: f, name: name, timeout: got}, nil
 }
 
-// closeArmed closes f after a failure: the device may already be
-// running with the driver's default timeout, and nothing will feed it
-// now; the 'V' stops it where the driver allows (nowayout is off in
-// Debian's kernel), so a failed arm does not reset the board later.
-func closeArmed(f *os.File) {
+// disarm closes f after a failure: the device may already be running
+// with the driver's default timeout, and nothing will feed it now; the
+// magic 'V' before the close stops it where the driver allows (nowayout
+// is off in Debian's kernel), so a failed arm does not reset the board.
+func disarm(f *os.File) {
 	f.Write([]byte("V"))
 	f.Close()
 }
