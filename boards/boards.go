@@ -44,7 +44,13 @@ type Board struct {
 	// (QEMU virt's virtio devices on a real board's image), or suppliers
 	// (regulators, MDIO buses) whose absence would defer a boot device's
 	// probe forever.
-	Coldplug    []string   `toml:"coldplug" json:"coldplug,omitempty"`
+	Coldplug []string `toml:"coldplug" json:"coldplug,omitempty"`
+	// Watchdog is the kernel module of the board's hardware watchdog
+	// (Debian's kernel has them as modules). It is carried for coldplug,
+	// so it loads when the device is there; nodeinit arms it only when
+	// the command line asks (nodeinit.watchdog=, on updatable images).
+	// The build checks it against the board's device tree.
+	Watchdog    string     `toml:"watchdog" json:"watchdog,omitempty"`
 	PXEDefaults []string   `toml:"pxe_defaults" json:"pxe_defaults"`
 	Bootloader  Bootloader `toml:"bootloader" json:"bootloader"`
 	// BootDevices select the device tree nodes the node needs before its
@@ -106,6 +112,16 @@ func (b *Board) FirstPartitionOffset() int64 { return b.firstPartition }
 // Coldplug modules are not among them).
 func (b *Board) AllModules() []string {
 	return append([]string{}, b.Modules...)
+}
+
+// ColdplugModules returns the modules carried for coldplug: Coldplug and
+// the watchdog's.
+func (b *Board) ColdplugModules() []string {
+	out := append([]string{}, b.Coldplug...)
+	if b.Watchdog != "" {
+		out = append(out, b.Watchdog)
+	}
+	return out
 }
 
 // Names lists the known boards, sorted.
@@ -200,6 +216,11 @@ func (b *Board) validate() error {
 			if strings.ReplaceAll(c, "-", "_") == strings.ReplaceAll(m, "-", "_") {
 				return fmt.Errorf("coldplug module %s is in modules too: list it once", c)
 			}
+		}
+	}
+	for _, m := range append(append([]string{}, b.Modules...), b.Coldplug...) {
+		if b.Watchdog != "" && strings.ReplaceAll(b.Watchdog, "-", "_") == strings.ReplaceAll(m, "-", "_") {
+			return fmt.Errorf("watchdog module %s is in modules or coldplug too: name it once, as watchdog", b.Watchdog)
 		}
 	}
 	if b.Bootloader.Required && len(b.Bootloader.Writes) == 0 {

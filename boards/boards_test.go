@@ -22,6 +22,15 @@ func TestAllBoardsLoad(t *testing.T) {
 		if b.DTB != "" && len(b.BootDevices) == 0 {
 			t.Errorf("%s: no boot_devices", b.Name)
 		}
+		// Every board names its watchdog: an updatable image's version
+		// that hangs is reset by it (the build checks it against the
+		// board's device tree, e2e TestBootPath against Debian's).
+		if b.Watchdog == "" {
+			t.Errorf("%s: no watchdog", b.Name)
+		}
+		if c := b.ColdplugModules(); len(c) == 0 || c[len(c)-1] != b.Watchdog {
+			t.Errorf("%s: coldplug modules %v do not carry the watchdog %s", b.Name, c, b.Watchdog)
+		}
 		if b.FirstPartitionOffset() != 4<<20 {
 			t.Errorf("%s: first partition at %d, want 4 MiB", b.Name, b.FirstPartitionOffset())
 		}
@@ -84,6 +93,7 @@ func TestParseRejects(t *testing.T) {
 		{"bad dtb", base + "dtb = \"/abs.dtb\"\n", "dtb"},
 		{"required without writes", base + "[bootloader]\nrequired = true\n", "no writes"},
 		{"coldplug and by name", base + "coldplug = [\"virtio_blk\", \"btrfs\"]\n", "coldplug module btrfs is in modules too"},
+		{"watchdog twice", base + "coldplug = [\"i6300esb\"]\nwatchdog = \"i6300esb\"\n", "watchdog module i6300esb is in modules or coldplug too"},
 		{"dtb without boot devices", base + "dtb = \"v/b.dtb\"\n", "boot_devices is empty"},
 		{"bad boot device", base + "dtb = \"v/b.dtb\"\nboot_devices = [\"mmc0\"]\n", "bad node selector \"mmc0\""},
 		{"boot devices without dtb", base + "boot_devices = [\"alias:mmc0\"]\n", "need a dtb"},

@@ -80,6 +80,12 @@ type Options struct {
 	// signed update bundles from these keys (see versioned.go). Empty:
 	// one plain root.
 	UpdateKeys string
+	// Watchdog (seconds, 0: off) is the hardware watchdog timeout of an
+	// updatable image whose root feeds it (minimal: busybox watchdog
+	// from rcS; Debian: systemd's RuntimeWatchdogSec): nodeinit arms
+	// the board's watchdog with it and hands it on at switch_root, so a
+	// version that hangs is reset and falls back (see versioned.go).
+	Watchdog int
 	// Append are kernel command line arguments after the board's.
 	Append []string
 
@@ -108,6 +114,12 @@ const (
 	DefaultHeadroom = "256MiB"
 	DefaultRootfs   = "debian"
 	DefaultBackend  = "native"
+	// DefaultWatchdog is --watchdog's default timeout in seconds: a
+	// first boot's hooks run while nodeinit feeds it, so it only has
+	// to outlast the root init's start.
+	DefaultWatchdog = 60
+	// MaxWatchdog is nodeinit's bound (package watchdog).
+	MaxWatchdog = 3600
 )
 
 func (o *Options) fill() error {
@@ -131,6 +143,9 @@ func (o *Options) fill() error {
 	}
 	if o.Compress != "" && o.Compress != "zst" && o.Compress != "xz" {
 		return fmt.Errorf("--compress %q: want zst or xz", o.Compress)
+	}
+	if o.Watchdog < 0 || o.Watchdog > MaxWatchdog {
+		return fmt.Errorf("--watchdog %d: want seconds from 1 to %d, or 0 for none", o.Watchdog, MaxWatchdog)
 	}
 	if err := checkDebianOnly(o); err != nil {
 		return err

@@ -1,11 +1,13 @@
 package builder
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/fstree"
 )
 
 func TestEpochFromEnv(t *testing.T) {
@@ -91,5 +93,41 @@ func TestPrintSlim(t *testing.T) {
 	(&Plan{}).Print(&b)
 	if strings.Contains(b.String(), "slim") {
 		t.Errorf("a full root's plan mentions slim:\n%s", b.String())
+	}
+}
+
+// TestWatchdogTakeover: only an updatable image whose root the build
+// makes asks nodeinit to arm the watchdog; a Debian root's systemd gets
+// the drop-in that makes it feed the watchdog.
+func TestWatchdogTakeover(t *testing.T) {
+	for _, tt := range []struct {
+		rootfs, keys string
+		secs         int
+		want         bool
+		dropIn       string
+	}{
+		{"minimal", "k.pub", 20, true, ""},
+		{"debian", "k.pub", 45, true, "[Manager]\nRuntimeWatchdogSec=45\n"},
+		{"debian:trixie", "k.pub", 45, true, "RuntimeWatchdogSec=45"},
+		{"/srv/root.tar", "k.pub", 20, false, ""}, // its init may not feed it
+		{"minimal", "", 20, false, ""},            // not updatable
+		{"debian", "k.pub", 0, false, ""},         // --watchdog 0
+	} {
+		in := &inputs{root: fstree.New(time.Unix(0, 0))}
+		o := &Options{Rootfs: tt.rootfs, UpdateKeys: tt.keys, Watchdog: tt.secs, Log: io.Discard}
+		got, err := in.watchdogTakeover(o)
+		if err != nil || got != tt.want {
+			t.Errorf("%s keys %q %ds: %v, %v; want %v", tt.rootfs, tt.keys, tt.secs, got, err, tt.want)
+		}
+		n, ok := in.root.Lookup(systemdWatchdog)
+		if ok != (tt.dropIn != "") {
+			t.Errorf("%s keys %q %ds: drop-in present %v", tt.rootfs, tt.keys, tt.secs, ok)
+		}
+		if ok {
+			b, err := fstree.ReadAll(n.Content)
+			if err != nil || !strings.Contains(string(b), tt.dropIn) {
+				t.Errorf("%s: drop-in %q (%v) lacks %q", tt.rootfs, b, err, tt.dropIn)
+			}
+		}
 	}
 }

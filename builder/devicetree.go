@@ -25,6 +25,9 @@ type BootPathResult struct {
 	Fixups  []devicetree.Fixup `json:"fixups,omitempty"`
 	Closure *bootpath.Closure  `json:"closure"`
 	Modules []string           `json:"modules"`
+	// Watchdog are the devices the board's watchdog module drives (see
+	// watchdogDevices).
+	Watchdog []bootpath.Row `json:"watchdog,omitempty"`
 }
 
 // BootPath resolves the kernel of o (as a build would) and checks the
@@ -46,7 +49,7 @@ func BootPath(ctx context.Context, o Options, kernelSrc string) (*BootPathResult
 	if err := in.loadKernel(ctx, &o); err != nil {
 		return nil, err
 	}
-	_, cl, err := deviceTree(b, in.kernel)
+	_, cl, wd, err := deviceTree(b, in.kernel)
 	if err != nil {
 		return nil, err
 	}
@@ -58,42 +61,98 @@ func BootPath(ctx context.Context, o Options, kernelSrc string) (*BootPathResult
 		}
 		cl.NameSymbols(src.Dir)
 	}
-	return &BootPathResult{Board: b.Name, Kernel: in.kernel.Version, DTB: b.DTB, Fixups: b.DTFixups, Closure: cl, Modules: cl.Modules()}, nil
+	return &BootPathResult{Board: b.Name, Kernel: in.kernel.Version, DTB: b.DTB, Fixups: b.DTFixups, Closure: cl, Modules: cl.Modules(), Watchdog: wd}, nil
 }
 
-// deviceTree applies the board's fix-ups to its DTB and walks the boot
-// path against the kernel's drivers. It returns the DTB for the card.
-func deviceTree(b *boards.Board, k *rootfs.Kernel) ([]byte, *bootpath.Closure, error) {
+// kernelModules opens kernel k's modules.
+func kernelModules(k *rootfs.Kernel) (*kmod.Set, error) {
+	mods, err := fs.Sub(k.Modules.FS(), path.Join("lib/modules", k.Version))
+	if err != nil {
+		return nil, err
+	}
+	set, err := kmod.Open(mods)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s modules: %w", k.Version, err)
+	}
+	return set, nil
+}
+
+// deviceTree applies the board's fix-ups to its DTB, walks the boot path
+// against the kernel's drivers and finds the watchdog's devices. It
+// returns the DTB for the card.
+func deviceTree(b *boards.Board, k *rootfs.Kernel) ([]byte, *bootpath.Closure, []bootpath.Row, error) {
 	raw, ok := k.DTBs[b.DTB]
 	if !ok {
-		return nil, nil, fmt.Errorf("kernel %s has no device tree %s for board %s", k.Version, b.DTB, b.Name)
+		return nil, nil, nil, fmt.Errorf("kernel %s has no device tree %s for board %s", k.Version, b.DTB, b.Name)
 	}
 	t, err := devicetree.Parse(raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", b.DTB, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w", b.DTB, err)
 	}
 	dtb := raw
 	if len(b.DTFixups) > 0 {
 		if err := t.Apply(b.DTFixups); err != nil {
-			return nil, nil, fmt.Errorf("board %s, %s of kernel %s: %w", b.Name, b.DTB, k.Version, err)
+			return nil, nil, nil, fmt.Errorf("board %s, %s of kernel %s: %w", b.Name, b.DTB, k.Version, err)
 		}
 		if dtb, err = t.Bytes(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	mods, err := fs.Sub(k.Modules.FS(), path.Join("lib/modules", k.Version))
+	set, err := kernelModules(k)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	set, err := kmod.Open(mods)
+	drivers := &bootpath.Kernel{Mods: set, Image: bootpath.ImageBuiltin{Image: k.Image}}
+	cl, err := bootpath.Walk(t, b.BootDevices, drivers)
 	if err != nil {
-		return nil, nil, fmt.Errorf("kernel %s modules: %w", k.Version, err)
+		return nil, nil, nil, fmt.Errorf("board %s, %s: %w", b.Name, b.DTB, err)
 	}
-	cl, err := bootpath.Walk(t, b.BootDevices, &bootpath.Kernel{Mods: set, Image: bootpath.ImageBuiltin{Image: k.Image}})
+	wd, err := watchdogDevices(b, k, t, set, drivers)
 	if err != nil {
-		return nil, nil, fmt.Errorf("board %s, %s: %w", b.Name, b.DTB, err)
+		return nil, nil, nil, err
 	}
-	return dtb, cl, nil
+	return dtb, cl, wd, nil
+}
+
+// watchdogDevices returns the devices of the board's device tree that its
+// watchdog module drives. A module file that drives none is wrong board
+// data, an error; a kernel that has no such module file (built in, or an
+// own build without it) is not checked here (see watchdogModule).
+func watchdogDevices(b *boards.Board, k *rootfs.Kernel, t *devicetree.Tree, set *kmod.Set, drivers bootpath.Drivers) ([]bootpath.Row, error) {
+	if b.Watchdog == "" {
+		return nil, nil
+	}
+	if _, ok := set.Module(b.Watchdog); !ok {
+		return nil, nil
+	}
+	rows := bootpath.Driven(t, b.Watchdog, drivers)
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("board %s: watchdog module %s (kernel %s) drives no enabled device of %s: fix the board's watchdog key", b.Name, b.Watchdog, k.Version, b.DTB)
+	}
+	return rows, nil
+}
+
+// watchdogModule returns the board's watchdog module when kernel k has it
+// as a module file, to carry for coldplug; built in, it needs no
+// carrying. A kernel without it is a warning, not an error: the node
+// boots without a watchdog and says so (warned only where the command
+// line asks for one).
+func (in *inputs) watchdogModule(o *Options) (string, error) {
+	name := in.board.Watchdog
+	if name == "" {
+		return "", nil
+	}
+	set, err := kernelModules(in.kernel)
+	if err != nil {
+		return "", err
+	}
+	if _, ok := set.Module(name); ok {
+		return name, nil
+	}
+	if !set.Builtin(name) && updatable(o) && o.Watchdog > 0 {
+		in.warnings = append(in.warnings, fmt.Sprintf("kernel %s has no watchdog driver %s for board %s: the node boots without a hardware watchdog", in.kernel.Version, name, in.board.Name))
+	}
+	return "", nil
 }
 
 // BootModules returns the modules a board needs before its root with
@@ -111,7 +170,7 @@ func bootPath(b *boards.Board, k *rootfs.Kernel) ([]byte, []string, error) {
 	if b.DTB == "" {
 		return nil, want, nil
 	}
-	dtb, cl, err := deviceTree(b, k)
+	dtb, cl, _, err := deviceTree(b, k)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -35,6 +35,13 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	}
 	want := append([]string(nil), in.bootModules...)
 	cold := append(append([]string{}, in.board.Coldplug...), o.Coldplug...)
+	wd, err := in.watchdogModule(o)
+	if err != nil {
+		return err
+	}
+	if wd != "" {
+		cold = append(cold, wd)
+	}
 	files := fstree.New(o.Epoch)
 	if in.cluster != nil {
 		want = append(want, policyModules...)

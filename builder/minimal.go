@@ -22,7 +22,7 @@ var busyboxApplets = map[string][]string{
 		"grep", "hostname", "kill", "ln", "ls", "mkdir", "mknod", "mount", "mv", "ping", "ps", "pwd",
 		"rm", "rmdir", "sed", "sleep", "stat", "sync", "touch", "true", "umount", "uname", "vi"},
 	"sbin": {"init", "halt", "poweroff", "reboot", "ip", "ifconfig", "route", "modprobe", "insmod",
-		"lsmod", "sysctl", "udhcpc", "blkid", "switch_root"},
+		"lsmod", "sysctl", "udhcpc", "blkid", "switch_root", "watchdog"},
 	"usr/bin": {"awk", "basename", "cut", "dirname", "du", "env", "find", "free", "head", "id",
 		"md5sum", "sha256sum", "sort", "tail", "tee", "test", "tr", "uptime", "wc", "wget", "xargs", "[", "[["},
 }
@@ -43,6 +43,14 @@ const rcS = `#!/bin/sh
 mount -o remount,rw / 2>/dev/null
 [ -r /etc/hostname ] && hostname -F /etc/hostname
 echo "rcS: minimal root up: $(uname -r)"
+# An updatable image's nodeinit hands the hardware watchdog on armed
+# (nodeinit.watchdog=SECONDS): busybox feeds it from here on, or the
+# board resets and U-Boot's counting script falls back.
+wd=$(awk '{for (i = 1; i <= NF; i++) if ($i ~ /^nodeinit[.]watchdog=[0-9]+$/) {sub(/.*=/, "", $i); print $i}}' /proc/cmdline)
+if [ -n "$wd" ] && [ "$wd" -gt 0 ] && [ -c /dev/watchdog ]; then
+	watchdog -T "$wd" -t $(((wd + 2) / 3)) /dev/watchdog &&
+		echo "rcS: watchdog: busybox watchdog feeds /dev/watchdog (timeout ${wd}s)"
+fi
 for f in /etc/boot.d/*; do
 	[ -x "$f" ] && "$f"
 done

@@ -60,6 +60,17 @@ func TestMinimalUpdatableRoot(t *testing.T) {
 		}
 	}
 
+	// nodeinit hands the watchdog on armed: rcS starts busybox's applet
+	// to feed it (no package replaced it).
+	if n, ok := root.Lookup("sbin/watchdog"); !ok || n.Target != "../bin/busybox" {
+		t.Errorf("sbin/watchdog is %+v, want a link to busybox", n)
+	}
+	if n, ok := root.Lookup("etc/init.d/rcS"); !ok {
+		t.Error("no etc/init.d/rcS")
+	} else if b, err := fstree.ReadAll(n.Content); err != nil || !bytes.Contains(b, []byte("watchdog -T")) {
+		t.Errorf("rcS does not start busybox watchdog (%v):\n%s", err, b)
+	}
+
 	btrfs := executable(t, root, "btrfs")
 	f, err := elf.NewFile(bytes.NewReader(btrfs))
 	if err != nil {

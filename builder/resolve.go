@@ -81,12 +81,19 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 	if err := in.addUpdater(o); err != nil {
 		return nil, err
 	}
+	watchdog, err := in.watchdogTakeover(o)
+	if err != nil {
+		return nil, err
+	}
 	if err := in.root.Validate(); err != nil {
 		return nil, fmt.Errorf("root filesystem: %w", err)
 	}
 	in.cmdline = strings.Join(append([]string{cmdline(b)}, o.Append...), " ")
 	if updatable(o) {
 		in.cmdline += " " + panicReboot
+		if watchdog {
+			in.cmdline += fmt.Sprintf(" nodeinit.watchdog=%d", o.Watchdog)
+		}
 		err := in.timings.time("version id", func() (err error) {
 			in.version, err = in.versionID()
 			return err

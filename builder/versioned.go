@@ -33,6 +33,30 @@ const (
 
 func updatable(o *Options) bool { return o.UpdateKeys != "" }
 
+// systemdWatchdog is where a Debian root's systemd learns to feed the
+// watchdog nodeinit hands on.
+const systemdWatchdog = "etc/systemd/system.conf.d/50-mkimage-watchdog.conf"
+
+// watchdogTakeover says whether the root's init will feed the hardware
+// watchdog nodeinit hands on (so the command line may ask nodeinit to
+// arm it), and makes a Debian root's systemd do so. Only the roots the
+// build makes qualify: a root given as a directory or tarball has an
+// init that may not feed it, and would be reset every few seconds.
+func (in *inputs) watchdogTakeover(o *Options) (bool, error) {
+	if !updatable(o) || o.Watchdog == 0 {
+		return false, nil
+	}
+	switch {
+	case o.Rootfs == "minimal":
+		return true, nil // its rcS starts busybox's watchdog (minimal.go)
+	case isDebianRoot(o.Rootfs):
+		conf := fmt.Sprintf("# mkimage: nodeinit hands the hardware watchdog on armed (nodeinit.watchdog=%d).\n[Manager]\nRuntimeWatchdogSec=%d\n", o.Watchdog, o.Watchdog)
+		return true, putFile(in.root, systemdWatchdog, []byte(conf), o.Epoch)
+	}
+	logf(o, "watchdog: not armed: the init of --rootfs %s may not feed it", o.Rootfs)
+	return false, nil
+}
+
 // loadUpdateKeys reads and checks --update-key before anything is
 // fetched.
 func (in *inputs) loadUpdateKeys(o *Options) error {

@@ -285,7 +285,12 @@ func TestBootPath(t *testing.T) {
 				Closure struct {
 					Devices []struct{ Path, Kind string } `json:"devices"`
 				} `json:"closure"`
-				Modules []string `json:"modules"`
+				Modules  []string `json:"modules"`
+				Watchdog []struct {
+					Path    string
+					Matched string
+					Modules []string
+				} `json:"watchdog"`
 			}
 			if err := json.Unmarshal([]byte(out), &res); err != nil {
 				t.Fatalf("%v\n%s", err, out)
@@ -296,6 +301,14 @@ func TestBootPath(t *testing.T) {
 				}
 			}
 			t.Logf("%s: %d devices, modules %v", b.Name, len(res.Closure.Devices), res.Modules)
+			// The board's watchdog module drives a device of its DTB
+			// (the build fails otherwise; this shows which).
+			if len(res.Watchdog) == 0 {
+				t.Errorf("watchdog %s drives no device of %s", b.Watchdog, b.DTB)
+			}
+			for _, w := range res.Watchdog {
+				t.Logf("%s: watchdog %v drives %s (%s)", b.Name, w.Modules, w.Path, w.Matched)
+			}
 			table := mustRun(t, "bootpath", "--board", b.Name, "-q")
 			if !strings.Contains(table, "NODE") || !strings.Contains(table, "modules for the initramfs") {
 				t.Errorf("table:\n%s", table)

@@ -64,7 +64,7 @@ var RescueCommands = []string{
 // Options say what goes into an initramfs.
 type Options struct {
 	// Board supplies the module list (Board.AllModules()) unless Modules
-	// is set, and the coldplug list (Board.Coldplug) unless Coldplug is
+	// is set, and the coldplug list (Board.ColdplugModules) unless Coldplug is
 	// set. Modules are loaded by name at every boot; Coldplug modules
 	// are carried, with their dependencies and an alias index
 	// (ColdplugIndex), and loaded when a device present matches them.
@@ -209,7 +209,7 @@ func resolveModules(o Options) (*modulePlan, error) {
 		want = o.Board.AllModules()
 	}
 	if cold == nil && o.Board != nil {
-		cold = o.Board.Coldplug
+		cold = o.Board.ColdplugModules()
 	}
 	mp := &modulePlan{}
 	if len(want) == 0 && len(cold) == 0 {

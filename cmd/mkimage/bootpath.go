@@ -91,4 +91,7 @@ func printBootPath(out io.Writer, r *builder.BootPathResult) {
 	}
 	w.Flush()
 	fmt.Fprintf(out, "%d devices; modules for the initramfs: %s\n", len(r.Closure.Rows), strings.Join(r.Modules, " "))
+	for _, row := range r.Watchdog {
+		fmt.Fprintf(out, "watchdog: %s drives %s (%s), carried for coldplug\n", strings.Join(row.Modules, ","), row.Path, row.Matched)
+	}
 }

@@ -65,7 +65,7 @@ func runInitramfs(args []string) error {
 		return err
 	}
 	res, err := initramfs.Build(context.Background(), initramfs.Options{
-		Board: b, Modules: append(want, *mods...), Coldplug: append(append([]string{}, b.Coldplug...), *cold...),
+		Board: b, Modules: append(want, *mods...), Coldplug: append(b.ColdplugModules(), *cold...),
 		ModulesFS: modFS, KernelVersion: k.Version,
 		Epoch: time.Unix(*epoch, 0), CacheDir: *cache, Log: log,
 	})

@@ -89,6 +89,9 @@ func runQemu(args []string) error {
 	if o.Kernel != "" {
 		how = "its kernel and initramfs directly, console ttyAMA0"
 	}
+	if o.Watchdog {
+		how += ", with an i6300esb watchdog (-no-reboot: its reset ends the run)"
+	}
 	fmt.Fprintf(os.Stderr, "qemu: %s image for %s: booting %s\n", image, bi.Board, how)
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)

@@ -7,9 +7,9 @@
 // The steps, in order, each a call into a package under internal/node
 // (this file only orders them): mount-early (pid1), config (bootcfg:
 // the kernel command line after the baked defaults), modules (modload),
-// coldplug, netinstall, find-root and mount-root (rootdev, or netroot for
-// a diskless root), first-boot (firstboot), policy, hostname and
-// switch-root (pid1).
+// coldplug, watchdog, netinstall, find-root and mount-root (rootdev, or
+// netroot for a diskless root), first-boot (firstboot), policy, hostname
+// and switch-root (pid1).
 //
 // Coldplug (package coldplug; lines "nodeinit: coldplug: ..."): the modules
 // the builder carried for coldplug (board key `coldplug`, build flag
@@ -19,6 +19,16 @@
 // bounds how long it keeps looking; 0 turns coldplug off. It logs each
 // module it loads and for which modalias, then the devices that still
 // have no driver and the regulators bound.
+//
+// Watchdog (package watchdog; lines "nodeinit: watchdog: ..."): with
+// nodeinit.watchdog=SECONDS (an updatable image whose root feeds it), the
+// board's hardware watchdog (its module carried for coldplug) is opened
+// after coldplug, set to that timeout and fed while the steps run. At
+// switch-root it is fed once more and closed without the magic 'V', so
+// it stays armed for the root's init to feed; a failed step hands it,
+// unfed, to the rescue shell. A version that hangs is so reset, and
+// U-Boot's counting script falls back. Without the device it says so and
+// the boot goes on.
 //
 // Netboot (mkimage netboot; packages netup, netinstall, netroot; lines
 // "nodeinit: netboot: ..."):
@@ -110,6 +120,7 @@ import (
 	"github.com/mkimage/mkimage/internal/node/preconfigure"
 	"github.com/mkimage/mkimage/internal/node/rootdev"
 	"github.com/mkimage/mkimage/internal/node/versions"
+	"github.com/mkimage/mkimage/internal/node/watchdog"
 )
 
 // Paths inside the initramfs that the builder writes (see package
@@ -132,6 +143,7 @@ type state struct {
 	remountRO bool           // the root was remounted read-write for first boot
 
 	coldplug *coldplug.Loader // nil unless the coldplug step ran
+	watchdog *watchdog.Dog    // nil unless nodeinit.watchdog armed one
 }
 
 // step is one named stage of the boot; each must be safe to repeat after
@@ -147,6 +159,10 @@ var steps = []step{
 	{"modules", func(*state) error { return modload.List(modulesList, say) }},
 	{"coldplug", func(st *state) error {
 		st.coldplug = coldplug.Run(coldplugIndex, st.cfg.Coldplug, say)
+		return nil
+	}},
+	{"watchdog", func(st *state) error {
+		st.watchdog = watchdog.Arm(watchdog.Devices, st.cfg.Watchdog, say)
 		return nil
 	}},
 	{"netinstall", func(st *state) error { return netinstall.Run(context.Background(), st.cfg, say) }},
@@ -191,6 +207,7 @@ var steps = []step{
 		if st.cfg.Rescue {
 			return fmt.Errorf("nodeinit.rescue on the command line: stopping before switch_root")
 		}
+		st.watchdog.HandOver("the root's init")
 		return pid1.SwitchRoot(newRoot, st.rootDev, st.cfg.Init, say)
 	}},
 }
@@ -208,6 +225,9 @@ func main() {
 			if st.cfg.Preconfigure {
 				preconfigure.Failed(fmt.Errorf("step %s: %w", s.name, err), say)
 			}
+			// Unfed, it resets the board: a version that does not
+			// come up uses up its tries.
+			st.watchdog.HandOver("the rescue shell (echo V > /dev/watchdog0 to stop it)")
 			pid1.Rescue(rescueShell, fmt.Sprintf("step %s failed: %v", s.name, err), say)
 		}
 		if s.name == "mount-root" && st.cfg.Preconfigure {

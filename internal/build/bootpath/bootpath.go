@@ -391,3 +391,26 @@ func (k *Kernel) Builtin(compatible string) bool {
 	}
 	return k.Image.Builtin(compatible)
 }
+
+// Driven returns the enabled devices of t that module drives, each as
+// Walk would find its driver (the most specific compatible with a
+// driver decides). It checks a board's data against its device tree,
+// say that the watchdog module it names has a device to drive.
+func Driven(t *devicetree.Tree, module string, d Drivers) []Row {
+	w := &walker{t: t, d: d}
+	want := strings.ReplaceAll(module, "-", "_")
+	var out []Row
+	for _, n := range t.Nodes() {
+		if len(t.Compatible(n)) == 0 || !t.Enabled(n) {
+			continue
+		}
+		r := w.row(n, "driven by "+module)
+		for _, m := range r.Modules {
+			if strings.ReplaceAll(m, "-", "_") == want {
+				out = append(out, r)
+				break
+			}
+		}
+	}
+	return out
+}

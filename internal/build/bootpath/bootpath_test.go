@@ -142,6 +142,26 @@ func TestWalk(t *testing.T) {
 	}
 }
 
+// TestDriven: the enabled devices a module drives, by the same rule as
+// the walk (board data such as the watchdog is checked with it).
+func TestDriven(t *testing.T) {
+	tr := parse(t)
+	for module, want := range map[string]string{
+		"sd_mmc":      "/soc/mmc@1000",                  // mmc@2000 is disabled
+		"generic-mmc": "",                               // the more specific sd_mmc drives mmc@1000
+		"fixed":       "/regulator-vdd /regulator-main", // in tree order
+		"wdt_none":    "",
+	} {
+		var got []string
+		for _, r := range Driven(tr, module, kernel) {
+			got = append(got, r.Path)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("Driven(%s) = %v, want %q", module, got, want)
+		}
+	}
+}
+
 func TestModalias(t *testing.T) {
 	tr := parse(t)
 	n, _ := tr.ByPath("/soc/mmc@1000")

@@ -114,6 +114,8 @@ func ImageOptions(image, dir string) (Options, *BootInfo, error) {
 func bootOptions(image, dir string, bi *BootInfo, fsys *fat.FS) (Options, error) {
 	o := Options{Disk: image}
 	if bi.Board == "qemu-virt" {
+		// The board's watchdog (boards/qemu-virt.toml).
+		o.Watchdog = true
 		return o, nil
 	}
 	for _, f := range []struct{ name, dst string }{{bi.Kernel, "Image"}, {bi.Initrd, "initrd"}} {

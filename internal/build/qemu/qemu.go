@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,10 @@ type Options struct {
 	Console io.Writer
 	// Binary defaults to qemu-system-aarch64.
 	Binary string
+	// Watchdog adds an i6300esb PCI watchdog whose firing resets the
+	// guest; under -no-reboot that ends the run, which Wait and Expect
+	// then report as ErrWatchdog.
+	Watchdog bool
 	// Extra arguments appended to the command line.
 	Extra []string
 }
@@ -90,6 +95,11 @@ func (o Options) Args() []string {
 		nic += ",mac=" + o.MAC
 	}
 	args = append(args, "-netdev", "user,id=n0", "-device", nic)
+	if o.Watchdog {
+		// reset is QEMU's default action; said here because the
+		// reporting depends on it.
+		args = append(args, "-device", "i6300esb", "-action", "watchdog=reset")
+	}
 	return append(args, o.Extra...)
 }
 
@@ -145,7 +155,17 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 			return nil, fmt.Errorf("qemu firmware: %w (Debian package u-boot-qemu)", err)
 		}
 	}
-	cmd := exec.CommandContext(ctx, bin, o.Args()...)
+	args := o.Args()
+	var qmpDir string
+	if o.Watchdog {
+		// The QMP socket tells a watchdog reset from a guest reboot.
+		var err error
+		if qmpDir, err = os.MkdirTemp("", "mkimage-qmp-"); err != nil {
+			return nil, err
+		}
+		args = append(args, "-qmp", "unix:"+filepath.Join(qmpDir, "qmp.sock")+",server=on,wait=off")
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	c := newConsole(o.Console)
 	cmd.Stdout = c
 	var stderr bytes.Buffer
@@ -158,13 +178,31 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	}
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
+		if qmpDir != "" {
+			os.RemoveAll(qmpDir)
+		}
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	vm := &VM{Console: c, cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	var ev *events
+	exited := make(chan struct{})
+	if qmpDir != "" {
+		ev = watchEvents(filepath.Join(qmpDir, "qmp.sock"), exited)
+	}
 	go func() {
 		err := cmd.Wait()
 		if err != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%s: %w: %s", bin, err, strings.TrimSpace(stderr.String()))
+		}
+		if ev != nil {
+			// QEMU sent its last events before exiting; the reader
+			// sees them and the socket's end.
+			if action := ev.fired(time.Second); action != "" && err == nil && ctx.Err() == nil {
+				err = watchdogError(action)
+				fmt.Fprintf(c, "\r\nqemu: %v\r\n", err)
+			}
+			close(exited)
+			os.RemoveAll(qmpDir)
 		}
 		vm.err = err
 		c.close(err)

@@ -1,9 +1,11 @@
 package qemu
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +30,10 @@ func TestArgs(t *testing.T) {
 			[]string{"-bios", "-drive"}},
 		{"dtb", Options{Disk: "d.img", DTB: "board.dtb"},
 			[]string{"-bios " + UBoot, "-dtb board.dtb"},
-			[]string{"-kernel"}},
+			[]string{"-kernel", "-device i6300esb"}},
+		{"watchdog", Options{Disk: "d.img", Watchdog: true},
+			[]string{"-no-reboot", "-device i6300esb", "-action watchdog=reset"},
+			nil},
 	}
 	for _, tt := range tests {
 		got := " " + strings.Join(tt.o.Args(), " ") + " "
@@ -147,5 +152,42 @@ func TestExpectPrompt(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < promptQuiet {
 		t.Errorf("matched an unfinished line after %v, before the quiet time", waited)
+	}
+}
+
+// TestWatchdogEvent: a QMP WATCHDOG event (what QEMU sends when the
+// i6300esb fires) is seen after capabilities are negotiated and becomes
+// ErrWatchdog.
+func TestWatchdogEvent(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "qmp.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		conn.Write([]byte(`{"QMP": {"version": {}, "capabilities": []}}` + "\n"))
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		if !strings.Contains(line, "qmp_capabilities") {
+			return
+		}
+		conn.Write([]byte(`{"return": {}}` + "\n" +
+			`{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "WATCHDOG", "data": {"action": "reset"}}` + "\n" +
+			`{"timestamp": {"seconds": 1, "microseconds": 3}, "event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-reset"}}` + "\n"))
+	}()
+	stop := make(chan struct{})
+	defer close(stop)
+	ev := watchEvents(sock, stop)
+	if got := ev.fired(5 * time.Second); got != "reset" {
+		t.Fatalf("fired = %q, want reset", got)
+	}
+	err = watchdogError("reset")
+	if !errors.Is(err, ErrWatchdog) || !strings.Contains(err.Error(), "-no-reboot") {
+		t.Errorf("watchdogError: %v", err)
 	}
 }

@@ -26,6 +26,11 @@ type Config struct {
 	// Coldplug (nodeinit.coldplug=) bounds how long coldplug looks for
 	// devices the carried modules match; 0 turns it off.
 	Coldplug time.Duration
+	// Watchdog (nodeinit.watchdog=SECONDS) arms the board's hardware
+	// watchdog with that timeout, keeps it fed while nodeinit runs and
+	// hands it on armed at switch_root (package watchdog); 0, the
+	// default, leaves it alone. Only a root that feeds it may ask.
+	Watchdog time.Duration
 	// Preconfigure (nodeinit.preconfigure): run the root's first-boot
 	// hooks only, then power off (see package preconfigure).
 	Preconfigure bool
@@ -95,7 +100,7 @@ func (c *Config) Apply(words []string) error {
 		"netinstall.sha256": &c.NetinstallSHA256, "netinstall.disk": &c.NetinstallDisk,
 		"mkimage.version": &c.Version,
 	}
-	durations := map[string]*time.Duration{"nodeinit.timeout": &c.Timeout, "nodeinit.coldplug": &c.Coldplug}
+	durations := map[string]*time.Duration{"nodeinit.timeout": &c.Timeout, "nodeinit.coldplug": &c.Coldplug, "nodeinit.watchdog": &c.Watchdog}
 	// A flag alone ("nodeinit.rescue") is on, as is =1, =yes or =true.
 	flags := map[string]*bool{"nodeinit.rescue": &c.Rescue, "nodeinit.preconfigure": &c.Preconfigure}
 	for _, w := range words {
@@ -151,6 +156,9 @@ func (c *Config) Load(defaults, cmdline string, logf func(string, ...any)) error
 	logf("config: root=%q rootfstype=%s rootflags=%q init=%s timeout=%v", c.Root, c.RootFSType, c.RootFlags, c.Init, c.Timeout)
 	if c.Preconfigure {
 		logf("preconfigure: the root's first-boot hooks run, then the machine powers off")
+	}
+	if c.Watchdog > 0 {
+		logf("watchdog: asked for, timeout %v: armed after coldplug, handed on to the root's init", c.Watchdog)
 	}
 	if c.Version != "" {
 		logf("version: %s (live/%s, from roots/%s)", c.Version, c.Version, c.Version)

@@ -29,6 +29,12 @@ func TestConfig(t *testing.T) {
 			Config{Root: "http://:80/root.img", NetrootSHA256: "ab12", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
 		{"root=LABEL=root netinstall=http://:80/node.img netinstall.sha256=cd34 netinstall.disk=mmcblk1",
 			Config{Root: "LABEL=root", Netinstall: "http://:80/node.img", NetinstallSHA256: "cd34", NetinstallDisk: "mmcblk1", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
+		{"root=LABEL=root panic=10 nodeinit.watchdog=15",
+			Config{Root: "LABEL=root", Watchdog: 15 * time.Second, RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
+		{"nodeinit.watchdog=1m", Config{Watchdog: time.Minute, RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
+		{"nodeinit.watchdog=0", Config{RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
+		{"nodeinit.watchdog=soon", Config{}, "nodeinit.watchdog=soon"},
+		{"nodeinit.watchdog=-5", Config{}, "nodeinit.watchdog=-5"},
 		// The boot script appends the version after boot.env's line.
 		{"root=LABEL=root panic=10 mkimage.version=0123456789abcdef",
 			Config{Root: "LABEL=root", Version: "0123456789abcdef", RootFSType: "btrfs", Init: "/sbin/init", Timeout: 30 * time.Second, Coldplug: 5 * time.Second}, ""},
