@@ -21,7 +21,6 @@ func TestWatchdog(t *testing.T) {
 	dir := t.TempDir()
 	key := filepath.Join(dir, "fleet")
 	mustRun(t, "key", "generate", "-o", key)
-	const timeout = 15
 	overlay := markerOverlay(t, `if [ ! -e /root/e2e-fed ]; then
 	echo "E2E-WD-UP timeout=$(cat /sys/class/watchdog/watchdog0/timeout) state=$(cat /sys/class/watchdog/watchdog0/state) daemon=$(ps | awk '/[w]atchdog -T/ {print $1}')"
 	sleep 30
