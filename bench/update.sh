@@ -142,7 +142,7 @@ row() {
 	size=$(stat -c %s "$work/$4.img")
 	mapped=$(($(sed -n 's/.*<MappedBlocksCount> *\([0-9]*\).*/\1/p' "$work/$4.img.bmap") * \
 		$(sed -n 's/.*<BlockSize> *\([0-9]*\).*/\1/p' "$work/$4.img.bmap")))
-	printf '%-34s %11s %11s %11s %11s %11s %11s %6s\n' "$1" "$full" "$incr" "$boot" "$total" \
+	printf '%-40s %11s %11s %11s %11s %11s %12s %6s\n' "$1" "$full" "$incr" "$boot" "$total" \
 		"$size" "$mapped" "$(echo "scale=1; 100 * $total / $mapped" | bc)%" >>"$rows"
 }
 
@@ -163,7 +163,7 @@ if [ "${BENCH_DEBIAN:-1}" != 0 ]; then
 	image b-v2 1700000100 --rootfs debian --packages "$pkg"
 	row "(b) +1 package ($pkg), debian" b-v1 b-v2 b-v2
 else
-	printf '%-34s %s\n' "(b) +1 package ($pkg), debian" "skipped (BENCH_DEBIAN=0)" >>"$rows"
+	printf '%-40s %s\n' "(b) +1 package ($pkg), debian" "skipped (BENCH_DEBIAN=0)" >>"$rows"
 fi
 
 # (c) Kernel update. The current kernel is the one (a) used (the
@@ -190,9 +190,10 @@ if [ -n "$kold" ]; then
 	# v2 is (a)'s v1 (current kernel); its card image is a-v1.img.
 	bundle c-v1 1699999000 "" --rootfs minimal --overlay "$work/ov1" --kernel "$deb"
 	bundle c-v2 1700000000 c-v1 --rootfs minimal --overlay "$work/ov1" --kernel "$knew"
-	row "(c) kernel ${kold#linux-image-} -> $kver, minimal" c-v1 c-v2 a-v1
+	k1=${kold#linux-image-} k2=$kver
+	row "(c) kernel ${k1%-arm64} -> ${k2%-arm64}, minimal" c-v1 c-v2 a-v1
 else
-	printf '%-34s %s\n' "(c) kernel update" "n/a: only one kernel version in the lists" >>"$rows"
+	printf '%-40s %s\n' "(c) kernel update" "n/a: only one kernel version in the lists" >>"$rows"
 fi
 
 # Times: boot (a)'s v1 card, which applies a-v2 and reboots; then the
@@ -239,7 +240,7 @@ if [ "${BENCH_QEMU:-1}" != 0 ]; then
 	read -r boot2 commit <"$work/boot2.t"
 	checked=$(sed -n 's/.*BENCH-CHECKED uptime \([0-9.]*\).*/\1/p' "$work/boot2.log" | head -1)
 	{
-		printf '%-58s %9.1f s  (%s bytes downloaded, %s)\n' "apply on the node (nodeinit update apply, boot 1)" "$apply" "$got" "${how:-?}"
+		printf '%-58s %9.1f s  (node: %s payload bytes, %s)\n' "apply on the node (nodeinit update apply, boot 1)" "$apply" "$got" "${how:-?}"
 		printf '%-58s %9.1f s\n' "boot 1, QEMU start -> reboot (U-Boot, boot, apply)" "$boot1"
 		printf '%-58s %9.1f s\n' "boot 2, QEMU start -> \"committed\" line (wall)" "$commit"
 		printf '%-58s %9.1f s\n' "boot 2, kernel start -> check done (guest uptime)" "$checked"
@@ -251,9 +252,9 @@ fi
 echo
 echo "mkimage update vs re-flash: qemu-virt, $(date -u +%Y-%m-%d), $(nproc) host cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "Bytes. Bundle: v2's root.full, its incremental root stream from v1, its boot files (all of them: the node"
-echo "fetches every boot file of a new version), and what the node downloads (incremental + boot files + manifest)."
+echo "fetches every boot file of a new version), and the total the node downloads (incremental + boot files + manifest and signature)."
 echo "Re-flash: v2's card image size and the mapped bytes a bmap-aware flash writes (mkimage flash); % = download / written."
-printf '%-34s %11s %11s %11s %11s %11s %11s %6s\n' "change" "root.full" "incremental" "boot files" "download" \
+printf '%-40s %11s %11s %11s %11s %11s %12s %6s\n' "change" "root.full" "incremental" "boot files" "download" \
 	"image" "flash writes" "%"
 cat "$rows"
 if [ -s "$qemu_rows" ]; then
