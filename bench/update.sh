@@ -17,10 +17,11 @@
 # and its signature. Re-flashing writes the image's mapped blocks (its
 # .bmap), as `mkimage flash` does.
 #
-# Times (QEMU, (a)'s change): the v1 card boots, a boot hook runs
-# `nodeinit update apply` against (a)'s v2 served by `mkimage serve`
-# (timed with the guest's /proc/uptime) and reboots; the next boot runs
-# until `nodeinit update check` commits v2.
+# Times (QEMU, changes (a) and (c)): the v1 card boots, a boot hook runs
+# `nodeinit update apply` against v2 served by `mkimage serve` (timed
+# with the guest's /proc/uptime) and reboots; the next boot runs until
+# `nodeinit update check` commits v2. (b) is not booted: a Debian root's
+# first boot configures its packages for minutes under emulation.
 #
 # Usage: bench/update.sh               (from anywhere in the checkout)
 #   BENCH_DEBIAN=0       skip (b)
@@ -47,7 +48,8 @@ work=$(mktemp -d /tmp/mkimage-bench-update.XXXXXX)
 serve_pid=""
 qemu_pid=""
 cleanup() {
-	[ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null
+	# mkimage qemu stops its VM on SIGINT.
+	[ -n "$qemu_pid" ] && kill -INT "$qemu_pid" 2>/dev/null
 	[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null
 	wait 2>/dev/null
 	rm -rf "$work"
@@ -71,7 +73,9 @@ freeport() {
 }
 http_port=$(freeport)
 tftp_port=$(freeport)
-url=http://10.0.2.2:$http_port/a-v2/ # QEMU's user network: the host is 10.0.2.2
+# QEMU's user network: the host is 10.0.2.2; "current" links to the v2
+# being offered.
+url=http://10.0.2.2:$http_port/current/
 
 # overlay DIR MARKER: the boot hooks every version runs, and a marker
 # file (the "one file" of change (a)). Network lines as e2e/rollback_test.go.
@@ -190,62 +194,63 @@ if [ -n "$kold" ]; then
 	# v2 is (a)'s v1 (current kernel); its card image is a-v1.img.
 	bundle c-v1 1699999000 "" --rootfs minimal --overlay "$work/ov1" --kernel "$deb"
 	bundle c-v2 1700000000 c-v1 --rootfs minimal --overlay "$work/ov1" --kernel "$knew"
+	if [ "${BENCH_QEMU:-1}" != 0 ]; then # the card QEMU boots
+		image c-v1 1699999000 --rootfs minimal --overlay "$work/ov1" --kernel "$deb"
+	fi
 	k1=${kold#linux-image-} k2=$kver
-	row "(c) kernel ${k1%-arm64} -> ${k2%-arm64}, minimal" c-v1 c-v2 a-v1
+	clabel="(c) kernel ${k1%-arm64} -> ${k2%-arm64}, minimal"
+	row "$clabel" c-v1 c-v2 a-v1
 else
 	printf '%-40s %s\n' "(c) kernel update" "n/a: only one kernel version in the lists" >>"$rows"
 fi
 
-# Times: boot (a)'s v1 card, which applies a-v2 and reboots; then the
-# next boot, until v2 is committed.
+# Times: for each change, boot its v1 card, which applies the v2 that
+# "current" offers and reboots; then the next boot, until v2 is committed.
 qemu_rows=$work/qemu_rows
 : >"$qemu_rows"
+# boot LOG IMAGE: run the card until QEMU exits (-no-reboot: a reboot
+# ends it too); LOG.t gets the seconds QEMU ran and when the commit line
+# showed (seconds since QEMU started, or nothing).
+boot() {
+	local t0 seen=""
+	t0=$(date +%s.%N)
+	"$MKIMAGE" qemu "$2" --in-place -q --timeout 20m --log "$1" 2>/dev/null &
+	qemu_pid=$!
+	while kill -0 "$qemu_pid" 2>/dev/null; do
+		if [ -z "$seen" ] && grep -q "passed its checks: committed" "$1" 2>/dev/null; then
+			seen=$(echo "$(date +%s.%N) - $t0" | bc)
+		fi
+		sleep 0.2
+	done
+	wait "$qemu_pid" || { log "QEMU failed:"; tail -30 "$1" >&2; exit 1; }
+	qemu_pid=""
+	echo "$(echo "$(date +%s.%N) - $t0" | bc) $seen" >"$1.t"
+}
+# qemu_times LABEL V1-IMAGE V2-BUNDLE: the two boots, and a row of the table.
+qemu_times() {
+	local b1=$work/$3-boot1.log b2=$work/$3-boot2.log apply got t1 commit up
+	ln -sfn "$3" "$srv/current"
+	log "QEMU: $1: boot 1 (apply)"
+	boot "$b1" "$work/$2.img"
+	grep -q " installed (" "$b1" || { log "boot 1 did not install $3:"; tail -30 "$b1" >&2; exit 1; }
+	log "QEMU: $1: boot 2 (commit)"
+	boot "$b2" "$work/$2.img"
+	grep -q "passed its checks: committed" "$b2" || { log "boot 2 did not commit $3:"; tail -30 "$b2" >&2; exit 1; }
+	apply=$(sed -n 's/.*BENCH-APPLY \([0-9.]*\) \([0-9.]*\).*/\2 - \1/p' "$b1" | head -1 | bc)
+	got=$(sed -n 's/.*installed (\([0-9]*\) bytes downloaded).*/\1/p' "$b1" | head -1)
+	grep -q "incremental root from" "$b1" || got="$got full" # should not happen: v1 is the parent
+	read -r t1 _ <"$b1.t"
+	read -r _ commit <"$b2.t"
+	up=$(sed -n 's/.*BENCH-CHECKED uptime \([0-9.]*\).*/\1/p' "$b2" | head -1)
+	printf '%-40s %9.1f %12s %9.1f %9.1f %9.1f\n' "$1" "$apply" "$got" "$t1" "$commit" "$up" >>"$qemu_rows"
+}
 if [ "${BENCH_QEMU:-1}" != 0 ]; then
 	"$MKIMAGE" serve "$srv" --dhcp off --http-port "$http_port" --tftp-port "$tftp_port" >"$work/serve.log" 2>&1 &
 	serve_pid=$!
-	# boot N: run the card until QEMU exits; note when the commit line
-	# shows (seconds since QEMU started).
-	boot() {
-		local t0 seen=""
-		log "QEMU boot $1"
-		t0=$(date +%s.%N)
-		"$MKIMAGE" qemu "$work/a-v1.img" --in-place -q --timeout 20m --log "$work/boot$1.log" 2>/dev/null &
-		qemu_pid=$!
-		while kill -0 "$qemu_pid" 2>/dev/null; do
-			if [ -z "$seen" ] && grep -q "passed its checks: committed" "$work/boot$1.log" 2>/dev/null; then
-				seen=$(echo "$(date +%s.%N) - $t0" | bc)
-			fi
-			sleep 0.2
-		done
-		wait "$qemu_pid" || { log "QEMU boot $1 failed:"; tail -30 "$work/boot$1.log" >&2; exit 1; }
-		qemu_pid=""
-		echo "$(echo "$(date +%s.%N) - $t0" | bc) $seen" >"$work/boot$1.t"
-	}
-	boot 1
-	grep -q "BENCH-APPLY" "$work/boot1.log" && grep -q " installed (" "$work/boot1.log" || {
-		log "boot 1 did not install a-v2:"
-		tail -30 "$work/boot1.log" >&2
-		exit 1
-	}
-	boot 2
-	grep -q "passed its checks: committed" "$work/boot2.log" || {
-		log "boot 2 did not commit a-v2:"
-		tail -30 "$work/boot2.log" >&2
-		exit 1
-	}
-	apply=$(sed -n 's/.*BENCH-APPLY \([0-9.]*\) \([0-9.]*\).*/\2 - \1/p' "$work/boot1.log" | head -1 | bc)
-	got=$(sed -n 's/.*installed (\([0-9]*\) bytes downloaded).*/\1/p' "$work/boot1.log" | head -1)
-	how=$(grep -o "incremental root from [0-9a-f]*\|full root" "$work/boot1.log" | head -1 || true)
-	read -r boot1 _ <"$work/boot1.t"
-	read -r boot2 commit <"$work/boot2.t"
-	checked=$(sed -n 's/.*BENCH-CHECKED uptime \([0-9.]*\).*/\1/p' "$work/boot2.log" | head -1)
-	{
-		printf '%-58s %9.1f s  (node: %s payload bytes, %s)\n' "apply on the node (nodeinit update apply, boot 1)" "$apply" "$got" "${how:-?}"
-		printf '%-58s %9.1f s\n' "boot 1, QEMU start -> reboot (U-Boot, boot, apply)" "$boot1"
-		printf '%-58s %9.1f s\n' "boot 2, QEMU start -> \"committed\" line (wall)" "$commit"
-		printf '%-58s %9.1f s\n' "boot 2, kernel start -> check done (guest uptime)" "$checked"
-		printf '%-58s %9.1f s\n' "boot 2, QEMU start -> power-off" "$boot2"
-	} >"$qemu_rows"
+	qemu_times "(a) one file (overlay), minimal" a-v1 a-v2
+	if [ -n "$kold" ]; then
+		qemu_times "$clabel" c-v1 c-v2
+	fi
 fi
 
 # The tables.
@@ -259,8 +264,12 @@ printf '%-40s %11s %11s %11s %11s %11s %12s %6s\n' "change" "root.full" "increme
 cat "$rows"
 if [ -s "$qemu_rows" ]; then
 	echo
-	echo "Times of (a) on one node: qemu-system-aarch64 -M virt, 1 vCPU cortex-a53 under TCG emulation (no KVM),"
-	echo "on a $(nproc)-core host busy with other jobs: slower and noisier than an ARM board."
+	echo "Seconds, one node: qemu-system-aarch64 -M virt, 1 vCPU cortex-a53 under TCG emulation (no KVM), on a"
+	echo "$(nproc)-core host busy with other jobs: slower and noisier than an ARM board. apply: nodeinit update apply"
+	echo "(download, btrfs receive, boot files) by the guest's clock; bytes: the node's own count of payload bytes it"
+	echo "downloaded; boot 1: QEMU start to the reboot into v2; commit: the next QEMU start to the \"committed\" line;"
+	echo "uptime: the guest's uptime once the check hook has run (kernel start to committed)."
+	printf '%-40s %9s %12s %9s %9s %9s\n' "change" "apply" "bytes" "boot 1" "commit" "uptime"
 	cat "$qemu_rows"
 fi
 echo
