@@ -124,8 +124,14 @@ func (in *inputs) addUpdater(o *Options) error {
 	}
 	switch {
 	case hasSystemd(in.root):
+		// Debian since bookworm merges /usr: /lib is a symlink to usr/lib,
+		// and the tree puts nothing through a symlink.
+		unitDir := "lib/systemd/system"
+		if n, ok := in.root.Lookup("lib"); ok && n.Type() == fstree.ModeSymlink {
+			unitDir = "usr/lib/systemd/system"
+		}
 		for name, unit := range systemdUnits {
-			if err := put("lib/systemd/system/"+name, 0o644, unit); err != nil {
+			if err := put(unitDir+"/"+name, 0o644, unit); err != nil {
 				return err
 			}
 		}
