@@ -11,10 +11,9 @@
 #   (c) a kernel update: the Debian arm64 kernel before the current one in
 #       mkimage's apt lists -> the current one, --rootfs minimal (whose
 #       root carries the kernel's modules)
-# The node downloads the incremental root stream and every boot file of
-# the new version (apply compares boot files with the new version's own
-# directory only, so unchanged ones are fetched again), plus the manifest
-# and its signature. Re-flashing writes the image's mapped blocks (its
+# The node downloads the incremental root stream and the boot files of
+# the new version its running version does not have (apply copies the
+# others on the card), plus the manifest and its signature. Re-flashing writes the image's mapped blocks (its
 # .bmap), as `mkimage flash` does.
 #
 # Times (QEMU, changes (a) and (c)): the v1 card boots, a boot hook runs
@@ -135,13 +134,21 @@ payload() {
 	jq --arg k "$2" '[.payloads[] | select(.kind == $k) | .size] | add // 0' "$srv/$1/manifest.json"
 }
 
+# newboot V1 V2: total size of V2's boot files whose content V1 lacks.
+newboot() {
+	jq -n --slurpfile a "$srv/$1/manifest.json" --slurpfile b "$srv/$2/manifest.json" '
+		[$a[0].payloads[] | select(.kind == "boot") | .sha256] as $have
+		| [$b[0].payloads[] | select(.kind == "boot") | select(.sha256 as $s | $have | index($s) | not) | .size]
+		| add // 0'
+}
+
 # row LABEL V1 V2 IMAGE: one line of the size table.
 rows=$work/rows
 row() {
 	local full incr boot meta total size mapped
 	full=$(payload "$3" root-full)
 	incr=$(payload "$3" root-incremental)
-	boot=$(payload "$3" boot)
+	boot=$(newboot "$2" "$3")
 	meta=$(($(stat -c %s "$srv/$3/manifest.json") + $(stat -c %s "$srv/$3/manifest.sig")))
 	total=$((incr + boot + meta))
 	size=$(stat -c %s "$work/$4.img")

@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -159,6 +160,7 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("version %s: %w (whatever is at %s is not the version's root: remove it and run again)", m.ID, err, rootDir)
 	}
 	var need []update.Payload
+	local := map[string]string{} // boot payloads copied from another version's directory, by name
 	var root update.Payload
 	if !done {
 		root, err = o.chooseRoot(m)
@@ -182,6 +184,12 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 		}
 		// An earlier call may have written it already.
 		if sum, err := filehash.SHA256(filepath.Join(vdir, p.BootName)); err == nil && sum == p.SHA256 {
+			continue
+		}
+		// A version on the card may have the same file (the kernel,
+		// when only the root changed): copied there, not downloaded.
+		if src := o.onCard(p, st); src != "" {
+			local[p.Name] = src
 			continue
 		}
 		need = append(need, p)
@@ -223,11 +231,18 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 	if err := os.MkdirAll(vdir, 0o755); err != nil {
 		return res, err
 	}
-	for _, p := range need {
+	for _, p := range m.Payloads {
 		if p.Kind != update.KindBoot {
 			continue
 		}
-		if err := copyChecked(filepath.Join(incoming, p.Name), filepath.Join(vdir, p.BootName), p.SHA256); err != nil {
+		src, ok := local[p.Name]
+		if !ok && slices.ContainsFunc(need, func(n update.Payload) bool { return n.Name == p.Name }) {
+			src, ok = filepath.Join(incoming, p.Name), true
+		}
+		if !ok {
+			continue // already in place
+		}
+		if err := copyChecked(src, filepath.Join(vdir, p.BootName), p.SHA256); err != nil {
 			return res, fmt.Errorf("writing boot file %s of version %s: %w", p.BootName, m.ID, err)
 		}
 	}
@@ -416,6 +431,19 @@ func (o *Options) receive(stream, rootDir, id string) error {
 	// The root must be on disk before the boot files that make the
 	// version bootable are.
 	return syncfs(roots)
+}
+
+// onCard returns the path of a file with p's content in the boot
+// directory of the running or the good version, "" if neither has it.
+func (o *Options) onCard(p update.Payload, st bootstate.State) string {
+	for _, id := range []string{o.Running, st.Good} {
+		src := filepath.Join(o.Boot, bootstate.VersionDir(id), p.BootName)
+		if sum, err := filehash.SHA256(src); err == nil && sum == p.SHA256 {
+			o.logf("%s: the same as version %s's, copied on the card", p.Name, id)
+			return src
+		}
+	}
+	return ""
 }
 
 // makeLive makes live/<id>, the writable root version id runs on, from

@@ -255,6 +255,11 @@ func TestApply(t *testing.T) {
 	if r.Bytes >= full {
 		t.Errorf("v3: downloaded %d bytes, root.full alone is %d", r.Bytes, full)
 	}
+	// Its initramfs and DTB are v2's: copied on the card, not
+	// downloaded; only the stream and the new kernel are.
+	if want := payloadSize(m3, "root.from-"+m2.ID) + payloadSize(m3, "Image"); r.Bytes != want {
+		t.Errorf("v3: downloaded %d bytes, want %d (the incremental stream and the kernel)", r.Bytes, want)
+	}
 	e.checkApplied(t, m3, "version 3\n")
 	if b, err := os.ReadFile(filepath.Join(e.top, versions.RootsDir, m3.ID, "bin/busybox")); err != nil || len(b) != 1<<20 {
 		t.Errorf("v3's busybox (shared with v2): %d bytes, %v", len(b), err)
