@@ -3,10 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	neturl "net/url"
 	"os"
-	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -244,7 +244,7 @@ func TestUpdateRollback(t *testing.T) {
 	noise := make([]byte, 24<<20)
 	rand.NewChaCha8([32]byte{4}).Read(noise)
 	v4 := bundle("v4", 1700000300, inputs(rollbackOverlay(t, "four", url, map[string]string{
-		"sbin/init":      "#!/bin/sh\necho 'e2e: this init exits'\nexit 1\n",
+		"sbin/init":     "#!/bin/sh\necho 'e2e: this init exits'\nexit 1\n",
 		"var/e2e-noise": string(noise),
 	})), "v2")
 	t.Logf("versions: v1 %s, v2 %s, v3 %s, v4 %s", v1, v2, v3, v4)
