@@ -153,6 +153,7 @@ func verifyUnits(t *testing.T, root *fstree.Tree) {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, strings.Join(bad, "\n"))
 	}
 }
+
 // TestAddUpdaterMergedUsr: on a root whose /lib is a symlink to usr/lib
 // (Debian since bookworm), the systemd units go under usr/lib, where the
 // enabling links' /lib/... targets resolve.
