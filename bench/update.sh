@@ -269,8 +269,8 @@ fi
 # The tables.
 echo
 echo "mkimage update vs re-flash: qemu-virt, $(date -u +%Y-%m-%d), $(nproc) host cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "Bytes. Bundle: v2's root.full, its incremental root stream from v1, its boot files (all of them: the node"
-echo "fetches every boot file of a new version), and the total the node downloads (incremental + boot files + manifest and signature)."
+echo "Bytes. Bundle: v2's root.full, its incremental root stream from v1, its boot files v1 does not have (the node"
+echo "copies the others on the card), and the total the node downloads (incremental + those boot files + manifest and signature)."
 echo "Re-flash: v2's card image size and the mapped bytes a bmap-aware flash writes (mkimage flash); % = download / written."
 printf '%-40s %11s %11s %11s %11s %11s %12s %6s\n' "change" "root.full" "incremental" "boot files" "download" \
 	"image" "flash writes" "%"
