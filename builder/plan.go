@@ -165,10 +165,15 @@ func cmdline(b *boards.Board) string {
 // putFile puts data at p in tree (mode 0644, time t), making its
 // directories.
 func putFile(tree *fstree.Tree, p string, data []byte, t time.Time) error {
+	return putInode(tree, p, fstree.NewFile(0o644, data, t), t)
+}
+
+// putInode puts n at p in tree, making its directories (time t).
+func putInode(tree *fstree.Tree, p string, n *fstree.Inode, t time.Time) error {
 	if _, err := tree.MkdirAll(path.Dir(p), t); err != nil {
 		return err
 	}
-	return tree.Put(p, fstree.NewFile(0o644, data, t))
+	return tree.Put(p, n)
 }
 
 // bootTree is the boot partition's content: kernel, device tree,

@@ -95,10 +95,7 @@ func (in *inputs) addUpdater(o *Options) error {
 	}
 	t := o.Epoch
 	put := func(p string, perm uint32, data string) error {
-		if _, err := in.root.MkdirAll(path.Dir(p), t); err != nil {
-			return err
-		}
-		return in.root.Put(p, fstree.NewFile(perm, []byte(data), t))
+		return putInode(in.root, p, fstree.NewFile(perm, []byte(data), t), t)
 	}
 	if err := put(updater.KeysFile, 0o644, string(in.updateKeys)); err != nil {
 		return err
@@ -110,16 +107,10 @@ func (in *inputs) addUpdater(o *Options) error {
 	if err != nil {
 		return fmt.Errorf("the node's update command: %w", err)
 	}
-	if _, err := in.root.MkdirAll(path.Dir(updaterBinary), t); err != nil {
+	if err := putInode(in.root, updaterBinary, &fstree.Inode{Mode: fstree.ModeRegular | 0o755, Atime: t, Mtime: t, Ctime: t, Content: bb.Content}, t); err != nil {
 		return err
 	}
-	if err := in.root.Put(updaterBinary, &fstree.Inode{Mode: fstree.ModeRegular | 0o755, Atime: t, Mtime: t, Ctime: t, Content: bb.Content}); err != nil {
-		return err
-	}
-	if _, err := in.root.MkdirAll(path.Dir(updater.BinaryPath), t); err != nil {
-		return err
-	}
-	if err := in.root.Put(updater.BinaryPath, fstree.NewSymlink(path.Join(upTo(path.Dir(updater.BinaryPath)), updaterBinary), t)); err != nil {
+	if err := putInode(in.root, updater.BinaryPath, fstree.NewSymlink(path.Join(upTo(path.Dir(updater.BinaryPath)), updaterBinary), t), t); err != nil {
 		return err
 	}
 	switch {
@@ -137,10 +128,7 @@ func (in *inputs) addUpdater(o *Options) error {
 		}
 		for name, target := range map[string]string{checkService: "multi-user.target", updateTimer: "timers.target"} {
 			link := "etc/systemd/system/" + target + ".wants/" + name
-			if _, err := in.root.MkdirAll(path.Dir(link), t); err != nil {
-				return err
-			}
-			if err := in.root.Put(link, fstree.NewSymlink("/lib/systemd/system/"+name, t)); err != nil {
+			if err := putInode(in.root, link, fstree.NewSymlink("/lib/systemd/system/"+name, t), t); err != nil {
 				return err
 			}
 		}

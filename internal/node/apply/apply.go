@@ -31,7 +31,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -160,7 +159,7 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("version %s: %w (whatever is at %s is not the version's root: remove it and run again)", m.ID, err, rootDir)
 	}
 	var need []update.Payload
-	local := map[string]string{} // boot payloads copied from another version's directory, by name
+	bootSrc := map[string]string{} // by payload name: where each boot file to write comes from
 	var root update.Payload
 	if !done {
 		root, err = o.chooseRoot(m)
@@ -189,9 +188,10 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 		// A version on the card may have the same file (the kernel,
 		// when only the root changed): copied there, not downloaded.
 		if src := o.onCard(p, st); src != "" {
-			local[p.Name] = src
+			bootSrc[p.Name] = src
 			continue
 		}
+		bootSrc[p.Name] = filepath.Join(incoming, p.Name)
 		need = append(need, p)
 	}
 
@@ -235,10 +235,7 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 		if p.Kind != update.KindBoot {
 			continue
 		}
-		src, ok := local[p.Name]
-		if !ok && slices.ContainsFunc(need, func(n update.Payload) bool { return n.Name == p.Name }) {
-			src, ok = filepath.Join(incoming, p.Name), true
-		}
+		src, ok := bootSrc[p.Name]
 		if !ok {
 			continue // already in place
 		}
@@ -436,7 +433,11 @@ func (o *Options) receive(stream, rootDir, id string) error {
 // onCard returns the path of a file with p's content in the boot
 // directory of the running or the good version, "" if neither has it.
 func (o *Options) onCard(p update.Payload, st bootstate.State) string {
-	for _, id := range []string{o.Running, st.Good} {
+	ids := []string{o.Running}
+	if st.Good != o.Running {
+		ids = append(ids, st.Good) // hashing the running one's twice is tens of MB read again
+	}
+	for _, id := range ids {
 		src := filepath.Join(o.Boot, bootstate.VersionDir(id), p.BootName)
 		if sum, err := filehash.SHA256(src); err == nil && sum == p.SHA256 {
 			o.logf("%s: the same as version %s's, copied on the card", p.Name, id)

@@ -83,10 +83,12 @@ func (c *Card) check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 		c.Log("running the good version %s; nothing to check", c.Running)
 		return res, nil
 	}
-	c.Log("checking version %s (boot %d of %d)", c.Running, bootstate.MaxTries-st.Tries, bootstate.MaxTries)
+	// U-Boot counted this boot before it booted the version.
+	boot := fmt.Sprintf("boot %d of %d", bootstate.MaxTries-st.Tries, bootstate.MaxTries)
+	c.Log("checking version %s (%s)", c.Running, boot)
 	if why := c.runHooks(ctx, o.HookTimeout); why != "" {
 		rec := filepath.Join(c.Top, apply.RecordsDir, c.Running+whySuffix)
-		line := fmt.Sprintf("boot %d of %d: %s", bootstate.MaxTries-st.Tries, bootstate.MaxTries, why)
+		line := boot + ": " + why
 		if err := appendLine(rec, line); err != nil {
 			c.Log("recording why in %s: %v", rec, err)
 		}
