@@ -3,20 +3,17 @@ package firstboot
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mkimage/mkimage/internal/node/hookdir"
 	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
 
@@ -38,35 +35,19 @@ const hookPrefix = "hook:"
 // hookPath is PATH inside the root while a hook runs.
 const hookPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// pendingHooks lists the hooks in HooksDir not yet recorded as done.
-// Dot files, editor backups (~) and non-executable files are skipped;
-// symlinks are taken as they are (they resolve inside the root when run).
+// pendingHooks lists the hooks in HooksDir (package hookdir's rule)
+// not yet recorded as done.
 func pendingHooks(root string, done map[string]time.Time) ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(root, HooksDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	hooks, err := hookdir.List(root, HooksDir)
 	if err != nil {
 		return nil, err
 	}
 	var names []string
-	for _, e := range ents {
-		n := e.Name()
-		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, "~") || e.IsDir() {
-			continue
+	for _, h := range hooks {
+		if _, ok := done[hookPrefix+h.Name]; !ok {
+			names = append(names, h.Name)
 		}
-		if _, ok := done[hookPrefix+n]; ok {
-			continue
-		}
-		if e.Type().IsRegular() {
-			fi, err := e.Info()
-			if err != nil || fi.Mode().Perm()&0o111 == 0 {
-				continue
-			}
-		}
-		names = append(names, n)
 	}
-	sort.Strings(names)
 	return names, nil
 }
 

@@ -10,13 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/bootstate"
 	"github.com/mkimage/mkimage/internal/node/apply"
+	"github.com/mkimage/mkimage/internal/node/hookdir"
 )
 
 // ErrCheckFailed is returned by Check when the version being tried did
@@ -110,53 +110,18 @@ func (c *Card) check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 // beside its manifest record.
 const whySuffix = ".why"
 
-// hooks lists the health hooks under root, by name: a hook in an
-// earlier HookDirs entry replaces one of the same name in a later one.
-func hooks(root string) ([]string, error) {
-	byName := map[string]string{}
-	for i := len(HookDirs) - 1; i >= 0; i-- {
-		dir := filepath.Join(root, HookDirs[i])
-		ents, err := os.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), ".") {
-				continue
-			}
-			byName[e.Name()] = filepath.Join(dir, e.Name())
-		}
-	}
-	var names []string
-	for n := range byName {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var paths []string
-	for _, n := range names {
-		p := byName[n]
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			paths = append(paths, p)
-		}
-	}
-	return paths, nil
-}
-
 // runHooks runs the health hooks in name order, each with its output on
 // the log, and says why the first that failed did ("" when all passed).
 func (c *Card) runHooks(ctx context.Context, timeout time.Duration) string {
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
 	}
-	paths, err := hooks(c.Root)
+	hooks, err := hookdir.List(c.Root, HookDirs...)
 	if err != nil {
-		return fmt.Sprintf("listing the health hooks: %v", err)
+		return fmt.Sprintf("health hooks: %v", err)
 	}
-	for _, p := range paths {
-		name := filepath.Base(p)
+	for _, h := range hooks {
+		name, p := h.Name, filepath.Join(c.Root, h.Path)
 		start := time.Now()
 		hctx, cancel := context.WithTimeout(ctx, timeout)
 		cmd := exec.CommandContext(hctx, p)

@@ -48,8 +48,8 @@ const (
 
 // HookDirs hold the health checks a tried version must pass before it
 // is committed, relative to the root: the builder's in the second, the
-// user's (an overlay) in the first; a name in the first replaces the
-// same name in the second.
+// user's (an overlay) in the first; a name in the first replaces (or,
+// not executable, disables) the same name in the second (package hookdir).
 var HookDirs = []string{"etc/mkimage/health.d", "usr/lib/mkimage/health.d"}
 
 // mountBase is where the command mounts the card's top level and boot

@@ -42,25 +42,6 @@ func writeFile(t *testing.T, p, data string, mode os.FileMode) {
 	}
 }
 
-func TestHooks(t *testing.T) {
-	root := t.TempDir()
-	etc, lib := filepath.Join(root, HookDirs[0]), filepath.Join(root, HookDirs[1])
-	writeFile(t, filepath.Join(lib, "50-system"), "#!/bin/sh\n", 0o755)
-	writeFile(t, filepath.Join(lib, "60-replaced"), "#!/bin/sh\n", 0o755)
-	writeFile(t, filepath.Join(etc, "60-replaced"), "#!/bin/sh\n", 0o755)
-	writeFile(t, filepath.Join(etc, "10-user"), "#!/bin/sh\n", 0o755)
-	writeFile(t, filepath.Join(etc, "20-not-executable"), "#!/bin/sh\n", 0o644)
-	writeFile(t, filepath.Join(etc, ".hidden"), "#!/bin/sh\n", 0o755)
-	got, err := hooks(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{filepath.Join(etc, "10-user"), filepath.Join(lib, "50-system"), filepath.Join(etc, "60-replaced")}
-	if strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("hooks %v, want %v", got, want)
-	}
-}
-
 // TestCheck walks the node's side of a try: the checks pass (commit),
 // fail (reason recorded, caller reboots), and the boot back on good after
 // the tries (the version marked bad with the last reason).
