@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/mkimage/mkimage/initramfs"
 	"github.com/mkimage/mkimage/internal/fstree"
@@ -15,6 +16,13 @@ import (
 // policyModules are loaded by nodeinit when a cluster config asks for
 // forwarding, NAT or an LXC bridge (Debian's kernel has them as modules).
 var policyModules = []string{"nf_tables", "nf_conntrack", "nft_ct", "nf_nat", "nft_nat", "nft_chain_nat", "nft_masq", "nft_reject_ipv4", "nft_reject_inet", "bridge", "veth"}
+
+// InitrdEpoch is the time of every initramfs entry, whatever
+// SOURCE_DATE_EPOCH says: nothing reads those times, and with them fixed
+// versions built from the same inputs share the initramfs byte for byte
+// (and its cache entry), so an update copies it on the card instead of
+// every node downloading it again.
+var InitrdEpoch = time.Unix(0, 0).UTC()
 
 func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	if o.Initramfs != "" {
@@ -42,20 +50,20 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	if wd != "" {
 		cold = append(cold, wd)
 	}
-	files := fstree.New(o.Epoch)
+	files := fstree.New(InitrdEpoch)
 	if in.cluster != nil {
 		want = append(want, policyModules...)
-		if _, err := files.MkdirAll(initramfs.ConfigDir, o.Epoch); err != nil {
+		if _, err := files.MkdirAll(initramfs.ConfigDir, InitrdEpoch); err != nil {
 			return err
 		}
-		if err := files.Put(initramfs.ConfigDir+"/cluster.json", fstree.NewFile(0o644, in.cluster, o.Epoch)); err != nil {
+		if err := files.Put(initramfs.ConfigDir+"/cluster.json", fstree.NewFile(0o644, in.cluster, InitrdEpoch)); err != nil {
 			return err
 		}
 	}
 	logf(o, "initramfs: nodeinit + rescue commands + %d modules + %d for coldplug", len(want), len(cold))
 	res, err := initramfs.Build(ctx, initramfs.Options{
 		Board: in.board, Modules: want, Coldplug: cold, ModulesFS: mods, KernelVersion: in.kernel.Version,
-		Files: files, Epoch: o.Epoch, CacheDir: filepath.Join(o.CacheDir, "initramfs"), Log: o.Log,
+		Files: files, Epoch: InitrdEpoch, CacheDir: filepath.Join(o.CacheDir, "initramfs"), Log: o.Log,
 	})
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)

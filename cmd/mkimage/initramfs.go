@@ -28,7 +28,7 @@ func runInitramfs(args []string) error {
 	out := fs.StringP("output", "o", "", "output file (.cpio.xz)")
 	mods := fs.StringArray("module", nil, "extra module to include with its dependencies (repeatable)")
 	cold := fs.StringSlice("coldplug", nil, "extra module to carry for coldplug, besides the board's: loaded at boot only when a device present matches one of its aliases (comma-separated, repeatable)")
-	epoch := fs.Int64("epoch", initramfsEpoch(), "mtime of every entry (default $SOURCE_DATE_EPOCH or 0)")
+	epoch := fs.Int64("epoch", builder.InitrdEpoch.Unix(), "mtime of every entry (default 0, as in the initramfs mkimage build makes, whatever SOURCE_DATE_EPOCH says)")
 	cache := fs.String("cache", "", "cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/mkimage/initramfs)")
 	quiet := fs.BoolP("quiet", "q", false, "print only errors")
 	if err := parse(fs, args); err != nil {
@@ -84,14 +84,6 @@ func runInitramfs(args []string) error {
 // modulesFS is the kernel's lib/modules/<version> directory.
 func modulesFS(k *rootfs.Kernel) (fs.FS, error) {
 	return fs.Sub(k.Modules.FS(), "lib/modules/"+k.Version)
-}
-
-func initramfsEpoch() int64 {
-	var n int64
-	if _, err := fmt.Sscan(os.Getenv("SOURCE_DATE_EPOCH"), &n); err == nil {
-		return n
-	}
-	return 0
 }
 
 // initramfsCopy writes src to dst atomically (no half-written output).
