@@ -69,36 +69,36 @@ func (n *Netboot) validate() error {
 	return nil
 }
 
-// Unpack checks that booti's unpack area [kernel_comp_addr_r,
-// +kernel) lies in RAM and overlaps nothing else U-Boot holds when pxe
-// boot runs booti: the compressed kernel as loaded (packed bytes), the
-// kernel where booti puts it (kernel: the Image header's image_size,
-// from kernel_addr_r rounded up to 2 MiB as booti relocates it), the
-// initramfs, the device tree, the running boot script and the
-// pxelinux file. It also checks booti's limit: it unpacks at most ten
-// times kernel_comp_size.
-func (n *Netboot) Unpack(packed, kernel, initrd int64) error {
+// Unpack checks that booti's unpack area [kernel_comp_addr_r, +image)
+// lies in RAM and overlaps nothing else U-Boot holds when pxe boot runs
+// booti: the compressed kernel as loaded (packed bytes), the kernel where
+// booti puts it (span: the Image header's image_size, with the BSS, from
+// kernel_addr_r rounded up to 2 MiB as booti relocates it), the
+// initramfs, the device tree, the running boot script and the pxelinux
+// file. It also checks booti's limit: it unpacks at most ten times
+// kernel_comp_size.
+func (n *Netboot) Unpack(packed, image, span, initrd int64) error {
 	if n.KernelCompression == "" {
 		return nil
 	}
-	if packed <= 0 || kernel <= 0 || initrd < 0 {
-		return fmt.Errorf("netboot: bad sizes (packed %d, kernel %d, initramfs %d)", packed, kernel, initrd)
+	if packed <= 0 || image <= 0 || span < image || initrd < 0 {
+		return fmt.Errorf("netboot: bad sizes (packed %d, image %d, span %d, initramfs %d)", packed, image, span, initrd)
 	}
-	if kernel > 10*packed {
-		return fmt.Errorf("netboot: the kernel (%d bytes) is more than ten times its compressed size (%d): booti would not unpack it all", kernel, packed)
+	if image > 10*packed {
+		return fmt.Errorf("netboot: the kernel (%d bytes) is more than ten times its compressed size (%d): booti would not unpack it all", image, packed)
 	}
 	type area struct {
 		what       string
 		start, end uint64
 	}
 	const twoMiB = 2 << 20
-	unpack := area{"booti's unpack area (kernel_comp_addr_r)", n.KernelCompAddr, n.KernelCompAddr + uint64(kernel)}
+	unpack := area{"booti's unpack area (kernel_comp_addr_r)", n.KernelCompAddr, n.KernelCompAddr + uint64(image)}
 	if unpack.start < n.RAMStart || unpack.end > n.RAMStart+n.RAMSize {
 		return fmt.Errorf("netboot: %s 0x%x-0x%x is outside RAM 0x%x-0x%x", unpack.what, unpack.start, unpack.end, n.RAMStart, n.RAMStart+n.RAMSize)
 	}
 	for _, a := range []area{
 		{"the compressed kernel (kernel_addr_r)", n.KernelAddr, n.KernelAddr + uint64(packed)},
-		{"the kernel booti relocates (kernel_addr_r)", n.KernelAddr, (n.KernelAddr+twoMiB-1)&^(twoMiB-1) + uint64(kernel)},
+		{"the kernel booti relocates (kernel_addr_r)", n.KernelAddr, (n.KernelAddr+twoMiB-1)&^(twoMiB-1) + uint64(span)},
 		{"the initramfs (ramdisk_addr_r)", n.RamdiskAddr, n.RamdiskAddr + uint64(initrd)},
 		{"the device tree (fdt_addr)", n.FDTAddr, n.FDTAddr + smallBlob},
 		{"the boot script (scriptaddr)", n.ScriptAddr, n.ScriptAddr + smallBlob},
