@@ -61,6 +61,9 @@ type Board struct {
 	BootDevices []string `toml:"boot_devices" json:"boot_devices,omitempty"`
 	// DTFixups change the board's DTB before it goes on the card.
 	DTFixups []devicetree.Fixup `toml:"dt_fixup" json:"dt_fixups,omitempty"`
+	// Netboot is how the board's U-Boot fetches and boots a netboot
+	// kernel (mkimage netboot).
+	Netboot Netboot `toml:"netboot" json:"netboot"`
 
 	firstPartition int64
 }
@@ -248,6 +251,9 @@ func (b *Board) validate() error {
 				return fmt.Errorf("bootloader.debian: %q: want package:path/in/package", f)
 			}
 		}
+	}
+	if err := b.Netboot.validate(); err != nil {
+		return err
 	}
 	for i, p := range b.Bootloader.Protect {
 		if p.Offset < 0 || p.Length <= 0 {

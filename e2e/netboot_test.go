@@ -44,7 +44,7 @@ netboot = "diskless"
 func TestNetbootArtifacts(t *testing.T) {
 	testenv.Short(t)
 	dir, _ := netbootTree(t)
-	for _, f := range []string{"boot.scr.uimg", "Image", "initrd.img", "root.img", "root.img.bmap",
+	for _, f := range []string{"boot.scr.uimg", "Image.gz", "initrd.img", "root.img", "root.img.bmap",
 		"pxelinux.cfg/01-52-54-00-4e-42-01", "pxelinux.cfg/default-arm", "pxelinux.cfg/default"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("netboot tree lacks %s", f)
@@ -277,6 +277,11 @@ func TestNetbootQEMU(t *testing.T) {
 	dir := filepath.Join(base, "tftp")
 	mustRun(t, "netboot", "--board", "qemu-virt", "--rootfs", "minimal", "--config", cfg, "-o", dir, "-q", "--overlay", markerOverlay(t, netMarker))
 	t.Logf("mkimage netboot (diskless + install) took %v", time.Since(start).Round(100*time.Millisecond))
+	// The qemu-virt board's U-Boot unpacks a gzip'd kernel (boards/qemu-virt.toml).
+	kgz, err := os.Stat(filepath.Join(dir, "Image.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := newProvNet(t, dir, cfg)
 
 	t.Run("diskless", func(t *testing.T) {
@@ -284,7 +289,12 @@ func TestNetbootQEMU(t *testing.T) {
 		v.expect(t, p, 150*time.Second, []bootStep{
 			{"U-Boot DHCP lease", `DHCP client bound to address 10\.78\.0\.11`},
 			{"boot script by TFTP", `(?s)Filename 'boot\.scr\.uimg'.*Bytes transferred`},
+			// What U-Boot holds after the script's setenvs: the TFTP
+			// sizes every later load uses, booti's unpack area.
+			{"TFTP sizes and unpack area set", fmt.Sprintf(`mkimage netboot: tftpblocksize 1468 tftpwindowsize 16 kernel_comp_addr_r 0x50000000 kernel_comp_size 0x%x\b`, kgz.Size())},
 			{"pxelinux file for its MAC", `pxelinux\.cfg/01-52-54-00-4e-42-01`},
+			{"gzip'd kernel by TFTP", fmt.Sprintf(`(?s)Filename 'Image\.gz'\..*?Bytes transferred = %d \(`, kgz.Size())},
+			{"booti unpacks it", `Uncompressing Kernel Image`},
 			{"kernel starting", `Booting Linux on physical CPU`},
 			{"nodeinit sees the netroot", `nodeinit: config: root="http://:80/root\.img"`},
 			{"nodeinit lease", `nodeinit: netboot: eth0: 10\.78\.0\.11/24, router 10\.78\.0\.1, boot server 10\.78\.0\.1`},
@@ -295,6 +305,10 @@ func TestNetbootQEMU(t *testing.T) {
 		})
 		if strings.Contains(v.con.String(), "rescue shell") {
 			t.Errorf("rescue shell on a good netroot:\n%s", lastBytes(v.con.String(), 3000))
+		}
+		// U-Boot's rate line after each TFTP load, for the log.
+		for _, l := range regexp.MustCompile(`(?m)^\s*[\d.]+ [KM]iB/s`).FindAllString(v.con.String(), -1) {
+			t.Logf("U-Boot TFTP: %s", strings.TrimSpace(l))
 		}
 		for _, l := range regexp.MustCompile(`nodeinit: (netboot|mounted|first-boot: complete).*`).FindAllString(v.con.String(), -1) {
 			t.Logf("console: %s", strings.TrimSpace(l))
@@ -374,7 +388,7 @@ func TestNetbootQEMU(t *testing.T) {
 		`RRQ "boot.scr.uimg": sent`,
 		`RRQ "pxelinux.cfg/01-52-54-00-4e-42-01": sent`,
 		`RRQ "pxelinux.cfg/01-52-54-00-4e-42-02": sent`,
-		`RRQ "Image": sent`,
+		fmt.Sprintf(`RRQ "Image.gz": sent %d bytes`, kgz.Size()),
 		`RRQ "initrd.img": sent`,
 		`GET "/root.img.bmap": 200`,
 		`GET "/root.img" bytes=`,

@@ -1,6 +1,9 @@
 // Package netboot writes the tree a netboot server serves to U-Boot's PXE
-// flow: the kernel, device tree and initramfs, boot.scr.uimg (which the
-// `dhcp` boot target fetches and sources; it runs `pxe get; pxe boot`),
+// flow: the kernel (gzip'd as Image.gz where the board's U-Boot unpacks
+// it, boards.Netboot), device tree and initramfs (compressed),
+// boot.scr.uimg (which the `dhcp` boot target fetches and sources; it
+// sets U-Boot's TFTP block and window size and booti's unpack area, then
+// runs `pxe get; pxe boot`),
 // one pxelinux.cfg file per inventory node (01-<mac>) and the board's
 // default files, and the images the two netboot modes fetch over HTTP:
 //
@@ -17,6 +20,7 @@ package netboot
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -30,11 +34,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/builder"
 	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/bmap"
 	"github.com/mkimage/mkimage/internal/build/btrfs"
 	"github.com/mkimage/mkimage/internal/build/uboot"
+	"github.com/mkimage/mkimage/internal/compress"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
 
@@ -59,14 +65,16 @@ func ParseMode(s string) (Mode, error) {
 
 // File names in the served tree.
 const (
-	ScriptFile  = "boot.scr.uimg"
-	KernelFile  = "Image"
-	InitrdFile  = "initrd.img"
-	RootImage   = "root.img"
-	CardImage   = "node.img"
-	BmapSuffix  = ".bmap"
-	Manifest    = "netboot.json"
-	defaultPort = 80
+	ScriptFile = "boot.scr.uimg"
+	KernelFile = "Image"
+	// KernelGzFile is the kernel where the board's U-Boot unpacks gzip.
+	KernelGzFile = "Image.gz"
+	InitrdFile   = "initrd.img"
+	RootImage    = "root.img"
+	CardImage    = "node.img"
+	BmapSuffix   = ".bmap"
+	Manifest     = "netboot.json"
+	defaultPort  = 80
 )
 
 // Kernel command line keys nodeinit reads in netboot mode. URLs with an
@@ -96,9 +104,12 @@ type Options struct {
 	SoC         string   // for messages only
 	PXEDefaults []string // the board's pxe_defaults
 	Kernel      []byte   // raw arm64 Image
-	Initrd      []byte
-	DTB         []byte // nil where firmware provides the tree
-	DTBPath     string // "vendor/board.dtb", with DTB
+	Initrd      []byte   // served as it is when compressed, else gzip'd
+	// UBoot is what the board's U-Boot does with a netbooted kernel:
+	// the kernel's compression, TFTP sizes, load addresses.
+	UBoot   boards.Netboot
+	DTB     []byte // nil where firmware provides the tree
+	DTBPath string // "vendor/board.dtb", with DTB
 	// Cmdline is the card's kernel command line (console=... root=LABEL=root
 	// rootwait); each mode replaces or adds its keys.
 	Cmdline string
@@ -270,17 +281,25 @@ func (w *writer) addFile(name string) (string, error) {
 }
 
 func (w *writer) write(o *Options) error {
-	script, err := uboot.ScriptImage("mkimage netboot", BootScript, o.Epoch)
+	b, err := serveBoot(o)
 	if err != nil {
 		return err
 	}
-	if err := w.put(ScriptFile, script); err != nil {
+	script, err := uboot.PXEScript(b.env)
+	if err != nil {
 		return err
 	}
-	if err := w.put(KernelFile, o.Kernel); err != nil {
+	text, err := uboot.ScriptImage("mkimage netboot", script, o.Epoch)
+	if err != nil {
 		return err
 	}
-	if err := w.put(InitrdFile, o.Initrd); err != nil {
+	if err := w.put(ScriptFile, text); err != nil {
+		return err
+	}
+	if err := w.put(b.kernelFile, b.kernel); err != nil {
+		return err
+	}
+	if err := w.put(InitrdFile, b.initrd); err != nil {
 		return err
 	}
 	fdt := ""
@@ -313,7 +332,7 @@ func (w *writer) write(o *Options) error {
 			KeyInstallSHA256 + "=" + sum}, " ")
 	}
 	entry := func(m Mode) uboot.Entry {
-		return uboot.Entry{Label: "mkimage-" + string(m), Kernel: KernelFile, Initrd: InitrdFile, FDT: fdt, Append: w.res.Cmdlines[m]}
+		return uboot.Entry{Label: "mkimage-" + string(m), Kernel: b.kernelFile, Initrd: InitrdFile, FDT: fdt, Append: w.res.Cmdlines[m]}
 	}
 	for _, m := range []Mode{Diskless, Install} {
 		if _, ok := w.res.Cmdlines[m]; ok {
@@ -347,9 +366,66 @@ func (w *writer) write(o *Options) error {
 	return os.WriteFile(filepath.Join(w.dir, Manifest), append(js, '\n'), 0o644)
 }
 
-// BootScript is what boot.scr.uimg runs: U-Boot's pxelinux walk
-// (01-<mac>, the IP in hex, the board's default names, default).
-const BootScript = "echo mkimage netboot: pxe get\npxe get && pxe boot\necho mkimage netboot: pxe boot failed\n"
+// bootFiles are the kernel and initramfs as served, and the variables
+// the boot script sets for them.
+type bootFiles struct {
+	kernelFile     string
+	kernel, initrd []byte
+	env            []uboot.Setenv
+}
+
+// serveBoot compresses the kernel and initramfs for the wire: the kernel
+// gzip'd where the board's booti unpacks it (into kernel_comp_addr_r,
+// checked against everything else U-Boot holds; kernel_comp_size is the
+// exact compressed size), the initramfs gzip'd unless it is compressed
+// already (mkimage's own is xz).
+func serveBoot(o *Options) (*bootFiles, error) {
+	u := o.UBoot
+	b := &bootFiles{kernelFile: KernelFile, kernel: o.Kernel, initrd: o.Initrd}
+	if u.TFTPBlockSize > 0 {
+		b.env = append(b.env, uboot.Setenv{Name: "tftpblocksize", Value: fmt.Sprint(u.TFTPBlockSize)})
+	}
+	if u.TFTPWindowSize > 0 {
+		b.env = append(b.env, uboot.Setenv{Name: "tftpwindowsize", Value: fmt.Sprint(u.TFTPWindowSize)})
+	}
+	if compress.Sniff(o.Initrd) == compress.None {
+		var err error
+		if b.initrd, err = compress.Bytes(o.Initrd, compress.Gzip); err != nil {
+			return nil, fmt.Errorf("netboot initramfs: %w", err)
+		}
+	}
+	switch u.KernelCompression {
+	case "":
+		return b, nil
+	case "gzip":
+	default:
+		return nil, fmt.Errorf("netboot: no kernel compression %q", u.KernelCompression)
+	}
+	packed, err := compress.Bytes(o.Kernel, compress.Gzip)
+	if err != nil {
+		return nil, fmt.Errorf("netboot kernel: %w", err)
+	}
+	if err := u.Unpack(int64(len(packed)), int64(len(o.Kernel)), kernelSpan(o.Kernel), int64(len(b.initrd))); err != nil {
+		return nil, fmt.Errorf("%w (soc %s)", err, o.SoC)
+	}
+	b.kernelFile, b.kernel = KernelGzFile, packed
+	b.env = append(b.env,
+		uboot.Setenv{Name: "kernel_comp_addr_r", Value: fmt.Sprintf("0x%x", u.KernelCompAddr)},
+		uboot.Setenv{Name: "kernel_comp_size", Value: fmt.Sprintf("0x%x", len(packed))})
+	return b, nil
+}
+
+// kernelSpan is the memory an arm64 Image takes once booted: image_size
+// from its header (with the BSS), or its length where that is 0 or the
+// bytes are no Image (tests).
+func kernelSpan(img []byte) int64 {
+	if len(img) >= 64 && string(img[56:60]) == "ARM\x64" {
+		if n := int64(binary.LittleEndian.Uint64(img[16:24])); n > int64(len(img)) {
+			return n
+		}
+	}
+	return int64(len(img))
+}
 
 // rootImage writes root.img (sparse) and its bmap, returns the sha256.
 func (w *writer) rootImage(o *Options) (string, error) {

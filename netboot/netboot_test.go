@@ -1,7 +1,12 @@
 package netboot
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/bmap"
 	"github.com/mkimage/mkimage/internal/build/uboot"
+	"github.com/mkimage/mkimage/internal/compress"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
 
@@ -215,5 +222,144 @@ func TestWriteErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(notTree, "precious")); err != nil {
 		t.Error("existing directory touched")
+	}
+}
+
+// fakeImage is an arm64 Image header (image_size with a BSS beyond the
+// file) over compressible bytes.
+func fakeImage(size int, imageSize uint64) []byte {
+	b := make([]byte, size)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 64; i < size; i += 3 {
+		b[i] = byte(r.Uint32()) // compresses about as well as a kernel
+	}
+	binary.LittleEndian.PutUint64(b[16:], imageSize)
+	copy(b[56:], "ARM\x64")
+	return b
+}
+
+func bootScript(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, ScriptFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, payload, err := uboot.ParseImage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := uboot.ScriptText(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Every board gets the kernel its U-Boot boots: gzip'd with the unpack
+// area and exact compressed size in the boot script, or the plain Image;
+// the TFTP sizes its board file names; the initramfs compressed.
+func TestWriteEveryBoardKernel(t *testing.T) {
+	all, err := boards.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := fakeImage(4<<20, 6<<20)
+	for _, b := range all {
+		t.Run(b.Name, func(t *testing.T) {
+			o := baseOptions(t)
+			o.Kernel, o.UBoot, o.SoC = kernel, b.Netboot, b.SoC
+			dir := filepath.Join(t.TempDir(), "nb")
+			if _, err := Write(dir, o); err != nil {
+				t.Fatal(err)
+			}
+			script := bootScript(t, dir)
+			e := readMenu(t, dir, "pxelinux.cfg/01-00-1e-06-42-01-01").Entries[0]
+			served, err := os.ReadFile(filepath.Join(dir, e.Kernel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch b.Netboot.KernelCompression {
+			case "gzip":
+				if e.Kernel != KernelGzFile || compress.Sniff(served) != compress.Gzip {
+					t.Fatalf("kernel %s (%q...) for a board whose U-Boot unpacks gzip", e.Kernel, served[:4])
+				}
+				for _, want := range []string{
+					fmt.Sprintf("setenv kernel_comp_addr_r 0x%x\n", b.Netboot.KernelCompAddr),
+					fmt.Sprintf("setenv kernel_comp_size 0x%x\n", len(served)),
+				} {
+					if !strings.Contains(script, want) {
+						t.Errorf("boot script lacks %q:\n%s", want, script)
+					}
+				}
+				z, _ := compress.NewReader(bytes.NewReader(served), compress.Gzip)
+				if back, err := io.ReadAll(z); err != nil || !bytes.Equal(back, kernel) {
+					t.Errorf("Image.gz unpacks to %d bytes (%v), not the kernel", len(back), err)
+				}
+				if len(served) >= len(kernel)/2 {
+					t.Errorf("Image.gz is %d bytes of %d", len(served), len(kernel))
+				}
+				if _, err := os.Stat(filepath.Join(dir, KernelFile)); err == nil {
+					t.Error("the plain Image is served too")
+				}
+			case "":
+				if e.Kernel != KernelFile || !bytes.Equal(served, kernel) || strings.Contains(script, "kernel_comp") {
+					t.Errorf("kernel %s, same bytes %v, script:\n%s", e.Kernel, bytes.Equal(served, kernel), script)
+				}
+			}
+			for _, v := range []struct {
+				name string
+				n    int
+			}{{"tftpblocksize", b.Netboot.TFTPBlockSize}, {"tftpwindowsize", b.Netboot.TFTPWindowSize}} {
+				if has := strings.Contains(script, fmt.Sprintf("setenv %s %d\n", v.name, v.n)); has != (v.n > 0) {
+					t.Errorf("%s %d: set in the script %v:\n%s", v.name, v.n, has, script)
+				}
+			}
+			if !strings.Contains(script, "pxe get && pxe boot") {
+				t.Errorf("script does not boot:\n%s", script)
+			}
+			initrd, _ := os.ReadFile(filepath.Join(dir, InitrdFile))
+			if compress.Sniff(initrd) == compress.None {
+				t.Error("initramfs served uncompressed")
+			}
+		})
+	}
+}
+
+// The tree is the same bytes from the same inputs; an initramfs that is
+// compressed already is served as it is; an unpack area the initramfs
+// would reach is an error naming both.
+func TestWriteCompressed(t *testing.T) {
+	qemu, err := boards.Get("qemu-virt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := baseOptions(t)
+	o.Kernel, o.UBoot = fakeImage(4<<20, 6<<20), qemu.Netboot
+	xzInitrd, err := compress.Bytes([]byte(strings.Repeat("cpio", 1000)), compress.XZ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Initrd = xzInitrd
+	tmp := t.TempDir()
+	var sums [2]string
+	for i := range sums {
+		dir := filepath.Join(tmp, fmt.Sprint(i))
+		res, err := Write(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums[i] = fileSum(t, res, KernelGzFile) + fileSum(t, res, ScriptFile)
+		if got, _ := os.ReadFile(filepath.Join(dir, InitrdFile)); !bytes.Equal(got, xzInitrd) {
+			t.Error("an xz initramfs was not served as it is")
+		}
+	}
+	if sums[0] != sums[1] {
+		t.Error("two writes from the same inputs differ")
+	}
+	o.Initrd = make([]byte, 0x10000000) // 256 MiB from 0x44000000 reaches 0x50000000
+	o.Initrd[0] = 0x1f
+	o.Initrd[1] = 0x8b
+	if _, err := Write(filepath.Join(tmp, "big"), o); err == nil || !strings.Contains(err.Error(), "overlaps the initramfs") {
+		t.Errorf("initramfs over the unpack area: %v", err)
 	}
 }

@@ -17,6 +17,8 @@ pkgs=(
   linux-source-6.1 gcc-aarch64-linux-gnu bc bison flex libssl-dev make
   # test-only cross-checks and test roots
   u-boot-tools debootstrap attr nftables iproute2 kmod
+  # bench/netboot.sh: the TFTP server users would use instead
+  dnsmasq-base
   # device trees: the tests judge the DTB on the card with dtc
   device-tree-compiler
 )

@@ -93,7 +93,7 @@ func runNetboot(args []string) error {
 	if err != nil {
 		return err
 	}
-	no.SoC, no.PXEDefaults = p.Board.SoC, p.Board.PXEDefaults
+	no.SoC, no.PXEDefaults, no.UBoot = p.Board.SoC, p.Board.PXEDefaults, p.Board.Netboot
 	no.Kernel, no.Initrd, no.Cmdline, no.Root = p.Kernel, p.Initrd, p.Cmdline, p.Root
 	if p.DTB != nil {
 		no.DTB, no.DTBPath = p.DTB, p.Board.DTB

@@ -1,7 +1,8 @@
 // Package compress is the project's one place for compression: it writes
 // compressed disk images (zstd from klauspost/compress; xz from
 // ulikunitz/xz with a CRC64 check, which xz(1), Etcher and bmaptool read)
-// and reads every compressed input the tool takes (images, .deb members,
+// and the gzip'd kernel a netboot tree serves (U-Boot's booti unpacks
+// gzip), and reads every compressed input the tool takes (images, .deb members,
 // tarballs, kernel modules, apt indexes, kernel configs): gzip, xz, zstd
 // and lz4, chosen by file name or by magic bytes.
 package compress
@@ -102,9 +103,12 @@ func (k Kind) Ext() string {
 }
 
 // NewWriter returns a compressing writer; Close flushes it but does not
-// close w.
+// close w. The same input gives the same bytes: gzip's header carries no
+// time or name.
 func NewWriter(w io.Writer, k Kind) (io.WriteCloser, error) {
 	switch k {
+	case Gzip:
+		return gzip.NewWriterLevel(w, gzip.BestCompression)
 	case Zstd:
 		return zstd.NewWriter(w, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	case XZ:
@@ -136,6 +140,22 @@ func NewReader(r io.Reader, k Kind) (io.ReadCloser, error) {
 		return io.NopCloser(lz4.NewReader(r)), nil
 	}
 	return nil, fmt.Errorf("no decompressor for %q", k)
+}
+
+// Bytes returns b compressed as k.
+func Bytes(b []byte, k Kind) ([]byte, error) {
+	var out bytes.Buffer
+	w, err := NewWriter(&out, k)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(b); err != nil {
+		return nil, fmt.Errorf("compressing as %s: %w", k, err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("compressing as %s: %w", k, err)
+	}
+	return out.Bytes(), nil
 }
 
 // CompressFile writes src compressed as k to dst. dst appears only

@@ -230,3 +230,31 @@ func ParseMenu(s string) (Menu, error) {
 	}
 	return m, nil
 }
+
+// Setenv is one variable a boot script sets before it boots.
+type Setenv struct{ Name, Value string }
+
+// PXEScript returns the text of a netboot boot.scr.uimg: it sets env
+// (TFTP block and window size, where booti unpacks a compressed kernel),
+// echoes what U-Boot then holds, so a console log shows the values in
+// use, and runs U-Boot's pxelinux walk (01-<mac>, the IP in hex, the
+// board's default names, default). The `dhcp` boot target fetched the
+// script itself with U-Boot's defaults; every later TFTP load uses these.
+func PXEScript(env []Setenv) (string, error) {
+	var b, shown strings.Builder
+	for _, e := range env {
+		if e.Name == "" || strings.Trim(e.Name, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+			return "", fmt.Errorf("boot script variable %q: want lowercase letters, digits and _", e.Name)
+		}
+		if e.Value == "" || strings.ContainsAny(e.Value, " \t\n\r\x00\"'$;\\") {
+			return "", fmt.Errorf("boot script variable %s=%q: want one word with no quote, $, ; or backslash", e.Name, e.Value)
+		}
+		fmt.Fprintf(&b, "setenv %s %s\n", e.Name, e.Value)
+		fmt.Fprintf(&shown, " %s ${%s}", e.Name, e.Name)
+	}
+	if len(env) > 0 {
+		fmt.Fprintf(&b, "echo mkimage netboot:%s\n", shown.String())
+	}
+	b.WriteString("echo mkimage netboot: pxe get\npxe get && pxe boot\necho mkimage netboot: pxe boot failed\n")
+	return b.String(), nil
+}

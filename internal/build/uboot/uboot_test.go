@@ -229,3 +229,43 @@ func TestParseMenuRejectsUnknown(t *testing.T) {
 		t.Error("kernel before label accepted")
 	}
 }
+
+func TestPXEScript(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []Setenv
+		want []string // in this order
+		err  string
+	}{
+		{"plain", nil, []string{"echo mkimage netboot: pxe get\n", "pxe get && pxe boot\n", "pxe boot failed"}, ""},
+		{"sizes and unpack area", []Setenv{{"tftpblocksize", "1468"}, {"tftpwindowsize", "16"}, {"kernel_comp_addr_r", "0x50000000"}},
+			[]string{"setenv tftpblocksize 1468\n", "setenv tftpwindowsize 16\n", "setenv kernel_comp_addr_r 0x50000000\n",
+				"echo mkimage netboot: tftpblocksize ${tftpblocksize} tftpwindowsize ${tftpwindowsize} kernel_comp_addr_r ${kernel_comp_addr_r}\n",
+				"pxe get && pxe boot\n"}, ""},
+		{"bad name", []Setenv{{"a b", "1"}}, nil, "lowercase letters"},
+		{"empty value", []Setenv{{"a", ""}}, nil, "one word"},
+		{"command in value", []Setenv{{"a", "1;reset"}}, nil, "one word"},
+		{"variable in value", []Setenv{{"a", "${b}"}}, nil, "one word"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := PXEScript(tc.env)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest := s
+			for _, w := range tc.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("script lacks %q (in order):\n%s", w, s)
+				}
+				rest = rest[i+len(w):]
+			}
+		})
+	}
+}

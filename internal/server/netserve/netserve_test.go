@@ -123,6 +123,8 @@ func TestTFTP(t *testing.T) {
 	}{
 		{"plain 512-byte blocks", "Image", nil, big, ""},
 		{"blksize 1468 (U-Boot) and tsize", "Image", []tftp.ClientOpt{tftp.ClientBlocksize(1468), tftp.ClientTransferSize(true)}, big, ""},
+		// What the netboot tree's boot script has U-Boot ask for.
+		{"blksize 1468 windowsize 16 (netboot script)", "Image", []tftp.ClientOpt{tftp.ClientBlocksize(1468), tftp.ClientWindowsize(16), tftp.ClientTransferSize(true)}, big, ""},
 		{"blksize 8192 windowsize 4", "Image", []tftp.ClientOpt{tftp.ClientBlocksize(8192), tftp.ClientWindowsize(4), tftp.ClientTransferSize(true)}, big, ""},
 		{"subdirectory", "pxelinux.cfg/default", []tftp.ClientOpt{tftp.ClientTransferSize(true)}, []byte("default x\n"), ""},
 		{"leading slash is the served directory", "/pxelinux.cfg/default", nil, []byte("default x\n"), ""},
