@@ -130,32 +130,41 @@ func (m Manifest) Marshal() ([]byte, error) {
 // node then acts on precisely what was signed, whatever quirks a JSON
 // decoder has.
 func parseManifest(b []byte) (Manifest, error) {
-	var m Manifest
 	if len(b) > MaxManifestSize {
-		return m, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(b), MaxManifestSize)
+		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(b), MaxManifestSize)
 	}
-	// The format first, so a newer manifest is named as such rather
-	// than as one with unknown fields.
+	return parseExact[Manifest](b, ManifestFile, "update the node first")
+}
+
+// parseExact decodes a signed document and accepts it only if Marshal
+// gives back exactly b. The format is read first, so a newer document
+// is named as such (with upgrade, what to do) rather than as one with
+// unknown fields.
+func parseExact[T interface{ Marshal() ([]byte, error) }](b []byte, name, upgrade string) (T, error) {
+	var m T
 	var f struct {
 		Format int `json:"format"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
-		return m, fmt.Errorf("%w: %s: %w", ErrInvalid, ManifestFile, err)
+		return m, fmt.Errorf("%w: %s: %w", ErrInvalid, name, err)
 	}
 	if f.Format != FormatVersion {
-		return m, fmt.Errorf("%w: %s: format %d; this mkimage reads format %d (update the node first)", ErrInvalid, ManifestFile, f.Format, FormatVersion)
+		return m, fmt.Errorf("%w: %s: format %d; this mkimage reads format %d (%s)", ErrInvalid, name, f.Format, FormatVersion, upgrade)
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&m); err != nil {
-		return Manifest{}, fmt.Errorf("%w: %s: %w", ErrInvalid, ManifestFile, err)
+		var zero T
+		return zero, fmt.Errorf("%w: %s: %w", ErrInvalid, name, err)
 	}
 	again, err := m.Marshal() // validates
 	if err != nil {
-		return Manifest{}, err
+		var zero T
+		return zero, err
 	}
 	if !bytes.Equal(again, b) {
-		return Manifest{}, fmt.Errorf("%w: %s is not in the form mkimage writes (extra data, duplicate fields or other spelling)", ErrInvalid, ManifestFile)
+		var zero T
+		return zero, fmt.Errorf("%w: %s is not in the form mkimage writes (extra data, duplicate fields or other spelling)", ErrInvalid, name)
 	}
 	return m, nil
 }

@@ -27,17 +27,8 @@ func Verify(manifest, sig []byte, keys []PublicKey) (Manifest, error) {
 	if len(manifest) > MaxManifestSize {
 		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(manifest), MaxManifestSize)
 	}
-	raw, ok := decodeSignature(sig)
-	if !ok {
-		return Manifest{}, fmt.Errorf("%w: %s: want base64 of a %d-byte ed25519 signature and a newline", ErrInvalid, SignatureFile, ed25519.SignatureSize)
-	}
-	if !signedBy(manifest, raw, keys) {
-		var names []string
-		for _, k := range keys {
-			names = append(names, fmt.Sprintf("%q", k.Comment))
-		}
-		return Manifest{}, fmt.Errorf("%w: %s is not a signature of %s by any of the %d trusted keys (%s): the bundle was changed or signed with another key",
-			ErrInvalid, SignatureFile, ManifestFile, len(keys), strings.Join(names, ", "))
+	if err := CheckSignature(manifest, sig, keys, ManifestFile, SignatureFile, "the bundle"); err != nil {
+		return Manifest{}, err
 	}
 	return parseManifest(manifest)
 }
@@ -58,4 +49,25 @@ func signedBy(data, raw []byte, keys []PublicKey) bool {
 		}
 	}
 	return false
+}
+
+// CheckSignature checks that sig (what Sign returned) is a signature of
+// doc by one of keys: the check every signed document (a bundle's
+// manifest, a netboot tree's images.json) shares. docName, sigName and
+// what name them in the error, which wraps ErrInvalid and names the
+// trusted keys, so a node's console says which key it wanted.
+func CheckSignature(doc, sig []byte, keys []PublicKey, docName, sigName, what string) error {
+	raw, ok := decodeSignature(sig)
+	if !ok {
+		return fmt.Errorf("%w: %s: want base64 of a %d-byte ed25519 signature and a newline", ErrInvalid, sigName, ed25519.SignatureSize)
+	}
+	if !signedBy(doc, raw, keys) {
+		var names []string
+		for _, k := range keys {
+			names = append(names, fmt.Sprintf("%q", k.Comment))
+		}
+		return fmt.Errorf("%w: %s is not a signature of %s by any of the %d trusted keys (%s): %s was changed or signed with another key",
+			ErrInvalid, sigName, docName, len(keys), strings.Join(names, ", "), what)
+	}
+	return nil
 }
