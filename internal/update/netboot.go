@@ -125,4 +125,3 @@ func VerifyNetboot(doc, sig []byte, keys []PublicKey) (NetbootManifest, error) {
 	}
 	return parseExact[NetbootManifest](doc, NetbootFile, "rebuild the netboot tree with the mkimage that built this initramfs")
 }
-
