@@ -45,7 +45,7 @@ func TestWriteSigned(t *testing.T) {
 	}
 	doc, _ := os.ReadFile(filepath.Join(dir, update.NetbootFile))
 	sig, _ := os.ReadFile(filepath.Join(dir, update.NetbootSignature))
-	man, err := update.VerifyNetboot(doc, sig, []update.PublicKey{k.Public()})
+	man, _, err := update.VerifyNetboot(doc, sig, []update.PublicKey{k.Public()})
 	if err != nil {
 		t.Fatal(err)
 	}

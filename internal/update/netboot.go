@@ -109,19 +109,21 @@ func (m NetbootManifest) validate() error {
 }
 
 // VerifyNetboot checks that sig (images.sig's content) is a signature of
-// doc (images.json's) by one of keys, and only then parses it; it
+// doc (images.json's) by one of keys, and only then parses it (it
+// returns the key that signed it); it
 // accepts only the exact bytes Marshal writes. Any failure wraps
 // ErrInvalid.
-func VerifyNetboot(doc, sig []byte, keys []PublicKey) (NetbootManifest, error) {
-	var m NetbootManifest
+func VerifyNetboot(doc, sig []byte, keys []PublicKey) (NetbootManifest, PublicKey, error) {
 	if len(keys) == 0 {
-		return m, errors.New("no trusted keys to verify the netboot tree with")
+		return NetbootManifest{}, PublicKey{}, errors.New("no trusted keys to verify the netboot tree with")
 	}
 	if len(doc) > MaxManifestSize {
-		return m, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, NetbootFile, len(doc), MaxManifestSize)
+		return NetbootManifest{}, PublicKey{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, NetbootFile, len(doc), MaxManifestSize)
 	}
-	if err := CheckSignature(doc, sig, keys, NetbootFile, NetbootSignature, "the netboot tree"); err != nil {
-		return m, err
+	k, err := CheckSignature(doc, sig, keys, NetbootFile, NetbootSignature, "the netboot tree")
+	if err != nil {
+		return NetbootManifest{}, PublicKey{}, err
 	}
-	return parseExact[NetbootManifest](doc, NetbootFile, "rebuild the netboot tree with the mkimage that built this initramfs")
+	m, err := parseExact[NetbootManifest](doc, NetbootFile, "rebuild the netboot tree with the mkimage that built this initramfs")
+	return m, k, err
 }

@@ -21,9 +21,12 @@ func TestNetbootManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	sig := Sign(good, key)
-	m, err := VerifyNetboot(good, sig, keys)
+	m, by, err := VerifyNetboot(good, sig, keys)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !SameKey(by, key.Public()) {
+		t.Errorf("signed by %s, want %s", by, key.Public())
 	}
 	if f, err := m.File("root.img.bmap"); err != nil || f.Size != 3 {
 		t.Errorf("File: %+v, %v", f, err)
@@ -54,7 +57,7 @@ func TestNetbootManifest(t *testing.T) {
 		{"newer format", []byte(`{"format":2}`), Sign([]byte(`{"format":2}`), key), keys, "format 2; this mkimage reads format 1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := VerifyNetboot(c.doc, c.sig, c.keys)
+			_, _, err := VerifyNetboot(c.doc, c.sig, c.keys)
 			wantErr(t, err, c.want)
 		})
 	}
@@ -93,7 +96,7 @@ func FuzzVerifyNetboot(f *testing.F) {
 	f.Add(bytes.Replace(good, []byte(`"root.img"`), []byte(`"../root.img"`), 1), Sign(good, key))
 	f.Fuzz(func(t *testing.T, doc, sig []byte) {
 		for _, s := range [][]byte{sig, Sign(doc, key)} {
-			m, err := VerifyNetboot(doc, s, keys)
+			m, _, err := VerifyNetboot(doc, s, keys)
 			if err != nil {
 				continue
 			}

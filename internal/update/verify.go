@@ -27,7 +27,7 @@ func Verify(manifest, sig []byte, keys []PublicKey) (Manifest, error) {
 	if len(manifest) > MaxManifestSize {
 		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(manifest), MaxManifestSize)
 	}
-	if err := CheckSignature(manifest, sig, keys, ManifestFile, SignatureFile, "the bundle"); err != nil {
+	if _, err := CheckSignature(manifest, sig, keys, ManifestFile, SignatureFile, "the bundle"); err != nil {
 		return Manifest{}, err
 	}
 	return parseManifest(manifest)
@@ -40,34 +40,37 @@ func decodeSignature(sig []byte) ([]byte, bool) {
 	return raw, err == nil && len(raw) == ed25519.SignatureSize
 }
 
-// signedBy reports whether raw is a signature of data by one of keys.
-func signedBy(data, raw []byte, keys []PublicKey) bool {
+// signedBy returns the key of keys that raw is a signature of data by.
+func signedBy(data, raw []byte, keys []PublicKey) (PublicKey, bool) {
 	for _, k := range keys {
 		// ed25519.Verify panics on a key of the wrong size.
 		if len(k.Key) == ed25519.PublicKeySize && ed25519.Verify(k.Key, data, raw) {
-			return true
+			return k, true
 		}
 	}
-	return false
+	return PublicKey{}, false
 }
 
+
+
 // CheckSignature checks that sig (what Sign returned) is a signature of
-// doc by one of keys: the check every signed document (a bundle's
-// manifest, a netboot tree's images.json) shares. docName, sigName and
-// what name them in the error, which wraps ErrInvalid and names the
-// trusted keys, so a node's console says which key it wanted.
-func CheckSignature(doc, sig []byte, keys []PublicKey, docName, sigName, what string) error {
+// doc by one of keys, and returns that key: the check every signed
+// document (a bundle's manifest, a netboot tree's images.json) shares.
+// docName, sigName and what name them in the error, which wraps
+// ErrInvalid and names the trusted keys, so a node's console says which
+// keys it wanted.
+func CheckSignature(doc, sig []byte, keys []PublicKey, docName, sigName, what string) (PublicKey, error) {
 	raw, ok := decodeSignature(sig)
 	if !ok {
-		return fmt.Errorf("%w: %s: want base64 of a %d-byte ed25519 signature and a newline", ErrInvalid, sigName, ed25519.SignatureSize)
+		return PublicKey{}, fmt.Errorf("%w: %s: want base64 of a %d-byte ed25519 signature and a newline", ErrInvalid, sigName, ed25519.SignatureSize)
 	}
-	if !signedBy(doc, raw, keys) {
-		var names []string
-		for _, k := range keys {
-			names = append(names, fmt.Sprintf("%q", k.Comment))
-		}
-		return fmt.Errorf("%w: %s is not a signature of %s by any of the %d trusted keys (%s): %s was changed or signed with another key",
-			ErrInvalid, sigName, docName, len(keys), strings.Join(names, ", "), what)
+	if k, ok := signedBy(doc, raw, keys); ok {
+		return k, nil
 	}
-	return nil
+	var names []string
+	for _, k := range keys {
+		names = append(names, fmt.Sprintf("%q", k.Comment))
+	}
+	return PublicKey{}, fmt.Errorf("%w: %s is not a signature of %s by any of the %d trusted keys (%s): %s was changed or signed with another key",
+		ErrInvalid, sigName, docName, len(keys), strings.Join(names, ", "), what)
 }
