@@ -51,8 +51,6 @@ func signedBy(data, raw []byte, keys []PublicKey) (PublicKey, bool) {
 	return PublicKey{}, false
 }
 
-
-
 // CheckSignature checks that sig (what Sign returned) is a signature of
 // doc by one of keys, and returns that key: the check every signed
 // document (a bundle's manifest, a netboot tree's images.json) shares.

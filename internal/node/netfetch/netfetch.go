@@ -22,9 +22,9 @@ package netfetch
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -333,7 +333,7 @@ func (f *Fetcher) readRange(ctx context.Context, u string, off int64, buf []byte
 		n, err := resp.Body.Read(buf[have:])
 		have += n
 		poke()
-		if err == io.EOF && have < len(buf) {
+		if (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)) && have < len(buf) {
 			return have, fmt.Errorf("GET %s: connection ended at byte %d of %d-%d", u, off+int64(have), off, end-1)
 		}
 		if err != nil && err != io.EOF {
