@@ -133,29 +133,29 @@ func parseManifest(b []byte) (Manifest, error) {
 	if len(b) > MaxManifestSize {
 		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(b), MaxManifestSize)
 	}
-	return parseExact[Manifest](b, ManifestFile, "update the node first")
+	return parseExact[Manifest](b, ErrInvalid, ManifestFile, "update the node first")
 }
 
 // parseExact decodes a signed document and accepts it only if Marshal
 // gives back exactly b. The format is read first, so a newer document
 // is named as such (with upgrade, what to do) rather than as one with
-// unknown fields.
-func parseExact[T interface{ Marshal() ([]byte, error) }](b []byte, name, upgrade string) (T, error) {
+// unknown fields. Errors wrap invalid.
+func parseExact[T interface{ Marshal() ([]byte, error) }](b []byte, invalid error, name, upgrade string) (T, error) {
 	var m T
 	var f struct {
 		Format int `json:"format"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
-		return m, fmt.Errorf("%w: %s: %w", ErrInvalid, name, err)
+		return m, fmt.Errorf("%w: %s: %w", invalid, name, err)
 	}
 	if f.Format != FormatVersion {
-		return m, fmt.Errorf("%w: %s: format %d; this mkimage reads format %d (%s)", ErrInvalid, name, f.Format, FormatVersion, upgrade)
+		return m, fmt.Errorf("%w: %s: format %d; this mkimage reads format %d (%s)", invalid, name, f.Format, FormatVersion, upgrade)
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&m); err != nil {
 		var zero T
-		return zero, fmt.Errorf("%w: %s: %w", ErrInvalid, name, err)
+		return zero, fmt.Errorf("%w: %s: %w", invalid, name, err)
 	}
 	again, err := m.Marshal() // validates
 	if err != nil {
@@ -164,7 +164,7 @@ func parseExact[T interface{ Marshal() ([]byte, error) }](b []byte, name, upgrad
 	}
 	if !bytes.Equal(again, b) {
 		var zero T
-		return zero, fmt.Errorf("%w: %s is not in the form mkimage writes (extra data, duplicate fields or other spelling)", ErrInvalid, name)
+		return zero, fmt.Errorf("%w: %s is not in the form mkimage writes (extra data, duplicate fields or other spelling)", invalid, name)
 	}
 	return m, nil
 }

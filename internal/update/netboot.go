@@ -24,6 +24,10 @@ const (
 	MaxNetbootFiles = 16
 )
 
+// ErrInvalidNetboot marks every error that says a netboot tree is wrong
+// (bad signature, bad manifest, a file that does not match it).
+var ErrInvalidNetboot = errors.New("invalid netboot tree")
+
 // NetbootManifest lists the files of a netboot tree a node fetches.
 type NetbootManifest struct {
 	Format int    `json:"format"` // FormatVersion
@@ -49,7 +53,7 @@ func (m NetbootManifest) File(name string) (NetbootItem, error) {
 			return f, nil
 		}
 	}
-	return NetbootItem{}, fmt.Errorf("%w: %s does not list %s (serve the tree mkimage netboot wrote, whole)", ErrInvalid, NetbootFile, name)
+	return NetbootItem{}, fmt.Errorf("%w: %s does not list %s (serve the tree mkimage netboot wrote, whole)", ErrInvalidNetboot, NetbootFile, name)
 }
 
 // Marshal returns the manifest's bytes as they are signed (indented
@@ -68,7 +72,7 @@ func (m NetbootManifest) Marshal() ([]byte, error) {
 // Validate checks every field; errors name the field and the bad value.
 func (m NetbootManifest) Validate() error {
 	if err := m.validate(); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInvalid, NetbootFile, err)
+		return fmt.Errorf("%w: %s: %w", ErrInvalidNetboot, NetbootFile, err)
 	}
 	return nil
 }
@@ -112,18 +116,18 @@ func (m NetbootManifest) validate() error {
 // doc (images.json's) by one of keys, and only then parses it (it
 // returns the key that signed it); it
 // accepts only the exact bytes Marshal writes. Any failure wraps
-// ErrInvalid.
+// ErrInvalidNetboot.
 func VerifyNetboot(doc, sig []byte, keys []PublicKey) (NetbootManifest, PublicKey, error) {
 	if len(keys) == 0 {
 		return NetbootManifest{}, PublicKey{}, errors.New("no trusted keys to verify the netboot tree with")
 	}
 	if len(doc) > MaxManifestSize {
-		return NetbootManifest{}, PublicKey{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, NetbootFile, len(doc), MaxManifestSize)
+		return NetbootManifest{}, PublicKey{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalidNetboot, NetbootFile, len(doc), MaxManifestSize)
 	}
-	k, err := CheckSignature(doc, sig, keys, NetbootFile, NetbootSignature, "the netboot tree")
+	k, err := CheckSignature(doc, sig, keys, ErrInvalidNetboot, NetbootFile, NetbootSignature, "the netboot tree")
 	if err != nil {
 		return NetbootManifest{}, PublicKey{}, err
 	}
-	m, err := parseExact[NetbootManifest](doc, NetbootFile, "rebuild the netboot tree with the mkimage that built this initramfs")
+	m, err := parseExact[NetbootManifest](doc, ErrInvalidNetboot, NetbootFile, "rebuild the netboot tree with the mkimage that built this initramfs")
 	return m, k, err
 }

@@ -27,7 +27,7 @@ func Verify(manifest, sig []byte, keys []PublicKey) (Manifest, error) {
 	if len(manifest) > MaxManifestSize {
 		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(manifest), MaxManifestSize)
 	}
-	if _, err := CheckSignature(manifest, sig, keys, ManifestFile, SignatureFile, "the bundle"); err != nil {
+	if _, err := CheckSignature(manifest, sig, keys, ErrInvalid, ManifestFile, SignatureFile, "the bundle"); err != nil {
 		return Manifest{}, err
 	}
 	return parseManifest(manifest)
@@ -55,12 +55,12 @@ func signedBy(data, raw []byte, keys []PublicKey) (PublicKey, bool) {
 // doc by one of keys, and returns that key: the check every signed
 // document (a bundle's manifest, a netboot tree's images.json) shares.
 // docName, sigName and what name them in the error, which wraps
-// ErrInvalid and names the trusted keys, so a node's console says which
+// invalid (ErrInvalid, ErrInvalidNetboot) and names the trusted keys, so a node's console says which
 // keys it wanted.
-func CheckSignature(doc, sig []byte, keys []PublicKey, docName, sigName, what string) (PublicKey, error) {
+func CheckSignature(doc, sig []byte, keys []PublicKey, invalid error, docName, sigName, what string) (PublicKey, error) {
 	raw, ok := decodeSignature(sig)
 	if !ok {
-		return PublicKey{}, fmt.Errorf("%w: %s: want base64 of a %d-byte ed25519 signature and a newline", ErrInvalid, sigName, ed25519.SignatureSize)
+		return PublicKey{}, fmt.Errorf("%w: %s: want base64 of a %d-byte ed25519 signature and a newline", invalid, sigName, ed25519.SignatureSize)
 	}
 	if k, ok := signedBy(doc, raw, keys); ok {
 		return k, nil
@@ -70,5 +70,5 @@ func CheckSignature(doc, sig []byte, keys []PublicKey, docName, sigName, what st
 		names = append(names, fmt.Sprintf("%q", k.Comment))
 	}
 	return PublicKey{}, fmt.Errorf("%w: %s is not a signature of %s by any of the %d trusted keys (%s): %s was changed or signed with another key",
-		ErrInvalid, sigName, docName, len(keys), strings.Join(names, ", "), what)
+		invalid, sigName, docName, len(keys), strings.Join(names, ", "), what)
 }

@@ -90,14 +90,14 @@ func (f *Fetcher) openSigned(ctx context.Context, u string, keys []update.Public
 	}
 	sum := sha256.Sum256(data)
 	if got := hex.EncodeToString(sum[:]); int64(len(data)) != mf.Size || got != mf.SHA256 {
-		return nil, fmt.Errorf("%w: %s.bmap: %d bytes, sha256 %s; %s says %d bytes, sha256 %s", update.ErrInvalid, u, len(data), got, update.NetbootFile, mf.Size, mf.SHA256)
+		return nil, fmt.Errorf("%w: %s.bmap: %d bytes, sha256 %s; %s says %d bytes, sha256 %s", update.ErrInvalidNetboot, u, len(data), got, update.NetbootFile, mf.Size, mf.SHA256)
 	}
 	m, err := bmap.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s.bmap: %w", u, err)
 	}
 	if m.ImageSize != img.Size {
-		return nil, fmt.Errorf("%w: %s.bmap maps %d bytes, %s says %s is %d", update.ErrInvalid, u, m.ImageSize, update.NetbootFile, name, img.Size)
+		return nil, fmt.Errorf("%w: %s.bmap maps %d bytes, %s says %s is %d", update.ErrInvalidNetboot, u, m.ImageSize, update.NetbootFile, name, img.Size)
 	}
 	return &Source{URL: u, SHA256: img.SHA256, Map: m, f: f}, nil
 }
