@@ -113,11 +113,15 @@ type Payload struct {
 // Marshal returns the manifest's bytes as they are signed: indented JSON,
 // fields in declaration order, a final newline. It refuses a manifest
 // Validate refuses, so nothing invalid is ever signed.
-func (m Manifest) Marshal() ([]byte, error) {
-	if err := m.Validate(); err != nil {
+func (m Manifest) Marshal() ([]byte, error) { return marshalDoc(m) }
+
+// marshalDoc is the form every signed document is signed in: indented
+// JSON and a final newline, of a value that passed its Validate.
+func marshalDoc(v interface{ Validate() error }) ([]byte, error) {
+	if err := v.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.MarshalIndent(m, "", "  ")
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -182,12 +186,23 @@ func (m Manifest) Validate() error {
 	return nil
 }
 
-func (m Manifest) validate() error {
-	if m.Format != FormatVersion {
-		return fmt.Errorf("format %d, want %d", m.Format, FormatVersion)
+// checkHead checks the fields every signed document starts with.
+func checkHead(format int, board string, created int64) error {
+	if format != FormatVersion {
+		return fmt.Errorf("format %d, want %d", format, FormatVersion)
 	}
-	if !boardRE.MatchString(m.Board) {
-		return fmt.Errorf("board %q: want 1 to 64 of a-z, 0-9 and -", m.Board)
+	if !boardRE.MatchString(board) {
+		return fmt.Errorf("board %q: want 1 to 64 of a-z, 0-9 and -", board)
+	}
+	if created < 0 {
+		return fmt.Errorf("created %d: before 1970", created)
+	}
+	return nil
+}
+
+func (m Manifest) validate() error {
+	if err := checkHead(m.Format, m.Board, m.Created); err != nil {
+		return err
 	}
 	if err := CheckID(m.ID); err != nil {
 		return fmt.Errorf("id: %w", err)
@@ -199,9 +214,6 @@ func (m Manifest) validate() error {
 		if m.Parent == m.ID {
 			return fmt.Errorf("parent %s is the version itself", m.Parent)
 		}
-	}
-	if m.Created < 0 {
-		return fmt.Errorf("created %d: before 1970", m.Created)
 	}
 	if err := checkCmdline(m.Cmdline); err != nil {
 		return err

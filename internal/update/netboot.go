@@ -1,7 +1,6 @@
 package update
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -58,16 +57,7 @@ func (m NetbootManifest) File(name string) (NetbootItem, error) {
 
 // Marshal returns the manifest's bytes as they are signed (indented
 // JSON, a final newline); it refuses what Validate refuses.
-func (m NetbootManifest) Marshal() ([]byte, error) {
-	if err := m.Validate(); err != nil {
-		return nil, err
-	}
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
-}
+func (m NetbootManifest) Marshal() ([]byte, error) { return marshalDoc(m) }
 
 // Validate checks every field; errors name the field and the bad value.
 func (m NetbootManifest) Validate() error {
@@ -78,14 +68,8 @@ func (m NetbootManifest) Validate() error {
 }
 
 func (m NetbootManifest) validate() error {
-	if m.Format != FormatVersion {
-		return fmt.Errorf("format %d, want %d", m.Format, FormatVersion)
-	}
-	if !boardRE.MatchString(m.Board) {
-		return fmt.Errorf("board %q: want 1 to 64 of a-z, 0-9 and -", m.Board)
-	}
-	if m.Created < 0 {
-		return fmt.Errorf("created %d: before 1970", m.Created)
+	if err := checkHead(m.Format, m.Board, m.Created); err != nil {
+		return err
 	}
 	if len(m.Files) == 0 || len(m.Files) > MaxNetbootFiles {
 		return fmt.Errorf("%d files, want 1 to %d", len(m.Files), MaxNetbootFiles)

@@ -241,6 +241,10 @@ func (f *Fetcher) Map(ctx context.Context, imageURL string) (*bmap.Map, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseMap(imageURL, data)
+}
+
+func parseMap(imageURL string, data []byte) (*bmap.Map, error) {
 	m, err := bmap.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s.bmap: %w", imageURL, err)

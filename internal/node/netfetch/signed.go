@@ -10,7 +10,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/mkimage/mkimage/internal/bmap"
 	"github.com/mkimage/mkimage/internal/update"
 )
 
@@ -92,9 +91,9 @@ func (f *Fetcher) openSigned(ctx context.Context, u string, keys []update.Public
 	if got := hex.EncodeToString(sum[:]); int64(len(data)) != mf.Size || got != mf.SHA256 {
 		return nil, fmt.Errorf("%w: %s.bmap: %d bytes, sha256 %s; %s says %d bytes, sha256 %s", update.ErrInvalidNetboot, u, len(data), got, update.NetbootFile, mf.Size, mf.SHA256)
 	}
-	m, err := bmap.Parse(data)
+	m, err := parseMap(u, data)
 	if err != nil {
-		return nil, fmt.Errorf("%s.bmap: %w", u, err)
+		return nil, err
 	}
 	if m.ImageSize != img.Size {
 		return nil, fmt.Errorf("%w: %s.bmap maps %d bytes, %s says %s is %d", update.ErrInvalidNetboot, u, m.ImageSize, update.NetbootFile, name, img.Size)
