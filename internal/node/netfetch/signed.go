@@ -83,7 +83,8 @@ func (f *Fetcher) openSigned(ctx context.Context, u string, keys []update.Public
 	if err != nil {
 		return nil, err
 	}
-	data, err := f.small(ctx, u+".bmap", mf.Size)
+	// One byte more than the manifest says, so a longer map is named below.
+	data, err := f.small(ctx, u+".bmap", mf.Size+1)
 	if err != nil {
 		return nil, err
 	}
