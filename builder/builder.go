@@ -80,6 +80,11 @@ type Options struct {
 	// signed update bundles from these keys (see versioned.go). Empty:
 	// one plain root.
 	UpdateKeys string
+	// NetbootKeys, a file of public keys, is baked into the initramfs
+	// (netfetch.KeysPath): a node booted from it over the network takes
+	// only root and card images a signed netboot tree lists (mkimage
+	// netboot --update-key). It does not make the image updatable.
+	NetbootKeys string
 	// Watchdog (seconds, 0: off) is the hardware watchdog timeout of an
 	// updatable image whose root feeds it (minimal: busybox watchdog
 	// from rcS; Debian: systemd's RuntimeWatchdogSec): nodeinit arms

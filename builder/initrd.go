@@ -11,6 +11,7 @@ import (
 
 	"github.com/mkimage/mkimage/initramfs"
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/node/netfetch"
 )
 
 // policyModules are loaded by nodeinit when a cluster config asks for
@@ -57,6 +58,11 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 			return err
 		}
 		if err := files.Put(initramfs.ConfigDir+"/cluster.json", fstree.NewFile(0o644, in.cluster, InitrdEpoch)); err != nil {
+			return err
+		}
+	}
+	if in.netbootKeys != nil {
+		if err := putFile(files, strings.TrimPrefix(netfetch.KeysPath, "/"), in.netbootKeys, o.Epoch); err != nil {
 			return err
 		}
 	}

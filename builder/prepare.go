@@ -5,6 +5,7 @@ import (
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/update"
 )
 
 // Prepared is what a node boots, resolved but not written to a disk:
@@ -22,6 +23,9 @@ type Prepared struct {
 	Inputs  []Input
 	// VersionID is an updatable image's version ("" otherwise).
 	VersionID string
+	// NetbootKeys are the keys baked into the initramfs for a signed
+	// netboot tree (Options.NetbootKeys).
+	NetbootKeys []update.PublicKey
 
 	// What Plan and Write need: the inputs are resolved once, whatever is
 	// made of them (an image, a dry run, a netboot tree and its card
@@ -61,7 +65,7 @@ func Prepare(ctx context.Context, o Options) (*Prepared, error) {
 	b := in.board
 	p := &Prepared{
 		Board: b, Version: in.kernel.Version, Kernel: in.kernel.Image, Initrd: in.initrd,
-		Cmdline: in.cmdline, Root: in.root, VersionID: in.version, Inputs: in.list, o: o, in: in,
+		Cmdline: in.cmdline, Root: in.root, VersionID: in.version, NetbootKeys: in.netbootPub, Inputs: in.list, o: o, in: in,
 	}
 	if b.DTB != "" {
 		p.DTB = in.dtb

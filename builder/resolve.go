@@ -14,6 +14,7 @@ import (
 	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/filehash"
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/update"
 	"github.com/mkimage/mkimage/overlays"
 )
 
@@ -48,6 +49,10 @@ type inputs struct {
 	cmdline    string
 	version    string
 	updateKeys []byte
+	// netbootKeys is the key file baked into the initramfs for a signed
+	// netboot tree (nil: none), netbootPub its keys.
+	netbootKeys []byte
+	netbootPub  []update.PublicKey
 	// timings are the resolve stages' durations (Options.Timings).
 	timings *Timings
 }
@@ -68,6 +73,7 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 		{"config", func() error { return in.loadConfig(o) }},
 		{"bootloader", func() error { return in.loadBootloader(o) }},
 		{"update keys", func() error { return in.loadUpdateKeys(o) }},
+		{"netboot keys", func() error { return in.loadNetbootKeys(o) }},
 		{"kernel", func() error { return in.loadKernel(ctx, o) }},
 		{"device tree", func() error { return in.loadDeviceTree(o) }},
 		{"root tree", func() error { return in.loadRoot(ctx, o) }},

@@ -63,12 +63,9 @@ func (in *inputs) loadUpdateKeys(o *Options) error {
 	if !updatable(o) {
 		return nil
 	}
-	b, err := os.ReadFile(o.UpdateKeys)
+	b, _, err := readKeys(o.UpdateKeys)
 	if err != nil {
-		return fmt.Errorf("--update-key: %w", err)
-	}
-	if _, err := update.ParsePublicKeys(b); err != nil {
-		return fmt.Errorf("--update-key %s: %w", o.UpdateKeys, err)
+		return err
 	}
 	if o.Backend != "native" {
 		return fmt.Errorf("--update-key needs the native root backend (it writes the versioned layout), not %q", o.Backend)
@@ -78,6 +75,33 @@ func (in *inputs) loadUpdateKeys(o *Options) error {
 	}
 	in.updateKeys = b
 	return nil
+}
+
+// readKeys reads and checks a public key file given as --update-key.
+func readKeys(path string) ([]byte, []update.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--update-key: %w", err)
+	}
+	keys, err := update.ParsePublicKeys(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--update-key %s: %w", path, err)
+	}
+	return b, keys, nil
+}
+
+// loadNetbootKeys reads the keys a signed netboot tree's initramfs
+// trusts (Options.NetbootKeys).
+func (in *inputs) loadNetbootKeys(o *Options) error {
+	if o.NetbootKeys == "" {
+		return nil
+	}
+	if o.Initramfs != "" {
+		return fmt.Errorf("--update-key %s: the keys are baked into the initramfs the build makes, not into a given --initramfs %s", o.NetbootKeys, o.Initramfs)
+	}
+	var err error
+	in.netbootKeys, in.netbootPub, err = readKeys(o.NetbootKeys)
+	return err
 }
 
 // versionID is the id of the version the inputs make, as its bundle

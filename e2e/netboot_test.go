@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/build/uboot"
 	"github.com/mkimage/mkimage/internal/testenv"
+	"github.com/mkimage/mkimage/internal/update"
 )
 
 const ubootQEMU = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
@@ -275,7 +277,10 @@ func TestNetbootQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(base, "tftp")
-	mustRun(t, "netboot", "--board", "qemu-virt", "--rootfs", "minimal", "--config", cfg, "-o", dir, "-q", "--overlay", markerOverlay(t, netMarker))
+	key := filepath.Join(base, "netboot.key")
+	mustRun(t, "key", "generate", "-o", key, "--comment", "e2e netboot")
+	mustRun(t, "netboot", "--board", "qemu-virt", "--rootfs", "minimal", "--config", cfg, "-o", dir, "-q", "--overlay", markerOverlay(t, netMarker),
+		"--update-key", key+".pub", "--key", key)
 	t.Logf("mkimage netboot (diskless + install) took %v", time.Since(start).Round(100*time.Millisecond))
 	// The qemu-virt board's U-Boot unpacks a gzip'd kernel (boards/qemu-virt.toml).
 	kgz, err := os.Stat(filepath.Join(dir, "Image.gz"))
@@ -298,6 +303,8 @@ func TestNetbootQEMU(t *testing.T) {
 			{"kernel starting", `Booting Linux on physical CPU`},
 			{"nodeinit sees the netroot", `nodeinit: config: root="http://:80/root\.img"`},
 			{"nodeinit lease", `nodeinit: netboot: eth0: 10\.78\.0\.11/24, router 10\.78\.0\.1, boot server 10\.78\.0\.1`},
+			{"signed tree required", `nodeinit: netboot: 1 netboot keys in the initramfs: only images the tree's signed images\.json lists are taken`},
+			{"manifest signature verified", `nodeinit: netboot: http://10\.78\.0\.1:80/images\.json: signature verified \(key mkimage-ed25519-public \S+ e2e netboot\)`},
 			{"root image verified", `nodeinit: netboot: http://10\.78\.0\.1:80/root\.img: sha256 [0-9a-f]{64} verified`},
 			{"root mounted from RAM", `nodeinit: mounted /dev/loop\d+ on /newroot \(btrfs, diskless root in RAM`},
 			{"switch_root", `nodeinit: switching root to /dev/loop\d+`},
@@ -315,28 +322,31 @@ func TestNetbootQEMU(t *testing.T) {
 		}
 	})
 
-	// The same node with a root image that does not match the sum on its
-	// command line: nodeinit says so and stops in the rescue shell; the
-	// root is never switched into.
-	t.Run("diskless-bad-sum", func(t *testing.T) {
-		pxe := filepath.Join(dir, "pxelinux.cfg/01-52-54-00-4e-42-01")
-		good, err := os.ReadFile(pxe)
+	// The same node served a manifest signed by another key: nodeinit
+	// says why, mounts nothing and tries again; once the server has the
+	// right signature back, the retry boots the root, no reboot needed.
+	t.Run("diskless-other-key", func(t *testing.T) {
+		sig := filepath.Join(dir, update.NetbootSignature)
+		good, err := os.ReadFile(sig)
 		if err != nil {
 			t.Fatal(err)
 		}
-		bad := regexp.MustCompile(`netroot\.sha256=[0-9a-f]{64}`).ReplaceAll(good, []byte("netroot.sha256="+strings.Repeat("0", 64)))
-		if bytes.Equal(bad, good) {
-			t.Fatalf("no netroot.sha256 in %s:\n%s", pxe, good)
-		}
-		os.WriteFile(pxe, bad, 0o644)
-		defer os.WriteFile(pxe, good, 0o644)
+		doc, _ := os.ReadFile(filepath.Join(dir, update.NetbootFile))
+		other, _ := update.GenerateKey(rand.Reader)
+		os.WriteFile(sig, update.Sign(doc, other), 0o644)
+		defer os.WriteFile(sig, good, 0o644)
 		v := p.boot(t, "52:54:00:4e:42:01", "")
 		v.expect(t, p, 120*time.Second, []bootStep{
-			{"rescue naming the mismatch", `nodeinit: rescue shell: step mount-root failed: diskless root http://:80/root\.img: .*image sha256 is [0-9a-f]{64}, the command line says 0{64}`},
+			{"refused, naming the keys", `nodeinit: netboot: diskless root: http://10\.78\.0\.1:80/: invalid netboot tree: images\.sig is not a signature of images\.json by any of the 1 trusted keys \("e2e netboot"\).*; trying again in`},
 		})
-		if strings.Contains(v.con.String(), "switching root") {
-			t.Error("switched into a root whose sha256 did not match")
+		if strings.Contains(v.con.String(), "switching root") || strings.Contains(v.con.String(), "root image verified") {
+			t.Error("went on with a tree signed by another key")
 		}
+		os.WriteFile(sig, good, 0o644)
+		v.expect(t, p, 60*time.Second, []bootStep{
+			{"the retry verifies", `nodeinit: netboot: http://10\.78\.0\.1:80/images\.json: signature verified`},
+			{"root's init marker", `E2E-NETBOOT host=node01 root=/dev/loop\d+`},
+		})
 	})
 
 	t.Run("install", func(t *testing.T) {
@@ -353,6 +363,7 @@ func TestNetbootQEMU(t *testing.T) {
 			{"pxelinux file for its MAC", `pxelinux\.cfg/01-52-54-00-4e-42-02`},
 			{"nodeinit sees the install", `nodeinit: netboot: install http://:80/node\.img sha256 [0-9a-f]{64} to \(the only disk\)`},
 			{"nodeinit lease", `nodeinit: netboot: eth0: 10\.78\.0\.12/24, router 10\.78\.0\.1, boot server 10\.78\.0\.1`},
+			{"manifest signature verified", `nodeinit: netboot: http://10\.78\.0\.1:80/images\.json: signature verified`},
 			{"card image verified", `nodeinit: netboot: http://10\.78\.0\.1:80/node\.img: sha256 [0-9a-f]{64} verified`},
 			{"install done, reboot", `nodeinit: netboot: installed http://:80/node\.img on /dev/vda in .*; rebooting`},
 		})

@@ -42,6 +42,7 @@ import (
 	"github.com/mkimage/mkimage/internal/build/uboot"
 	"github.com/mkimage/mkimage/internal/compress"
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/update"
 )
 
 // Mode is how a node boots from the network.
@@ -130,6 +131,15 @@ type Options struct {
 	// HTTPPort is the port in the URLs on the command line (default 80).
 	HTTPPort int
 	Epoch    time.Time
+
+	// Key, if set, signs the images the nodes fetch (images.json and
+	// images.sig, see update.NetbootManifest); it must be one of
+	// Trusted, the keys the builder baked into the initramfs
+	// (Prepared.NetbootKeys), so the nodes booting this tree refuse
+	// anything else. Board names the tree in the manifest.
+	Key     *update.PrivateKey
+	Trusted []update.PublicKey
+	Board   string
 }
 
 // Modes reports which modes o needs.
@@ -242,7 +252,21 @@ func (o *Options) check() error {
 	if install && o.Card == "" {
 		return errors.New("netboot: install mode needs a built SD card image")
 	}
-	return nil
+	return o.checkKey()
+}
+
+// checkKey refuses a signing key the nodes will not trust.
+func (o *Options) checkKey() error {
+	if o.Key == nil {
+		return nil
+	}
+	pub := o.Key.Public()
+	for _, k := range o.Trusted {
+		if update.SameKey(k, pub) {
+			return nil
+		}
+	}
+	return fmt.Errorf("netboot: the signing key %s is not among the %d keys baked into the initramfs: the nodes would refuse the tree (sign with a key whose .pub is in --update-key)", pub, len(o.Trusted))
 }
 
 type writer struct {
@@ -358,6 +382,11 @@ func (w *writer) write(o *Options) error {
 		}
 		w.res.Defaults = append(w.res.Defaults, name)
 	}
+	if o.Key != nil {
+		if err := w.sign(o); err != nil {
+			return err
+		}
+	}
 	sort.Slice(w.res.Files, func(i, j int) bool { return w.res.Files[i].Path < w.res.Files[j].Path })
 	js, err := json.MarshalIndent(w.res, "", "  ")
 	if err != nil {
@@ -427,6 +456,29 @@ func kernelSpan(img []byte) int64 {
 	return int64(len(img))
 }
 
+// sign writes images.json, the sizes and sha256 of the files the nodes
+// fetch over HTTP (the images and their maps), and images.sig. The boot
+// files U-Boot fetches by TFTP are not in it: nothing on the node could
+// check them before they run.
+func (w *writer) sign(o *Options) error {
+	m := update.NetbootManifest{Format: update.FormatVersion, Board: o.Board, Created: max(o.Epoch.Unix(), 0)}
+	for _, f := range w.res.Files {
+		switch strings.TrimSuffix(f.Path, BmapSuffix) {
+		case RootImage, CardImage:
+			m.Files = append(m.Files, update.NetbootItem{Name: f.Path, Size: f.Size, SHA256: f.SHA256})
+		}
+	}
+	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
+	doc, err := m.Marshal()
+	if err != nil {
+		return fmt.Errorf("netboot: %w", err)
+	}
+	if err := w.put(update.NetbootFile, doc); err != nil {
+		return err
+	}
+	return w.put(update.NetbootSignature, update.Sign(doc, *o.Key))
+}
+
 // rootImage writes root.img (sparse) and its bmap, returns the sha256.
 func (w *writer) rootImage(o *Options) (string, error) {
 	bo := builder.RootFS(o.Epoch)
@@ -453,6 +505,10 @@ func (w *writer) rootImage(o *Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Ranges a node can check before it writes them.
+	if err := m.Split(f, bmap.CheckedRange); err != nil {
+		return "", err
+	}
 	data, err := m.Marshal()
 	if err != nil {
 		return "", err
@@ -475,13 +531,36 @@ func (w *writer) cardImage(o *Options) (string, error) {
 				return "", err
 			}
 		}
-		if s != "" {
-			if _, err := w.addFile(CardImage + s); err != nil {
-				return "", err
-			}
-		}
+	}
+	if err := splitMap(filepath.Join(w.dir, CardImage)); err != nil {
+		return "", err
+	}
+	if _, err := w.addFile(CardImage + BmapSuffix); err != nil {
+		return "", err
 	}
 	return w.addFile(CardImage)
+}
+
+// splitMap rewrites img's map (a new file: the old one may be a link to
+// the build's) with ranges a node can check before it writes them.
+func splitMap(img string) error {
+	m, err := bmap.ReadFile(img + BmapSuffix)
+	if err != nil {
+		return fmt.Errorf("install mode: %w", err)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := m.Split(f, bmap.CheckedRange); err != nil {
+		return fmt.Errorf("install mode: %s: %w", img, err)
+	}
+	dst := img + BmapSuffix
+	if err := os.Remove(dst); err != nil {
+		return err
+	}
+	return m.WriteFile(dst)
 }
 
 func copyFile(src, dst string) error {

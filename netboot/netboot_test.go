@@ -2,6 +2,7 @@ package netboot
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -19,7 +20,62 @@ import (
 	"github.com/mkimage/mkimage/internal/build/uboot"
 	"github.com/mkimage/mkimage/internal/compress"
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/update"
 )
+
+func testKey(seed byte) update.PrivateKey {
+	return update.PrivateKey{Key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)), Comment: "test"}
+}
+
+// TestWriteSigned: with a key, images.json lists the images and maps
+// the nodes fetch with their sizes and sums, signed; the boot files
+// U-Boot fetches are not in it. Long map ranges are split so a node can
+// check each before writing it.
+func TestWriteSigned(t *testing.T) {
+	tmp := t.TempDir()
+	card := filepath.Join(tmp, "card.img")
+	data := bytes.Repeat([]byte("card"), (bmap.CheckedRange+8192)/4)
+	os.WriteFile(card, data, 0o644)
+	m, _ := bmap.Create(bytes.NewReader(data), int64(len(data)), []bmap.Extent{{Off: 0, Len: int64(len(data))}})
+	if err := m.WriteFile(card + ".bmap"); err != nil {
+		t.Fatal(err)
+	}
+	k := testKey(3)
+	o := baseOptions(t)
+	o.Card, o.Nodes[0].Mode = card, Install
+	o.Key, o.Trusted, o.Board = &k, []update.PublicKey{testKey(4).Public(), k.Public()}, "odroid-c2"
+	dir := filepath.Join(tmp, "nb")
+	res, err := Write(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := os.ReadFile(filepath.Join(dir, update.NetbootFile))
+	sig, _ := os.ReadFile(filepath.Join(dir, update.NetbootSignature))
+	man, _, err := update.VerifyNetboot(doc, sig, []update.PublicKey{k.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range man.Files {
+		names = append(names, f.Name)
+		if f.SHA256 != fileSum(t, res, f.Name) {
+			t.Errorf("%s: sha256 %s, the tree's %s", f.Name, f.SHA256, fileSum(t, res, f.Name))
+		}
+	}
+	if got := strings.Join(names, " "); man.Board != "odroid-c2" || got != "node.img node.img.bmap root.img root.img.bmap" {
+		t.Errorf("board %q, files %q", man.Board, got)
+	}
+	bm, err := bmap.ReadFile(filepath.Join(dir, "node.img.bmap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bm.Ranges) != 2 {
+		t.Errorf("node.img.bmap: %d ranges, want the one range split in 2", len(bm.Ranges))
+	}
+	if orig, _ := bmap.ReadFile(card + ".bmap"); len(orig.Ranges) != 1 {
+		t.Error("the build's own map was changed")
+	}
+}
 
 func testRoot(t *testing.T) *fstree.Tree {
 	t.Helper()
@@ -200,6 +256,10 @@ func TestWriteErrors(t *testing.T) {
 		{"bad mac", "e", func(o *Options) { o.Nodes[0].MAC = net.HardwareAddr{1, 2} }, "want 6 bytes"},
 		{"not a tree", "other", func(o *Options) {}, "is not a netboot tree"},
 		{"bad port", "f", func(o *Options) { o.HTTPPort = 70000 }, "HTTP port 70000"},
+		{"untrusted key", "g", func(o *Options) {
+			k := testKey(1)
+			o.Key, o.Board, o.Trusted = &k, "odroid-c2", []update.PublicKey{testKey(2).Public()}
+		}, "is not among the 1 keys baked into the initramfs"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := baseOptions(t)

@@ -31,7 +31,8 @@ var examples = map[string]string{
   mkimage --board odroid-c2 --kernel kernel-c2 -o node.img`,
 	"key":          `  mkimage key generate -o fleet.key --comment "fleet 2026"`,
 	"key generate": `  mkimage key generate -o fleet.key --comment "fleet 2026"`,
-	"netboot":      `  mkimage netboot --board odroid-c2 --config cluster.toml -o tftp && mkimage serve tftp`,
+	"netboot": `  mkimage netboot --board odroid-c2 --config cluster.toml -o tftp && mkimage serve tftp
+  mkimage netboot --board odroid-c2 --config cluster.toml --update-key fleet.key.pub --key fleet.key -o tftp   nodes take only signed images`,
 	"qemu": `  mkimage qemu node.img
   mkimage qemu node.img --expect "login:" --timeout 5m --log console.log`,
 	"serve": `  mkimage serve tftp                                                       TFTP and HTTP, beside the network's own DHCP

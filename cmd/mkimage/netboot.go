@@ -15,6 +15,7 @@ import (
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/builder"
 	"github.com/mkimage/mkimage/internal/cluster"
+	"github.com/mkimage/mkimage/internal/update"
 	"github.com/mkimage/mkimage/netboot"
 )
 
@@ -25,7 +26,7 @@ func init() {
 func runNetboot(args []string) error {
 	fs := newFlags("netboot", "netboot --board BOARD [--config cluster.toml] -o DIR [flags]")
 	var o builder.Options
-	var out, defMode, headroom string
+	var out, defMode, headroom, keyPath string
 	var port int
 	var quiet bool
 	fs.StringVarP(&o.Board, "board", "b", "", "board to netboot (list them with: mkimage boards)")
@@ -40,6 +41,8 @@ func runNetboot(args []string) error {
 	fs.StringVar(&defMode, "default-mode", "diskless", "mode of the default pxelinux files and of nodes with no netboot mode: diskless or install")
 	fs.IntVar(&port, "http-port", 80, "HTTP port of mkimage serve, written into the kernel command lines")
 	fs.StringVar(&headroom, "root-headroom", "64MiB", "free space in the diskless root (held in the node's RAM)")
+	fs.StringVar(&o.NetbootKeys, "update-key", "", "public key file (from mkimage key generate) baked into the initramfs: the nodes then take only a root or card image the tree's signed images.json lists, never the unsigned sums (needs --key). Without it, the nodes check the sha256 on the kernel command line, which comes over the same unauthenticated network")
+	fs.StringVar(&keyPath, "key", "", "private key that signs images.json (one of --update-key's keys)")
 	fs.StringVar(&o.CacheDir, "cache-dir", cachedir.Root(), "cache for downloads and built artifacts")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
 	if err := parse(fs, args); err != nil {
@@ -54,6 +57,9 @@ func runNetboot(args []string) error {
 	if out == "" {
 		return usagef("-o DIR is required")
 	}
+	if (keyPath == "") != (o.NetbootKeys == "") {
+		return usagef("--update-key and --key go together: the public keys the nodes trust and the private key that signs the tree")
+	}
 	mode, err := netboot.ParseMode(defMode)
 	if err != nil {
 		return usagef("--default-mode: %v", err)
@@ -61,7 +67,14 @@ func runNetboot(args []string) error {
 	if port < 1 || port > 65535 {
 		return usagef("--http-port %d: want 1-65535", port)
 	}
-	no := netboot.Options{Default: mode, HTTPPort: port}
+	no := netboot.Options{Default: mode, HTTPPort: port, Board: o.Board}
+	if keyPath != "" {
+		k, err := update.ReadPrivateKey(keyPath)
+		if err != nil {
+			return fmt.Errorf("--key: %w", err)
+		}
+		no.Key = &k
+	}
 	if no.RootHeadroom, err = bytesize.Parse(headroom); err != nil {
 		return usagef("--root-headroom: %v", err)
 	}
@@ -93,7 +106,7 @@ func runNetboot(args []string) error {
 	if err != nil {
 		return err
 	}
-	no.SoC, no.PXEDefaults, no.UBoot = p.Board.SoC, p.Board.PXEDefaults, p.Board.Netboot
+	no.SoC, no.PXEDefaults, no.UBoot, no.Trusted = p.Board.SoC, p.Board.PXEDefaults, p.Board.Netboot, p.NetbootKeys
 	no.Kernel, no.Initrd, no.Cmdline, no.Root = p.Kernel, p.Initrd, p.Cmdline, p.Root
 	if p.DTB != nil {
 		no.DTB, no.DTBPath = p.DTB, p.Board.DTB
@@ -116,6 +129,9 @@ func runNetboot(args []string) error {
 		return err
 	}
 	fmt.Printf("wrote %s: %d files, %d nodes, defaults %v (%s)\n", out, len(res.Files), len(res.Nodes), res.Defaults, mode)
+	if no.Key != nil {
+		fmt.Printf("  images signed by %s\n", no.Key.Public())
+	}
 	for m, c := range res.Cmdlines {
 		fmt.Printf("  %s: %s\n", m, c)
 	}

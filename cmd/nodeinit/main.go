@@ -36,15 +36,25 @@
 //   - netinstall=URL netinstall.sha256=HEX [netinstall.disk=NAME]: the
 //     netinstall step brings the network up by DHCP, writes the card
 //     image through its block map to the disk (the only one, or NAME),
-//     reads it back and checks its sha256, then reboots into it. On any
-//     failure it says why and stops in the rescue shell; the partition
+//     reads it back and checks its sha256, then reboots into it. A
+//     failure is logged and the install tried again with backoff until
+//     it succeeds (fix the server; no reboot needed); the partition
 //     table is written last, so a card left half-written has none and
 //     does not boot.
 //   - root=http://[HOST][:PORT]/root.img netroot.sha256=HEX: a diskless
 //     root. find-root brings the network up by DHCP instead of searching
 //     block devices; mount-root fetches the image into RAM (a tmpfs),
-//     checks its sha256, and mounts it through a loop device. A URL with
-//     no host means the server that handed out the lease.
+//     checks its sha256, and mounts it through a loop device, trying
+//     again with backoff as netinstall does. A URL with no host means
+//     the server that handed out the lease.
+//
+// With netboot keys in the initramfs (/etc/nodeinit/netboot-keys, from
+// `mkimage netboot --update-key`), both take only what the tree's
+// images.json, signed by one of the keys, lists: its signature is
+// checked first, then the map's size and sha256, each range before it is
+// written, and the image's sha256 from images.json (the command line's
+// is not used). Each map range is checked in memory before a byte of it
+// is written; a stalled or dropped request is resumed where it stopped.
 //
 // Versioned roots (an image built with `mkimage build --update-key`; lines
 // "nodeinit: version ..."): U-Boot's counting boot script names the

@@ -2,6 +2,8 @@ package bmap_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -239,5 +241,34 @@ func sameFiles(t *testing.T, a, b string) {
 		if x[i] != y[i] {
 			t.Fatalf("%s and %s differ first at byte %d", a, b, i)
 		}
+	}
+}
+
+// TestSplit: long ranges are cut at the limit and each part hashed; a
+// short one keeps its sum.
+func TestSplit(t *testing.T) {
+	const bs = bmap.BlockSize
+	img := make([]byte, 40*bs)
+	for i := range img {
+		img[i] = byte(i * 7)
+	}
+	m, err := bmap.Create(bytes.NewReader(img), int64(len(img)), []bmap.Extent{{Off: 0, Len: 2 * bs}, {Off: 10 * bs, Len: 25 * bs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := m.Ranges[0]
+	if err := m.Split(bytes.NewReader(img), 3*bs+1); err == nil {
+		t.Error("a limit that is no multiple of the block size was taken")
+	}
+	if err := m.Split(bytes.NewReader(img), 10*bs); err != nil {
+		t.Fatal(err)
+	}
+	want := []bmap.Range{short}
+	for _, r := range [][2]int64{{10, 19}, {20, 29}, {30, 34}} {
+		s := sha256.Sum256(img[r[0]*bs : (r[1]+1)*bs])
+		want = append(want, bmap.Range{First: r[0], Last: r[1], Sum: hex.EncodeToString(s[:])})
+	}
+	if !reflect.DeepEqual(m.Ranges, want) {
+		t.Errorf("ranges\n%+v\nwant\n%+v", m.Ranges, want)
 	}
 }

@@ -194,3 +194,37 @@ func (s *scanner) finish() *Map {
 	s.close()
 	return s.m
 }
+
+// CheckedRange is the most bytes a range of the maps netboot serves
+// holds (Split): a node holds a whole range in memory and checks its
+// checksum before writing a byte of it, so a range that does not match
+// leaves the target untouched.
+const CheckedRange = 4 << 20
+
+// Split cuts ranges longer than maxBytes (a multiple of the block size)
+// into ranges of at most maxBytes and hashes the new ones from img.
+func (m *Map) Split(img io.ReaderAt, maxBytes int64) error {
+	n := maxBytes / m.BlockSize
+	if n < 1 || maxBytes%m.BlockSize != 0 {
+		return fmt.Errorf("split at %d bytes: want a multiple of the block size %d", maxBytes, m.BlockSize)
+	}
+	var out []Range
+	buf := make([]byte, 1<<20)
+	for _, r := range m.Ranges {
+		if r.Last-r.First < n {
+			out = append(out, r)
+			continue
+		}
+		for first := r.First; first <= r.Last; first += n {
+			p := Range{First: first, Last: min(first+n-1, r.Last)}
+			sum, err := m.hashRange(img, p, buf)
+			if err != nil {
+				return err
+			}
+			p.Sum = sum
+			out = append(out, p)
+		}
+	}
+	m.Ranges = out
+	return nil
+}

@@ -113,11 +113,15 @@ type Payload struct {
 // Marshal returns the manifest's bytes as they are signed: indented JSON,
 // fields in declaration order, a final newline. It refuses a manifest
 // Validate refuses, so nothing invalid is ever signed.
-func (m Manifest) Marshal() ([]byte, error) {
-	if err := m.Validate(); err != nil {
+func (m Manifest) Marshal() ([]byte, error) { return marshalDoc(m) }
+
+// marshalDoc is the form every signed document is signed in: indented
+// JSON and a final newline, of a value that passed its Validate.
+func marshalDoc(v interface{ Validate() error }) ([]byte, error) {
+	if err := v.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.MarshalIndent(m, "", "  ")
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -130,32 +134,41 @@ func (m Manifest) Marshal() ([]byte, error) {
 // node then acts on precisely what was signed, whatever quirks a JSON
 // decoder has.
 func parseManifest(b []byte) (Manifest, error) {
-	var m Manifest
 	if len(b) > MaxManifestSize {
-		return m, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(b), MaxManifestSize)
+		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(b), MaxManifestSize)
 	}
-	// The format first, so a newer manifest is named as such rather
-	// than as one with unknown fields.
+	return parseExact[Manifest](b, ErrInvalid, ManifestFile, "update the node first")
+}
+
+// parseExact decodes a signed document and accepts it only if Marshal
+// gives back exactly b. The format is read first, so a newer document
+// is named as such (with upgrade, what to do) rather than as one with
+// unknown fields. Errors wrap invalid.
+func parseExact[T interface{ Marshal() ([]byte, error) }](b []byte, invalid error, name, upgrade string) (T, error) {
+	var m T
 	var f struct {
 		Format int `json:"format"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
-		return m, fmt.Errorf("%w: %s: %w", ErrInvalid, ManifestFile, err)
+		return m, fmt.Errorf("%w: %s: %w", invalid, name, err)
 	}
 	if f.Format != FormatVersion {
-		return m, fmt.Errorf("%w: %s: format %d; this mkimage reads format %d (update the node first)", ErrInvalid, ManifestFile, f.Format, FormatVersion)
+		return m, fmt.Errorf("%w: %s: format %d; this mkimage reads format %d (%s)", invalid, name, f.Format, FormatVersion, upgrade)
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&m); err != nil {
-		return Manifest{}, fmt.Errorf("%w: %s: %w", ErrInvalid, ManifestFile, err)
+		var zero T
+		return zero, fmt.Errorf("%w: %s: %w", invalid, name, err)
 	}
 	again, err := m.Marshal() // validates
 	if err != nil {
-		return Manifest{}, err
+		var zero T
+		return zero, err
 	}
 	if !bytes.Equal(again, b) {
-		return Manifest{}, fmt.Errorf("%w: %s is not in the form mkimage writes (extra data, duplicate fields or other spelling)", ErrInvalid, ManifestFile)
+		var zero T
+		return zero, fmt.Errorf("%w: %s is not in the form mkimage writes (extra data, duplicate fields or other spelling)", invalid, name)
 	}
 	return m, nil
 }
@@ -173,12 +186,23 @@ func (m Manifest) Validate() error {
 	return nil
 }
 
-func (m Manifest) validate() error {
-	if m.Format != FormatVersion {
-		return fmt.Errorf("format %d, want %d", m.Format, FormatVersion)
+// checkHead checks the fields every signed document starts with.
+func checkHead(format int, board string, created int64) error {
+	if format != FormatVersion {
+		return fmt.Errorf("format %d, want %d", format, FormatVersion)
 	}
-	if !boardRE.MatchString(m.Board) {
-		return fmt.Errorf("board %q: want 1 to 64 of a-z, 0-9 and -", m.Board)
+	if !boardRE.MatchString(board) {
+		return fmt.Errorf("board %q: want 1 to 64 of a-z, 0-9 and -", board)
+	}
+	if created < 0 {
+		return fmt.Errorf("created %d: before 1970", created)
+	}
+	return nil
+}
+
+func (m Manifest) validate() error {
+	if err := checkHead(m.Format, m.Board, m.Created); err != nil {
+		return err
 	}
 	if err := CheckID(m.ID); err != nil {
 		return fmt.Errorf("id: %w", err)
@@ -190,9 +214,6 @@ func (m Manifest) validate() error {
 		if m.Parent == m.ID {
 			return fmt.Errorf("parent %s is the version itself", m.Parent)
 		}
-	}
-	if m.Created < 0 {
-		return fmt.Errorf("created %d: before 1970", m.Created)
 	}
 	if err := checkCmdline(m.Cmdline); err != nil {
 		return err

@@ -89,7 +89,7 @@ func VerifyReport(body []byte, key, sig string) (Report, PublicKey, error) {
 	if !ok {
 		return Report{}, PublicKey{}, fmt.Errorf("header %s %q: want base64 of a %d-byte ed25519 signature", ReportSignatureHeader, sig, ed25519.SignatureSize)
 	}
-	if !signedBy(body, raw, keys) {
+	if _, ok := signedBy(body, raw, keys); !ok {
 		return Report{}, PublicKey{}, fmt.Errorf("status report signed by %s: %w", keys[0], ErrReportSignature)
 	}
 	var r Report

@@ -27,17 +27,8 @@ func Verify(manifest, sig []byte, keys []PublicKey) (Manifest, error) {
 	if len(manifest) > MaxManifestSize {
 		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(manifest), MaxManifestSize)
 	}
-	raw, ok := decodeSignature(sig)
-	if !ok {
-		return Manifest{}, fmt.Errorf("%w: %s: want base64 of a %d-byte ed25519 signature and a newline", ErrInvalid, SignatureFile, ed25519.SignatureSize)
-	}
-	if !signedBy(manifest, raw, keys) {
-		var names []string
-		for _, k := range keys {
-			names = append(names, fmt.Sprintf("%q", k.Comment))
-		}
-		return Manifest{}, fmt.Errorf("%w: %s is not a signature of %s by any of the %d trusted keys (%s): the bundle was changed or signed with another key",
-			ErrInvalid, SignatureFile, ManifestFile, len(keys), strings.Join(names, ", "))
+	if _, err := CheckSignature(manifest, sig, keys, ErrInvalid, ManifestFile, SignatureFile, "the bundle"); err != nil {
+		return Manifest{}, err
 	}
 	return parseManifest(manifest)
 }
@@ -49,13 +40,35 @@ func decodeSignature(sig []byte) ([]byte, bool) {
 	return raw, err == nil && len(raw) == ed25519.SignatureSize
 }
 
-// signedBy reports whether raw is a signature of data by one of keys.
-func signedBy(data, raw []byte, keys []PublicKey) bool {
+// signedBy returns the key of keys that raw is a signature of data by.
+func signedBy(data, raw []byte, keys []PublicKey) (PublicKey, bool) {
 	for _, k := range keys {
 		// ed25519.Verify panics on a key of the wrong size.
 		if len(k.Key) == ed25519.PublicKeySize && ed25519.Verify(k.Key, data, raw) {
-			return true
+			return k, true
 		}
 	}
-	return false
+	return PublicKey{}, false
+}
+
+// CheckSignature checks that sig (what Sign returned) is a signature of
+// doc by one of keys, and returns that key: the check every signed
+// document (a bundle's manifest, a netboot tree's images.json) shares.
+// docName, sigName and what name them in the error, which wraps
+// invalid (ErrInvalid, ErrInvalidNetboot) and names the trusted keys, so a node's console says which
+// keys it wanted.
+func CheckSignature(doc, sig []byte, keys []PublicKey, invalid error, docName, sigName, what string) (PublicKey, error) {
+	raw, ok := decodeSignature(sig)
+	if !ok {
+		return PublicKey{}, fmt.Errorf("%w: %s: want base64 of a %d-byte ed25519 signature and a newline", invalid, sigName, ed25519.SignatureSize)
+	}
+	if k, ok := signedBy(doc, raw, keys); ok {
+		return k, nil
+	}
+	var names []string
+	for _, k := range keys {
+		names = append(names, fmt.Sprintf("%q", k.Comment))
+	}
+	return PublicKey{}, fmt.Errorf("%w: %s is not a signature of %s by any of the %d trusted keys (%s): %s was changed or signed with another key",
+		invalid, sigName, docName, len(keys), strings.Join(names, ", "), what)
 }

@@ -65,31 +65,8 @@ func (f *Fetcher) Download(ctx context.Context, url, dst string, want Want) erro
 		return err
 	}
 	part := dst + ".part"
-	retries, backoff := f.Retries, f.Backoff
-	if retries == 0 {
-		retries = DefaultRetries
-	}
-	if backoff == 0 {
-		backoff = DefaultBackoff
-	}
-	maxBackoff := f.MaxBackoff
-	if maxBackoff == 0 {
-		maxBackoff = DefaultMaxBackoff
-	}
-	var err error
-	for attempt := 1; ; attempt++ {
-		err = f.attempt(ctx, url, part, want)
-		if err == nil || errors.As(err, new(errPermanent)) || ctx.Err() != nil || attempt > retries {
-			break
-		}
-		f.logf("GET %s: %v; retrying in %v (attempt %d of %d)", url, err, backoff, attempt+1, retries+1)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("GET %s: %w (after %v)", url, ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
+	err := f.retry(ctx, f.retries(), func() error { return f.attempt(ctx, url, part, want) },
+		func() string { return "resuming from " + filepath.Base(part) })
 	if err != nil {
 		return err
 	}
@@ -151,12 +128,8 @@ func (f *Fetcher) attempt(ctx context.Context, url, part string, want Want) erro
 // fetchFrom requests bytes from offset have on and appends them to out
 // (and h), refusing more than size in all.
 func (f *Fetcher) fetchFrom(ctx context.Context, url string, out *os.File, h hash.Hash, have, size int64) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stall := f.Stall
-	if stall == 0 {
-		stall = DefaultStall
-	}
+	ctx, poke, stop := f.watch(ctx)
+	defer stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return errPermanent{err}
@@ -164,13 +137,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, url string, out *os.File, h has
 	if have > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(have, 10)+"-")
 	}
-	c := f.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	timer := time.AfterFunc(stall, func() { cancel(fmt.Errorf("nothing received for %v", stall)) })
-	defer timer.Stop()
-	resp, err := c.Do(req)
+	resp, err := f.client().Do(req)
 	if err != nil {
 		return cause(ctx, err)
 	}
@@ -201,7 +168,7 @@ func (f *Fetcher) fetchFrom(ctx context.Context, url string, out *os.File, h has
 	for have < size {
 		n, err := resp.Body.Read(buf[:min(int64(len(buf)), size-have+1)])
 		if n > 0 {
-			timer.Reset(stall)
+			poke()
 			if have+int64(n) > size {
 				out.Truncate(0)
 				return errPermanent{fmt.Errorf("GET %s: more than the expected %d bytes: %w", url, size, ErrMismatch)}

@@ -6,14 +6,25 @@
 // unmapped blocks counted as zeros. The image's sha256 therefore vouches
 // for the map too: a map that leaves out data fails the final check.
 //
+// From a signed netboot tree (the node's initramfs holds netboot keys:
+// LoadKeys), the image's size and sha256 and its map's come from the
+// tree's images.json, checked against the keys before anything else is
+// read; the command line's sha256 is then not used.
+//
+// Every request is watched: one that receives nothing for a while is
+// cut and resumed where it stopped, as is one whose connection drops,
+// with backoff between attempts (Fetcher).
+//
 // It runs on the node (nodeinit's netroot and netinstall): standard
-// library and internal/bmap only.
+// library, internal/bmap and internal/update only.
 package netfetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +35,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/internal/bmap"
+	"github.com/mkimage/mkimage/internal/update"
 )
 
 // Device is what an image is written to: a file or a block device.
@@ -64,10 +76,15 @@ func CheckSum(s string) error {
 type Fetcher struct {
 	Client *http.Client // nil: http.DefaultClient
 	Log    func(format string, a ...any)
-	// Download's patience (zero: the Default values).
+	// Patience (zero: the Default values): a request that receives
+	// nothing for Stall is cut and resumed; a failed request is retried
+	// Retries times (negative: none), waiting twice as long each time
+	// from Backoff up to MaxBackoff.
 	Stall               time.Duration
 	Retries             int
 	Backoff, MaxBackoff time.Duration
+	// StepRetries bounds Persist's attempts (0: until its context ends).
+	StepRetries int
 }
 
 func (f *Fetcher) logf(format string, a ...any) {
@@ -76,21 +93,94 @@ func (f *Fetcher) logf(format string, a ...any) {
 	}
 }
 
+func (f *Fetcher) client() *http.Client {
+	if f.Client == nil {
+		return http.DefaultClient
+	}
+	return f.Client
+}
+
+// retry runs try until it succeeds, fails for good (errPermanent), ctx
+// ends or limit retries are used up (0: no limit; negative: none),
+// waiting with backoff in between and logging why and next(), what the
+// next attempt does.
+func (f *Fetcher) retry(ctx context.Context, limit int, try func() error, next func() string) error {
+	backoff, maxBackoff := f.Backoff, f.MaxBackoff
+	if backoff == 0 {
+		backoff = DefaultBackoff
+	}
+	if maxBackoff == 0 {
+		maxBackoff = DefaultMaxBackoff
+	}
+	for attempt := 1; ; attempt++ {
+		err := try()
+		if err == nil || errors.As(err, new(errPermanent)) || ctx.Err() != nil || limit < 0 || (limit > 0 && attempt > limit) {
+			return err
+		}
+		of := ""
+		if limit > 0 {
+			of = fmt.Sprintf(" of %d", limit+1)
+		}
+		f.logf("%v; %s in %v (attempt %d%s)", err, next(), backoff, attempt+1, of)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (after %w)", ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// retries is Retries with its zero value made the default.
+func (f *Fetcher) retries() int {
+	if f.Retries == 0 {
+		return DefaultRetries
+	}
+	return f.Retries
+}
+
+// Persist runs step until it succeeds or ctx ends (or StepRetries is
+// used up): a node that installs its card or boots a diskless root has
+// nothing better to do than to try again, so once the server is fixed
+// the node goes on without a reboot. Every failure is logged with the
+// wait before the next attempt.
+func (f *Fetcher) Persist(ctx context.Context, what string, step func() error) error {
+	return f.retry(ctx, f.StepRetries, func() error {
+		if err := step(); err != nil {
+			// Not errPermanent, whatever it wraps: the server may be fixed.
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}, func() string { return "trying again" })
+}
+
+// watch returns a context that is cancelled with the cause "nothing
+// received for STALL" unless poke is called at least every Stall, and
+// the function that releases it.
+func (f *Fetcher) watch(ctx context.Context) (context.Context, func(), func()) {
+	stall := f.Stall
+	if stall == 0 {
+		stall = DefaultStall
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(stall, func() { cancel(fmt.Errorf("nothing received for %v", stall)) })
+	return ctx, func() { timer.Reset(stall) }, func() { timer.Stop(); cancel(nil) }
+}
+
+// get makes one request; rng, if set, is a Range header and asks for
+// 206 Partial Content. Server errors are worth a retry; other statuses
+// are permanent.
 func (f *Fetcher) get(ctx context.Context, u string, rng string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, errPermanent{err}
 	}
 	if rng != "" {
 		req.Header.Set("Range", rng)
 	}
-	c := f.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
+	resp, err := f.client().Do(req)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("GET %s: %w", u, cause(ctx, err))
 	}
 	want := http.StatusOK
 	if rng != "" {
@@ -98,22 +188,63 @@ func (f *Fetcher) get(ctx context.Context, u string, rng string) (*http.Response
 	}
 	if resp.StatusCode != want {
 		resp.Body.Close()
-		return nil, fmt.Errorf("GET %s %s: %s (want %d)", u, rng, resp.Status, want)
+		err := fmt.Errorf("GET %s %s: %s (want %d)", u, rng, resp.Status, want)
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+			return nil, err
+		}
+		if resp.StatusCode == http.StatusOK {
+			err = fmt.Errorf("%w: the server ignores Range requests (serve the tree with mkimage serve)", err)
+		}
+		return nil, errPermanent{err}
 	}
 	return resp, nil
 }
 
+// small fetches a whole file of at most limit bytes, retrying (from the
+// start) after a stall, a dropped connection or a server error.
+func (f *Fetcher) small(ctx context.Context, u string, limit int64) ([]byte, error) {
+	var data []byte
+	err := f.retry(ctx, f.retries(), func() error {
+		ctx, poke, stop := f.watch(ctx)
+		defer stop()
+		resp, err := f.get(ctx, u, "")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		for buf := make([]byte, 32<<10); ; {
+			n, err := resp.Body.Read(buf)
+			b.Write(buf[:n])
+			poke()
+			if int64(b.Len()) > limit {
+				return errPermanent{fmt.Errorf("GET %s: more than %d bytes", u, limit)}
+			}
+			if err == io.EOF {
+				data = b.Bytes()
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("GET %s: %w", u, cause(ctx, err))
+			}
+		}
+	}, func() string { return "retrying" })
+	return data, err
+}
+
+// maxMapSize bounds a block map: a 64 GiB card in 4 MiB ranges.
+const maxMapSize = 64 << 20
+
 // Map fetches and parses imageURL+".bmap".
 func (f *Fetcher) Map(ctx context.Context, imageURL string) (*bmap.Map, error) {
-	resp, err := f.get(ctx, imageURL+".bmap", "")
+	data, err := f.small(ctx, imageURL+".bmap", maxMapSize)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s.bmap: %w", imageURL, err)
-	}
+	return parseMap(imageURL, data)
+}
+
+func parseMap(imageURL string, data []byte) (*bmap.Map, error) {
 	m, err := bmap.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s.bmap: %w", imageURL, err)
@@ -136,27 +267,30 @@ func (f *Fetcher) Fetch(ctx context.Context, imageURL, sum string, dst Device, s
 	return m, f.write(ctx, imageURL, sum, m, dst, sync)
 }
 
+// write fetches each mapped range into memory and checks it against the
+// map before writing it: a range that does not match leaves dst as it
+// was (ranges longer than bmap.CheckedRange, which netboot's maps do not
+// have, are written a part at a time and checked at their end).
 func (f *Fetcher) write(ctx context.Context, imageURL, sum string, m *bmap.Map, dst Device, sync func() error) error {
 	f.logf("fetching %s: %d of %d bytes mapped in %d ranges", imageURL, m.MappedBytes(), m.ImageSize, len(m.Ranges))
 	start := time.Now()
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, bmap.CheckedRange)
 	for _, r := range m.Ranges {
 		off, end := m.Bytes(r)
-		resp, err := f.get(ctx, imageURL, fmt.Sprintf("bytes=%d-%d", off, end-1))
-		if err != nil {
-			return err
-		}
 		h := m.NewHash()
-		n, err := copyAt(dst, off, io.TeeReader(io.LimitReader(resp.Body, end-off), h), buf)
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("blocks %d-%d of %s: %w", r.First, r.Last, imageURL, err)
-		}
-		if n != end-off {
-			return fmt.Errorf("blocks %d-%d of %s: got %d of %d bytes", r.First, r.Last, imageURL, n, end-off)
-		}
-		if got := hex.EncodeToString(h.Sum(nil)); got != r.Sum {
-			return fmt.Errorf("blocks %d-%d of %s: %s %s, the map says %s", r.First, r.Last, imageURL, m.ChecksumType, got, r.Sum)
+		for pos := off; pos < end; {
+			n := min(int64(len(buf)), end-pos)
+			if err := f.fetchRange(ctx, imageURL, pos, buf[:n]); err != nil {
+				return fmt.Errorf("blocks %d-%d of %s: %w", r.First, r.Last, imageURL, err)
+			}
+			h.Write(buf[:n])
+			if got := hex.EncodeToString(h.Sum(nil)); pos+n == end && got != r.Sum {
+				return fmt.Errorf("blocks %d-%d of %s: %s %s, the map says %s: not written (the server's image differs from its map)", r.First, r.Last, imageURL, m.ChecksumType, got, r.Sum)
+			}
+			if _, err := dst.WriteAt(buf[:n], pos); err != nil {
+				return fmt.Errorf("blocks %d-%d of %s: %w", r.First, r.Last, imageURL, err)
+			}
+			pos += n
 		}
 	}
 	if sync != nil {
@@ -172,67 +306,107 @@ func (f *Fetcher) write(ctx context.Context, imageURL, sum string, m *bmap.Map, 
 	return nil
 }
 
+// fetchRange fills buf with the image's bytes from off on. A request
+// that stalls (nothing for Stall) or whose connection drops is resumed
+// from the first byte not yet received, with backoff between attempts.
+func (f *Fetcher) fetchRange(ctx context.Context, u string, off int64, buf []byte) error {
+	have := 0
+	return f.retry(ctx, f.retries(), func() error {
+		n, err := f.readRange(ctx, u, off+int64(have), buf[have:])
+		have += n
+		return err
+	}, func() string { return fmt.Sprintf("resuming at byte %d", off+int64(have)) })
+}
+
+// readRange makes one request for len(buf) bytes from off and reads
+// what arrives, up to a stall or a drop.
+func (f *Fetcher) readRange(ctx context.Context, u string, off int64, buf []byte) (int, error) {
+	ctx, poke, stop := f.watch(ctx)
+	defer stop()
+	end := off + int64(len(buf))
+	resp, err := f.get(ctx, u, fmt.Sprintf("bytes=%d-%d", off, end-1))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength >= 0 && resp.ContentLength != int64(len(buf)) {
+		return 0, errPermanent{fmt.Errorf("GET %s bytes %d-%d: the server sends %d bytes, want %d", u, off, end-1, resp.ContentLength, len(buf))}
+	}
+	have := 0
+	for have < len(buf) {
+		n, err := resp.Body.Read(buf[have:])
+		have += n
+		poke()
+		if (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)) && have < len(buf) {
+			return have, fmt.Errorf("GET %s: connection ended at byte %d of %d-%d", u, off+int64(have), off, end-1)
+		}
+		if err != nil && err != io.EOF {
+			return have, fmt.Errorf("GET %s: at byte %d of %d-%d: %w", u, off+int64(have), off, end-1, cause(ctx, err))
+		}
+	}
+	return have, nil
+}
+
 // Source is an image on the boot server, its URL resolved and its block
-// map read: what netroot and netinstall both start from.
+// map read (and, from a signed tree, checked): what netroot and
+// netinstall both start from.
 type Source struct {
 	URL    string // resolved, with the server's address
-	SHA256 string // the whole image's, from the command line
+	SHA256 string // the whole image's: from images.json, or the command line
 	Map    *bmap.Map
 	f      *Fetcher
 }
 
 // Timeouts of the node's HTTP client: a server that stops answering
-// fails the boot with a reason instead of hanging it.
+// fails the request with a reason instead of hanging it.
 const (
 	dialTimeout   = 10 * time.Second
 	headerTimeout = 30 * time.Second
 )
 
-// Open resolves raw (a command line URL, maybe with no host: see
-// ResolveURL) against server, checks sum and reads the image's block
-// map. log, if set, gets progress lines.
-func Open(ctx context.Context, raw, sum string, server netip.Addr, log func(format string, a ...any)) (*Source, error) {
-	u, err := ResolveURL(raw, server)
+// Image is what the kernel command line and the initramfs say to fetch.
+type Image struct {
+	URL    string     // from the command line, maybe with no host (see ResolveURL)
+	SHA256 string     // from the command line: used only without Keys
+	Server netip.Addr // from the DHCP lease
+	// Keys are the netboot keys baked into the initramfs (LoadKeys).
+	// With any, the image is taken only as the tree's signed images.json
+	// lists it, and SHA256 is not used.
+	Keys []update.PublicKey
+}
+
+// Open resolves the image's URL, checks the signed images.json when
+// img.Keys are set, and reads (and checks) the image's block map. f
+// gives the patience and the log; its Client, if nil, is set to the
+// node's (with dial and header timeouts).
+func Open(ctx context.Context, img Image, f *Fetcher) (*Source, error) {
+	u, err := ResolveURL(img.URL, img.Server)
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckSum(sum); err != nil {
-		return nil, fmt.Errorf("image %s: %w", raw, err)
+	if f.Client == nil {
+		f.Client = &http.Client{Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
+			ResponseHeaderTimeout: headerTimeout,
+		}}
 	}
-	f := &Fetcher{Log: log, Client: &http.Client{Transport: &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
-		ResponseHeaderTimeout: headerTimeout,
-	}}}
+	if len(img.Keys) > 0 {
+		return f.openSigned(ctx, u, img.Keys)
+	}
+	if err := CheckSum(img.SHA256); err != nil {
+		return nil, fmt.Errorf("image %s: %w", img.URL, err)
+	}
 	m, err := f.Map(ctx, u)
 	if err != nil {
 		return nil, err
 	}
-	return &Source{URL: u, SHA256: sum, Map: m, f: f}, nil
+	return &Source{URL: u, SHA256: img.SHA256, Map: m, f: f}, nil
 }
 
 // WriteTo writes the image to dst through its map and verifies it (see
 // Fetcher.Fetch).
 func (s *Source) WriteTo(ctx context.Context, dst Device, sync func() error) error {
 	return s.f.write(ctx, s.URL, s.SHA256, s.Map, dst, sync)
-}
-
-func copyAt(dst io.WriterAt, off int64, src io.Reader, buf []byte) (int64, error) {
-	var total int64
-	for {
-		n, err := io.ReadFull(src, buf)
-		if n > 0 {
-			if _, werr := dst.WriteAt(buf[:n], off+total); werr != nil {
-				return total, werr
-			}
-			total += int64(n)
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
 }
 
 // Verify computes the image's sha256 from dev's mapped ranges with zeros

@@ -122,7 +122,7 @@ func TestOpen(t *testing.T) {
 	ap := fetchtest.Serve(t, dir)
 	var lines []string
 	logf := func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }
-	src, err := Open(context.Background(), fetchtest.URL(ap, "node.img"), sum, ap.Addr(), logf)
+	src, err := Open(context.Background(), Image{URL: fetchtest.URL(ap, "node.img"), SHA256: sum, Server: ap.Addr()}, &Fetcher{Log: logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,13 +139,13 @@ func TestOpen(t *testing.T) {
 	if !strings.Contains(strings.Join(lines, "\n"), "sha256 "+sum+" verified") {
 		t.Errorf("log lacks the verified line: %q", lines)
 	}
-	if _, err := Open(context.Background(), fetchtest.URL(ap, "node.img"), "abc", ap.Addr(), nil); err == nil || !strings.Contains(err.Error(), "want 64 hex digits") {
+	if _, err := Open(context.Background(), Image{URL: fetchtest.URL(ap, "node.img"), SHA256: "abc", Server: ap.Addr()}, &Fetcher{}); err == nil || !strings.Contains(err.Error(), "want 64 hex digits") {
 		t.Errorf("bad sum: %v", err)
 	}
-	if _, err := Open(context.Background(), fetchtest.URL(ap, "node.img"), sum, netip.Addr{}, nil); err == nil || !strings.Contains(err.Error(), "no DHCP server address") {
+	if _, err := Open(context.Background(), Image{URL: fetchtest.URL(ap, "node.img"), SHA256: sum}, &Fetcher{}); err == nil || !strings.Contains(err.Error(), "no DHCP server address") {
 		t.Errorf("no server: %v", err)
 	}
-	if _, err := Open(context.Background(), fetchtest.URL(ap, "gone.img"), sum, ap.Addr(), nil); err == nil || !strings.Contains(err.Error(), "404") {
+	if _, err := Open(context.Background(), Image{URL: fetchtest.URL(ap, "gone.img"), SHA256: sum, Server: ap.Addr()}, &Fetcher{}); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("missing image: %v", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/node/netfetch"
+	"github.com/mkimage/mkimage/internal/update"
 )
 
 // Options say what to write where.
@@ -35,7 +36,12 @@ type Options struct {
 	// only disk ChooseDisk finds.
 	Disk     string
 	SysBlock string // default /sys/block
-	Log      func(format string, a ...any)
+	// Keys, the baked netboot keys (netfetch.LoadKeys): with any, the
+	// image is taken only as the tree's signed images.json lists it.
+	Keys []update.PublicKey
+	// Fetcher sets the download's patience (nil: the defaults).
+	Fetcher *netfetch.Fetcher
+	Log     func(format string, a ...any)
 }
 
 // Install writes and checks the image; it returns the disk written. The
@@ -61,7 +67,12 @@ func Install(ctx context.Context, o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	src, err := netfetch.Open(ctx, o.URL, o.SHA256, o.Server, logf)
+	f0 := netfetch.Fetcher{}
+	if o.Fetcher != nil {
+		f0 = *o.Fetcher
+	}
+	f0.Log = logf
+	src, err := netfetch.Open(ctx, netfetch.Image{URL: o.URL, SHA256: o.SHA256, Server: o.Server, Keys: o.Keys}, &f0)
 	if err != nil {
 		return "", err
 	}
@@ -88,16 +99,17 @@ func Install(ctx context.Context, o Options) (string, error) {
 		}
 		return nil
 	}
-	// Erase the old partition table first: from here until the new one
-	// is in place the card must not look bootable.
-	var zero [headSize]byte
-	if _, err := f.WriteAt(zero[:], 0); err != nil {
-		return "", fmt.Errorf("erasing the partition table of %s: %w", disk, err)
-	}
-	if err := sync(); err != nil {
-		return "", err
-	}
-	h := &headLast{dev: f}
+	// Erase the old partition table before the first write: from then
+	// until the new one is in place the card must not look bootable. An
+	// image refused before that (its first range does not match its
+	// map) leaves the card as it was.
+	h := &headLast{dev: f, first: func() error {
+		var zero [headSize]byte
+		if _, err := f.WriteAt(zero[:], 0); err != nil {
+			return fmt.Errorf("erasing the partition table of %s: %w", disk, err)
+		}
+		return sync()
+	}}
 	if err := src.WriteTo(ctx, h, sync); err != nil {
 		return "", err
 	}
@@ -129,13 +141,20 @@ const headSize = 512
 
 // headLast keeps writes to the image's first sector in memory (and reads
 // of it come from there, so the image's sha256 covers it); the rest goes
-// to the device.
+// to the device, after first has run once.
 type headLast struct {
-	dev  netfetch.Device
-	head [headSize]byte
+	dev   netfetch.Device
+	head  [headSize]byte
+	first func() error
 }
 
 func (h *headLast) WriteAt(p []byte, off int64) (int, error) {
+	if h.first != nil {
+		if err := h.first(); err != nil {
+			return 0, err
+		}
+		h.first = nil
+	}
 	n := 0
 	if off < headSize {
 		k := copy(h.head[off:], p)

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/node/bootcfg"
+	"github.com/mkimage/mkimage/internal/node/netfetch"
 	"github.com/mkimage/mkimage/internal/node/netup"
 	"github.com/mkimage/mkimage/internal/node/pid1"
 )
@@ -33,9 +34,17 @@ func Run(ctx context.Context, c bootcfg.Config, logf func(string, ...any)) error
 	if err != nil {
 		return err
 	}
+	keys, err := netfetch.BakedKeys(logf)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	disk, err = Install(ctx, Options{
-		URL: c.Netinstall, SHA256: c.NetinstallSHA256, Server: l.Server, Disk: disk, Log: netup.Logger(logf),
+	f := &netfetch.Fetcher{Log: netup.Logger(logf)}
+	err = f.Persist(ctx, "netinstall", func() error {
+		_, err := Install(ctx, Options{
+			URL: c.Netinstall, SHA256: c.NetinstallSHA256, Server: l.Server, Disk: disk, Keys: keys, Log: f.Log,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("netinstall to %s failed, the card is not bootable until an install succeeds: %w", diskName(disk, c.NetinstallDisk), err)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/node/netfetch"
+	"github.com/mkimage/mkimage/internal/update"
 )
 
 // Options say what to fetch and where to mount it.
@@ -34,13 +35,19 @@ type Options struct {
 	FSType     string  // default btrfs
 	Flags      string  // mount data, the filesystem's options (subvol=, compress=)
 	MountFlags uintptr // MS_RDONLY, MS_NOATIME, ...
-	Log        func(format string, a ...any)
+	// Keys, the baked netboot keys (netfetch.LoadKeys): with any, the
+	// image is taken only as the tree's signed images.json lists it.
+	Keys []update.PublicKey
+	// Fetcher sets the download's patience (nil: the defaults).
+	Fetcher *netfetch.Fetcher
+	Log     func(format string, a ...any)
 }
 
 // Mount fetches, checks, loop-attaches and mounts the root; it returns
 // the loop device. The loop device is set to autoclear, so it goes away
-// when the root is unmounted.
-func Mount(ctx context.Context, o Options) (string, error) {
+// when the root is unmounted. On failure nothing stays mounted, so
+// Mount can be called again.
+func Mount(ctx context.Context, o Options) (dev string, err error) {
 	if o.Dir == "" {
 		o.Dir = "/run/netroot"
 	}
@@ -51,7 +58,12 @@ func Mount(ctx context.Context, o Options) (string, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	src, err := netfetch.Open(ctx, o.URL, o.SHA256, o.Server, logf)
+	f := netfetch.Fetcher{}
+	if o.Fetcher != nil {
+		f = *o.Fetcher
+	}
+	f.Log = logf
+	src, err := netfetch.Open(ctx, netfetch.Image{URL: o.URL, SHA256: o.SHA256, Server: o.Server, Keys: o.Keys}, &f)
 	if err != nil {
 		return "", err
 	}
@@ -68,6 +80,11 @@ func Mount(ctx context.Context, o Options) (string, error) {
 	if err := unix.Mount("netroot", o.Dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", size+1<<20)); err != nil {
 		return "", fmt.Errorf("tmpfs on %s: %w", o.Dir, err)
 	}
+	defer func() {
+		if err != nil {
+			unix.Unmount(o.Dir, unix.MNT_DETACH) // the image's RAM back
+		}
+	}()
 	img := filepath.Join(o.Dir, "root.img")
 	file, err := os.OpenFile(img, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/internal/node/bootcfg"
+	"github.com/mkimage/mkimage/internal/node/netfetch"
 	"github.com/mkimage/mkimage/internal/node/netup"
 	"github.com/mkimage/mkimage/internal/node/rootdev"
 )
@@ -30,10 +31,19 @@ func MountRoot(ctx context.Context, c bootcfg.Config, server netip.Addr, dir str
 		return "", err
 	}
 	flags, data := rootdev.MountOptions(c.RootFlags)
+	keys, err := netfetch.BakedKeys(logf)
+	if err != nil {
+		return "", err
+	}
 	start := time.Now()
-	dev, err := Mount(ctx, Options{
-		URL: c.Root, SHA256: c.NetrootSHA256, Server: server,
-		Target: dir, FSType: c.RootFSType, Flags: data, MountFlags: flags, Log: netup.Logger(logf),
+	f := &netfetch.Fetcher{Log: netup.Logger(logf)}
+	var dev string
+	err = f.Persist(ctx, "diskless root", func() (err error) {
+		dev, err = Mount(ctx, Options{
+			URL: c.Root, SHA256: c.NetrootSHA256, Server: server, Keys: keys,
+			Target: dir, FSType: c.RootFSType, Flags: data, MountFlags: flags, Log: f.Log,
+		})
+		return err
 	})
 	if err != nil {
 		return "", fmt.Errorf("diskless root %s: %w", c.Root, err)
