@@ -26,7 +26,6 @@
 package update
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,10 +71,10 @@ const (
 	MaxCmdline = 2048 - 1
 )
 
-// ErrInvalid marks every error that says a bundle is wrong (bad
-// signature, bad manifest, a payload that does not match it), as opposed
-// to one reading it: fetching the same bundle again will not help.
-var ErrInvalid = errors.New("invalid update bundle")
+// ErrInvalid marks every error that says a bundle or channel is wrong
+// (bad signature, bad manifest, a payload that does not match it), as
+// opposed to one reading it: fetching the same again will not help.
+var ErrInvalid = errors.New("invalid signed update data")
 
 // Manifest describes one version and the payloads that make it. Fields
 // are marshaled in this order; Marshal's output is the only form Verify
@@ -126,38 +125,12 @@ func (m Manifest) Marshal() ([]byte, error) {
 
 // parseManifest reads manifest bytes (whose signature is already checked)
 // and accepts them only if they are exactly what Marshal makes of the
-// result: no unknown or duplicate fields, no other spelling or order. The
-// node then acts on precisely what was signed, whatever quirks a JSON
-// decoder has.
+// result (parseCanonical).
 func parseManifest(b []byte) (Manifest, error) {
-	var m Manifest
 	if len(b) > MaxManifestSize {
-		return m, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(b), MaxManifestSize)
+		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(b), MaxManifestSize)
 	}
-	// The format first, so a newer manifest is named as such rather
-	// than as one with unknown fields.
-	var f struct {
-		Format int `json:"format"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return m, fmt.Errorf("%w: %s: %w", ErrInvalid, ManifestFile, err)
-	}
-	if f.Format != FormatVersion {
-		return m, fmt.Errorf("%w: %s: format %d; this mkimage reads format %d (update the node first)", ErrInvalid, ManifestFile, f.Format, FormatVersion)
-	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&m); err != nil {
-		return Manifest{}, fmt.Errorf("%w: %s: %w", ErrInvalid, ManifestFile, err)
-	}
-	again, err := m.Marshal() // validates
-	if err != nil {
-		return Manifest{}, err
-	}
-	if !bytes.Equal(again, b) {
-		return Manifest{}, fmt.Errorf("%w: %s is not in the form mkimage writes (extra data, duplicate fields or other spelling)", ErrInvalid, ManifestFile)
-	}
-	return m, nil
+	return parseCanonical(ManifestFile, b, FormatVersion, Manifest.Marshal)
 }
 
 var (

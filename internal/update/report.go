@@ -29,9 +29,13 @@ var ErrReportSignature = errors.New("the signature is not one of the report's bo
 
 // Report is what a node tells the build host about its versions.
 type Report struct {
-	Node   string    `json:"node"` // the kernel hostname
-	Time   time.Time `json:"time"` // the node's clock (no RTC on most boards: may be off until NTP)
-	Status Status    `json:"status"`
+	Node string    `json:"node"` // the kernel hostname
+	Time time.Time `json:"time"` // the node's clock (no RTC on most boards: may be off until NTP)
+	// Boot is the kernel's boot id (/proc/sys/kernel/random/boot_id),
+	// new at every boot: a report with another than a reboot lease's
+	// shows the node came back up (the lease ends).
+	Boot   string `json:"boot,omitempty"`
+	Status Status `json:"status"`
 }
 
 // Received is a report as the build host stored it, with what the
