@@ -23,6 +23,20 @@ const (
 	MaxReportSize = 64 << 10
 )
 
+// A node asks the build host for a reboot lease before it reboots into a
+// new version, so no more than the fleet's K nodes reboot at once (46
+// boards on one power supply): a POST to LeasePath+NODE signed as a
+// report is (its body the node's Report), answered with a LeaseAnswer,
+// 200 when granted, 429 with Retry-After (seconds) when not now.
+const LeasePath = "/lease/"
+
+// LeaseAnswer is the build host's answer to a lease request.
+type LeaseAnswer struct {
+	Granted bool     `json:"granted"`
+	Held    []string `json:"held"` // the nodes holding leases now
+	Max     int      `json:"max"`  // K
+}
+
 // ErrReportSignature marks a report whose signature is not one of its
 // body by the key sent with it.
 var ErrReportSignature = errors.New("the signature is not one of the report's body by the key sent with it")
