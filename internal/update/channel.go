@@ -245,6 +245,8 @@ type Decision struct {
 func (c Channel) Decide(n NodeVersions) Decision {
 	v := c.Version
 	switch {
+	case c.Halted && c.HaltReason == "":
+		return Decision{Why: fmt.Sprintf("channel %s is halted", c.Name)}
 	case c.Halted:
 		return Decision{Why: fmt.Sprintf("channel %s is halted (%s)", c.Name, c.HaltReason)}
 	case n.Running == v:
