@@ -80,6 +80,9 @@ type Options struct {
 	// signed update bundles from these keys (see versioned.go). Empty:
 	// one plain root.
 	UpdateKeys string
+	// ChannelURL, with UpdateKeys, is the signed channel document the
+	// node's update timer follows (updater.ChannelURLFile).
+	ChannelURL string
 	// Watchdog (seconds, 0: off) is the hardware watchdog timeout of an
 	// updatable image whose root feeds it (minimal: busybox watchdog
 	// from rcS; Debian: systemd's RuntimeWatchdogSec): nodeinit arms
