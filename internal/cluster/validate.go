@@ -201,6 +201,7 @@ func (c *Config) validate() []*Error {
 			}
 		}
 	}
+	c.validateRollout(bad)
 	return errs
 }
 
