@@ -78,10 +78,8 @@ func (c *Card) ApplyChannel(ctx context.Context, url string, install func(ctx co
 		return res, err
 	}
 	nv := update.NodeVersions{Name: node, Role: role, Running: s.Running, Good: s.Good}
-	for _, v := range s.Versions {
-		if v.State == "bad" {
-			nv.Bad = append(nv.Bad, v.ID)
-		}
+	for _, v := range s.Bad() {
+		nv.Bad = append(nv.Bad, v.ID)
 	}
 	res.Decision = ch.Decide(nv)
 	c.Log("channel %s #%d: version %s for %s (%s): %s", ch.Name, ch.Sequence, ch.Version, node, role, res.Decision.Why)
