@@ -193,7 +193,7 @@ func TestRollout(t *testing.T) {
 		}
 		nodes = append(nodes, sn)
 	}
-	phase := func(version string) (error, int32, string) {
+	phase := func(version string) (int32, string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		defer cancel()
 		var rebooting, most atomic.Int32
@@ -209,11 +209,11 @@ func TestRollout(t *testing.T) {
 		stop()
 		wg.Wait()
 		t.Logf("rollout of %s:\n%s", version, out.String())
-		return err, most.Load(), out.String()
+		return most.Load(), out.String(), err
 	}
 
 	start := time.Now()
-	err, most, out := phase(v2)
+	most, out, err := phase(v2)
 	if err != nil {
 		t.Fatalf("rollout of v2: %v", err)
 	}
@@ -238,7 +238,7 @@ func TestRollout(t *testing.T) {
 		t.Errorf("resumed complete rollout: %v, %d more documents", err, len(pub.published)-before)
 	}
 
-	err, most, _ = phase(v3)
+	most, _, err = phase(v3)
 	if !errors.Is(err, ErrHalted) || !strings.Contains(err.Error(), "wave canary") || !strings.Contains(err.Error(), "check 50-app failed") {
 		t.Fatalf("rollout of v3: %v, want it halted in the canary", err)
 	}

@@ -64,7 +64,9 @@ func compact(doc []byte) []byte {
 	return append(b.Bytes(), '\n')
 }
 
-func signed(k PrivateKey, doc []byte) []byte { return append(append([]byte{}, doc...), Sign(doc, k)...) }
+func signed(k PrivateKey, doc []byte) []byte {
+	return append(append([]byte{}, doc...), Sign(doc, k)...)
+}
 
 func TestChannelValidate(t *testing.T) {
 	tests := []struct {
