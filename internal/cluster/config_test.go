@@ -87,7 +87,7 @@ func TestParseErrors(t *testing.T) {
 		{"rollout bad soak", base + "[rollout]\nmin_soak = \"ten minutes\"\n", "c.toml:7: bad duration \"ten minutes\""},
 		{"rollout wave fraction", base + "[rollout]\n[[rollout.wave]]\nname = \"canary\"\nroles = [\"worker\"]\nfraction = 1.5\n", "c.toml:10: rollout wave \"canary\": fraction = 1.5"},
 		{"rollout wave role", base + "[rollout]\n[[rollout.wave]]\nname = \"canary\"\nroles = [\"workers\"]\n", "c.toml:9: unknown role \"workers\""},
-		{"rollout wave twice", base + "[rollout]\n[[rollout.wave]]\nname = \"w\"\nroles = [\"worker\"]\n[[rollout.wave]]\nname = \"w\"\nroles = [\"worker\"]\n", "c.toml:11: duplicate rollout wave \"w\" (also line 8)"},
+		{"rollout wave twice", base + "[rollout]\n[[rollout.wave]]\nname = \"w\"\nroles = [\"worker\"]\n[[rollout.wave]]\nname = \"w\"\nroles = [\"worker\"]\n", "c.toml:11: duplicate rollout wave name \"w\" (also line 8)"},
 		{"rollout role in no wave", base + "[rollout]\n[[rollout.wave]]\nname = \"w\"\nroles = [\"worker\"]\n" + node("gw", "00:1e:06:00:00:09", "192.168.142.9", "gateway"), "c.toml:6: no rollout wave holds role gateway, so nodes gw would never be updated"},
 		{"bad name", base + node("Node_1", "00:1e:06:00:00:01", "192.168.142.11", "worker"), "c.toml:7: bad name \"Node_1\""},
 	} {

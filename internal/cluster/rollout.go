@@ -124,13 +124,7 @@ func (c *Config) validateRollout(bad func(line int, format string, a ...any)) {
 	covered := map[Role]bool{}
 	for i, w := range r.Waves {
 		at := func(f string) int { return l.at("rollout.wave", i, f) }
-		if w.Name == "" {
-			bad(at(""), "rollout wave %d has no name (expected name = \"canary\")", i+1)
-		} else if prev, dup := names[w.Name]; dup {
-			bad(at("name"), "duplicate rollout wave %q (also line %d)", w.Name, l.at("rollout.wave", prev, "name"))
-		} else {
-			names[w.Name] = i
-		}
+		uniqueName(bad, l, names, "rollout.wave", "rollout wave", i, w.Name)
 		if len(w.Roles) == 0 {
 			bad(at(""), "rollout wave %q has no roles (expected like roles = [\"worker\"])", w.Name)
 		}
