@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -86,24 +85,12 @@ func CheckChannelName(name string) error {
 // Marshal returns the document's bytes as they are signed. It refuses a
 // channel Validate refuses, so nothing invalid is ever signed.
 func (c Channel) Marshal() ([]byte, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
+	return marshalSigned(c, ChannelFile, c.validate)
 }
 
 // Validate checks every field; errors name the field and the bad value
 // and wrap ErrInvalid.
-func (c Channel) Validate() error {
-	if err := c.validate(); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInvalid, ChannelFile, err)
-	}
-	return nil
-}
+func (c Channel) Validate() error { return invalid(ChannelFile, c.validate()) }
 
 func (c Channel) validate() error {
 	if c.Format != ChannelFormat {

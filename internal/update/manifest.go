@@ -113,14 +113,30 @@ type Payload struct {
 // fields in declaration order, a final newline. It refuses a manifest
 // Validate refuses, so nothing invalid is ever signed.
 func (m Manifest) Marshal() ([]byte, error) {
-	if err := m.Validate(); err != nil {
+	return marshalSigned(m, ManifestFile, m.validate)
+}
+
+// marshalSigned returns a signed document's bytes as they are signed:
+// indented JSON, fields in declaration order, a final newline; but
+// nothing validate refuses (its error names the document, name, and
+// wraps ErrInvalid).
+func marshalSigned(v any, name string, validate func() error) ([]byte, error) {
+	if err := invalid(name, validate()); err != nil {
 		return nil, err
 	}
-	b, err := json.MarshalIndent(m, "", "  ")
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return nil, err
 	}
 	return append(b, '\n'), nil
+}
+
+// invalid wraps a field check's error as one of document name.
+func invalid(name string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalid, name, err)
+	}
+	return nil
 }
 
 // parseManifest reads manifest bytes (whose signature is already checked)
@@ -139,12 +155,7 @@ var (
 )
 
 // Validate checks every field; errors name the field and the bad value.
-func (m Manifest) Validate() error {
-	if err := m.validate(); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInvalid, ManifestFile, err)
-	}
-	return nil
-}
+func (m Manifest) Validate() error { return invalid(ManifestFile, m.validate()) }
 
 func (m Manifest) validate() error {
 	if m.Format != FormatVersion {
