@@ -39,7 +39,7 @@ const (
 func fleetConfig(t *testing.T) *cluster.Config {
 	var b strings.Builder
 	b.WriteString("[cluster]\nname = \"seed\"\n[network]\nsubnet = \"192.168.142.0/24\"\ngateway = \"192.168.142.1\"\n")
-	b.WriteString("[rollout]\nmax_rebooting = 2\nmax_failures = 1\nmin_soak = \"100ms\"\n")
+	b.WriteString("[rollout]\nmax_rebooting = 2\nmax_failures = 1\nmin_soak = \"1s\"\n")
 	b.WriteString("[[rollout.wave]]\nname = \"canary\"\nroles = [\"worker\"]\nfraction = 0.5\n")
 	b.WriteString("[[rollout.wave]]\nname = \"workers\"\nroles = [\"worker\"]\n")
 	b.WriteString("[[rollout.wave]]\nname = \"gateways\"\nroles = [\"gateway\"]\n")
@@ -230,6 +230,10 @@ func TestRollout(t *testing.T) {
 		if !strings.Contains(out, "wave "+w.Name+" done") {
 			t.Errorf("no line saying wave %s is done", w.Name)
 		}
+	}
+	// Each wave but the last soaks a second after its first commit.
+	if !strings.Contains(out, "wave canary: soaking until") || !strings.Contains(out, "wave workers: soaking until") || strings.Count(out, "soaking until") != 2 {
+		t.Errorf("waves did not soak once each")
 	}
 	t.Logf("v2 on 12 nodes in %v, at most %d rebooting at once", time.Since(start).Round(time.Millisecond), most)
 	// Run again: the channel is complete; nothing is published.

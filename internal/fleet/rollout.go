@@ -211,7 +211,7 @@ func (r *rollout) wave(ctx context.Context, i int) error {
 		}
 		fmt.Fprintf(r.Out, "wave %s (%d of %d) open: roles %s, fraction %g\n", w.Name, i+1, len(r.ch.Waves), strings.Join(w.Roles, ", "), w.Fraction)
 	}
-	last := ""
+	last, soaking := "", false
 	for {
 		reps, err := netserve.FetchStatus(ctx, r.Server)
 		if err != nil {
@@ -240,9 +240,9 @@ func (r *rollout) wave(ctx context.Context, i int) error {
 					fmt.Fprintf(r.Out, "wave %s done: %d nodes run %s\n", w.Name, len(p.nodes), r.Version)
 					return nil
 				}
-				if line := "soaking until " + soakEnd.Format(time.TimeOnly); line != last {
-					fmt.Fprintf(r.Out, "wave %s: %s\n", w.Name, line)
-					last = line
+				if !soaking {
+					fmt.Fprintf(r.Out, "wave %s: soaking until %s\n", w.Name, soakEnd.Format(time.TimeOnly))
+					soaking = true
 				}
 			}
 		}
