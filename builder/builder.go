@@ -85,6 +85,9 @@ type Options struct {
 	// only root and card images a signed netboot tree lists (mkimage
 	// netboot --update-key). It does not make the image updatable.
 	NetbootKeys string
+	// ChannelURL, with UpdateKeys, is the signed channel document the
+	// node's update timer follows (updater.ChannelURLFile).
+	ChannelURL string
 	// Watchdog (seconds, 0: off) is the hardware watchdog timeout of an
 	// updatable image whose root feeds it (minimal: busybox watchdog
 	// from rcS; Debian: systemd's RuntimeWatchdogSec): nodeinit arms

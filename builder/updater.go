@@ -48,8 +48,11 @@ StandardOutput=journal+console
 WantedBy=multi-user.target
 `,
 	updateService: `[Unit]
-Description=mkimage: apply the update bundle named in /` + updater.URLFile + `
-ConditionPathExists=/` + updater.URLFile + `
+Description=mkimage: follow the channel in /` + updater.ChannelURLFile + `, or apply the bundle named in /` + updater.URLFile + `
+# Either file (the | makes the conditions alternatives); the command
+# follows the channel when there is one.
+ConditionPathExists=|/` + updater.ChannelURLFile + `
+ConditionPathExists=|/` + updater.URLFile + `
 ConditionKernelCommandLine=mkimage.version
 Wants=network-online.target
 After=network-online.target
@@ -102,6 +105,11 @@ func (in *inputs) addUpdater(o *Options) error {
 	}
 	if err := put(updater.BoardFile, 0o644, in.board.Name+"\n"); err != nil {
 		return err
+	}
+	if o.ChannelURL != "" {
+		if err := put(updater.ChannelURLFile, 0o644, o.ChannelURL+"\n"); err != nil {
+			return err
+		}
 	}
 	bb, err := initrdFile(in.initrd, busyboxInInitrd)
 	if err != nil {

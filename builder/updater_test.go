@@ -63,11 +63,12 @@ func TestAddUpdater(t *testing.T) {
 				putFile(root, "lib/systemd/systemd", []byte("systemd"), epoch)
 			}
 			in := &inputs{board: b, root: root, initrd: zst.Bytes(), updateKeys: []byte("mkimage-ed25519-public AAAA k\n")}
-			o := &Options{Epoch: epoch, Rootfs: tt.rootfs, Log: io.Discard}
+			o := &Options{Epoch: epoch, Rootfs: tt.rootfs, Log: io.Discard, ChannelURL: "http://build-host:8080/channel.json"}
 			if err := in.addUpdater(o); err != nil {
 				t.Fatal(err)
 			}
-			for p, want := range map[string]string{updater.KeysFile: "mkimage-ed25519-public AAAA k\n", updater.BoardFile: "qemu-virt\n", updaterBinary: "\x7fELF busybox"} {
+			for p, want := range map[string]string{updater.KeysFile: "mkimage-ed25519-public AAAA k\n", updater.BoardFile: "qemu-virt\n", updaterBinary: "\x7fELF busybox",
+				updater.ChannelURLFile: "http://build-host:8080/channel.json\n"} {
 				n, ok := root.Lookup(p)
 				if !ok || n.Type() != fstree.ModeRegular {
 					t.Errorf("%s missing", p)

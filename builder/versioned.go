@@ -3,8 +3,10 @@ package builder
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/bootstate"
@@ -60,6 +62,14 @@ func (in *inputs) watchdogTakeover(o *Options) (bool, error) {
 // loadUpdateKeys reads and checks --update-key before anything is
 // fetched.
 func (in *inputs) loadUpdateKeys(o *Options) error {
+	if o.ChannelURL != "" {
+		if !updatable(o) {
+			return fmt.Errorf("--channel-url needs --update-key (only an updatable image follows a channel)")
+		}
+		if u, err := url.Parse(o.ChannelURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(o.ChannelURL, " \n") {
+			return fmt.Errorf("--channel-url %q: want http(s)://HOST[:PORT]/PATH of the channel file mkimage fleet rollout writes", o.ChannelURL)
+		}
+	}
 	if !updatable(o) {
 		return nil
 	}

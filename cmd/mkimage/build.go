@@ -122,6 +122,7 @@ func inputFlags(fs *pflag.FlagSet, o *builder.Options) {
 	fs.StringSliceVar(&o.Coldplug, "coldplug", nil, "more kernel modules the initramfs carries for coldplug, besides the board's: loaded at boot only when a device present matches one of their aliases (comma-separated, repeatable)")
 	fs.StringVar(&o.Config, "config", "", "cluster config (TOML) baked into the image")
 	fs.StringVar(&o.UpdateKeys, "update-key", "", "public key file (from mkimage key generate) the node takes signed update bundles from: makes the image updatable (root as version roots/ID, counting boot.scr, automatic rollback)")
+	fs.StringVar(&o.ChannelURL, "channel-url", "", "with --update-key: the signed channel document (mkimage fleet rollout writes it) the node's update timer follows, e.g. http://build-host:8080/channel.json")
 	fs.IntVar(&o.Watchdog, "watchdog", builder.DefaultWatchdog, "with --update-key and a root the build makes (minimal, debian): the hardware watchdog timeout in seconds nodeinit arms and the root's init keeps fed, so a version that hangs is reset and falls back (0: none)")
 	fs.StringArrayVar(&o.Append, "append", nil, "kernel command line argument after the board's (repeatable), e.g. --append apparmor=1")
 	fs.StringVar(&o.CacheDir, "cache-dir", cachedir.Root(), "cache for downloads and built artifacts")

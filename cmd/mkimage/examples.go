@@ -19,6 +19,12 @@ var examples = map[string]string{
   mkimage cache prune --older-than 7d  remove every entry no build used in a week`,
 	"config check": `  mkimage config check cluster.toml
   mkimage config check cluster.toml --json`,
+	"fleet": `  mkimage fleet status --config cluster.toml --server http://build-host:8080
+  mkimage fleet rollout --config cluster.toml --server http://build-host:8080 --key fleet.key --channel-file bundles/channel.json --version 0123456789abcdef --source http://build-host:8080/v2/`,
+	"fleet status": `  mkimage fleet status --config cluster.toml --server http://build-host:8080          one row per inventory node: versions, failures, last seen
+  mkimage fleet status --config cluster.toml --server http://build-host:8080 --json   the same rows as JSON`,
+	"fleet rollout": `  mkimage fleet rollout --config cluster.toml --server http://build-host:8080 --key fleet.key --channel-file bundles/channel.json --version 0123456789abcdef --source http://build-host:8080/v2/
+  mkimage fleet rollout --config cluster.toml --server http://build-host:8080 --key fleet.key --channel-file bundles/channel.json --version 0123456789abcdef   resume after an interruption`,
 	"flash": `  mkimage flash node.img /dev/sdb /dev/sdc      write, sync and verify both cards at once
   mkimage flash node.img.zst /dev/sd[b-k] --yes  ten cards, no question asked`,
 	"initramfs": `  mkimage initramfs --board odroid-c2 --kernel linux-image-arm64.deb -o initrd.img`,
@@ -37,7 +43,8 @@ var examples = map[string]string{
   mkimage qemu node.img --expect "login:" --timeout 5m --log console.log`,
 	"serve": `  mkimage serve tftp                                                       TFTP and HTTP, beside the network's own DHCP
   mkimage serve tftp --dhcp full --listen 10.0.0.1 --config cluster.toml  the only DHCP server of an isolated network
-  mkimage serve bundles --http-port 8080 --status-dir status               bundles for the nodes' updates, and their status reports`,
+  mkimage serve bundles --http-port 8080 --status-dir status               bundles for the nodes' updates, and their status reports
+  mkimage serve bundles --http-port 8080 --status-dir status --config cluster.toml --max-rebooting 4   reports from the inventory's nodes only; 4 reboot leases`,
 	"update": `  SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --update-key fleet.key.pub --key fleet.key -o v2
   SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --update-key fleet.key.pub --key fleet.key --parent v2 -o v3`,
 	"update status": `  mkimage update status --server http://build-host:8080          one row per node: versions, last report, why the last bad one failed

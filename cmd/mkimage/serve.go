@@ -30,14 +30,32 @@ func runServe(args []string) error {
 	fs.BoolVar(&any, "any", false, "answer DHCP from MACs outside the inventory too (full mode leases them free addresses)")
 	fs.IntVar(&tftpPort, "tftp-port", 69, "TFTP port (U-Boot only uses 69)")
 	fs.IntVar(&httpPort, "http-port", 80, "HTTP port (must match mkimage netboot --http-port)")
-	fs.StringVar(&statusDir, "status-dir", "", "take the nodes' status reports (POST /status/NODE, from nodes whose /etc/mkimage/status-url names this server) and keep each node's last one and pinned key here; read them with mkimage update status")
+	fs.StringVar(&statusDir, "status-dir", "", "take the nodes' status reports (POST /status/NODE, from nodes whose /etc/mkimage/status-url names this server) and keep each node's last one and pinned key here; read them with mkimage update status or fleet status. With --config, only the inventory's nodes may report")
+	maxRebooting := fs.Int("max-rebooting", 0, "with --status-dir: reboot leases held at once, so no more nodes reboot together (default: the config's [rollout] max_rebooting, else 4)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("want one directory (written by mkimage netboot -o DIR)")
 	}
-	o := netserve.Options{Dir: fs.Arg(0), TFTPPort: tftpPort, HTTPPort: httpPort, StatusDir: statusDir, Log: log.New(os.Stderr, "", log.LstdFlags)}
+	o := netserve.Options{Dir: fs.Arg(0), TFTPPort: tftpPort, HTTPPort: httpPort, StatusDir: statusDir, MaxRebooting: *maxRebooting, Log: log.New(os.Stderr, "", log.LstdFlags)}
+	var cfg *cluster.Config
+	if config != "" {
+		var err error
+		if cfg, err = cluster.Load(config); err != nil {
+			return err
+		}
+		// The inventory registers the nodes: others may not report.
+		for _, n := range cfg.Nodes {
+			o.Inventory = append(o.Inventory, string(n.Name))
+		}
+		if o.MaxRebooting == 0 {
+			_, o.MaxRebooting = cfg.RolloutWaves()
+		}
+	}
+	if o.MaxRebooting == 0 {
+		o.MaxRebooting = cluster.DefaultMaxRebooting
+	}
 	if listen != "" {
 		a, err := netip.ParseAddr(listen)
 		if err != nil || !a.Is4() {
@@ -58,11 +76,7 @@ func runServe(args []string) error {
 		if config == "" && !any {
 			return usagef("--dhcp %s needs --config (the inventory) or --any", mode)
 		}
-		if config != "" {
-			cfg, err := cluster.Load(config)
-			if err != nil {
-				return err
-			}
+		if cfg != nil {
 			c.Subnet = cfg.Network.Subnet.Prefix
 			c.Gateway = cfg.Network.Gateway.Addr
 			for _, d := range cfg.Network.DNS {

@@ -139,10 +139,8 @@ func printUpdateStatus(out io.Writer, reps []update.Received, now time.Time) err
 		}
 		var bad []string
 		why := ""
-		for _, v := range s.Versions { // oldest first: the last bad is the newest
-			if v.State == "bad" {
-				bad, why = append(bad, v.ID), v.Why
-			}
+		for _, v := range s.Bad() { // oldest first: the last bad is the newest
+			bad, why = append(bad, v.ID), v.Why
 		}
 		badCol := "-"
 		if len(bad) > 0 {

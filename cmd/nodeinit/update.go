@@ -24,6 +24,13 @@ the node's update command:
   nodeinit update apply [--older] [--retry] [--reboot] [URL]
       fetch the signed bundle at URL (default: the URL in /etc/mkimage/update-url),
       check it, install it as the version the next boot tries
+  nodeinit update apply --channel URL [--reboot] [--lease-wait D]
+      fetch the signed channel document at URL (default, when no bundle URL
+      is given: the URL in /etc/mkimage/channel-url), check its signature and
+      sequence, and install the channel's version if this node's wave is open
+      (mkimage fleet rollout opens them). --reboot, when the node reports to
+      a build host (/etc/mkimage/status-url), first waits for a reboot lease
+      so no more than K nodes reboot at once
   nodeinit update check [--no-reboot] [--keep N] [--hook-timeout D]
       at every boot: run the health checks of a version being tried and
       commit it, or reboot when one fails; record a version that used
@@ -42,6 +49,7 @@ the node's update command:
 
 Examples:
   nodeinit update apply --reboot http://build-host:8080/bundles/v2/
+  nodeinit update apply --reboot --channel http://build-host:8080/channel.json
   nodeinit update status
   nodeinit update report http://build-host:8080
 `
@@ -64,6 +72,8 @@ func command(args []string, stdout, stderr io.Writer) int {
 	older := fs.Bool("older", false, "apply: accept a version created before the running one")
 	retry := fs.Bool("retry", false, "apply: accept a version recorded as bad")
 	reboot := fs.Bool("reboot", false, "apply: reboot into the new version once it is installed")
+	channel := fs.String("channel", "", "apply: follow the signed channel document at this URL")
+	leaseWait := fs.Duration("lease-wait", 30*time.Minute, "apply --reboot: the longest wait for a reboot lease before giving up the reboot")
 	noReboot := fs.Bool("no-reboot", false, "check: do not reboot when a check fails")
 	keep := fs.Int("keep", 1, "check, prune: old versions to keep besides good, tried and running")
 	hookTimeout := fs.Duration("hook-timeout", 10*time.Minute, "check: time each health check may take")
@@ -83,23 +93,46 @@ func command(args []string, stdout, stderr io.Writer) int {
 	defer card.Close()
 	switch sub {
 	case "apply":
-		url, ok := urlArg(fs, card.DefaultURL(), "one bundle URL", updater.URLFile, stderr)
-		if !ok {
-			return 2
-		}
 		var res apply.Result
-		res, err = card.Apply(ctx, url, *older, *retry)
-		if errors.Is(err, apply.ErrRunning) {
-			// What a timer finds most of the time: nothing new.
-			logf("%s: the version offered is the one running", url)
-			return 0
-		}
-		if err != nil {
-			err = fmt.Errorf("apply %s: %w", url, err)
-			break
+		if chURL := channelArg(fs, *channel, card.ChannelURL()); chURL != "" {
+			if *channel != "" && fs.NArg() > 0 {
+				fmt.Fprintf(stderr, "%s: give a bundle URL or --channel, not both\n", fs.Name())
+				return 2
+			}
+			cr, cerr := card.ApplyChannel(ctx, chURL, nil)
+			if cerr != nil {
+				err = fmt.Errorf("apply --channel %s: %w", chURL, cerr)
+				break
+			}
+			if !cr.Decision.Take {
+				return 0 // ApplyChannel logged why
+			}
+			res = cr.Applied
+		} else {
+			url, ok := urlArg(fs, card.DefaultURL(), "one bundle URL", updater.URLFile, stderr)
+			if !ok {
+				return 2
+			}
+			res, err = card.Apply(ctx, url, *older, *retry)
+			if errors.Is(err, apply.ErrRunning) {
+				// What a timer finds most of the time: nothing new.
+				logf("%s: the version offered is the one running", url)
+				return 0
+			}
+			if err != nil {
+				err = fmt.Errorf("apply %s: %w", url, err)
+				break
+			}
 		}
 		logf("version %s installed (%d bytes downloaded); the next boot tries it", res.ID, res.Bytes)
 		if *reboot {
+			// No more than K nodes reboot at once where a build host
+			// hands out leases; without one, reboot as before.
+			if su := card.StatusURL(); su != "" {
+				if err = card.Lease(ctx, su, *leaseWait, 0); err != nil {
+					break
+				}
+			}
 			card.Close()
 			err = rebootNode(logf)
 		}
@@ -157,6 +190,15 @@ func urlArg(fs *flag.FlagSet, fromRoot, what, file string, stderr io.Writer) (st
 		return "", false
 	}
 	return url, true
+}
+
+// channelArg is the channel to follow: --channel, or else, when no
+// bundle URL is given, the one the root names.
+func channelArg(fs *flag.FlagSet, flagURL, fromRoot string) string {
+	if flagURL != "" || fs.NArg() > 0 {
+		return flagURL
+	}
+	return fromRoot
 }
 
 // rebootNode asks the root's init to reboot (systemd's or busybox's

@@ -25,6 +25,7 @@ type Config struct {
 	Power   Power       `toml:"power"`
 	LXC     *LXC        `toml:"lxc"`
 	Backup  *Backup     `toml:"backup"`
+	Rollout *Rollout    `toml:"rollout"`
 	Nodes   []Node      `toml:"node"`
 
 	file string

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
@@ -34,7 +35,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, src, want string
 	}{
-		{"unknown top key", "colour = 1\n" + base, "c.toml:1: unknown key \"colour\" at top level (expected one of: cluster, network, power, lxc, backup, node)"},
+		{"unknown top key", "colour = 1\n" + base, "c.toml:1: unknown key \"colour\" at top level (expected one of: cluster, network, power, lxc, backup, rollout, node)"},
 		{"unknown nested key", base + "ip_forwad = true\n", "c.toml:6: unknown key \"ip_forwad\" in [network] (expected one of: subnet, gateway, dns, ip_forward, route, role)"},
 		{"unknown role table", base + "[network.role.wroker]\nip_forward = true\n", "c.toml:6: unknown key \"wroker\" in [network.role] (expected one of: worker, gateway, router)"},
 		{"unknown node key", base + ok1 + "colour = \"red\"\n", "c.toml:11: unknown key \"colour\" in [node]"},
@@ -82,6 +83,12 @@ func TestParseErrors(t *testing.T) {
 		{"dup serial_number", base + idNode("a", `serial_number = "0A1B2C3D"`, 11) + idNode("b", `serial_number = "0x0a1b2c3d"`, 12), "c.toml:13: duplicate serial_number \"0a1b2c3d\" (also node \"a\", line 8)"},
 		{"dup card_serial", base + idNode("a", `card_serial = "1234ABCD"`, 11) + idNode("b", `card_serial = "0x1234abcd"`, 12), "c.toml:13: duplicate card_serial 0x1234abcd (also node \"a\", line 8)"},
 		{"netboot without mac", base + idNode("a", "serial_number = \"0a1b\"\nnetboot = \"diskless\"", 11), "c.toml:9: node a: netboot = \"diskless\" needs the node's mac"},
+		{"rollout max_rebooting", base + "[rollout]\nmax_rebooting = -1\n", "c.toml:7: [rollout] max_rebooting = -1"},
+		{"rollout bad soak", base + "[rollout]\nmin_soak = \"ten minutes\"\n", "c.toml:7: bad duration \"ten minutes\""},
+		{"rollout wave fraction", base + "[rollout]\n[[rollout.wave]]\nname = \"canary\"\nroles = [\"worker\"]\nfraction = 1.5\n", "c.toml:10: rollout wave \"canary\": fraction = 1.5"},
+		{"rollout wave role", base + "[rollout]\n[[rollout.wave]]\nname = \"canary\"\nroles = [\"workers\"]\n", "c.toml:9: unknown role \"workers\""},
+		{"rollout wave twice", base + "[rollout]\n[[rollout.wave]]\nname = \"w\"\nroles = [\"worker\"]\n[[rollout.wave]]\nname = \"w\"\nroles = [\"worker\"]\n", "c.toml:11: duplicate rollout wave name \"w\" (also line 8)"},
+		{"rollout role in no wave", base + "[rollout]\n[[rollout.wave]]\nname = \"w\"\nroles = [\"worker\"]\n" + node("gw", "00:1e:06:00:00:09", "192.168.142.9", "gateway"), "c.toml:6: no rollout wave holds role gateway, so nodes gw would never be updated"},
 		{"bad name", base + node("Node_1", "00:1e:06:00:00:01", "192.168.142.11", "worker"), "c.toml:7: bad name \"Node_1\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -308,5 +315,32 @@ func TestHosts(t *testing.T) {
 	}
 	if h := hosts[0]; h.Name != "gw" || h.MAC.String() != "00:1e:06:42:00:01" || h.IP.String() != "192.168.142.1" {
 		t.Errorf("first host %+v", h)
+	}
+}
+
+// TestRolloutWaves: no [rollout] gives a wave per role with the
+// defaults; set values and per-wave overrides are kept.
+func TestRolloutWaves(t *testing.T) {
+	c, err := Parse("c.toml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waves, k := c.RolloutWaves()
+	if k != DefaultMaxRebooting || len(waves) != 3 || waves[0].Name != "workers" || waves[2].Roles[0] != "router" || waves[1].Fraction != 1 || waves[1].MinSoak != DefaultMinSoak {
+		t.Errorf("defaults: K %d, %+v", k, waves)
+	}
+	c, err = Parse("c.toml", []byte(base+"[rollout]\nmax_rebooting = 2\nmax_failures = 1\nmin_soak = \"1h\"\n"+
+		"[[rollout.wave]]\nname = \"canary\"\nroles = [\"worker\"]\nfraction = 0.1\nmax_failures = 0\n"+
+		"[[rollout.wave]]\nname = \"rest\"\nroles = [\"worker\", \"gateway\", \"router\"]\nmin_soak = \"0s\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waves, k = c.RolloutWaves()
+	want := []Wave{
+		{Name: "canary", Roles: []string{"worker"}, Fraction: 0.1, MaxFailures: 0, MinSoak: time.Hour},
+		{Name: "rest", Roles: []string{"worker", "gateway", "router"}, Fraction: 1, MaxFailures: 1, MinSoak: 0},
+	}
+	if k != 2 || !reflect.DeepEqual(waves, want) {
+		t.Errorf("K %d, waves %+v, want %+v", k, waves, want)
 	}
 }

@@ -154,13 +154,7 @@ func (c *Config) validate() []*Error {
 		cips := map[netip.Addr]int{}
 		for i, ct := range x.Containers {
 			at := func(f string) int { return l.at("lxc.container", i, f) }
-			if ct.Name == "" {
-				bad(at(""), "container %d has no name", i+1)
-			} else if prev, dup := cnames[ct.Name]; dup {
-				bad(at("name"), "duplicate container name %q (also line %d)", ct.Name, l.at("lxc.container", prev, "name"))
-			} else {
-				cnames[ct.Name] = i
-			}
+			uniqueName(bad, l, cnames, "lxc.container", "container", i, ct.Name)
 			if ct.Node == "" {
 				bad(at(""), "container %q has no node (expected a node name from the inventory)", ct.Name)
 			} else if r, ok := roleOf[ct.Node]; !ok {
@@ -201,7 +195,23 @@ func (c *Config) validate() []*Error {
 			}
 		}
 	}
+	c.validateRollout(bad)
 	return errs
+}
+
+// uniqueName checks the name of the i-th entry of an array of tables
+// (what it is, for the message): present, and not one an earlier entry
+// has (seen, by index).
+func uniqueName(bad func(line int, format string, a ...any), l *locator, seen map[Hostname]int, array, what string, i int, name Hostname) {
+	prev, dup := seen[name]
+	switch {
+	case name == "":
+		bad(l.at(array, i, ""), "%s %d has no name", what, i+1)
+	case dup:
+		bad(l.at(array, i, "name"), "duplicate %s name %q (also line %d)", what, name, l.at(array, prev, "name"))
+	default:
+		seen[name] = i
+	}
 }
 
 func broadcast(p netip.Prefix) netip.Addr {

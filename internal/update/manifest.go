@@ -72,10 +72,10 @@ const (
 	MaxCmdline = 2048 - 1
 )
 
-// ErrInvalid marks every error that says a bundle is wrong (bad
-// signature, bad manifest, a payload that does not match it), as opposed
-// to one reading it: fetching the same bundle again will not help.
-var ErrInvalid = errors.New("invalid update bundle")
+// ErrInvalid marks every error that says a bundle or channel is wrong
+// (bad signature, bad manifest, a payload that does not match it), as
+// opposed to one reading it: fetching the same again will not help.
+var ErrInvalid = errors.New("invalid signed update data")
 
 // Manifest describes one version and the payloads that make it. Fields
 // are marshaled in this order; Marshal's output is the only form Verify
@@ -128,11 +128,17 @@ func marshalDoc(v interface{ Validate() error }) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
+// invalid wraps a field check's error as one of document name.
+func invalid(name string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalid, name, err)
+	}
+	return nil
+}
+
 // parseManifest reads manifest bytes (whose signature is already checked)
 // and accepts them only if they are exactly what Marshal makes of the
-// result: no unknown or duplicate fields, no other spelling or order. The
-// node then acts on precisely what was signed, whatever quirks a JSON
-// decoder has.
+// result (parseExact).
 func parseManifest(b []byte) (Manifest, error) {
 	if len(b) > MaxManifestSize {
 		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(b), MaxManifestSize)
@@ -179,12 +185,7 @@ var (
 )
 
 // Validate checks every field; errors name the field and the bad value.
-func (m Manifest) Validate() error {
-	if err := m.validate(); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInvalid, ManifestFile, err)
-	}
-	return nil
-}
+func (m Manifest) Validate() error { return invalid(ManifestFile, m.validate()) }
 
 // checkHead checks the fields every signed document starts with.
 func checkHead(format int, board string, created int64) error {

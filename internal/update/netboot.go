@@ -102,16 +102,8 @@ func (m NetbootManifest) validate() error {
 // accepts only the exact bytes Marshal writes. Any failure wraps
 // ErrInvalidNetboot.
 func VerifyNetboot(doc, sig []byte, keys []PublicKey) (NetbootManifest, PublicKey, error) {
-	if len(keys) == 0 {
-		return NetbootManifest{}, PublicKey{}, errors.New("no trusted keys to verify the netboot tree with")
-	}
-	if len(doc) > MaxManifestSize {
-		return NetbootManifest{}, PublicKey{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalidNetboot, NetbootFile, len(doc), MaxManifestSize)
-	}
-	k, err := CheckSignature(doc, sig, keys, ErrInvalidNetboot, NetbootFile, NetbootSignature, "the netboot tree")
-	if err != nil {
-		return NetbootManifest{}, PublicKey{}, err
-	}
-	m, err := parseExact[NetbootManifest](doc, ErrInvalidNetboot, NetbootFile, "rebuild the netboot tree with the mkimage that built this initramfs")
-	return m, k, err
+	return verifyDoc[NetbootManifest](netbootDoc, doc, sig, keys)
 }
+
+var netbootDoc = docKind{ErrInvalidNetboot, NetbootFile, NetbootSignature, "the netboot tree",
+	"rebuild the netboot tree with the mkimage that built this initramfs", MaxManifestSize}

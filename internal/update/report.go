@@ -23,15 +23,33 @@ const (
 	MaxReportSize = 64 << 10
 )
 
+// A node asks the build host for a reboot lease before it reboots into a
+// new version, so no more than the fleet's K nodes reboot at once (46
+// boards on one power supply): a POST to LeasePath+NODE signed as a
+// report is (its body the node's Report), answered with a LeaseAnswer,
+// 200 when granted, 429 with Retry-After (seconds) when not now.
+const LeasePath = "/lease/"
+
+// LeaseAnswer is the build host's answer to a lease request.
+type LeaseAnswer struct {
+	Granted bool     `json:"granted"`
+	Held    []string `json:"held"` // the nodes holding leases now
+	Max     int      `json:"max"`  // K
+}
+
 // ErrReportSignature marks a report whose signature is not one of its
 // body by the key sent with it.
 var ErrReportSignature = errors.New("the signature is not one of the report's body by the key sent with it")
 
 // Report is what a node tells the build host about its versions.
 type Report struct {
-	Node   string    `json:"node"` // the kernel hostname
-	Time   time.Time `json:"time"` // the node's clock (no RTC on most boards: may be off until NTP)
-	Status Status    `json:"status"`
+	Node string    `json:"node"` // the kernel hostname
+	Time time.Time `json:"time"` // the node's clock (no RTC on most boards: may be off until NTP)
+	// Boot is the kernel's boot id (/proc/sys/kernel/random/boot_id),
+	// new at every boot: a report with another than a reboot lease's
+	// shows the node came back up (the lease ends).
+	Boot   string `json:"boot,omitempty"`
+	Status Status `json:"status"`
 }
 
 // Received is a report as the build host stored it, with what the

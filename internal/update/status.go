@@ -27,6 +27,17 @@ type Version struct {
 	Why string `json:"why,omitempty"`
 }
 
+// Bad returns the versions the node recorded bad, oldest first.
+func (s Status) Bad() []Version {
+	var bad []Version
+	for _, v := range s.Versions {
+		if v.State == "bad" {
+			bad = append(bad, v)
+		}
+	}
+	return bad
+}
+
 // Print writes the status as a table.
 func (s Status) Print(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

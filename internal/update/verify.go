@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -21,16 +20,40 @@ func Sign(manifest []byte, k PrivateKey) []byte {
 // manifest by one of keys, and only then parses the manifest and checks
 // every field. Any failure wraps ErrInvalid.
 func Verify(manifest, sig []byte, keys []PublicKey) (Manifest, error) {
+	m, _, err := verifyDoc[Manifest](bundleDoc, manifest, sig, keys)
+	return m, err
+}
+
+// docKind names a kind of signed document in verifyDoc's errors.
+type docKind struct {
+	invalid       error  // what every error wraps: ErrInvalid, ErrInvalidNetboot
+	name, sigName string // the document's file and its signature's
+	what          string // what was changed or signed by another key
+	upgrade       string // what to do about a newer format
+	max           int    // bytes
+}
+
+var bundleDoc = docKind{ErrInvalid, ManifestFile, SignatureFile, "the bundle", "update the node first", MaxManifestSize}
+
+// verifyDoc is the one check of every signed document a node acts on
+// (bundle manifests, channels, netboot trees): at most d.max bytes,
+// signed by one of keys (CheckSignature, whose key it returns), and only
+// then parsed, accepted only in the exact form T's Marshal writes
+// (parseExact).
+func verifyDoc[T interface{ Marshal() ([]byte, error) }](d docKind, doc, sig []byte, keys []PublicKey) (T, PublicKey, error) {
+	var zero T
 	if len(keys) == 0 {
-		return Manifest{}, errors.New("no trusted keys to verify the bundle with")
+		return zero, PublicKey{}, fmt.Errorf("no trusted keys to verify %s with", d.what)
 	}
-	if len(manifest) > MaxManifestSize {
-		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(manifest), MaxManifestSize)
+	if len(doc) > d.max {
+		return zero, PublicKey{}, fmt.Errorf("%w: %s is %d bytes, more than %d", d.invalid, d.name, len(doc), d.max)
 	}
-	if _, err := CheckSignature(manifest, sig, keys, ErrInvalid, ManifestFile, SignatureFile, "the bundle"); err != nil {
-		return Manifest{}, err
+	k, err := CheckSignature(doc, sig, keys, d.invalid, d.name, d.sigName, d.what)
+	if err != nil {
+		return zero, PublicKey{}, err
 	}
-	return parseManifest(manifest)
+	v, err := parseExact[T](doc, d.invalid, d.name, d.upgrade)
+	return v, k, err
 }
 
 // decodeSignature decodes what Sign returns (a trailing newline is

@@ -11,6 +11,12 @@ import (
 	"os"
 )
 
+// RoleFile, relative to the root, holds the node's role (one line):
+// nodeinit's policy writes it at every boot, so the node's update
+// command, which runs from the booted root without the plan, knows which
+// wave of a rollout the node is in.
+const RoleFile = "etc/mkimage/role"
+
 // BakedPath is where the builder puts the baked config in the initramfs.
 const BakedPath = "/etc/nodeinit/cluster.json"
 

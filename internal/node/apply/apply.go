@@ -56,6 +56,7 @@ var (
 	ErrRunning    = errors.New("version is already running")
 	ErrOlder      = errors.New("version is older than the running one")
 	ErrBad        = errors.New("version is recorded as bad")
+	ErrNotWanted  = errors.New("bundle is not the version asked for")
 )
 
 // Options says what to apply and where.
@@ -80,6 +81,9 @@ type Options struct {
 	AllowOlder bool
 	// Retry accepts a version recorded as bad (it failed its tries).
 	Retry bool
+	// Want, if set, is the only version id taken (a channel's): a
+	// source holding another is refused before anything is written.
+	Want string
 	// Log, if set, is told each step.
 	Log func(format string, a ...any)
 	// Carry gives the new version's writable root (its second argument)
@@ -279,6 +283,9 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 
 // check refuses a version this node should not take.
 func (o *Options) check(m update.Manifest, st bootstate.State) error {
+	if o.Want != "" && m.ID != o.Want {
+		return fmt.Errorf("%w: it holds %s, %s was asked for", ErrNotWanted, m.ID, o.Want)
+	}
 	if m.Board != o.Board {
 		return fmt.Errorf("%w: it is for %s, this node is %s", ErrOtherBoard, m.Board, o.Board)
 	}

@@ -353,6 +353,18 @@ func TestRefuse(t *testing.T) {
 		}
 	})
 
+	// A channel's source holding another version than the channel's.
+	t.Run("not-wanted", func(t *testing.T) {
+		o := e.opts("older", running)
+		o.AllowOlder, o.Want = true, running
+		if _, err := Apply(context.Background(), o); !errors.Is(err, ErrNotWanted) {
+			t.Fatalf("Apply: %v, want %v", err, ErrNotWanted)
+		}
+		if _, err := os.Lstat(filepath.Join(e.top, versions.RootsDir, older.ID)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the unwanted version's root exists (%v)", err)
+		}
+	})
+
 	// What a flag allows.
 	o := e.opts("older", running)
 	o.AllowOlder = true

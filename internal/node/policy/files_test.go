@@ -185,3 +185,28 @@ func TestBackup(t *testing.T) {
 		})
 	}
 }
+
+// TestRoleFile: the role lands in the root, and a second boot with the
+// same role leaves the file as it is.
+func TestRoleFile(t *testing.T) {
+	root := t.TempDir()
+	env := Env{Root: root, Node: plan.Plan{Role: "gateway"}}
+	if err := RoleFile(env); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, plan.RoleFile)
+	st, _ := os.Stat(p)
+	if got := get(t, p); got != "gateway\n" {
+		t.Errorf("%s: %q", p, got)
+	}
+	if err := RoleFile(env); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := os.Stat(p); !os.SameFile(st, st2) {
+		t.Error("rewritten though unchanged")
+	}
+	env.Node.Role = "worker"
+	if err := RoleFile(env); err != nil || get(t, p) != "worker\n" {
+		t.Errorf("role changed: %v, %q", err, get(t, p))
+	}
+}

@@ -44,6 +44,7 @@ func Apply(ctx context.Context, env Env) error {
 		{"governor", Governor},
 		{"lxc", LXC},
 		{"backup", Backup},
+		{"role", RoleFile},
 	}
 	var errs []error
 	for _, p := range parts {
@@ -57,6 +58,15 @@ func Apply(ctx context.Context, env Env) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RoleFile writes the node's role into the root (plan.RoleFile) for the
+// update command; unchanged, it is left alone.
+func RoleFile(env Env) error {
+	if env.Node.Role == "" {
+		return nil
+	}
+	return writeIfChanged(filepath.Join(env.Root, plan.RoleFile), env.Node.Role+"\n", 0o644)
 }
 
 // IPForward writes net.ipv4.ip_forward. /proc/sys/net is per network

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,27 +59,7 @@ func (c *Card) ReportIfConfigured(ctx context.Context) {
 // serve --status-dir DIR): POST base/status/NODE, NODE the kernel's
 // hostname, signed with the node's report key (made now if it has none).
 func (c *Card) Report(ctx context.Context, base string) error {
-	node, err := hostname()
-	if err != nil {
-		return fmt.Errorf("the node's hostname: %w", err)
-	}
-	if err := update.CheckNodeName(node); err != nil {
-		return err
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("status URL %q (from /%s or the command line): want http://HOST[:PORT] of mkimage serve --status-dir", base, StatusURLFile)
-	}
-	u = u.JoinPath("status", node)
-	s, err := c.Status()
-	if err != nil {
-		return err
-	}
-	key, err := c.reportKey(node)
-	if err != nil {
-		return err
-	}
-	body, keyHdr, sig, err := update.SignReport(update.Report{Node: node, Time: time.Now().UTC(), Status: s}, key)
+	u, body, key, sig, err := c.signedStatus(base, "status")
 	if err != nil {
 		return err
 	}
@@ -85,7 +67,7 @@ func (c *Card) Report(ctx context.Context, base string) error {
 	defer cancel()
 	var why error // the last error of an attempt the deadline did not cut
 	for {
-		err = post(ctx, u.String(), body, keyHdr, sig)
+		_, err = post(ctx, u, body, key, sig)
 		var refused *refusedError
 		if err == nil || errors.As(err, &refused) {
 			break
@@ -108,36 +90,136 @@ func (c *Card) Report(ctx context.Context, base string) error {
 	return nil
 }
 
+// signedStatus is the node's status report for base/dir/NODE (status
+// or lease): the URL, the body and the key and signature headers.
+func (c *Card) signedStatus(base, dir string) (u string, body []byte, key, sig string, err error) {
+	node, err := c.nodeName()
+	if err != nil {
+		return "", nil, "", "", err
+	}
+	pu, err := url.Parse(base)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		return "", nil, "", "", fmt.Errorf("status URL %q (from /%s or the command line): want http://HOST[:PORT] of mkimage serve --status-dir", base, StatusURLFile)
+	}
+	s, err := c.Status()
+	if err != nil {
+		return "", nil, "", "", err
+	}
+	k, err := c.reportKey(node)
+	if err != nil {
+		return "", nil, "", "", err
+	}
+	body, key, sig, err = update.SignReport(update.Report{Node: node, Time: time.Now().UTC(), Boot: c.bootID(), Status: s}, k)
+	return pu.JoinPath(dir, node).String(), body, key, sig, err
+}
+
+// nodeName is the name the node reports under: Card.Node, or else the
+// kernel's hostname (nodeinit sets it from the inventory).
+func (c *Card) nodeName() (string, error) {
+	node := c.Node
+	if node == "" {
+		var err error
+		if node, err = hostname(); err != nil {
+			return "", fmt.Errorf("the node's hostname: %w", err)
+		}
+	}
+	return node, update.CheckNodeName(node)
+}
+
+// bootID is Card.BootID, or else the kernel's id of this boot ("" if
+// unknown).
+func (c *Card) bootID() string {
+	if c.BootID != "" {
+		return c.BootID
+	}
+	return lastLine("/proc/sys/kernel/random/boot_id")
+}
+
+// Lease asks the build host at base (the status URL) for a reboot lease
+// and waits, asking again as the server says (Retry-After) or every poll
+// if set, until it is granted or wait has passed. The server ends the
+// lease at the node's first report from its next boot.
+func (c *Card) Lease(ctx context.Context, base string, wait, poll time.Duration) error {
+	u, body, key, sig, err := c.signedStatus(base, strings.TrimPrefix(strings.TrimSuffix(update.LeasePath, "/"), "/"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	start := time.Now()
+	for {
+		ans, err := post(ctx, u, body, key, sig)
+		var refused *refusedError
+		switch {
+		case err == nil:
+			c.Log("reboot lease granted by %s after %v (%d of at most %d nodes rebooting)", u, time.Since(start).Round(time.Second), len(ans.answer.Held), ans.answer.Max)
+			return nil
+		case errors.As(err, &refused) && refused.code == http.StatusTooManyRequests:
+			c.Log("waiting for a reboot lease: %d nodes are rebooting (%s), at most %d at once", len(ans.answer.Held), strings.Join(ans.answer.Held, ", "), ans.answer.Max)
+		case errors.As(err, &refused):
+			return fmt.Errorf("reboot lease: POST %s: %w", u, err)
+		default:
+			c.Log("reboot lease: POST %s: %v; asking again", u, err)
+		}
+		delay := poll
+		if delay <= 0 {
+			delay = min(max(ans.retryAfter, time.Second), time.Minute)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no reboot lease from %s in %v (last: %v): not rebooting now; the installed version is tried at the next reboot or run of the update timer", u, wait, err)
+		case <-time.After(delay):
+		}
+	}
+}
+
 // refusedError is the build host's answer to a report it did not take.
 type refusedError struct {
+	code        int
 	status, msg string
 }
 
 func (e *refusedError) Error() string { return e.status + ": " + e.msg }
 
-// post sends one signed report.
-func post(ctx context.Context, u string, body []byte, key, sig string) error {
+// answer is what the build host said to a POST.
+type answer struct {
+	answer     update.LeaseAnswer // a lease request's answer
+	retryAfter time.Duration
+}
+
+// post sends one signed report (or lease request).
+func post(ctx context.Context, u string, body []byte, key, sig string) (answer, error) {
+	var a answer
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return a, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(update.ReportKeyHeader, key)
 	req.Header.Set(update.ReportSignatureHeader, sig)
 	resp, err := http.DefaultClient.Do(req)
 	if ue := new(url.Error); errors.As(err, &ue) {
-		return ue.Err // the caller names the URL
+		return a, ue.Err // the caller names the URL
 	}
 	if err != nil {
-		return err
+		return a, err
 	}
 	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+		a.retryAfter = time.Duration(s) * time.Second
+	}
+	if resp.Header.Get("Content-Type") == "application/json" {
+		json.Unmarshal(msg, &a.answer)
+	}
 	if resp.StatusCode/100 != 2 {
 		// The server says why (a pinned key, a bad name) in a line.
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return &refusedError{resp.Status, strings.TrimSpace(string(msg))}
+		if len(msg) > 1024 {
+			msg = msg[:1024]
+		}
+		return a, &refusedError{resp.StatusCode, resp.Status, strings.TrimSpace(string(msg))}
 	}
-	return nil
+	return a, nil
 }
 
 // reportKey returns the node's report key, making it at the first

@@ -21,12 +21,17 @@ import (
 // apply.Apply. Installed or refused, the node then reports its status
 // to the build host named in StatusURLFile, if any.
 func (c *Card) Apply(ctx context.Context, url string, older, retry bool) (apply.Result, error) {
+	return c.apply(ctx, url, "", older, retry)
+}
+
+// apply is Apply taking only version want ("": any).
+func (c *Card) apply(ctx context.Context, url, want string, older, retry bool) (apply.Result, error) {
 	defer c.ReportIfConfigured(ctx)
 	return apply.Apply(ctx, apply.Options{
 		Source: url, Top: c.Top, Boot: c.Boot,
 		Incoming: filepath.Join(c.Top, versions.StateDir, "node", "incoming"),
 		Keys:     c.Keys, Board: c.Board, Running: c.Running,
-		AllowOlder: older, Retry: retry, Log: c.Log,
+		AllowOlder: older, Retry: retry, Want: want, Log: c.Log,
 		Carry: firstboot.Carry,
 	})
 }

@@ -65,6 +65,9 @@ type Card struct {
 	Board   string
 	Keys    []update.PublicKey
 	Log     func(format string, a ...any)
+	// Node and BootID, if set, stand for the kernel's hostname and boot
+	// id in reports and lease requests (a test's simulated nodes).
+	Node, BootID string
 
 	lock    *os.File
 	cleanup []func()

@@ -50,6 +50,10 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *HTTP) serve(w *countingWriter, r *http.Request) {
+	if node, ok := strings.CutPrefix(r.URL.Path, LeasePath); ok && h.Status != nil {
+		h.Status.serveLease(w, r, node)
+		return
+	}
 	if node, ok := strings.CutPrefix(r.URL.Path, StatusPath); ok {
 		if h.Status != nil {
 			h.Status.serve(w, r, node)

@@ -26,7 +26,12 @@ type Options struct {
 	// StatusDir, if set, is where the nodes' status reports are kept
 	// (see Status); it is made if missing.
 	StatusDir string
-	Log       *log.Logger
+	// Inventory, if set, are the only node names whose reports and
+	// reboot lease requests are taken (Status.Nodes).
+	Inventory []string
+	// MaxRebooting is how many reboot leases may be held at once.
+	MaxRebooting int
+	Log          *log.Logger
 }
 
 // Run serves TFTP, HTTP and (optionally) DHCP until ctx ends or one of
@@ -50,7 +55,13 @@ func Run(ctx context.Context, o Options) error {
 		if err := os.MkdirAll(o.StatusDir, 0o755); err != nil {
 			return fmt.Errorf("serve: --status-dir: %w", err)
 		}
-		status = &Status{Dir: o.StatusDir, Log: o.Log}
+		status = &Status{Dir: o.StatusDir, Log: o.Log, MaxRebooting: o.MaxRebooting}
+		if o.Inventory != nil {
+			status.Nodes = map[string]bool{}
+			for _, n := range o.Inventory {
+				status.Nodes[n] = true
+			}
+		}
 	}
 	var dhcp *pxedhcp.Server
 	ifname := ""
@@ -96,7 +107,10 @@ func Run(ctx context.Context, o Options) error {
 	start(func() error { return (&HTTP{Files: files, Status: status, Log: o.Log}).Serve(ctx, tcp) })
 	msg := fmt.Sprintf("serving %s: tftp %s, http %s", o.Dir, udp.LocalAddr(), tcp.Addr())
 	if status != nil {
-		msg += fmt.Sprintf(", status reports to %s", o.StatusDir)
+		msg += fmt.Sprintf(", status reports to %s, at most %d reboot leases", o.StatusDir, max(o.MaxRebooting, 1))
+		if status.Nodes != nil {
+			msg += fmt.Sprintf(", from the %d inventory nodes only", len(status.Nodes))
+		}
 	}
 	if dhcp != nil {
 		start(func() error { return dhcp.Serve(ifname, ctx.Done()) })

@@ -37,11 +37,23 @@ const StatusPath = "/status/"
 // and logged. A reflashed node makes a new key: remove its NODE.pub to
 // let it pin again. More lines in NODE.pub (public key file lines) are
 // more keys the name may report with.
+//
+// With Nodes set (mkimage serve --config: the inventory), a report or
+// lease request from a name not in it is refused (403) and logged: the
+// inventory registers the nodes, and each name's key is still pinned at
+// its first report.
 type Status struct {
-	Dir string
-	Log *log.Logger
+	Dir   string
+	Log   *log.Logger
+	Nodes map[string]bool // the inventory's node names; nil takes any name
+	// MaxRebooting is how many reboot leases may be held at once (K; at
+	// least 1), LeaseTimeout how long one lasts at most (default
+	// DefaultLeaseTimeout). See serveLease.
+	MaxRebooting int
+	LeaseTimeout time.Duration
 
-	mu sync.Mutex // one report written at a time: pin, then store
+	mu     sync.Mutex // one pin at a time
+	leases leases
 }
 
 // errPinned refuses a report signed by a key other than the node's
@@ -65,43 +77,8 @@ func (s *Status) serve(w http.ResponseWriter, r *http.Request, node string) {
 
 // receive checks and stores one report.
 func (s *Status) receive(w http.ResponseWriter, r *http.Request, node string) {
-	refuse := func(code int, err error) {
-		s.Log.Printf("status: refused a report for %q from %s: %v", node, r.RemoteAddr, err)
-		http.Error(w, err.Error(), code)
-	}
-	if err := update.CheckNodeName(node); err != nil {
-		refuse(http.StatusBadRequest, err)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, update.MaxReportSize))
-	if mb := new(http.MaxBytesError); errors.As(err, &mb) {
-		refuse(http.StatusRequestEntityTooLarge, fmt.Errorf("report over %d bytes", mb.Limit))
-		return
-	}
-	if err != nil {
-		refuse(http.StatusBadRequest, err)
-		return
-	}
-	rep, key, err := update.VerifyReport(body, r.Header.Get(update.ReportKeyHeader), r.Header.Get(update.ReportSignatureHeader))
-	if errors.Is(err, update.ErrReportSignature) {
-		refuse(http.StatusForbidden, err)
-		return
-	}
-	if err != nil {
-		refuse(http.StatusBadRequest, err)
-		return
-	}
-	if rep.Node != node {
-		refuse(http.StatusBadRequest, fmt.Errorf("the report is %q's, posted as %q's", rep.Node, node))
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.pin(node, key); errors.Is(err, errPinned) {
-		refuse(http.StatusForbidden, err)
-		return
-	} else if err != nil {
-		refuse(http.StatusInternalServerError, err)
+	rep, key, ok := s.verified(w, r, node, "report")
+	if !ok {
 		return
 	}
 	b, err := json.MarshalIndent(update.Received{Report: rep, Received: time.Now().UTC(), From: r.RemoteAddr, Key: key.String()}, "", "  ")
@@ -109,10 +86,56 @@ func (s *Status) receive(w http.ResponseWriter, r *http.Request, node string) {
 		err = atomicfile.WriteFile(filepath.Join(s.Dir, node+".json"), append(b, '\n'), 0o644)
 	}
 	if err != nil {
-		refuse(http.StatusInternalServerError, err)
+		s.Log.Printf("status: refused a report for %q from %s: %v", node, r.RemoteAddr, err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	s.leases.booted(s, rep)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// verified reads a request signed as a status report is (a report, or
+// a reboot lease request carrying one), posted for node: the node must
+// be in the inventory (if Nodes is set), the signature one of the body by
+// the key sent, and the key the node's pinned one (pinned now if the
+// node has none). On false, the request is answered and logged.
+func (s *Status) verified(w http.ResponseWriter, r *http.Request, node, what string) (update.Report, update.PublicKey, bool) {
+	refuse := func(code int, err error) (update.Report, update.PublicKey, bool) {
+		s.Log.Printf("status: refused a %s for %q from %s: %v", what, node, r.RemoteAddr, err)
+		http.Error(w, err.Error(), code)
+		return update.Report{}, update.PublicKey{}, false
+	}
+	if err := update.CheckNodeName(node); err != nil {
+		return refuse(http.StatusBadRequest, err)
+	}
+	if s.Nodes != nil && !s.Nodes[node] {
+		return refuse(http.StatusForbidden, fmt.Errorf("node %q is not in the inventory this server was started with (add a [[node]] to the cluster config and restart mkimage serve, or check the node's hostname)", node))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, update.MaxReportSize))
+	if mb := new(http.MaxBytesError); errors.As(err, &mb) {
+		return refuse(http.StatusRequestEntityTooLarge, fmt.Errorf("report over %d bytes", mb.Limit))
+	}
+	if err != nil {
+		return refuse(http.StatusBadRequest, err)
+	}
+	rep, key, err := update.VerifyReport(body, r.Header.Get(update.ReportKeyHeader), r.Header.Get(update.ReportSignatureHeader))
+	if errors.Is(err, update.ErrReportSignature) {
+		return refuse(http.StatusForbidden, err)
+	}
+	if err != nil {
+		return refuse(http.StatusBadRequest, err)
+	}
+	if rep.Node != node {
+		return refuse(http.StatusBadRequest, fmt.Errorf("the report is %q's, posted as %q's", rep.Node, node))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.pin(node, key); errors.Is(err, errPinned) {
+		return refuse(http.StatusForbidden, err)
+	} else if err != nil {
+		return refuse(http.StatusInternalServerError, err)
+	}
+	return rep, key, true
 }
 
 // pin accepts key for node if it is the pinned one, or pins it if the
