@@ -23,7 +23,11 @@ the node's update command:
 
   nodeinit update apply [--older] [--retry] [--reboot] [URL]
       fetch the signed bundle at URL (default: the URL in /etc/mkimage/update-url),
-      check it, install it as the version the next boot tries
+      check it, install it as the version the next boot tries. URL is a
+      bundle directory (http:// or https://) or a bundle in an OCI registry,
+      oci://HOST[:PORT]/REPO:TAG or oci://HOST[:PORT]/REPO@sha256:DIGEST
+      (mkimage update push; HTTPS, plain HTTP only on loopback; the login
+      in /etc/mkimage/registry-auth, user:secret, or anonymous)
   nodeinit update check [--no-reboot] [--keep N] [--hook-timeout D]
       at every boot: run the health checks of a version being tried and
       commit it, or reboot when one fails; record a version that used
@@ -42,6 +46,7 @@ the node's update command:
 
 Examples:
   nodeinit update apply --reboot http://build-host:8080/bundles/v2/
+  nodeinit update apply oci://registry.example.com/fleet/odroid-c2:v2
   nodeinit update status
   nodeinit update report http://build-host:8080
 `
