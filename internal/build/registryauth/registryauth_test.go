@@ -126,7 +126,7 @@ func TestBasicRegistry(t *testing.T) {
 
 	for _, c := range []struct{ name, config, err string }{
 		{"anonymous", `{}`, "docker login"},
-		{"wrong password", `{"auths":{"` + reg.Host() + `":{"auth":"` + b64("fleet:wrong") + `"}}}`, "refuses the credentials"},
+		{"wrong password", `{"auths":{"` + reg.Host() + `":{"auth":"` + b64("fleet:wrong") + `"}}}`, "401 again"},
 	} {
 		creds, err := Docker(writeConfig(t, c.config))
 		if err != nil {

@@ -132,7 +132,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err = t.base().RoundTrip(again)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		resp.Body.Close()
-		return nil, fmt.Errorf("%s %s: the registry refuses the credentials (401 after answering its challenge): check the login for %s", req.Method, req.URL.Redacted(), req.URL.Host)
+		return nil, fmt.Errorf("%s %s: 401 again after answering the registry's challenge: log in (docker login %s) or check the login", req.Method, req.URL.Redacted(), req.URL.Host)
 	}
 	return resp, err
 }

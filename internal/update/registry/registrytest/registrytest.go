@@ -30,6 +30,10 @@ type Options struct {
 	// Users, when set, turns on Basic authentication: each line of an
 	// htpasswd file ("user:bcrypt-hash").
 	Users []string
+	// TokenUsers, when set, turns on Bearer tokens from a token server
+	// the helper runs: anyone may pull, these logins (user to password)
+	// may push.
+	TokenUsers map[string]string
 }
 
 // Registry is a running registry.
@@ -38,6 +42,8 @@ type Registry struct {
 	Dir  string // its storage
 	t    testing.TB
 	conf string
+
+	tokens *tokenServer
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -78,6 +84,11 @@ http:
 		}
 		conf += fmt.Sprintf("auth:\n  htpasswd:\n    realm: registrytest\n    path: %s\n", htpasswd)
 	}
+	if o.TokenUsers != nil {
+		ts, auth := startTokenServer(t, dir, o.TokenUsers)
+		r.tokens = ts
+		conf += auth
+	}
 	if err := os.WriteFile(r.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +99,14 @@ http:
 
 // Host is the registry's host:port for a reference.
 func (r *Registry) Host() string { return r.Addr }
+
+// TokenRequests is how many tokens the token server was asked for.
+func (r *Registry) TokenRequests() int {
+	if r.tokens == nil {
+		return 0
+	}
+	return int(r.tokens.requests.Load())
+}
 
 // Kill stops the registry at once (SIGKILL: connections drop mid-transfer).
 func (r *Registry) Kill() {
