@@ -19,6 +19,8 @@ pkgs=(
   u-boot-tools debootstrap attr nftables iproute2 kmod
   # device trees: the tests judge the DTB on the card with dtc
   device-tree-compiler
+  # update bundles in an OCI registry: the tests push to and pull from a real one
+  docker-registry
 )
 missing=()
 for p in "${pkgs[@]}"; do
