@@ -37,11 +37,11 @@ func TestUpdatePushPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := reg.Host() + "/fleet/qemu-virt:v1"
-	rc, out, errOut := capture(t, "update", "push", src, ref, "--keys", pub, "--docker-config", filepath.Join(dir, "none.json"))
+	rc, _, errOut := capture(t, "update", "push", src, ref, "--keys", pub, "--docker-config", filepath.Join(dir, "none.json"))
 	if rc == 0 || !strings.Contains(errOut, "none.json") {
 		t.Errorf("push with a missing --docker-config: exit %d, %s", rc, errOut)
 	}
-	rc, out, errOut = capture(t, "update", "push", src, ref, "--keys", pub)
+	rc, out, errOut := capture(t, "update", "push", src, ref, "--keys", pub)
 	if rc != 0 || strings.Count(out, " pushed\n") != len(m.Payloads)+2 {
 		t.Fatalf("push: exit %d\n%s%s", rc, out, errOut)
 	}
