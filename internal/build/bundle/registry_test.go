@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,4 +118,69 @@ func TestPushPull(t *testing.T) {
 		t.Errorf("push of a bundle another key signed: %v", err)
 	}
 	t.Logf("push log:\n%s", log.String())
+}
+
+// rangeRecorder is the client's transport, noting the Range of each
+// request.
+type rangeRecorder struct {
+	mu     sync.Mutex
+	ranges []string
+}
+
+func (r *rangeRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.ranges = append(r.ranges, req.Header.Get("Range"))
+	r.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestPullResumes: what an earlier pull left beside DIR (a third of
+// root.full) is resumed, not fetched again; a failed pull leaves no DIR.
+func TestPullResumes(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	ctx := context.Background()
+	key := testKey(t, 1)
+	keys := []update.PublicKey{key.Public()}
+	src := filepath.Join(t.TempDir(), "v1")
+	write(t, src, v1(t), key)
+	ref := mustRef(t, reg.Host()+"/fleet/qemu-virt:v1")
+	if _, _, err := Push(ctx, registry.New(nil, nil, false), src, ref, keys, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "pulled")
+	f := &netfetch.Fetcher{Backoff: time.Millisecond, Retries: -1}
+
+	// The registry down: the pull fails and leaves nothing at out.
+	rec := &rangeRecorder{}
+	c := registry.New(nil, rec, false)
+	reg.Kill()
+	if _, err := Pull(ctx, c, ref, out, keys, f); err == nil {
+		t.Fatal("pull from a dead registry: no error")
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed pull left %s (%v)", out, err)
+	}
+	reg.Restart()
+
+	// A third of root.full, as a cut pull leaves it.
+	staging := filepath.Join(filepath.Dir(out), ".pulled.pull")
+	whole := readFile(t, filepath.Join(src, update.RootFull))
+	if err := os.MkdirAll(staging, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(staging, update.RootFull+".part"), whole[:len(whole)/3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(ctx, c, ref, out, keys, f); err != nil {
+		t.Fatal(err)
+	}
+	if want := "bytes=" + strconv.Itoa(len(whole)/3) + "-"; !slices.Contains(rec.ranges, want) {
+		t.Errorf("no request with Range %s: %q", want, rec.ranges)
+	}
+	if _, err := Verify(out, keys); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(staging); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("staging %s left (%v)", staging, err)
+	}
 }
