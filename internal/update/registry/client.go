@@ -65,7 +65,7 @@ func (c *Client) do(ctx context.Context, method, u string, body io.Reader, size 
 	}
 	resp, err := c.client().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w (is the registry reachable? a registry without TLS needs --plain-http)", method, u, err)
+		return nil, fmt.Errorf("%s %s: %w (is the registry reachable? it is spoken to over HTTPS unless it is on loopback or mkimage has --plain-http)", method, u, err)
 	}
 	return resp, nil
 }
