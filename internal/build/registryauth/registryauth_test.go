@@ -107,14 +107,11 @@ func TestDocker(t *testing.T) {
 	}
 }
 
-// htpasswd is user fleet, password s3cret (bcrypt, cost 4).
-const htpasswd = "fleet:$2b$04$81FDxhUDebJJLKLevvWQ6uKr9tzl0wAJA8BmoUgZcUM/xD0ZmfgB2"
-
 // TestBasicRegistry: a real registry with htpasswd logins: the login
 // docker login would have written lets a blob be pushed and read; no
 // login, or a wrong one, is refused with what to do.
 func TestBasicRegistry(t *testing.T) {
-	reg := registrytest.Start(t, registrytest.Options{Users: []string{htpasswd}})
+	reg := registrytest.Start(t, registrytest.Options{Users: []string{registrytest.HTPasswd}})
 	ref, err := registry.ParseRef(reg.Host() + "/fleet/node:v1")
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +123,7 @@ func TestBasicRegistry(t *testing.T) {
 
 	for _, c := range []struct{ name, config, err string }{
 		{"anonymous", `{}`, "docker login"},
-		{"wrong password", `{"auths":{"` + reg.Host() + `":{"auth":"` + b64("fleet:wrong") + `"}}}`, "401 again"},
+		{"wrong password", `{"auths":{"` + reg.Host() + `":{"auth":"` + b64(registrytest.User+":wrong") + `"}}}`, "401 again"},
 	} {
 		creds, err := Docker(writeConfig(t, c.config))
 		if err != nil {
@@ -136,7 +133,7 @@ func TestBasicRegistry(t *testing.T) {
 			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.err)
 		}
 	}
-	creds, err := Docker(writeConfig(t, `{"auths":{"`+reg.Host()+`":{"auth":"`+b64("fleet:s3cret")+`"}}}`))
+	creds, err := Docker(writeConfig(t, `{"auths":{"`+reg.Host()+`":{"auth":"`+b64(registrytest.User+":"+registrytest.Password)+`"}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}

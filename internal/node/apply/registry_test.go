@@ -84,12 +84,17 @@ func (k *killer) Read(p []byte) (int, error) {
 // ociEnv is env with a registry the bundles are pushed to.
 type ociEnv struct {
 	*env
-	reg *registrytest.Registry
-	rec *recorder
+	reg   *registrytest.Registry
+	rec   *recorder
+	login registry.Credentials // for pushes; nil: anonymous
 }
 
 func newOCIEnv(t *testing.T) *ociEnv {
-	e := &ociEnv{env: newEnv(t), reg: registrytest.Start(t, registrytest.Options{})}
+	return newOCIEnvWith(t, registrytest.Options{}, nil)
+}
+
+func newOCIEnvWith(t *testing.T, ro registrytest.Options, login registry.Credentials) *ociEnv {
+	e := &ociEnv{env: newEnv(t), reg: registrytest.Start(t, ro), login: login}
 	e.rec = &recorder{reg: e.reg}
 	e.push(t, "v1")
 	return e
@@ -103,7 +108,7 @@ func (e *ociEnv) push(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest, _, err := bundle.Push(context.Background(), registry.New(nil, nil, false), filepath.Join(e.bundles, name), ref, nil, nil)
+	digest, _, err := bundle.Push(context.Background(), registry.New(e.login, nil, false), filepath.Join(e.bundles, name), ref, nil, nil)
 	if err != nil && !strings.Contains(err.Error(), "before pushing") {
 		t.Fatal(err)
 	}
@@ -111,7 +116,7 @@ func (e *ociEnv) push(t *testing.T, name string) string {
 		// Signed by another key than e.key: pushed as it is, for tests
 		// of what the node refuses.
 		keys := []update.PublicKey{testKey(t, 2).Public(), e.key.Public()}
-		if digest, _, err = bundle.Push(context.Background(), registry.New(nil, nil, false), filepath.Join(e.bundles, name), ref, keys, nil); err != nil {
+		if digest, _, err = bundle.Push(context.Background(), registry.New(e.login, nil, false), filepath.Join(e.bundles, name), ref, keys, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -273,4 +278,28 @@ func TestOCIRefuse(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.env.opts("", "").Incoming, m2.ID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("downloads of a refused version kept (%v)", err)
 	}
+}
+
+// TestApplyOCILogin: a registry that wants a login (htpasswd, Basic):
+// without one the apply fails saying so and changes nothing; with
+// Options.Credentials (the node's registry-auth file) it installs.
+func TestApplyOCILogin(t *testing.T) {
+	login := func(string) (string, string, error) { return registrytest.User, registrytest.Password, nil }
+	e := newOCIEnvWith(t, registrytest.Options{Users: []string{registrytest.HTPasswd}}, login)
+	m2 := e.write(t, "v2", version(t, 2), e.key)
+	e.push(t, "v2")
+	before := e.state(t)
+	ref := e.reg.Host() + "/fleet/node:v2"
+	if _, err := e.apply(t, ref, e.v1.ID); err == nil || !strings.Contains(err.Error(), "log in") {
+		t.Errorf("anonymous: %v, want an error saying to log in", err)
+	}
+	if st := e.state(t); st != before {
+		t.Errorf("state %+v, was %+v", st, before)
+	}
+	o := e.opts(ref, e.v1.ID)
+	o.Log, o.Credentials = t.Logf, login
+	if _, err := Apply(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	e.checkApplied(t, m2, "version 2\n")
 }

@@ -25,6 +25,14 @@ import (
 // Binary is Debian's registry (package docker-registry).
 const Binary = "docker-registry"
 
+// A login for Options.Users: User with Password, as an htpasswd line
+// (bcrypt, cost 4: fast enough for tests).
+const (
+	User     = "fleet"
+	Password = "s3cret"
+	HTPasswd = User + ":$2b$04$81FDxhUDebJJLKLevvWQ6uKr9tzl0wAJA8BmoUgZcUM/xD0ZmfgB2"
+)
+
 // Options says how to run the registry.
 type Options struct {
 	// Users, when set, turns on Basic authentication: each line of an
