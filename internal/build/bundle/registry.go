@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -116,6 +117,9 @@ func Pull(ctx context.Context, c *registry.Client, ref registry.Ref, dir string,
 	fetcher.Client = c.HTTP
 	for _, p := range m.Payloads {
 		err := fetcher.Download(ctx, c.PayloadURL(b, p), filepath.Join(staging, p.Name), netfetch.Want{Size: p.Size, SHA256: p.SHA256})
+		if errors.Is(err, netfetch.ErrMismatch) {
+			return m, fmt.Errorf("%w: %s of %s is not what the signed manifest says (the registry's copy is damaged or was changed: push the bundle again): %w", update.ErrInvalid, p.Name, ref, err)
+		}
 		if err != nil {
 			return m, fmt.Errorf("pulling %s of %s: %w (run again to resume)", p.Name, ref, err)
 		}

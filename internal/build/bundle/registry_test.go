@@ -142,7 +142,7 @@ func TestPullResumes(t *testing.T) {
 	key := testKey(t, 1)
 	keys := []update.PublicKey{key.Public()}
 	src := filepath.Join(t.TempDir(), "v1")
-	write(t, src, v1(t), key)
+	m := write(t, src, v1(t), key)
 	ref := mustRef(t, reg.Host()+"/fleet/qemu-virt:v1")
 	if _, _, err := Push(ctx, registry.New(nil, nil, false), src, ref, keys, nil); err != nil {
 		t.Fatal(err)
@@ -182,5 +182,27 @@ func TestPullResumes(t *testing.T) {
 	}
 	if _, err := os.Stat(staging); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("staging %s left (%v)", staging, err)
+	}
+
+	// The kernel's blob changed in the registry's storage
+	// (blobs/sha256/XX/HEX/data): refused, nothing written.
+	var kernel update.Payload
+	for _, p := range m.Payloads {
+		if p.Name == update.BootKernel {
+			kernel = p
+		}
+	}
+	data := filepath.Join(reg.Dir, "docker/registry/v2/blobs/sha256", kernel.SHA256[:2], kernel.SHA256, "data")
+	b := readFile(t, data)
+	b[0] ^= 1
+	if err := os.WriteFile(data, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "tampered")
+	if _, err := Pull(ctx, c, ref, other, keys, f); !errors.Is(err, update.ErrInvalid) || !strings.Contains(err.Error(), update.BootKernel) {
+		t.Errorf("tampered kernel blob: %v, want ErrInvalid naming %s", err, update.BootKernel)
+	}
+	if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused pull left %s (%v)", other, err)
 	}
 }

@@ -1,5 +1,6 @@
 // Package apply installs an update bundle on a running node: it fetches
-// and verifies the signed manifest, downloads the root stream (an
+// (from a bundle directory over HTTP or a bundle in an OCI registry,
+// source.go) and verifies the signed manifest, downloads the root stream (an
 // incremental one when the node holds its parent) and the boot files,
 // receives the root into roots/<id>, writes the version's boot directory
 // on FAT and marks the version to be tried on the next boot (package
