@@ -26,8 +26,9 @@ the node's update command:
       check it, install it as the version the next boot tries. URL is a
       bundle directory (http:// or https://) or a bundle in an OCI registry,
       oci://HOST[:PORT]/REPO:TAG or oci://HOST[:PORT]/REPO@sha256:DIGEST
-      (mkimage update push; HTTPS, plain HTTP only on loopback; the login
-      in /etc/mkimage/registry-auth, user:secret, or anonymous)
+      (mkimage update push; HTTPS, plain HTTP only on loopback or with
+      oci+http://; the login in /etc/mkimage/registry-auth, user:secret,
+      or anonymous)
   nodeinit update check [--no-reboot] [--keep N] [--hook-timeout D]
       at every boot: run the health checks of a version being tried and
       commit it, or reboot when one fails; record a version that used

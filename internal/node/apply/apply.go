@@ -63,7 +63,7 @@ type Options struct {
 	// Source is the base URL of the bundle directory (manifest.json,
 	// manifest.sig and the payloads beside them), or oci://REF for a
 	// bundle in an OCI registry (package registry; https unless the
-	// registry is on loopback).
+	// registry is on loopback; oci+http://REF: plain HTTP).
 	Source string
 	// Credentials log in to an oci:// Source's registry (nil: anonymous).
 	Credentials registry.Credentials

@@ -11,8 +11,14 @@ import (
 	"github.com/mkimage/mkimage/internal/update/registry"
 )
 
-// OCIScheme starts a Source that names a bundle in an OCI registry.
-const OCIScheme = "oci://"
+// OCIScheme starts a Source that names a bundle in an OCI registry,
+// spoken to over HTTPS unless it is on loopback; OCIPlainScheme names
+// one spoken to over plain HTTP wherever it is (a lab registry without
+// TLS: the bundle's signature still protects the node).
+const (
+	OCIScheme      = "oci://"
+	OCIPlainScheme = "oci+http://"
+)
 
 // source is where a bundle's files come from: what differs between a
 // bundle directory over HTTP and a bundle in a registry. The rest of an
@@ -28,7 +34,13 @@ type source interface {
 }
 
 func (o *Options) source() (source, error) {
-	if rest, ok := strings.CutPrefix(o.Source, OCIScheme); ok {
+	rest, ok := strings.CutPrefix(o.Source, OCIScheme)
+	plain := false
+	if !ok {
+		rest, ok = strings.CutPrefix(o.Source, OCIPlainScheme)
+		plain = ok
+	}
+	if ok {
 		ref, err := registry.ParseRef(rest)
 		if err != nil {
 			return nil, err
@@ -37,11 +49,11 @@ func (o *Options) source() (source, error) {
 		if o.Fetcher.Client != nil {
 			base = o.Fetcher.Client.Transport
 		}
-		c := registry.New(o.Credentials, base, false)
+		c := registry.New(o.Credentials, base, plain)
 		return &registrySource{c: c, ref: ref}, nil
 	}
 	if !strings.HasPrefix(o.Source, "http://") && !strings.HasPrefix(o.Source, "https://") {
-		return nil, fmt.Errorf("source %q: want the http(s):// URL of a bundle directory or %sHOST/REPO:TAG", o.Source, OCIScheme)
+		return nil, fmt.Errorf("source %q: want the http(s):// URL of a bundle directory, or %sHOST/REPO:TAG (%s... for a registry without TLS)", o.Source, OCIScheme, OCIPlainScheme)
 	}
 	return &dirSource{base: strings.TrimSuffix(o.Source, "/") + "/", c: o.Fetcher.Client}, nil
 }
