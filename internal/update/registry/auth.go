@@ -25,8 +25,9 @@ type Transport struct {
 	Credentials Credentials       // nil: anonymous
 
 	mu     sync.Mutex
-	tokens map[string]token // by tokenKey
-	basic  map[string]bool  // hosts that asked for Basic
+	tokens map[string]token     // by tokenKey
+	basic  map[string]bool      // hosts that asked for Basic
+	logins map[string][2]string // Credentials' answers by host: a helper runs once
 }
 
 type token struct {
@@ -48,10 +49,22 @@ func (t *Transport) creds(host string) (string, string, error) {
 	if t.Credentials == nil {
 		return "", "", nil
 	}
+	t.mu.Lock()
+	l, ok := t.logins[host]
+	t.mu.Unlock()
+	if ok {
+		return l[0], l[1], nil
+	}
 	u, s, err := t.Credentials(host)
 	if err != nil {
 		return "", "", fmt.Errorf("credentials for %s: %w", host, err)
 	}
+	t.mu.Lock()
+	if t.logins == nil {
+		t.logins = map[string][2]string{}
+	}
+	t.logins[host] = [2]string{u, s}
+	t.mu.Unlock()
 	return u, s, nil
 }
 
