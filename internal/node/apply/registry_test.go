@@ -252,21 +252,10 @@ func TestOCIRefuse(t *testing.T) {
 
 	m2 := e.write(t, "v2", version(t, 2), e.key)
 	e.push(t, "v2")
-	var kernel update.Payload
 	for _, p := range m2.Payloads {
 		if p.Name == update.BootKernel {
-			kernel = p
+			e.reg.Corrupt(p.SHA256)
 		}
-	}
-	// distribution's filesystem layout: blobs/sha256/XX/HEX/data.
-	data := filepath.Join(e.reg.Dir, "docker/registry/v2/blobs/sha256", kernel.SHA256[:2], kernel.SHA256, "data")
-	b, err := os.ReadFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 1
-	if err := os.WriteFile(data, b, 0o644); err != nil {
-		t.Fatal(err)
 	}
 	_, err = e.apply(t, e.reg.Host()+"/fleet/node:v2", e.v1.ID)
 	if !errors.Is(err, update.ErrInvalid) || !strings.Contains(err.Error(), update.BootKernel) {

@@ -116,6 +116,23 @@ func (r *Registry) TokenRequests() int {
 	return int(r.tokens.requests.Load())
 }
 
+// Corrupt flips the first byte of the stored blob whose sha256 is sum
+// (hex), where distribution's filesystem driver keeps it: the registry
+// then serves other content under the digest, as a damaged or tampered
+// store would.
+func (r *Registry) Corrupt(sum string) {
+	r.t.Helper()
+	data := filepath.Join(r.Dir, "docker/registry/v2/blobs/sha256", sum[:2], sum, "data")
+	b, err := os.ReadFile(data)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	b[0] ^= 1
+	if err := os.WriteFile(data, b, 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // Kill stops the registry at once (SIGKILL: connections drop mid-transfer).
 func (r *Registry) Kill() {
 	r.mu.Lock()
