@@ -21,6 +21,8 @@ pkgs=(
   dnsmasq-base
   # device trees: the tests judge the DTB on the card with dtc
   device-tree-compiler
+  # update bundles in an OCI registry: the tests push to and pull from a real one
+  docker-registry
 )
 missing=()
 for p in "${pkgs[@]}"; do

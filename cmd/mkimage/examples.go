@@ -47,6 +47,10 @@ var examples = map[string]string{
   mkimage serve bundles --http-port 8080 --status-dir status --config cluster.toml --max-rebooting 4   reports from the inventory's nodes only; 4 reboot leases`,
 	"update": `  SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --update-key fleet.key.pub --key fleet.key -o v2
   SOURCE_DATE_EPOCH=$(date +%s) mkimage update --board odroid-c2 --update-key fleet.key.pub --key fleet.key --parent v2 -o v3`,
+	"update push": `  mkimage update push v2 registry.example.com/fleet/odroid-c2:v2 --keys fleet.key.pub     checked, then only the blobs the registry lacks
+  mkimage update push v2 localhost:5000/fleet/odroid-c2:v2 --keys fleet.key.pub --plain-http`,
+	"update pull": `  mkimage update pull registry.example.com/fleet/odroid-c2:v2 v2 --keys fleet.key.pub
+  mkimage update pull registry.example.com/fleet/odroid-c2@sha256:... v2 --keys fleet.key.pub --docker-config ci/docker.json`,
 	"update status": `  mkimage update status --server http://build-host:8080          one row per node: versions, last report, why the last bad one failed
   mkimage update status --server http://build-host:8080 --json   every node's last report as it sent it`,
 }

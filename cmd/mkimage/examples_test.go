@@ -11,7 +11,14 @@ import (
 // an example uses is one the command has (examples stay real as flags
 // change).
 func TestExamples(t *testing.T) {
-	for _, name := range commandNames() {
+	// Each command and each subcommand with examples ("update push").
+	names := commandNames()
+	for name := range examples {
+		if strings.Contains(name, " ") {
+			names = append(names, name)
+		}
+	}
+	for _, name := range names {
 		help := helpText(t, name)
 		if !strings.Contains(help, "\nExamples:\n") {
 			t.Errorf("mkimage %s --help has no examples", name)
@@ -48,7 +55,12 @@ func helpText(t *testing.T, name string) string {
 		b, _ := io.ReadAll(r)
 		done <- string(b)
 	}()
-	commands[name].run([]string{"--help"})
+	cmd, sub, _ := strings.Cut(name, " ")
+	args := []string{"--help"}
+	if sub != "" {
+		args = []string{sub, "--help"}
+	}
+	commands[cmd].run(args)
 	os.Stderr = stderr
 	w.Close()
 	return <-done

@@ -20,14 +20,21 @@ import (
 )
 
 func init() {
-	register(&command{name: "update", summary: "write a signed update bundle of a version (boot files and the root as a btrfs send stream); update status: every node's versions", run: runUpdate})
+	register(&command{name: "update", summary: "write a signed update bundle of a version (boot files and the root as a btrfs send stream); update status: every node's versions; update push, pull: bundles in an OCI registry", run: runUpdate})
 }
 
 func runUpdate(args []string) error {
-	if len(args) > 0 && args[0] == "status" {
-		return runUpdateStatus(args[1:])
+	if len(args) > 0 {
+		switch args[0] {
+		case "status":
+			return runUpdateStatus(args[1:])
+		case "push":
+			return runUpdatePush(args[1:])
+		case "pull":
+			return runUpdatePull(args[1:])
+		}
 	}
-	fs := newFlags("update", "update --board BOARD --key KEY -o DIR [build's input flags]\n       mkimage update status --server URL [--json]")
+	fs := newFlags("update", "update --board BOARD --key KEY -o DIR [build's input flags]\n       mkimage update status --server URL [--json]\n       mkimage update push BUNDLE_DIR REF --keys FILE\n       mkimage update pull REF DIR --keys FILE")
 	var o builder.Options
 	inputFlags(fs, &o)
 	out := fs.StringP("output", "o", "", "bundle directory to write (replaced as a whole if it holds an earlier bundle)")

@@ -23,6 +23,8 @@ var nodeSide = []string{
 	"github.com/mkimage/mkimage/internal/modalias",
 	// The update command's: bundle manifests and signatures, payload sums.
 	"github.com/mkimage/mkimage/internal/update",
+	// Bundles in an OCI registry (nodeinit update apply oci://...).
+	"github.com/mkimage/mkimage/internal/update/registry",
 	"github.com/mkimage/mkimage/internal/filehash",
 }
 

@@ -23,7 +23,12 @@ the node's update command:
 
   nodeinit update apply [--older] [--retry] [--reboot] [URL]
       fetch the signed bundle at URL (default: the URL in /etc/mkimage/update-url),
-      check it, install it as the version the next boot tries
+      check it, install it as the version the next boot tries. URL is a
+      bundle directory (http:// or https://) or a bundle in an OCI registry,
+      oci://HOST[:PORT]/REPO:TAG or oci://HOST[:PORT]/REPO@sha256:DIGEST
+      (mkimage update push; HTTPS, plain HTTP only on loopback or with
+      oci+http://; the login in /etc/mkimage/registry-auth, user:secret,
+      or anonymous)
   nodeinit update apply --channel URL [--reboot] [--lease-wait D]
       fetch the signed channel document at URL (default, when no bundle URL
       is given: the URL in /etc/mkimage/channel-url), check its signature and
@@ -50,6 +55,7 @@ the node's update command:
 Examples:
   nodeinit update apply --reboot http://build-host:8080/bundles/v2/
   nodeinit update apply --reboot --channel http://build-host:8080/channel.json
+  nodeinit update apply oci://registry.example.com/fleet/odroid-c2:v2
   nodeinit update status
   nodeinit update report http://build-host:8080
 `

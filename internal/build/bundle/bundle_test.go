@@ -244,7 +244,7 @@ func TestVerifyRefuses(t *testing.T) {
 		{"signed by another key", func(dir string) {
 			mb, _ := os.ReadFile(filepath.Join(dir, "manifest.json"))
 			os.WriteFile(filepath.Join(dir, "manifest.sig"), update.Sign(mb, testKey(t, 2)), 0o644)
-		}, "it was changed or signed with another key"},
+		}, "the bundle was changed or signed with another key"},
 		{"flipped byte in the root stream", func(dir string) { flip(t, filepath.Join(dir, "root.full"), 1000) },
 			"payload root.full: sha256 "},
 		{"flipped byte in the kernel", func(dir string) { flip(t, filepath.Join(dir, "Image"), 0) },

@@ -1,5 +1,6 @@
 // Package apply installs an update bundle on a running node: it fetches
-// and verifies the signed manifest, downloads the root stream (an
+// (from a bundle directory over HTTP or a bundle in an OCI registry,
+// source.go) and verifies the signed manifest, downloads the root stream (an
 // incremental one when the node holds its parent) and the boot files,
 // receives the root into roots/<id>, writes the version's boot directory
 // on FAT and marks the version to be tried on the next boot (package
@@ -27,11 +28,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -42,6 +41,7 @@ import (
 	"github.com/mkimage/mkimage/internal/node/netfetch"
 	"github.com/mkimage/mkimage/internal/node/versions"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/registry"
 )
 
 // RecordsDir is where, under the top level, the node keeps the manifest
@@ -62,8 +62,12 @@ var (
 // Options says what to apply and where.
 type Options struct {
 	// Source is the base URL of the bundle directory (manifest.json,
-	// manifest.sig and the payloads beside them).
+	// manifest.sig and the payloads beside them), or oci://REF for a
+	// bundle in an OCI registry (package registry; https unless the
+	// registry is on loopback; oci+http://REF: plain HTTP).
 	Source string
+	// Credentials log in to an oci:// Source's registry (nil: anonymous).
+	Credentials registry.Credentials
 	// Top is the mounted top level of the root btrfs filesystem.
 	Top string
 	// Boot is the mounted FAT boot partition.
@@ -126,20 +130,17 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 	if o.Source == "" || o.Top == "" || o.Boot == "" || o.Incoming == "" {
 		return Result{}, fmt.Errorf("apply: Source %q, Top %q, Boot %q and Incoming %q must all be given", o.Source, o.Top, o.Boot, o.Incoming)
 	}
-	base := strings.TrimSuffix(o.Source, "/") + "/"
+	src, err := o.source()
+	if err != nil {
+		return Result{}, err
+	}
+	fetcher := *o.Fetcher
+	fetcher.Client = src.client()
 
 	// 1. The manifest, checked before anything is written.
-	mb, err := getSmall(ctx, o.Fetcher.Client, base+update.ManifestFile)
+	mb, m, err := src.manifest(ctx, o.Keys)
 	if err != nil {
 		return Result{}, err
-	}
-	sig, err := getSmall(ctx, o.Fetcher.Client, base+update.SignatureFile)
-	if err != nil {
-		return Result{}, err
-	}
-	m, err := update.Verify(mb, sig, o.Keys)
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w", o.Source, err)
 	}
 	st, err := bootstate.Read(o.Boot)
 	if err != nil {
@@ -207,7 +208,7 @@ func Apply(ctx context.Context, o Options) (Result, error) {
 		dst := filepath.Join(incoming, p.Name)
 		res.Bytes += toFetch(dst, p.Size)
 		o.logf("version %s: downloading %s (%d bytes)", m.ID, p.Name, p.Size)
-		err := o.Fetcher.Download(ctx, base+p.Name, dst, netfetch.Want{Size: p.Size, SHA256: p.SHA256})
+		err := fetcher.Download(ctx, src.url(p), dst, netfetch.Want{Size: p.Size, SHA256: p.SHA256})
 		if err != nil {
 			if errors.Is(err, netfetch.ErrMismatch) {
 				// Content that does not match the signed manifest: what
@@ -505,33 +506,6 @@ func syncfs(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// getSmall GETs url, at most update.MaxManifestSize bytes of it.
-func getSmall(ctx context.Context, client *http.Client, url string) ([]byte, error) {
-	if client == nil {
-		client = http.DefaultClient
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, fmt.Errorf("bundle URL %s: %w", url, err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w (is the bundle server reachable?)", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s (is Source a bundle directory?)", url, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, update.MaxManifestSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
-	}
-	if len(b) > update.MaxManifestSize {
-		return nil, fmt.Errorf("%w: %s is more than %d bytes", update.ErrInvalid, url, update.MaxManifestSize)
-	}
-	return b, nil
 }
 
 // toFetch estimates what downloading dst still takes: nothing if it is

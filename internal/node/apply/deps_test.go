@@ -14,6 +14,7 @@ func TestDeps(t *testing.T) {
 	testenv.OnlyDeps(t, "",
 		"github.com/mkimage/mkimage/internal/node/",
 		"github.com/mkimage/mkimage/internal/update",
+		"github.com/mkimage/mkimage/internal/update/registry",
 		"github.com/mkimage/mkimage/internal/bootstate",
 		"github.com/mkimage/mkimage/internal/atomicfile",
 		"github.com/mkimage/mkimage/internal/filehash",

@@ -16,7 +16,8 @@ import (
 	"github.com/mkimage/mkimage/internal/update"
 )
 
-// Apply installs the bundle at url (a bundle directory over HTTP) as the
+// Apply installs the bundle at url (a bundle directory over HTTP, or
+// oci://REF in a registry, with the login in RegistryAuthFile) as the
 // version the next boot tries, keeping the node's identity; see
 // apply.Apply. Installed or refused, the node then reports its status
 // to the build host named in StatusURLFile, if any.
@@ -32,8 +33,25 @@ func (c *Card) apply(ctx context.Context, url, want string, older, retry bool) (
 		Incoming: filepath.Join(c.Top, versions.StateDir, "node", "incoming"),
 		Keys:     c.Keys, Board: c.Board, Running: c.Running,
 		AllowOlder: older, Retry: retry, Want: want, Log: c.Log,
-		Carry: firstboot.Carry,
+		Carry: firstboot.Carry, Credentials: c.registryLogin,
 	})
+}
+
+// registryLogin is the login RegistryAuthFile holds, for any registry
+// (a node takes its updates from one): none when the file is absent.
+func (c *Card) registryLogin(host string) (string, string, error) {
+	p := filepath.Join(c.Root, RegistryAuthFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", "", nil
+	} else if err != nil {
+		return "", "", err
+	}
+	user, secret, ok := strings.Cut(strings.TrimRight(string(b), "\r\n"), ":")
+	if !ok || user == "" || strings.ContainsAny(user+secret, "\r\n") {
+		return "", "", fmt.Errorf("%s: want one line user:secret (the login for %s)", p, host)
+	}
+	return user, secret, nil
 }
 
 // DefaultURL is the bundle URL the root names in URLFile, "" if none.

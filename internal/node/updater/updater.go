@@ -42,6 +42,10 @@ const (
 	// build host (mkimage serve --status-dir) the node reports its
 	// status to after every check and apply.
 	StatusURLFile = "etc/mkimage/status-url"
+	// RegistryAuthFile, if present (an overlay puts it there, mode
+	// 0600), is the login for an oci:// bundle URL's registry, one line
+	// user:secret; without it the registry is read anonymously.
+	RegistryAuthFile = "etc/mkimage/registry-auth"
 	// BinaryPath is the nodeinit binary in the root.
 	BinaryPath = "usr/sbin/nodeinit"
 )

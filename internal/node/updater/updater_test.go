@@ -109,3 +109,37 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestRegistryLogin(t *testing.T) {
+	for _, tt := range []struct {
+		name, file, user, secret, err string
+	}{
+		{"absent: anonymous", "", "", "", ""},
+		{"login", "fleet:s3:cret\n", "fleet", "s3:cret", ""},
+		{"no newline", "fleet:x", "fleet", "x", ""},
+		{"no colon", "fleet\n", "", "", "user:secret"},
+		{"two lines", "a:b\nc:d\n", "", "", "user:secret"},
+		{"no user", ":x\n", "", "", "user:secret"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Card{Root: t.TempDir()}
+			if tt.file != "" {
+				p := filepath.Join(c.Root, RegistryAuthFile)
+				os.MkdirAll(filepath.Dir(p), 0o755)
+				if err := os.WriteFile(p, []byte(tt.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			u, s, err := c.registryLogin("reg.example")
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("error %v, want one saying %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || u != tt.user || s != tt.secret {
+				t.Errorf("got %q %q %v, want %q %q", u, s, err, tt.user, tt.secret)
+			}
+		})
+	}
+}

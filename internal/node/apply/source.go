@@ -1,0 +1,133 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/registry"
+)
+
+// OCIScheme starts a Source that names a bundle in an OCI registry,
+// spoken to over HTTPS unless it is on loopback; OCIPlainScheme names
+// one spoken to over plain HTTP wherever it is (a lab registry without
+// TLS: the bundle's signature still protects the node).
+const (
+	OCIScheme      = "oci://"
+	OCIPlainScheme = "oci+http://"
+)
+
+// source is where a bundle's files come from: what differs between a
+// bundle directory over HTTP and a bundle in a registry. The rest of an
+// apply (what to download, resuming, checking) is the same for both.
+type source interface {
+	// manifest fetches manifest.json and manifest.sig and checks the
+	// signature (update.Verify), returning manifest.json's bytes.
+	manifest(ctx context.Context, keys []update.PublicKey) ([]byte, update.Manifest, error)
+	// url is where payload p of the verified manifest is downloaded.
+	url(p update.Payload) string
+	// client makes the requests (a registry's answers its challenges).
+	client() *http.Client
+}
+
+func (o *Options) source() (source, error) {
+	rest, ok := strings.CutPrefix(o.Source, OCIScheme)
+	plain := false
+	if !ok {
+		rest, ok = strings.CutPrefix(o.Source, OCIPlainScheme)
+		plain = ok
+	}
+	if ok {
+		ref, err := registry.ParseRef(rest)
+		if err != nil {
+			return nil, err
+		}
+		var base http.RoundTripper
+		if o.Fetcher.Client != nil {
+			base = o.Fetcher.Client.Transport
+		}
+		c := registry.New(o.Credentials, base, plain)
+		return &registrySource{c: c, ref: ref}, nil
+	}
+	if !strings.HasPrefix(o.Source, "http://") && !strings.HasPrefix(o.Source, "https://") {
+		return nil, fmt.Errorf("source %q: want the http(s):// URL of a bundle directory, or %sHOST/REPO:TAG (%s... for a registry without TLS)", o.Source, OCIScheme, OCIPlainScheme)
+	}
+	return &dirSource{base: strings.TrimSuffix(o.Source, "/") + "/", c: o.Fetcher.Client}, nil
+}
+
+// dirSource is a bundle directory: each file at base+name.
+type dirSource struct {
+	base string
+	c    *http.Client
+}
+
+func (d *dirSource) client() *http.Client { return d.c }
+
+func (d *dirSource) url(p update.Payload) string { return d.base + p.Name }
+
+func (d *dirSource) manifest(ctx context.Context, keys []update.PublicKey) ([]byte, update.Manifest, error) {
+	mb, err := getSmall(ctx, d.c, d.base+update.ManifestFile)
+	if err != nil {
+		return nil, update.Manifest{}, err
+	}
+	sig, err := getSmall(ctx, d.c, d.base+update.SignatureFile)
+	if err != nil {
+		return nil, update.Manifest{}, err
+	}
+	m, err := update.Verify(mb, sig, keys)
+	if err != nil {
+		return nil, update.Manifest{}, fmt.Errorf("%s: %w", d.base, err)
+	}
+	return mb, m, nil
+}
+
+// registrySource is a bundle in an OCI registry: each payload is the
+// blob of the digest the signed manifest gives it.
+type registrySource struct {
+	c   *registry.Client
+	ref registry.Ref
+	b   *registry.Bundle
+}
+
+func (r *registrySource) client() *http.Client { return r.c.HTTP }
+
+func (r *registrySource) url(p update.Payload) string { return r.c.PayloadURL(r.b, p) }
+
+func (r *registrySource) manifest(ctx context.Context, keys []update.PublicKey) ([]byte, update.Manifest, error) {
+	b, err := r.c.Open(ctx, r.ref, keys)
+	if err != nil {
+		return nil, update.Manifest{}, err
+	}
+	r.b = b
+	return b.ManifestJSON, b.Manifest, nil
+}
+
+// getSmall GETs url, at most update.MaxManifestSize bytes of it.
+func getSmall(ctx context.Context, client *http.Client, url string) ([]byte, error) {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("bundle URL %s: %w", url, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w (is the bundle server reachable?)", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s (is Source a bundle directory?)", url, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, update.MaxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if len(b) > update.MaxManifestSize {
+		return nil, fmt.Errorf("%w: %s is more than %d bytes", update.ErrInvalid, url, update.MaxManifestSize)
+	}
+	return b, nil
+}

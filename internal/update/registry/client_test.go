@@ -1,0 +1,73 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/mkimage/mkimage/internal/update/registry/registrytest"
+)
+
+func blob(s string) (Descriptor, func() (io.ReadCloser, error)) {
+	b := []byte(s)
+	return Descriptor{Digest: DigestOf(b), Size: int64(len(b))}, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+// TestBearer: a real registry that wants Bearer tokens from a token
+// server: anyone may pull, a login may push; a token is fetched once per
+// repository and pull or push, not per request.
+func TestBearer(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{TokenUsers: map[string]string{registrytest.User: registrytest.Password}})
+	ref, err := ParseRef(reg.Host() + "/fleet/node:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var asked atomic.Int32
+	login := func(user, secret string) Credentials {
+		return func(host string) (string, string, error) {
+			asked.Add(1)
+			if host != reg.Host() {
+				return "", "", fmt.Errorf("asked for %s's login", host)
+			}
+			return user, secret, nil
+		}
+	}
+
+	d, open := blob("first")
+	if _, err := New(nil, nil, false).PushBlob(ctx, ref, d, open); err == nil || !strings.Contains(err.Error(), "docker login") {
+		t.Errorf("anonymous push: %v, want a refusal saying to log in", err)
+	}
+	if _, err := New(login(registrytest.User, "wrong"), nil, false).PushBlob(ctx, ref, d, open); err == nil || !strings.Contains(err.Error(), "check the login") {
+		t.Errorf("push with a wrong password: %v", err)
+	}
+
+	c := New(login(registrytest.User, registrytest.Password), nil, false)
+	before := reg.TokenRequests()
+	asked.Store(0)
+	for i := range 3 {
+		d, open := blob(fmt.Sprint("blob ", i))
+		if pushed, err := c.PushBlob(ctx, ref, d, open); err != nil || !pushed {
+			t.Fatalf("push %d: %v %v", i, pushed, err)
+		}
+	}
+	if n := reg.TokenRequests() - before; n != 2 {
+		t.Errorf("%d token requests for 3 pushes, want 2 (pull for HEAD, push for the upload)", n)
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("the login was asked for %d times, want once (a credential helper is a process)", n)
+	}
+	// Anonymous pull of what was pushed.
+	d, _ = blob("blob 1")
+	if b, err := New(nil, nil, false).GetBlob(ctx, ref, d, 100); err != nil || string(b) != "blob 1" {
+		t.Errorf("anonymous pull: %q, %v", b, err)
+	}
+	if _, err := New(nil, nil, false).GetBlob(ctx, ref, Descriptor{Digest: DigestOf([]byte("absent")), Size: 6}, 100); !errors.Is(err, ErrNotFound) {
+		t.Errorf("absent blob: %v, want ErrNotFound", err)
+	}
+}
