@@ -93,12 +93,12 @@ func freePort(t *testing.T) int {
 
 // serveBundles runs `mkimage serve DIR` (HTTP only in effect: DHCP off,
 // TFTP on a spare port), taking the nodes' status reports, until the
-// test ends.
-func serveBundles(t *testing.T, dir string) int {
+// test ends; extra are more flags.
+func serveBundles(t *testing.T, dir string, extra ...string) int {
 	t.Helper()
 	port := freePort(t)
-	cmd := exec.Command(mkimageBin, "serve", dir, "--dhcp", "off", "--http-port", fmt.Sprint(port), "--tftp-port", fmt.Sprint(freePort(t)),
-		"--status-dir", filepath.Join(t.TempDir(), "status"))
+	cmd := exec.Command(mkimageBin, append([]string{"serve", dir, "--dhcp", "off", "--http-port", fmt.Sprint(port), "--tftp-port", fmt.Sprint(freePort(t)),
+		"--status-dir", filepath.Join(t.TempDir(), "status")}, extra...)...)
 	log := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
