@@ -2,11 +2,12 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
+	"github.com/mkimage/mkimage/internal/node/netfetch"
 	"github.com/mkimage/mkimage/internal/update"
 	"github.com/mkimage/mkimage/internal/update/registry"
 )
@@ -55,25 +56,25 @@ func (o *Options) source() (source, error) {
 	if !strings.HasPrefix(o.Source, "http://") && !strings.HasPrefix(o.Source, "https://") {
 		return nil, fmt.Errorf("source %q: want the http(s):// URL of a bundle directory, or %sHOST/REPO:TAG (%s... for a registry without TLS)", o.Source, OCIScheme, OCIPlainScheme)
 	}
-	return &dirSource{base: strings.TrimSuffix(o.Source, "/") + "/", c: o.Fetcher.Client}, nil
+	return &dirSource{base: strings.TrimSuffix(o.Source, "/") + "/", f: o.Fetcher}, nil
 }
 
 // dirSource is a bundle directory: each file at base+name.
 type dirSource struct {
 	base string
-	c    *http.Client
+	f    *netfetch.Fetcher
 }
 
-func (d *dirSource) client() *http.Client { return d.c }
+func (d *dirSource) client() *http.Client { return d.f.Client }
 
 func (d *dirSource) url(p update.Payload) string { return d.base + p.Name }
 
 func (d *dirSource) manifest(ctx context.Context, keys []update.PublicKey) ([]byte, update.Manifest, error) {
-	mb, err := getSmall(ctx, d.c, d.base+update.ManifestFile)
+	mb, err := d.small(ctx, update.ManifestFile)
 	if err != nil {
 		return nil, update.Manifest{}, err
 	}
-	sig, err := getSmall(ctx, d.c, d.base+update.SignatureFile)
+	sig, err := d.small(ctx, update.SignatureFile)
 	if err != nil {
 		return nil, update.Manifest{}, err
 	}
@@ -105,29 +106,15 @@ func (r *registrySource) manifest(ctx context.Context, keys []update.PublicKey) 
 	return b.ManifestJSON, b.Manifest, nil
 }
 
-// getSmall GETs url, at most update.MaxManifestSize bytes of it.
-func getSmall(ctx context.Context, client *http.Client, url string) ([]byte, error) {
-	if client == nil {
-		client = http.DefaultClient
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, fmt.Errorf("bundle URL %s: %w", url, err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w (is the bundle server reachable?)", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s (is Source a bundle directory?)", url, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, update.MaxManifestSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
-	}
-	if len(b) > update.MaxManifestSize {
-		return nil, fmt.Errorf("%w: %s is more than %d bytes", update.ErrInvalid, url, update.MaxManifestSize)
+// small fetches the bundle's file name, at most update.MaxManifestSize
+// bytes of it.
+func (d *dirSource) small(ctx context.Context, name string) ([]byte, error) {
+	b, err := d.f.Small(ctx, d.base+name, update.MaxManifestSize)
+	switch {
+	case errors.Is(err, netfetch.ErrTooBig):
+		return nil, fmt.Errorf("%w: %w", update.ErrInvalid, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w (is %s a bundle directory, and its server reachable?)", err, d.base)
 	}
 	return b, nil
 }

@@ -200,9 +200,13 @@ func (f *Fetcher) get(ctx context.Context, u string, rng string) (*http.Response
 	return resp, nil
 }
 
-// small fetches a whole file of at most limit bytes, retrying (from the
-// start) after a stall, a dropped connection or a server error.
-func (f *Fetcher) small(ctx context.Context, u string, limit int64) ([]byte, error) {
+// ErrTooBig is Small's error for a file larger than its limit.
+var ErrTooBig = errors.New("file too big")
+
+// Small fetches a whole file of at most limit bytes (a manifest, a
+// signature, a map), retrying from the start after a stall, a dropped
+// connection or a server error.
+func (f *Fetcher) Small(ctx context.Context, u string, limit int64) ([]byte, error) {
 	var data []byte
 	err := f.retry(ctx, f.retries(), func() error {
 		ctx, poke, stop := f.watch(ctx)
@@ -218,7 +222,7 @@ func (f *Fetcher) small(ctx context.Context, u string, limit int64) ([]byte, err
 			b.Write(buf[:n])
 			poke()
 			if int64(b.Len()) > limit {
-				return errPermanent{fmt.Errorf("GET %s: more than %d bytes", u, limit)}
+				return errPermanent{fmt.Errorf("GET %s: %w: more than %d bytes", u, ErrTooBig, limit)}
 			}
 			if err == io.EOF {
 				data = b.Bytes()
@@ -237,7 +241,7 @@ const maxMapSize = 64 << 20
 
 // Map fetches and parses imageURL+".bmap".
 func (f *Fetcher) Map(ctx context.Context, imageURL string) (*bmap.Map, error) {
-	data, err := f.small(ctx, imageURL+".bmap", maxMapSize)
+	data, err := f.Small(ctx, imageURL+".bmap", maxMapSize)
 	if err != nil {
 		return nil, err
 	}

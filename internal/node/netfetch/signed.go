@@ -61,11 +61,11 @@ const maxSignature = 1 << 10
 // the map's per-range sums are before) is the manifest's.
 func (f *Fetcher) openSigned(ctx context.Context, u string, keys []update.PublicKey) (*Source, error) {
 	base := u[:strings.LastIndex(u, "/")+1]
-	doc, err := f.small(ctx, base+update.NetbootFile, update.MaxManifestSize)
+	doc, err := f.Small(ctx, base+update.NetbootFile, update.MaxManifestSize)
 	if err != nil {
 		return nil, fmt.Errorf("the signed netboot manifest: %w", err)
 	}
-	sig, err := f.small(ctx, base+update.NetbootSignature, maxSignature)
+	sig, err := f.Small(ctx, base+update.NetbootSignature, maxSignature)
 	if err != nil {
 		return nil, fmt.Errorf("the netboot manifest's signature: %w", err)
 	}
@@ -84,7 +84,7 @@ func (f *Fetcher) openSigned(ctx context.Context, u string, keys []update.Public
 		return nil, err
 	}
 	// One byte more than the manifest says, so a longer map is named below.
-	data, err := f.small(ctx, u+".bmap", mf.Size+1)
+	data, err := f.Small(ctx, u+".bmap", mf.Size+1)
 	if err != nil {
 		return nil, err
 	}

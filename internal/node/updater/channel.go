@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +13,7 @@ import (
 	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/node/apply"
+	"github.com/mkimage/mkimage/internal/node/netfetch"
 	"github.com/mkimage/mkimage/internal/update"
 )
 
@@ -53,7 +52,7 @@ type ChannelResult struct {
 // channel is the fleet's signed word, and its sequence stops replays).
 func (c *Card) ApplyChannel(ctx context.Context, url string, install func(ctx context.Context, source, version string) (apply.Result, error)) (ChannelResult, error) {
 	var res ChannelResult
-	file, err := getChannel(ctx, url)
+	file, err := getChannel(ctx, url, c.Log)
 	if err != nil {
 		return res, err
 	}
@@ -121,27 +120,15 @@ func (c *Card) acceptSequence(ch update.Channel) error {
 }
 
 // getChannel fetches a channel file, bounded in size and time.
-func getChannel(ctx context.Context, url string) ([]byte, error) {
+func getChannel(ctx context.Context, url string, logf func(string, ...any)) ([]byte, error) {
 	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
 		return nil, fmt.Errorf("channel URL %q (from --channel or /%s): want http(s)://HOST[:PORT]/PATH of the channel file mkimage fleet rollout writes", url, ChannelURLFile)
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	b, err := (&netfetch.Fetcher{Log: logf}).Small(ctx, url, update.MaxChannelSize)
 	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("channel: %w (is the build host's server up?)", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s (has mkimage fleet rollout written the channel there?)", url, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, update.MaxChannelSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, fmt.Errorf("channel: %w (is the build host's server up, and has mkimage fleet rollout written the channel there?)", err)
 	}
 	return b, nil
 }
