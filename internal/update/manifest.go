@@ -136,16 +136,6 @@ func invalid(name string, err error) error {
 	return nil
 }
 
-// parseManifest reads manifest bytes (whose signature is already checked)
-// and accepts them only if they are exactly what Marshal makes of the
-// result (parseExact).
-func parseManifest(b []byte) (Manifest, error) {
-	if len(b) > MaxManifestSize {
-		return Manifest{}, fmt.Errorf("%w: %s is %d bytes, more than %d", ErrInvalid, ManifestFile, len(b), MaxManifestSize)
-	}
-	return parseExact[Manifest](b, ErrInvalid, ManifestFile, "update the node first")
-}
-
 // parseExact decodes a signed document and accepts it only if Marshal
 // gives back exactly b. The format is read first, so a newer document
 // is named as such (with upgrade, what to do) rather than as one with
