@@ -39,4 +39,4 @@ for t in go docker-registry; do
 	}
 done
 go test -count=1 -run '^$' -bench '^BenchmarkFleet$' -benchtime 1x -timeout 20m ./bench/ |
-	grep -v '^\(goos\|goarch\|pkg\|cpu\|PASS\|ok\|BenchmarkFleet\)'
+	grep -v '^\(goos\|goarch\|pkg\|cpu\|PASS\|ok\|BenchmarkFleet\|--- BENCH\)'
