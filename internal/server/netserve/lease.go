@@ -2,11 +2,17 @@ package netserve
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/update"
 )
 
@@ -29,21 +35,78 @@ type Lease struct {
 	Running string `json:"running"`
 }
 
-// leases are the reboot leases held now. They live in memory only: a
-// restarted server forgets them, so up to K more nodes may reboot while
-// the ones it forgot are still down.
+// leaseFile, in the status directory, holds the leases: a server
+// restarted mid-rollout (a crash, a power cut) must not forget the nodes
+// that are rebooting and let K more go down at once. Not NODE.json, so
+// no report is ever read from it.
+const leaseFile = "reboot-leases"
+
+// leases are the reboot leases held now, kept in leaseFile.
 type leases struct {
-	mu sync.Mutex
-	m  map[string]Lease
+	mu     sync.Mutex
+	m      map[string]Lease
+	loaded bool
+}
+
+// load reads leaseFile once; l.mu is held. A damaged file is logged and
+// taken as no leases: the timeout bounds what that lets through.
+func (l *leases) load(s *Status) {
+	if l.loaded {
+		return
+	}
+	l.loaded = true
+	l.m = map[string]Lease{}
+	b, err := os.ReadFile(filepath.Join(s.Dir, leaseFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	var list []Lease
+	if err == nil {
+		err = json.Unmarshal(b, &list)
+	}
+	if err != nil {
+		s.Log.Printf("lease: %s: %v (taken as no leases held)", leaseFile, err)
+		return
+	}
+	for _, x := range list {
+		if update.CheckNodeName(x.Node) == nil {
+			l.m[x.Node] = x
+		}
+	}
+	if len(l.m) > 0 {
+		s.Log.Printf("lease: %d reboot leases held before the restart: %s", len(l.m), strings.Join(l.held(), ", "))
+	}
+}
+
+// save writes the leases to leaseFile; l.mu is held. A failed write is
+// logged: the leases in memory still hold.
+func (l *leases) save(s *Status) {
+	list := []Lease{}
+	for _, n := range l.held() {
+		list = append(list, l.m[n])
+	}
+	b, err := json.MarshalIndent(list, "", "  ")
+	if err == nil {
+		err = atomicfile.WriteFile(filepath.Join(s.Dir, leaseFile), append(b, '\n'), 0o644)
+	}
+	if err != nil {
+		s.Log.Printf("lease: saving %s: %v", leaseFile, err)
+	}
 }
 
 // expire drops the leases past their time; l.mu is held.
 func (l *leases) expire(s *Status, now time.Time) {
+	l.load(s)
+	changed := false
 	for n, x := range l.m {
 		if now.After(x.Expires) {
 			s.Log.Printf("lease: %s's reboot lease expired (granted %s, no report from a new boot since)", n, x.Granted.Format(time.RFC3339))
 			delete(l.m, n)
+			changed = true
 		}
+	}
+	if changed {
+		l.save(s)
 	}
 }
 
@@ -63,12 +126,14 @@ func (l *leases) held() []string {
 func (l *leases) booted(s *Status, rep update.Report) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.load(s)
 	x, ok := l.m[rep.Node]
 	if !ok {
 		return
 	}
 	if rep.Boot != "" && rep.Boot != x.Boot || rep.Boot == "" && rep.Status.Running != x.Running {
 		delete(l.m, rep.Node)
+		l.save(s)
 		s.Log.Printf("lease: %s is back up (running %s): its reboot lease ends", rep.Node, rep.Status.Running)
 	}
 }
@@ -112,10 +177,8 @@ func (s *Status) serveLease(w http.ResponseWriter, r *http.Request, node string)
 	_, has := l.m[node]
 	granted := has || len(l.m) < max
 	if granted && !has {
-		if l.m == nil {
-			l.m = map[string]Lease{}
-		}
 		l.m[node] = Lease{Node: node, Granted: now.UTC(), Expires: now.Add(timeout).UTC(), Boot: rep.Boot, Running: rep.Status.Running}
+		l.save(s)
 		s.Log.Printf("lease: %s may reboot (%d of %d leases held)", node, len(l.m), max)
 	}
 	ans := update.LeaseAnswer{Granted: granted, Held: l.held(), Max: max}

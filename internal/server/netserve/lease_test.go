@@ -8,6 +8,8 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,5 +146,69 @@ func TestLeaseRules(t *testing.T) {
 	}
 	if !logs.has("node-02's reboot lease expired") {
 		t.Errorf("log: %q", logs.lines)
+	}
+}
+
+// TestLeasesSurviveRestart: a server restarted with leases held (a crash
+// mid-rollout) still counts them, so it never lets K more nodes reboot
+// while the first ones are down; a report from the new boot still ends
+// a lease granted before the restart, and a damaged lease file counts as
+// none (the timeout bounds that).
+func TestLeasesSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (*httptest.Server, *lineLog) {
+		logs := &lineLog{}
+		st := &Status{Dir: dir, Log: log.New(logs, "", 0), MaxRebooting: 2}
+		return httptest.NewServer(&HTTP{Files: Files{Dir: t.TempDir()}, Status: st, Log: log.New(&lineLog{}, "", 0)}), logs
+	}
+	ask := func(srv *httptest.Server, node string, k update.PrivateKey) int {
+		code, _ := signedPost(t, srv.URL+LeasePath+node, node, "boot-1", "1111111111111111", k)
+		return code
+	}
+	a, b, c := statusKey(1), statusKey(2), statusKey(3)
+	srv, _ := start()
+	if ask(srv, "a", a) != http.StatusOK || ask(srv, "b", b) != http.StatusOK {
+		t.Fatal("the first two leases were not granted")
+	}
+	srv.Close()
+
+	srv, logs := start()
+	defer srv.Close()
+	if code := ask(srv, "c", c); code != http.StatusTooManyRequests {
+		t.Errorf("after the restart with 2 of 2 leases held, a third node got %d, want 429", code)
+	}
+	if !logs.has("2 reboot leases held before the restart: a, b") {
+		t.Errorf("the restart does not say which leases it kept:\n%s", strings.Join(logs.lines, "\n"))
+	}
+	// a comes back up: its lease ends, and c may go.
+	if code, body := signedPost(t, srv.URL+StatusPath+"a", "a", "boot-2", "2222222222222222", a); code != http.StatusNoContent {
+		t.Fatalf("report from a's new boot: %d %s", code, body)
+	}
+	if code := ask(srv, "c", c); code != http.StatusOK {
+		t.Errorf("after a came back, c got %d, want 200", code)
+	}
+	srv.Close()
+
+	if err := os.WriteFile(filepath.Join(dir, leaseFile), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, logs = start()
+	defer srv.Close()
+	if code := ask(srv, "a", a); code != http.StatusOK {
+		t.Errorf("with a damaged lease file, a got %d, want 200", code)
+	}
+	if !logs.has("taken as no leases held") {
+		t.Errorf("the damaged lease file is not logged:\n%s", strings.Join(logs.lines, "\n"))
+	}
+	// No report is read from the lease file.
+	st := &Status{Dir: dir, Log: log.New(&lineLog{}, "", 0)}
+	reps, err := st.Reports()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reps {
+		if strings.Contains(r.Node, "lease") {
+			t.Errorf("report read from the lease file: %+v", r)
+		}
 	}
 }
