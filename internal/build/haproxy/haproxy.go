@@ -8,15 +8,16 @@ package haproxy
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/cluster"
 )
-
-// Path is where Debian's haproxy reads its config.
-const Path = "etc/haproxy/haproxy.cfg"
 
 // UnknownHost and Down are the 503 pages' text (Down's %s: the service).
 const (
@@ -102,6 +103,28 @@ func Generate(routes []cluster.IngressRoute) []byte {
 		w("\tserver %s %s check inter %s fall 2 rise 1", r.Container, r.Backend, ms(r.CheckInterval))
 	}
 	return b.Bytes()
+}
+
+// Check runs haproxy -c on cfg when haproxy is installed; without it,
+// checked is false and the config goes out checked only by the tests.
+func Check(ctx context.Context, cfg []byte) (checked bool, err error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		return false, nil
+	}
+	dir, err := os.MkdirTemp("", "mkimage-haproxy")
+	if err != nil {
+		return false, err
+	}
+	defer os.RemoveAll(dir)
+	f := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(f, cfg, 0o644); err != nil {
+		return false, err
+	}
+	if out, err := exec.CommandContext(ctx, bin, "-c", "-f", f).CombinedOutput(); err != nil {
+		return true, fmt.Errorf("haproxy -c rejects the generated haproxy.cfg (a bug in mkimage: please report it with the config's [[service]] entries): %w\n%s", err, out)
+	}
+	return true, nil
 }
 
 func ms(d time.Duration) string {
