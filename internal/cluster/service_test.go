@@ -135,6 +135,17 @@ public_port = 2222
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("IngressRoutes:\n%+v\nwant:\n%+v", got, want)
 	}
+	// The gateway reaches each container through its node.
+	for _, p := range c.Resolve() {
+		var rs []string
+		for _, r := range p.Routes {
+			rs = append(rs, r.Destination+" via "+r.Via)
+		}
+		want := map[string]string{"gw": "10.0.3.10/32 via 192.168.142.11,10.0.3.11/32 via 192.168.142.12"}[p.Name]
+		if strings.Join(rs, ",") != want {
+			t.Errorf("node %s routes %q, want %q", p.Name, rs, want)
+		}
+	}
 	var lines []string
 	for _, r := range got {
 		lines = append(lines, r.Reached(c.Gateways())...)
