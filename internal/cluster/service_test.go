@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -157,5 +158,45 @@ public_port = 2222
 	}
 	if strings.Join(lines, "\n") != strings.Join(wantLines, "\n") {
 		t.Errorf("Reached:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(wantLines, "\n"))
+	}
+}
+
+// TestREADMEServices: the README's "Reaching services" example, appended
+// to the seed example, is valid and config check prints what it shows.
+func TestREADMEServices(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(readme), "\n### Reaching services\n")
+	if !ok {
+		t.Fatal("README.md has no Reaching services section")
+	}
+	block := func(s, fence string) (string, string) {
+		_, s, ok := strings.Cut(s, "\n"+fence+"\n")
+		body, rest, ok2 := strings.Cut(s, "\n```\n")
+		if !ok || !ok2 {
+			t.Fatalf("README.md's Reaching services: no %s block", fence)
+		}
+		return body + "\n", rest
+	}
+	toml, rest := block(sec, "```toml")
+	shown, _ := block(rest, "```")
+	seed, err := os.ReadFile("../../examples/seed-cluster.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("seed+services.toml", append(seed, "\n"+toml...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := "SERVICES (reached through the gateway's haproxy)\n"
+	for _, r := range c.IngressRoutes() {
+		for _, l := range r.Reached(c.Gateways()) {
+			got += l + "\n"
+		}
+	}
+	if got != shown {
+		t.Errorf("README shows:\n%s\nconfig check prints:\n%s", shown, got)
 	}
 }
