@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/mkimage/mkimage/boards"
+	"github.com/mkimage/mkimage/internal/build/haproxy"
 	"github.com/mkimage/mkimage/internal/build/rootfs"
 	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/filehash"
@@ -70,7 +71,7 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 		stage string
 		load  func() error
 	}{
-		{"config", func() error { return in.loadConfig(o) }},
+		{"config", func() error { return in.loadConfig(ctx, o) }},
 		{"bootloader", func() error { return in.loadBootloader(o) }},
 		{"update keys", func() error { return in.loadUpdateKeys(o) }},
 		{"netboot keys", func() error { return in.loadNetbootKeys(o) }},
@@ -114,7 +115,7 @@ func resolve(ctx context.Context, o *Options) (*inputs, error) {
 
 // loadConfig reads and validates the cluster config: a bad config is an
 // error before anything is written. nodeinit reads the baked JSON form.
-func (in *inputs) loadConfig(o *Options) error {
+func (in *inputs) loadConfig(ctx context.Context, o *Options) error {
 	if o.Config == "" {
 		return nil
 	}
@@ -122,7 +123,24 @@ func (in *inputs) loadConfig(o *Options) error {
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
-	js, err := json.MarshalIndent(c.Bake(), "", "  ")
+	baked := c.Bake()
+	if rs := c.IngressRoutes(); len(rs) > 0 {
+		// The same haproxy.cfg for every gateway; policy writes it there.
+		cfg := haproxy.Generate(rs)
+		checked, err := haproxy.Check(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("--config %s: %w", o.Config, err)
+		}
+		if !checked {
+			logf(o, "haproxy.cfg for %d services not checked: haproxy is not installed here", len(rs))
+		}
+		for i := range baked.Nodes {
+			if baked.Nodes[i].Role == "gateway" {
+				baked.Nodes[i].HAProxyCfg = string(cfg)
+			}
+		}
+	}
+	js, err := json.MarshalIndent(baked, "", "  ")
 	if err != nil {
 		return fmt.Errorf("--config %s: %w", o.Config, err)
 	}

@@ -23,6 +23,8 @@ pkgs=(
   device-tree-compiler
   # update bundles in an OCI registry: the tests push to and pull from a real one
   docker-registry
+  # the ingress: the tests run the real haproxy with the generated config
+  haproxy
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -35,6 +37,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: all Debian packages present"
 fi
+# The tests start their own haproxy on their own ports; the package's
+# service would hold port 80 (fails harmlessly without systemd).
+systemctl disable --now haproxy 2>/dev/null || true
 if ! command -v go >/dev/null; then
   echo "setup: Go 1.26 or newer is needed (https://go.dev/dl); not found on PATH" >&2
   exit 1

@@ -70,6 +70,14 @@ func runConfig(args []string) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	if rs := c.IngressRoutes(); len(rs) > 0 {
+		fmt.Println("\nSERVICES (reached through the gateway's haproxy)")
+		for _, r := range rs {
+			for _, l := range r.Reached(c.Gateways()) {
+				fmt.Println(l)
+			}
+		}
+	}
 	fmt.Printf("%s: ok, %d nodes\n", fs.Arg(0), len(c.Nodes))
 	return nil
 }

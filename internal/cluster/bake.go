@@ -109,6 +109,9 @@ func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
 		}
 		p.Routes = append(p.Routes, pr)
 	}
+	if n.Role == "gateway" && withLXC {
+		p.Routes = append(p.Routes, c.serviceRoutes(n)...)
+	}
 	if x := c.LXC; x != nil && withLXC && (len(x.Roles) == 0 || slices.Contains(x.Roles, n.Role)) {
 		netw := x.Address.Masked()
 		l := &plan.LXC{Bridge: string(x.Bridge), Address: x.Address.String(), LXCFS: x.LXCFS, Network: string(x.Network), NAT: x.NAT}
@@ -139,6 +142,26 @@ func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
 		}
 	}
 	return p
+}
+
+// serviceRoutes are the gateway's host routes to the containers its
+// services run in, each via the container's node: every node's LXC
+// network has the same addresses, so only the node knows the way in.
+func (c *Config) serviceRoutes(gw Node) []plan.Route {
+	nodeIP := map[string]Addr{}
+	for _, n := range c.Nodes {
+		nodeIP[string(n.Name)] = n.IP
+	}
+	var rs []plan.Route
+	seen := map[string]bool{}
+	for _, r := range c.IngressRoutes() {
+		if r.Node == string(gw.Name) || seen[r.Container] || !nodeIP[r.Node].IsValid() {
+			continue
+		}
+		seen[r.Container] = true
+		rs = append(rs, plan.Route{Destination: netip.PrefixFrom(r.Backend.Addr(), r.Backend.Addr().BitLen()).String(), Via: nodeIP[r.Node].String()})
+	}
+	return rs
 }
 
 // String is a one-line summary used in listings.

@@ -20,13 +20,14 @@ import (
 
 // Config is a parsed and validated cluster config.
 type Config struct {
-	Cluster ClusterInfo `toml:"cluster"`
-	Network Network     `toml:"network"`
-	Power   Power       `toml:"power"`
-	LXC     *LXC        `toml:"lxc"`
-	Backup  *Backup     `toml:"backup"`
-	Rollout *Rollout    `toml:"rollout"`
-	Nodes   []Node      `toml:"node"`
+	Cluster  ClusterInfo `toml:"cluster"`
+	Network  Network     `toml:"network"`
+	Power    Power       `toml:"power"`
+	LXC      *LXC        `toml:"lxc"`
+	Backup   *Backup     `toml:"backup"`
+	Rollout  *Rollout    `toml:"rollout"`
+	Services []Service   `toml:"service"`
+	Nodes    []Node      `toml:"node"`
 
 	file string
 	loc  *locator

@@ -196,6 +196,7 @@ func (c *Config) validate() []*Error {
 		}
 	}
 	c.validateRollout(bad)
+	c.validateServices(bad)
 	return errs
 }
 

@@ -80,7 +80,14 @@ type Plan struct {
 
 	LXC    *LXC    `json:"lxc,omitempty"`
 	Backup *Backup `json:"backup,omitempty"`
+	// HAProxyCfg is the ingress's haproxy.cfg, on the gateways of a
+	// config with services (the builder generates it, the same for every
+	// gateway); policy writes it to HAProxyPath at every boot.
+	HAProxyCfg string `json:"haproxy_cfg,omitempty"`
 }
+
+// HAProxyPath is where Debian's haproxy reads its config, in the root.
+const HAProxyPath = "etc/haproxy/haproxy.cfg"
 
 // CIDR returns "ip/prefix" or "" for DHCP.
 func (p Plan) CIDR() string {

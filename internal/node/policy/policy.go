@@ -45,6 +45,7 @@ func Apply(ctx context.Context, env Env) error {
 		{"lxc", LXC},
 		{"backup", Backup},
 		{"role", RoleFile},
+		{"ingress", Ingress},
 	}
 	var errs []error
 	for _, p := range parts {
@@ -67,6 +68,21 @@ func RoleFile(env Env) error {
 		return nil
 	}
 	return writeIfChanged(filepath.Join(env.Root, plan.RoleFile), env.Node.Role+"\n", 0o644)
+}
+
+// Ingress writes the gateway's haproxy.cfg (plan.HAProxyPath) from the
+// plan, so a changed inventory or service list reaches the gateway with
+// the next build's initramfs; haproxy starts after switch_root. A node
+// without one keeps its root's file.
+func Ingress(env Env) error {
+	if env.Node.HAProxyCfg == "" {
+		return nil
+	}
+	p := filepath.Join(env.Root, plan.HAProxyPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return writeIfChanged(p, env.Node.HAProxyCfg, 0o644)
 }
 
 // IPForward writes net.ipv4.ip_forward. /proc/sys/net is per network

@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
 
 // Report reads back from the kernel what is in place after Apply and logs
@@ -20,6 +22,7 @@ import (
 //	nodeinit: policy: nftables table ip nodeinit: 6 rules (forward, policy drop: 5; postrouting: 1)
 //	nodeinit: policy: route 192.168.0.0/24 via 10.0.2.2 dev eth0
 //	nodeinit: policy: cpufreq: not available
+//	nodeinit: policy: haproxy.cfg: 3 services
 //	nodeinit: policy: bridge lxcbr0 up 10.0.3.1/24
 //
 // What differs from the plan says so on its line ("MISSING", "plan: 1").
@@ -38,6 +41,13 @@ func Report(env Env) int {
 	}
 	for _, r := range env.Node.Routes {
 		line, ok := reportRoute(env.Node.MAC, r.Destination, r.Via, r.Dev)
+		env.Log("nodeinit: policy: %s", line)
+		if !ok {
+			bad++
+		}
+	}
+	if env.Node.HAProxyCfg != "" {
+		line, ok := reportIngress(env)
 		env.Log("nodeinit: policy: %s", line)
 		if !ok {
 			bad++
@@ -192,4 +202,16 @@ func reportBridge(name, cidr string) (string, bool) {
 		return strings.TrimSpace(line) + " (plan: up " + cidr + ")", false
 	}
 	return line, true
+}
+
+// reportIngress reads back the gateway's haproxy.cfg.
+func reportIngress(env Env) (string, bool) {
+	got, err := os.ReadFile(filepath.Join(env.Root, plan.HAProxyPath))
+	switch {
+	case err != nil:
+		return fmt.Sprintf("haproxy.cfg MISSING (%v)", err), false
+	case string(got) != env.Node.HAProxyCfg:
+		return "haproxy.cfg differs from the plan", false
+	}
+	return fmt.Sprintf("haproxy.cfg: %d services", strings.Count(env.Node.HAProxyCfg, "\nbackend svc_")), true
 }

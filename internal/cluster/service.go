@@ -1,0 +1,230 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Service is a [[service]] entry: something running in a container that
+// is reached from outside through the ingress, the nodes with role
+// gateway (haproxy there routes to the container's pinned address).
+type Service struct {
+	Name          Hostname `toml:"name"`
+	Container     Hostname `toml:"container"` // an [[lxc.container]] with an ip
+	Port          int      `toml:"port"`      // the container's port
+	Protocol      Protocol `toml:"protocol"`
+	PublicPort    int      `toml:"public_port"` // tcp only: the gateway's port
+	Hosts         []Domain `toml:"hosts"`       // http (Host header) and tls (SNI) only
+	I2P           bool     `toml:"i2p"`         // recorded; the i2p tunnel is later work
+	CheckPath     string   `toml:"check_path"`  // http: the health check's GET path (default "/")
+	CheckInterval Duration `toml:"check_interval"`
+}
+
+// Protocols are how the ingress tells services apart: http by the Host
+// header on port 80, tls by SNI on port 443 (passed through, not
+// terminated), tcp by a public port of its own.
+var Protocols = []string{"http", "tls", "tcp"}
+
+// Protocol is one of Protocols.
+type Protocol string
+
+func (p *Protocol) UnmarshalText(b []byte) error {
+	return oneOf((*string)(p), "protocol", string(b), Protocols)
+}
+
+// The ingress's fixed public ports, and the health check defaults.
+const (
+	HTTPPort             = 80
+	TLSPort              = 443
+	DefaultCheckInterval = 5 * time.Second
+	MinCheckInterval     = 100 * time.Millisecond
+)
+
+// IngressRoute is a service resolved against its container: what the ingress
+// listens for and where it sends it.
+type IngressRoute struct {
+	Name          string
+	Protocol      string   // http, tls or tcp
+	Hosts         []string // http, tls
+	PublicPort    int      // 80 (http), 443 (tls) or the tcp service's own
+	Container     string
+	Node          string
+	Backend       netip.AddrPort // the container's pinned IP and the service's port
+	CheckPath     string         // http: GET path; tls, tcp: a TCP connect
+	CheckInterval time.Duration
+	I2P           bool
+}
+
+// IngressRoutes returns the services resolved against their containers, in
+// config order. Parse has checked them, so every container is found.
+func (c *Config) IngressRoutes() []IngressRoute {
+	cts := map[Hostname]Container{}
+	if c.LXC != nil {
+		for _, ct := range c.LXC.Containers {
+			cts[ct.Name] = ct
+		}
+	}
+	var rs []IngressRoute
+	for _, s := range c.Services {
+		ct := cts[s.Container]
+		r := IngressRoute{
+			Name: string(s.Name), Protocol: string(s.Protocol), PublicPort: s.PublicPort,
+			Container: string(ct.Name), Node: string(ct.Node),
+			Backend:       netip.AddrPortFrom(ct.IP.Addr, uint16(s.Port)),
+			CheckPath:     s.CheckPath,
+			CheckInterval: s.CheckInterval.Duration,
+			I2P:           s.I2P,
+		}
+		for _, h := range s.Hosts {
+			r.Hosts = append(r.Hosts, string(h))
+		}
+		switch r.Protocol {
+		case "http":
+			r.PublicPort = HTTPPort
+			if r.CheckPath == "" {
+				r.CheckPath = "/"
+			}
+		case "tls":
+			r.PublicPort = TLSPort
+		}
+		if r.CheckInterval == 0 {
+			r.CheckInterval = DefaultCheckInterval
+		}
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// Gateways returns the names of the ingress nodes (role gateway), in
+// inventory order.
+func (c *Config) Gateways() []string {
+	var gws []string
+	for _, n := range c.Nodes {
+		if n.Role == "gateway" {
+			gws = append(gws, string(n.Name))
+		}
+	}
+	return gws
+}
+
+// Reached describes, one line per host name (or one for a tcp service),
+// where a route is reached from: "web: http://blog.example.org/ →
+// gateway gw:80 → c-web 10.0.3.10:8080 on node01".
+func (r IngressRoute) Reached(gateways []string) []string {
+	gw := "gateway " + strings.Join(gateways, ",") + fmt.Sprintf(":%d", r.PublicPort)
+	to := fmt.Sprintf("%s %s on %s", r.Container, r.Backend, r.Node)
+	var froms []string
+	switch r.Protocol {
+	case "http":
+		for _, h := range r.Hosts {
+			froms = append(froms, "http://"+h+"/")
+		}
+	case "tls":
+		for _, h := range r.Hosts {
+			froms = append(froms, "tls "+h+" (SNI)")
+		}
+	default:
+		froms = []string{fmt.Sprintf("tcp port %d", r.PublicPort)}
+	}
+	lines := make([]string, len(froms))
+	for i, f := range froms {
+		lines[i] = fmt.Sprintf("%s: %s → %s → %s", r.Name, f, gw, to)
+	}
+	return lines
+}
+
+// validateServices checks the [[service]] entries against the containers
+// and the inventory.
+func (c *Config) validateServices(bad func(line int, format string, a ...any)) {
+	if len(c.Services) == 0 {
+		return
+	}
+	l := c.loc
+	if len(c.Gateways()) == 0 {
+		bad(l.first("service"), "services need an ingress node, and the inventory has none (expected a [[node]] with role = \"gateway\": haproxy there routes to the services)")
+	}
+	cts := map[Hostname]Container{}
+	if c.LXC != nil {
+		for _, ct := range c.LXC.Containers {
+			cts[ct.Name] = ct
+		}
+	}
+	names := map[Hostname]int{}
+	hosts := map[string]int{} // protocol + " " + host → service index
+	tcpPorts := map[int]int{}
+	for i, s := range c.Services {
+		at := func(f string) int { return l.at("service", i, f) }
+		uniqueName(bad, l, names, "service", "service", i, s.Name)
+		id := fmt.Sprintf("service %q", s.Name)
+		switch ct, ok := cts[s.Container]; {
+		case s.Container == "":
+			bad(at(""), "%s has no container (expected container = NAME of an [[lxc.container]])", id)
+		case !ok:
+			bad(at("container"), "%s: container %q is not an [[lxc.container]] (expected one of: %s)", id, s.Container, containerNames(cts))
+		case !ct.IP.IsValid():
+			bad(at("container"), "%s: container %q has no pinned ip (expected ip = ... in its [[lxc.container]]: the ingress routes to it)", id, s.Container)
+		}
+		if s.Port < 1 || s.Port > 65535 {
+			bad(at("port"), "%s: port = %d (expected the container's port, 1-65535)", id, s.Port)
+		}
+		if s.Protocol == "" {
+			bad(at(""), "%s has no protocol (expected one of %s)", id, strings.Join(Protocols, ", "))
+		}
+		if s.Protocol == "tcp" {
+			switch prev, dup := tcpPorts[s.PublicPort]; {
+			case s.PublicPort < 1 || s.PublicPort > 65535:
+				bad(at(""), "%s: a tcp service needs public_port (expected the gateway's port for it, 1-65535, not 80 or 443)", id)
+			case s.PublicPort == HTTPPort || s.PublicPort == TLSPort:
+				bad(at("public_port"), "%s: public_port = %d is the ingress's http or tls port (expected another port)", id, s.PublicPort)
+			case dup:
+				bad(at("public_port"), "%s: public_port %d is taken by service %q (line %d) (expected a port of its own)", id, s.PublicPort, c.Services[prev].Name, l.at("service", prev, "public_port"))
+			default:
+				tcpPorts[s.PublicPort] = i
+			}
+			if len(s.Hosts) > 0 {
+				bad(at("hosts"), "%s: a tcp service has no host names (a TCP stream carries none; expected public_port only, or protocol = \"http\" or \"tls\")", id)
+			}
+		} else if s.Protocol != "" {
+			if s.PublicPort != 0 {
+				bad(at("public_port"), "%s: public_port is for tcp services (%s services share port %d, told apart by host name)", id, s.Protocol, map[Protocol]int{"http": HTTPPort, "tls": TLSPort}[s.Protocol])
+			}
+			if len(s.Hosts) == 0 {
+				bad(at(""), "%s: an %s service needs hosts (expected hosts = [\"blog.example.org\"])", id, s.Protocol)
+			}
+			for _, h := range s.Hosts {
+				k := string(s.Protocol) + " " + string(h)
+				if prev, dup := hosts[k]; dup && prev != i {
+					bad(at("hosts"), "%s: host %s is also service %q's (line %d) (expected each %s host name once)", id, h, c.Services[prev].Name, l.at("service", prev, "hosts"), s.Protocol)
+				} else if dup {
+					bad(at("hosts"), "%s: host %s is listed twice", id, h)
+				}
+				hosts[k] = i
+			}
+		}
+		if s.CheckPath != "" {
+			if s.Protocol != "http" {
+				bad(at("check_path"), "%s: check_path is for http services (a %s service is checked by a TCP connect)", id, s.Protocol)
+			} else if !strings.HasPrefix(s.CheckPath, "/") || strings.ContainsFunc(s.CheckPath, func(r rune) bool { return r <= ' ' || r == '"' || r == '\'' || r == '\\' || r == '#' || r > '~' }) {
+				bad(at("check_path"), "%s: check_path %q (expected a URL path like /healthz, without spaces or quotes)", id, s.CheckPath)
+			}
+		}
+		if d := s.CheckInterval.Duration; d != 0 && (d < MinCheckInterval || d > time.Hour) {
+			bad(at("check_interval"), "%s: check_interval %s (expected %s to 1h, like \"5s\")", id, d, MinCheckInterval)
+		}
+	}
+}
+
+func containerNames(cts map[Hostname]Container) string {
+	if len(cts) == 0 {
+		return "none: the config has no [[lxc.container]]"
+	}
+	var ns []string
+	for n := range cts {
+		ns = append(ns, string(n))
+	}
+	sort.Strings(ns)
+	return strings.Join(ns, ", ")
+}
