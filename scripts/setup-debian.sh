@@ -37,9 +37,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: all Debian packages present"
 fi
-# The tests start their own haproxy on their own ports; the package's
-# service would hold port 80 (fails harmlessly without systemd).
-systemctl disable --now haproxy 2>/dev/null || true
+# The tests start their own haproxy and registry on their own ports;
+# the packages' services are not wanted on this machine (the registry's
+# would listen on every interface at :5000). Harmless without systemd.
+systemctl disable --now haproxy docker-registry 2>/dev/null || true
 if ! command -v go >/dev/null; then
   echo "setup: Go 1.26 or newer is needed (https://go.dev/dl); not found on PATH" >&2
   exit 1
