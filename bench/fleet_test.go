@@ -24,6 +24,7 @@ import (
 	"github.com/mkimage/mkimage/internal/update"
 	"github.com/mkimage/mkimage/internal/update/registry"
 	"github.com/mkimage/mkimage/internal/update/registry/registrytest"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
 
 // BenchmarkFleet is bench/fleet.sh's measurement (issue 15): N nodes at
@@ -58,10 +59,7 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 	ctx := context.Background()
-	key, err := update.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{15}, 32)))
-	if err != nil {
-		b.Fatal(err)
-	}
+	key := updatetest.Key(15)
 	keys := []update.PublicKey{key.Public()}
 
 	bundles := b.TempDir()

@@ -2,7 +2,6 @@ package netboot
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -21,11 +20,8 @@ import (
 	"github.com/mkimage/mkimage/internal/compress"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
-
-func testKey(seed byte) update.PrivateKey {
-	return update.PrivateKey{Key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)), Comment: "test"}
-}
 
 // TestWriteSigned: with a key, images.json lists the images and maps
 // the nodes fetch with their sizes and sums, signed; the boot files
@@ -40,10 +36,10 @@ func TestWriteSigned(t *testing.T) {
 	if err := m.WriteFile(card + ".bmap"); err != nil {
 		t.Fatal(err)
 	}
-	k := testKey(3)
+	k := updatetest.Key(3)
 	o := baseOptions(t)
 	o.Card, o.Nodes[0].Mode = card, Install
-	o.Key, o.Trusted, o.Board = &k, []update.PublicKey{testKey(4).Public(), k.Public()}, "odroid-c2"
+	o.Key, o.Trusted, o.Board = &k, []update.PublicKey{updatetest.Key(4).Public(), k.Public()}, "odroid-c2"
 	dir := filepath.Join(tmp, "nb")
 	res, err := Write(dir, o)
 	if err != nil {
@@ -257,8 +253,8 @@ func TestWriteErrors(t *testing.T) {
 		{"not a tree", "other", func(o *Options) {}, "is not a netboot tree"},
 		{"bad port", "f", func(o *Options) { o.HTTPPort = 70000 }, "HTTP port 70000"},
 		{"untrusted key", "g", func(o *Options) {
-			k := testKey(1)
-			o.Key, o.Board, o.Trusted = &k, "odroid-c2", []update.PublicKey{testKey(2).Public()}
+			k := updatetest.Key(1)
+			o.Key, o.Board, o.Trusted = &k, "odroid-c2", []update.PublicKey{updatetest.Key(2).Public()}
 		}, "is not among the 1 keys baked into the initramfs"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

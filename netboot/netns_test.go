@@ -31,6 +31,7 @@ import (
 	"github.com/mkimage/mkimage/internal/server/netserve"
 	"github.com/mkimage/mkimage/internal/testenv"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
 
 // fault makes the project's HTTP server misbehave once, on the first
@@ -188,7 +189,7 @@ func (l *logLines) String() string {
 // fixed; a server that stalls or drops the connection half way through
 // a range is resumed, and the card is written and verified.
 func TestSignedNetinstall(t *testing.T) {
-	key, other := testKey(11), testKey(12)
+	key, other := updatetest.Key(11), updatetest.Key(12)
 	dir, card := signedTree(t, key)
 	f := &fault{}
 	f.mode.Store("")
@@ -215,7 +216,7 @@ func TestSignedNetinstall(t *testing.T) {
 		{name: "signed by another key", refuse: "not a signature", broken: func() {
 			doc, _ := os.ReadFile(filepath.Join(dir, update.NetbootFile))
 			os.WriteFile(sig, update.Sign(doc, other), 0o644)
-		}, want: []string{`images.sig is not a signature of images.json by any of the 1 trusted keys ("test")`}},
+		}, want: []string{`images.sig is not a signature of images.json by any of the 1 trusted keys ("key 11")`}},
 		{name: "stall", fault: "stall", want: []string{"nothing received for 500ms; resuming at byte "}},
 		{name: "drop", fault: "drop", want: []string{"connection ended at byte", "resuming at byte "}},
 	} {
@@ -285,7 +286,7 @@ func TestSignedNetinstall(t *testing.T) {
 // the root once the server is fixed.
 func TestSignedNetroot(t *testing.T) {
 	testenv.NeedFile(t, "/dev/loop-control")
-	key := testKey(11)
+	key := updatetest.Key(11)
 	dir, _ := signedTree(t, key)
 	f := &fault{}
 	f.mode.Store("")

@@ -12,6 +12,7 @@ import (
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/update"
 	"github.com/mkimage/mkimage/internal/update/registry/registrytest"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
 
 // TestUpdatePushPull: mkimage update push then pull through a real
@@ -20,10 +21,7 @@ import (
 func TestUpdatePushPull(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	epoch := time.Unix(1700000000, 0)
-	key, err := update.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{1}, 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := updatetest.Key(1)
 	dir := t.TempDir()
 	pub := filepath.Join(dir, "fleet.key.pub")
 	if err := os.WriteFile(pub, []byte(key.Public().String()+"\n"), 0o644); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/mkimage/mkimage/internal/fstree/fstreetest"
 	"github.com/mkimage/mkimage/internal/testenv"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
 
 var epoch = time.Unix(1700000000, 0)
@@ -56,15 +57,6 @@ func v2(t testing.TB) *Version {
 	return v
 }
 
-func testKey(t testing.TB, seed byte) update.PrivateKey {
-	k, err := update.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{seed}, 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.Comment = fmt.Sprintf("key %d", seed)
-	return k
-}
-
 func write(t testing.TB, dir string, v *Version, key update.PrivateKey, parents ...Parent) update.Manifest {
 	t.Helper()
 	m, err := Write(dir, v, key, parents...)
@@ -91,7 +83,7 @@ func files(t testing.TB, dir string) []string {
 }
 
 func TestWrite(t *testing.T) {
-	key := testKey(t, 1)
+	key := updatetest.Key(1)
 	keys := []update.PublicKey{key.Public()}
 	dir := filepath.Join(t.TempDir(), "v1")
 	v := v1(t)
@@ -147,7 +139,7 @@ func TestWrite(t *testing.T) {
 
 // TestWriteIncremental: the seam --parent uses, with trees made here.
 func TestWriteIncremental(t *testing.T) {
-	key := testKey(t, 1)
+	key := updatetest.Key(1)
 	parent := v1(t)
 	pid, _ := parent.ID()
 	dir := filepath.Join(t.TempDir(), "v2")
@@ -191,7 +183,7 @@ func TestWriteIncremental(t *testing.T) {
 	if _, err := ReadParent(pdir, "other-board", keys); err == nil || !strings.Contains(err.Error(), "other-board") {
 		t.Errorf("parent for another board: %v", err)
 	}
-	if _, err := ReadParent(pdir, parent.Board, []update.PublicKey{testKey(t, 2).Public()}); err == nil {
+	if _, err := ReadParent(pdir, parent.Board, []update.PublicKey{updatetest.Key(2).Public()}); err == nil {
 		t.Error("parent signed by an unknown key: no error")
 	}
 }
@@ -199,7 +191,7 @@ func TestWriteIncremental(t *testing.T) {
 // TestWriteFailure: a failed write leaves no bundle and no temporary
 // files, and an earlier bundle where it was.
 func TestWriteFailure(t *testing.T) {
-	key := testKey(t, 1)
+	key := updatetest.Key(1)
 	parentDir := t.TempDir()
 	dir := filepath.Join(parentDir, "b")
 	bad := fstree.New(epoch)
@@ -231,7 +223,7 @@ func TestWriteFailure(t *testing.T) {
 // TestVerifyRefuses: each way a bundle can be wrong is refused, naming
 // the file and the fault.
 func TestVerifyRefuses(t *testing.T) {
-	key := testKey(t, 1)
+	key := updatetest.Key(1)
 	src := filepath.Join(t.TempDir(), "b")
 	m := write(t, src, v1(t), key)
 	for _, c := range []struct {
@@ -243,7 +235,7 @@ func TestVerifyRefuses(t *testing.T) {
 			"manifest.sig is not a signature of manifest.json by any of the 1 trusted keys (\"key 1\")"},
 		{"signed by another key", func(dir string) {
 			mb, _ := os.ReadFile(filepath.Join(dir, "manifest.json"))
-			os.WriteFile(filepath.Join(dir, "manifest.sig"), update.Sign(mb, testKey(t, 2)), 0o644)
+			os.WriteFile(filepath.Join(dir, "manifest.sig"), update.Sign(mb, updatetest.Key(2)), 0o644)
 		}, "the bundle was changed or signed with another key"},
 		{"flipped byte in the root stream", func(dir string) { flip(t, filepath.Join(dir, "root.full"), 1000) },
 			"payload root.full: sha256 "},
@@ -310,7 +302,7 @@ func readFile(t testing.TB, path string) []byte {
 func TestReceive(t *testing.T) {
 	testenv.NeedTools(t, "btrfs")
 	mnt := testenv.ScratchBtrfs(t)
-	key := testKey(t, 1)
+	key := updatetest.Key(1)
 	dir := t.TempDir()
 	old, cur := v1(t), v2(t)
 	m1 := write(t, filepath.Join(dir, "v1"), old, key)

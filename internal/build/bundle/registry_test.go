@@ -18,6 +18,7 @@ import (
 	"github.com/mkimage/mkimage/internal/update"
 	"github.com/mkimage/mkimage/internal/update/registry"
 	"github.com/mkimage/mkimage/internal/update/registry/registrytest"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
 
 func mustRef(t testing.TB, s string) registry.Ref {
@@ -35,7 +36,7 @@ func mustRef(t testing.TB, s string) registry.Ref {
 func TestPushPull(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	ctx := context.Background()
-	key := testKey(t, 1)
+	key := updatetest.Key(1)
 	keys := []update.PublicKey{key.Public()}
 	d1, d2 := filepath.Join(t.TempDir(), "v1"), filepath.Join(t.TempDir(), "v2")
 	parent := v1(t)
@@ -105,7 +106,7 @@ func TestPushPull(t *testing.T) {
 
 	// Another key: refused before any payload is fetched.
 	gets := len(reg.Requests("GET /v2/fleet/qemu-virt/blobs/"))
-	_, err = Pull(ctx, c, mustRef(t, reg.Host()+"/fleet/qemu-virt:v1"), filepath.Join(t.TempDir(), "x"), []update.PublicKey{testKey(t, 2).Public()}, f)
+	_, err = Pull(ctx, c, mustRef(t, reg.Host()+"/fleet/qemu-virt:v1"), filepath.Join(t.TempDir(), "x"), []update.PublicKey{updatetest.Key(2).Public()}, f)
 	if !errors.Is(err, update.ErrInvalid) {
 		t.Errorf("pull with another key: %v, want ErrInvalid", err)
 	}
@@ -113,7 +114,7 @@ func TestPushPull(t *testing.T) {
 		t.Errorf("pull with another key: %d blob GETs, want 2 (config and signature only)", got)
 	}
 	// A bundle that does not verify is not pushed.
-	_, _, err = Push(ctx, c, d1, mustRef(t, reg.Host()+"/fleet/qemu-virt:bad"), []update.PublicKey{testKey(t, 2).Public()}, nil)
+	_, _, err = Push(ctx, c, d1, mustRef(t, reg.Host()+"/fleet/qemu-virt:bad"), []update.PublicKey{updatetest.Key(2).Public()}, nil)
 	if err == nil || !strings.Contains(err.Error(), "before pushing") {
 		t.Errorf("push of a bundle another key signed: %v", err)
 	}
@@ -139,7 +140,7 @@ func (r *rangeRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestPullResumes(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	ctx := context.Background()
-	key := testKey(t, 1)
+	key := updatetest.Key(1)
 	keys := []update.PublicKey{key.Public()}
 	src := filepath.Join(t.TempDir(), "v1")
 	m := write(t, src, v1(t), key)

@@ -1,7 +1,6 @@
 package apply
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/mkimage/mkimage/internal/node/versions"
 	"github.com/mkimage/mkimage/internal/testenv"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
 
 var epoch = time.Unix(1700000000, 0)
@@ -50,15 +50,6 @@ func version(t testing.TB, n int) *bundle.Version {
 	}
 }
 
-func testKey(t testing.TB, seed byte) update.PrivateKey {
-	k, err := update.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{seed}, 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.Comment = fmt.Sprintf("key %d", seed)
-	return k
-}
-
 // env is a node: a btrfs top level holding version 1 as the card has
 // it, a boot partition whose state has 1 good, and a server of bundles.
 type env struct {
@@ -74,7 +65,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	testenv.NeedTools(t, "btrfs")
-	e := &env{top: testenv.ScratchBtrfs(t), boot: t.TempDir(), bundles: t.TempDir(), key: testKey(t, 1)}
+	e := &env{top: testenv.ScratchBtrfs(t), boot: t.TempDir(), bundles: t.TempDir(), key: updatetest.Key(1)}
 	e.drop.Store("")
 	e.v1 = e.write(t, "v1", version(t, 1), e.key)
 	// The card: v1's root received (as the image writer's identity
@@ -277,7 +268,7 @@ func TestRefuse(t *testing.T) {
 	}
 	running := m2.ID
 
-	other := e.write(t, "other-key", version(t, 3), testKey(t, 2))
+	other := e.write(t, "other-key", version(t, 3), updatetest.Key(2))
 	tampered := e.write(t, "tampered", version(t, 3), e.key)
 	p := filepath.Join(e.bundles, "tampered", update.RootFull)
 	b, _ := os.ReadFile(p)

@@ -18,6 +18,7 @@ import (
 	"github.com/mkimage/mkimage/internal/update"
 	"github.com/mkimage/mkimage/internal/update/registry"
 	"github.com/mkimage/mkimage/internal/update/registry/registrytest"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
 
 // recorder is the node's HTTP transport, noting each request (method,
@@ -115,7 +116,7 @@ func (e *ociEnv) push(t *testing.T, name string) string {
 	if err != nil {
 		// Signed by another key than e.key: pushed as it is, for tests
 		// of what the node refuses.
-		keys := []update.PublicKey{testKey(t, 2).Public(), e.key.Public()}
+		keys := []update.PublicKey{updatetest.Key(2).Public(), e.key.Public()}
 		if digest, _, err = bundle.Push(context.Background(), registry.New(e.login, nil, false), filepath.Join(e.bundles, name), ref, keys, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +240,7 @@ func TestOCIRefuse(t *testing.T) {
 	e := newOCIEnv(t)
 	before := e.state(t)
 
-	e.write(t, "evil", version(t, 2), testKey(t, 2))
+	e.write(t, "evil", version(t, 2), updatetest.Key(2))
 	e.push(t, "evil")
 	n := e.rec.count("/blobs/")
 	_, err := e.apply(t, e.reg.Host()+"/fleet/node:evil", e.v1.ID)

@@ -3,7 +3,6 @@ package netfetch
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,11 +14,8 @@ import (
 
 	"github.com/mkimage/mkimage/internal/node/netfetch/fetchtest"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
-
-func testKey(seed byte) update.PrivateKey {
-	return update.PrivateKey{Key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)), Comment: "k"}
-}
 
 // signTree writes images.json and images.sig for node.img and its map in
 // dir, signed by k.
@@ -47,7 +43,7 @@ func signTree(t *testing.T, dir string, k update.PrivateKey) {
 // a map that is not the one it lists.
 func TestOpenSigned(t *testing.T) {
 	dir, img, _ := image(t)
-	k := testKey(1)
+	k := updatetest.Key(1)
 	signTree(t, dir, k)
 	ap := fetchtest.Serve(t, dir)
 	keys := []update.PublicKey{k.Public()}
@@ -73,7 +69,7 @@ func TestOpenSigned(t *testing.T) {
 		keys   []update.PublicKey
 		want   string
 	}{
-		{"other key", func() {}, "node.img", []update.PublicKey{testKey(2).Public()}, `images.sig is not a signature of images.json by any of the 1 trusted keys ("k")`},
+		{"other key", func() {}, "node.img", []update.PublicKey{updatetest.Key(2).Public()}, `images.sig is not a signature of images.json by any of the 1 trusted keys ("key 2")`},
 		{"not listed", func() { os.WriteFile(filepath.Join(dir, "other.img"), img, 0o644) }, "other.img", keys, "images.json does not list other.img"},
 		{"map changed", func() { os.WriteFile(mapPath, badMap, 0o644) }, "node.img", keys,
 			fmt.Sprintf("node.img.bmap: %d bytes, sha256 %s; images.json says %d bytes, sha256 %s", len(badMap), hexSum(badMap), len(goodMap), hexSum(goodMap))},

@@ -1,9 +1,7 @@
 package updater
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"io"
 	"log"
@@ -20,13 +18,10 @@ import (
 	"github.com/mkimage/mkimage/internal/node/apply"
 	"github.com/mkimage/mkimage/internal/server/netserve"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
 
 const chVersion = "2222222222222222"
-
-func channelKey(seed byte) update.PrivateKey {
-	return update.PrivateKey{Key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)), Comment: "fleet"}
-}
 
 func testChannel(seq uint64, open bool) update.Channel {
 	return update.Channel{Format: update.ChannelFormat, Name: "stable", Sequence: seq, Version: chVersion,
@@ -55,7 +50,7 @@ func channelServer(t *testing.T) (*httptest.Server, *[]byte, *sync.Mutex) {
 // against a sequence of channel documents: what it decides, installs and
 // refuses.
 func TestApplyChannel(t *testing.T) {
-	key := channelKey(5)
+	key := updatetest.Key(5)
 	srv, file, mu := channelServer(t)
 	c, _ := reportCard(t, "")
 	c.Keys = []update.PublicKey{key.Public()}
@@ -85,7 +80,7 @@ func TestApplyChannel(t *testing.T) {
 		{"wave open", sign(testChannel(4, true), key), true, 1, ""},
 		{"same document again", sign(testChannel(4, true), key), true, 2, ""},
 		{"replayed older document", sign(testChannel(3, true), key), false, 2, "sequence 3, this node accepted 4"},
-		{"other key", sign(testChannel(9, true), channelKey(6)), false, 2, "not a signature"},
+		{"other key", sign(testChannel(9, true), updatetest.Key(6)), false, 2, "not a signature"},
 		{"halted", sign(halted, key), false, 2, ""},
 		{"lifting the halt with the old sequence", sign(testChannel(4, true), key), false, 2, "sequence 4, this node accepted 5"},
 		{"not found", nil, false, 2, "GET"},
@@ -151,7 +146,7 @@ func TestLease(t *testing.T) {
 		t.Errorf("lease after node-01 came back: %v", err)
 	}
 	// A server refusing for good (another key pinned) is no reason to wait.
-	os.WriteFile(filepath.Join(st.Dir, "node-03.pub"), []byte(channelKey(9).Public().String()+"\n"), 0o644)
+	os.WriteFile(filepath.Join(st.Dir, "node-03.pub"), []byte(updatetest.Key(9).Public().String()+"\n"), 0o644)
 	a.Node = "node-03"
 	if err := a.Lease(ctx, srv.URL, 5*time.Second, 10*time.Millisecond); err == nil || !strings.Contains(err.Error(), "403") || errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("pinned to another key: %v", err)

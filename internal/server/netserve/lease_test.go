@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
 
 // signedPost POSTs node's signed report (boot id boot, running version
@@ -60,7 +61,7 @@ func TestLeasesConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			node, key := fmt.Sprintf("node-%02d", i), statusKey(byte(i+1))
+			node, key := fmt.Sprintf("node-%02d", i), updatetest.Key(byte(i+1))
 			for tries := 0; ; tries++ {
 				code, body := signedPost(t, srv.URL+LeasePath+node, node, "boot-1", "1111111111111111", key)
 				if code == http.StatusOK {
@@ -110,7 +111,7 @@ func TestLeaseRules(t *testing.T) {
 	st := &Status{Dir: t.TempDir(), Log: log.New(logs, "", 0), Nodes: map[string]bool{"node-01": true, "node-02": true}, MaxRebooting: 1, LeaseTimeout: 300 * time.Millisecond}
 	srv := httptest.NewServer(&HTTP{Files: Files{Dir: t.TempDir()}, Status: st, Log: log.New(&lineLog{}, "", 0)})
 	defer srv.Close()
-	a, b := statusKey(1), statusKey(2)
+	a, b := updatetest.Key(1), updatetest.Key(2)
 	const v1 = "1111111111111111"
 	steps := []struct {
 		name             string
@@ -125,8 +126,8 @@ func TestLeaseRules(t *testing.T) {
 		{"report from the same boot keeps it", StatusPath, "node-01", "b1", a, http.StatusNoContent, ""},
 		{"second node still waits", LeasePath, "node-02", "c1", b, http.StatusTooManyRequests, `"max":1`},
 		{"another key for a pinned node", LeasePath, "node-01", "b1", b, http.StatusForbidden, "pinned"},
-		{"node outside the inventory", LeasePath, "node-03", "d1", statusKey(3), http.StatusForbidden, "not in the inventory"},
-		{"report outside the inventory", StatusPath, "node-03", "d1", statusKey(3), http.StatusForbidden, "not in the inventory"},
+		{"node outside the inventory", LeasePath, "node-03", "d1", updatetest.Key(3), http.StatusForbidden, "not in the inventory"},
+		{"report outside the inventory", StatusPath, "node-03", "d1", updatetest.Key(3), http.StatusForbidden, "not in the inventory"},
 		{"report from a new boot ends it", StatusPath, "node-01", "b2", a, http.StatusNoContent, ""},
 		{"second node's turn", LeasePath, "node-02", "c1", b, http.StatusOK, `"held": [`},
 	}
@@ -165,7 +166,7 @@ func TestLeasesSurviveRestart(t *testing.T) {
 		code, _ := signedPost(t, srv.URL+LeasePath+node, node, "boot-1", "1111111111111111", k)
 		return code
 	}
-	a, b, c := statusKey(1), statusKey(2), statusKey(3)
+	a, b, c := updatetest.Key(1), updatetest.Key(2), updatetest.Key(3)
 	srv, _ := start()
 	if ask(srv, "a", a) != http.StatusOK || ask(srv, "b", b) != http.StatusOK {
 		t.Fatal("the first two leases were not granted")

@@ -3,7 +3,6 @@ package netserve
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"log"
 	"net/http"
@@ -15,11 +14,8 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
-
-func statusKey(seed byte) update.PrivateKey {
-	return update.PrivateKey{Key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)), Comment: "status reports"}
-}
 
 // post is a signed report of node with good version good.
 func post(t *testing.T, path, node, good string, k update.PrivateKey) *http.Request {
@@ -41,7 +37,7 @@ func TestStatusHandler(t *testing.T) {
 	sdir := t.TempDir()
 	logs := &lineLog{}
 	h := &HTTP{Files: Files{Dir: t.TempDir()}, Status: &Status{Dir: sdir, Log: log.New(logs, "", 0)}, Log: log.New(logs, "", 0)}
-	a, b := statusKey(1), statusKey(2)
+	a, b := updatetest.Key(1), updatetest.Key(2)
 	for _, tt := range []struct {
 		name string
 		req  func(t *testing.T) *http.Request
@@ -145,7 +141,7 @@ func TestStatusOff(t *testing.T) {
 	dir, _ := tree(t)
 	h := &HTTP{Files: Files{Dir: dir}, Log: log.New(&lineLog{}, "", 0)}
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, post(t, "/status/node-01", "node-01", "1111111111111111", statusKey(1)))
+	h.ServeHTTP(w, post(t, "/status/node-01", "node-01", "1111111111111111", updatetest.Key(1)))
 	if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), "--status-dir") {
 		t.Errorf("POST: %d %q", w.Code, w.Body)
 	}
@@ -167,7 +163,7 @@ func TestFetchStatus(t *testing.T) {
 	if err != nil || reps == nil || len(reps) != 0 {
 		t.Fatalf("no reports yet: %+v, %v", reps, err)
 	}
-	req := post(t, srv.URL+"/status/node-01", "node-01", "1111111111111111", statusKey(1))
+	req := post(t, srv.URL+"/status/node-01", "node-01", "1111111111111111", updatetest.Key(1))
 	req.RequestURI = "" // a server's request made a client's
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusNoContent {
