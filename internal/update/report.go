@@ -30,6 +30,10 @@ const (
 // 200 when granted, 429 with Retry-After (seconds) when not now.
 const LeasePath = "/lease/"
 
+// StatusPath is where a node POSTs its signed Report (StatusPath+NODE)
+// and the build host reads the reports (GET StatusPath).
+const StatusPath = "/status/"
+
 // LeaseAnswer is the build host's answer to a lease request.
 type LeaseAnswer struct {
 	Granted bool     `json:"granted"`

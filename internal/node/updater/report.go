@@ -59,7 +59,7 @@ func (c *Card) ReportIfConfigured(ctx context.Context) {
 // serve --status-dir DIR): POST base/status/NODE, NODE the kernel's
 // hostname, signed with the node's report key (made now if it has none).
 func (c *Card) Report(ctx context.Context, base string) error {
-	u, body, key, sig, err := c.signedStatus(base, "status")
+	u, body, key, sig, err := c.signedStatus(base, update.StatusPath)
 	if err != nil {
 		return err
 	}
@@ -90,9 +90,10 @@ func (c *Card) Report(ctx context.Context, base string) error {
 	return nil
 }
 
-// signedStatus is the node's status report for base/dir/NODE (status
-// or lease): the URL, the body and the key and signature headers.
-func (c *Card) signedStatus(base, dir string) (u string, body []byte, key, sig string, err error) {
+// signedStatus is the node's status report for base+path+NODE
+// (update.StatusPath or update.LeasePath): the URL, the body and the key
+// and signature headers.
+func (c *Card) signedStatus(base, path string) (u string, body []byte, key, sig string, err error) {
 	node, err := c.nodeName()
 	if err != nil {
 		return "", nil, "", "", err
@@ -110,7 +111,7 @@ func (c *Card) signedStatus(base, dir string) (u string, body []byte, key, sig s
 		return "", nil, "", "", err
 	}
 	body, key, sig, err = update.SignReport(update.Report{Node: node, Time: time.Now().UTC(), Boot: c.bootID(), Status: s}, k)
-	return pu.JoinPath(dir, node).String(), body, key, sig, err
+	return pu.JoinPath(path, node).String(), body, key, sig, err
 }
 
 // nodeName is the name the node reports under: Card.Node, or else the
@@ -140,7 +141,7 @@ func (c *Card) bootID() string {
 // if set, until it is granted or wait has passed. The server ends the
 // lease at the node's first report from its next boot.
 func (c *Card) Lease(ctx context.Context, base string, wait, poll time.Duration) error {
-	u, body, key, sig, err := c.signedStatus(base, strings.TrimPrefix(strings.TrimSuffix(update.LeasePath, "/"), "/"))
+	u, body, key, sig, err := c.signedStatus(base, update.LeasePath)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ import (
 
 // StatusPath is where nodes report their status (POST StatusPath+NODE)
 // and the build host reads it (GET StatusPath).
-const StatusPath = "/status/"
+const StatusPath = update.StatusPath
 
 // Status keeps the last status report of each node in Dir:
 //
