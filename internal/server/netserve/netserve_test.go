@@ -61,15 +61,23 @@ func (l *lineLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// has reports whether a line holding sub was logged, waiting up to 5 s
+// for it: a server logs a request after answering it, so the client can
+// be done before the line is written (seen on a loaded CI machine).
 func (l *lineLog) has(sub string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, s := range l.lines {
-		if strings.Contains(s, sub) {
-			return true
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		l.mu.Lock()
+		for _, s := range l.lines {
+			if strings.Contains(s, sub) {
+				l.mu.Unlock()
+				return true
+			}
+		}
+		l.mu.Unlock()
+		if time.Now().After(deadline) {
+			return false
 		}
 	}
-	return false
 }
 
 func startTFTP(t *testing.T, dir string) (string, *lineLog) {
