@@ -63,6 +63,18 @@ done
 echo "E2E: c1 state $(lxc-info -n c1 -sH 2>&1) ip $(lxc-info -n c1 -iH 2>&1 | tr '\n' ' ')"
 echo "E2E: c1 mac $(lxc-attach -n c1 -- /bin/busybox cat /sys/class/net/eth0/address 2>&1)"
 if ping -c 2 -W 5 10.0.5.10 >/dev/null 2>&1; then echo "E2E: ping c1 ok"; else echo "E2E: ping c1 failed"; ip -br addr; fi
+echo "E2E: apparmor $(cat /sys/module/apparmor/parameters/enabled 2>&1) lsm $(cat /sys/kernel/security/lsm 2>&1)"
+echo "E2E: c1 label $(cat /proc/$(lxc-info -n c1 -pH)/attr/current 2>&1)"
+echo "E2E: c1 lxcfs mounts $(lxc-attach -n c1 -- /bin/busybox cat /proc/mounts 2>&1 | grep -c lxcfs)"
+# A container made the Debian way, with LXC's own busybox template.
+[ -d /var/lib/lxc/bb ] || lxc-create -n bb -t busybox >/tmp/e2e-bb 2>&1 || sed 's/^/E2E-bb: /' /tmp/e2e-bb
+if lxc-start -n bb >/tmp/e2e-bb 2>&1 && lxc-wait -n bb -s RUNNING -t 30; then
+	echo "E2E: bb state $(lxc-info -n bb -sH) label $(cat /proc/$(lxc-info -n bb -pH)/attr/current 2>&1)"
+	lxc-stop -n bb -k
+else
+	echo "E2E: bb failed to start"; sed 's/^/E2E-bb: /' /tmp/e2e-bb
+	lxc-start -n bb -F -l DEBUG -o /dev/stdout 2>&1 | tail -n 20 | sed 's/^/E2E-bb: /'
+fi
 if grep -q ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then echo "E2E: lxcfs mounted"; else echo "E2E: lxcfs not mounted"; systemctl status lxcfs --no-pager -l 2>&1 | tail -n 12 | sed 's/^/E2E-lxcfs: /'; ls -l /dev/fuse 2>&1 | sed 's/^/E2E-lxcfs: /'; fi
 # The native btrfs writer's filesystem, read-write under the node's own
 # kernel and btrfs-progs: write, snapshot the root subvolume, scrub.
@@ -86,12 +98,12 @@ WantedBy=multi-user.target
 `
 
 // c1Config is the container: busybox from the node, bind-mounted into an
-// empty root, started at boot; nodeinit pins its network (veth on ctbr0,
-// IP and MAC from the cluster config).
+// empty root, started at boot, confined by LXC's generated AppArmor
+// profile (the Debian default: no lxc.apparmor.profile line); nodeinit
+// pins its network (veth on ctbr0, IP and MAC from the cluster config).
 const c1Config = `lxc.uts.name = c1
 lxc.rootfs.path = dir:/var/lib/lxc/c1/rootfs
 lxc.include = /usr/share/lxc/config/common.conf
-lxc.apparmor.profile = unconfined
 lxc.mount.entry = /usr/bin/busybox bin/busybox none bind,ro,create=file 0 0
 lxc.init.cmd = /bin/busybox sleep 2147483647
 lxc.start.auto = 1
@@ -215,6 +227,11 @@ func checkDebianReport(t *testing.T, boot int, console string) {
 		"E2E: c1 mac 00:16:3e:00:05:10",
 		"E2E: ping c1 ok",
 		"E2E: lxcfs mounted",
+		"E2E: apparmor Y",
+		// Confined by the profile LXC generated for it, and lxcfs was
+		// mounted before the container started at boot.
+		"E2E: c1 label lxc-c1_</var/lib/lxc> (enforce)",
+		"E2E: bb state RUNNING label lxc-bb_</var/lib/lxc> (enforce)",
 		"E2E: btrfs snapshot ok",
 		"E2E: btrfs scrub ok",
 		"E2E: btrfs kernel complaints 0",
@@ -222,6 +239,9 @@ func checkDebianReport(t *testing.T, boot int, console string) {
 		if !strings.Contains(report, want) {
 			t.Errorf("boot %d: no %q in the report", boot, want)
 		}
+	}
+	if m := regexp.MustCompile(`E2E: c1 lxcfs mounts (\d+)`).FindStringSubmatch(report); m == nil || m[1] == "0" {
+		t.Errorf("boot %d: c1 has no lxcfs mount in its /proc/mounts: %v", boot, m)
 	}
 	for _, feature := range []string{"Namespaces", "Utsname namespace", "Ipc namespace", "Pid namespace", "User namespace", "Network namespace", "Cgroups", "Cgroup namespace", "Veth pair device", "Bridges"} {
 		re := regexp.MustCompile(`E2E-cc: ` + regexp.QuoteMeta(feature) + `: (\w+)`)

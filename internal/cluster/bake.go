@@ -114,7 +114,7 @@ func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
 	}
 	if x := c.LXC; x != nil && withLXC && (len(x.Roles) == 0 || slices.Contains(x.Roles, n.Role)) {
 		netw := x.Address.Masked()
-		l := &plan.LXC{Bridge: string(x.Bridge), Address: x.Address.String(), LXCFS: x.LXCFS, Network: string(x.Network), NAT: x.NAT}
+		l := &plan.LXC{Bridge: string(x.Bridge), Address: x.Address.String(), LXCFS: x.LXCFS == nil || *x.LXCFS, Network: string(x.Network), NAT: x.NAT}
 		if l.Network == "" {
 			l.Network = "veth"
 		}

@@ -123,7 +123,7 @@ func (p Power) governor(role Role) Governor {
 type LXC struct {
 	Bridge     Iface       `toml:"bridge"`
 	Address    Prefix      `toml:"address"` // bridge address, e.g. 10.0.3.1/24
-	LXCFS      bool        `toml:"lxcfs"`
+	LXCFS      *bool       `toml:"lxcfs"`   // default true: containers see their own /proc figures
 	Network    LXCNet      `toml:"network"` // default: veth
 	NAT        bool        `toml:"nat"`     // masquerade containers' traffic
 	Roles      []Role      `toml:"roles"`   // roles that host containers; empty: all

@@ -344,3 +344,22 @@ func TestRolloutWaves(t *testing.T) {
 		t.Errorf("K %d, waves %+v, want %+v", k, waves, want)
 	}
 }
+
+// lxcfs is on unless the config turns it off: without it a container's
+// /proc shows the host's memory and CPUs.
+func TestLXCFSDefault(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{{"", true}, {"lxcfs = true\n", true}, {"lxcfs = false\n", false}} {
+		cfg := base + "[[node]]\nname = \"a\"\nmac = \"00:1e:06:00:00:01\"\nip = \"192.168.142.11\"\nrole = \"worker\"\n" +
+			"[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n" + tc.line
+		c, err := Parse("c.toml", []byte(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := c.Resolve()[0]; p.LXC == nil || p.LXC.LXCFS != tc.want {
+			t.Errorf("%q: plan lxc %+v, want lxcfs %v", tc.line, p.LXC, tc.want)
+		}
+	}
+}

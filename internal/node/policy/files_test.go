@@ -117,6 +117,16 @@ func TestLXCFiles(t *testing.T) {
 					t.Errorf("%s -> %q (%v), want %q", l, got, err, target)
 				}
 			}
+			// On systemd, containers wait for the lxcfs mount.
+			for name, content := range lxcfsDropIns {
+				got, err := os.ReadFile(filepath.Join(root, name))
+				if tc.name == "systemd" && string(got) != content {
+					t.Errorf("%s: %q (%v), want %q", name, got, err, content)
+				}
+				if tc.name != "systemd" && err == nil {
+					t.Errorf("%s written on a root without systemd", name)
+				}
+			}
 			if tc.links == nil && !strings.Contains(strings.Join(log.l, "\n"), "lxcfs not installed in the root, skipped") {
 				t.Errorf("log %q", log.l)
 			}
@@ -127,6 +137,11 @@ func TestLXCFiles(t *testing.T) {
 			for l := range tc.links {
 				if _, err := os.Lstat(filepath.Join(root, l)); err == nil {
 					t.Errorf("%s still there with lxcfs off", l)
+				}
+			}
+			for name := range lxcfsDropIns {
+				if _, err := os.Lstat(filepath.Join(root, name)); err == nil {
+					t.Errorf("%s still there with lxcfs off", name)
 				}
 			}
 		})

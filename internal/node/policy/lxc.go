@@ -179,12 +179,12 @@ func lxcfs(env Env, on bool) error {
 		}
 		link := filepath.Join(root, "etc/systemd/system/multi-user.target.wants/lxcfs.service")
 		if !on {
-			return removeIfExists(link)
+			return errors.Join(removeIfExists(link), lxcfsFirst(root, false))
 		}
 		if unit == "" {
 			return fmt.Errorf("lxcfs: systemd root without lxcfs.service")
 		}
-		return symlink(unit, link)
+		return errors.Join(symlink(unit, link), lxcfsFirst(root, true))
 	}
 	if exists(root, "etc/init.d/lxcfs") {
 		for _, lvl := range []string{"2", "3", "4", "5"} {
@@ -205,6 +205,39 @@ func lxcfs(env Env, on bool) error {
 		env.Log("nodeinit: lxc: root has lxcfs but neither systemd nor /etc/init.d/lxcfs; not enabled")
 	}
 	return nil
+}
+
+// lxcfsDropIns make systemd start containers only once lxcfs is mounted.
+// lxcfs.service is Type=simple: "started" means the process runs, not
+// that /var/lib/lxcfs is mounted, and LXC's mount hook silently skips
+// lxcfs for a container started before the mount. So lxcfs.service waits
+// for its mount (up to 10 s; if it never comes the unit fails and the
+// containers still start, without lxcfs) and both LXC units are ordered
+// after it.
+var lxcfsDropIns = map[string]string{
+	"etc/systemd/system/lxcfs.service.d/mkimage-mounted.conf": generated + `[Service]
+ExecStartPost=/bin/sh -c 'for i in $(seq 100); do mountpoint -q /var/lib/lxcfs && exit 0; sleep 0.1; done; echo "lxcfs: /var/lib/lxcfs not mounted after 10 s" >&2; exit 1'
+`,
+	"etc/systemd/system/lxc.service.d/mkimage-lxcfs.conf":  generated + "[Unit]\nWants=lxcfs.service\nAfter=lxcfs.service\n",
+	"etc/systemd/system/lxc@.service.d/mkimage-lxcfs.conf": generated + "[Unit]\nWants=lxcfs.service\nAfter=lxcfs.service\n",
+}
+
+// lxcfsFirst writes (on) or removes (off) lxcfsDropIns.
+func lxcfsFirst(root string, on bool) error {
+	var errs []error
+	for name, content := range lxcfsDropIns {
+		p := filepath.Join(root, name)
+		if !on {
+			errs = append(errs, removeIfExists(p))
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, writeIfChanged(p, content, 0o644))
+	}
+	return errors.Join(errs...)
 }
 
 func removeIfExists(p string) error {
