@@ -25,12 +25,17 @@ func TestBootOwnKernel(t *testing.T) {
 	mustRun(t, "kernel", "--board", "qemu-virt", "--src", src, "-o", kdir)
 	img := filepath.Join(dir, "own.img")
 	mustRun(t, "--board", "qemu-virt", "--rootfs", "minimal", "--kernel", kdir, "-o", img, "-q",
-		"--overlay", markerOverlay(t, `echo "OWN-KERNEL $(uname -r) $(cat /proc/sys/kernel/osrelease)"`))
+		"--overlay", markerOverlay(t, `echo "OWN-KERNEL $(uname -r) $(cat /proc/sys/kernel/osrelease) apparmor=$(cat /sys/module/apparmor/parameters/enabled 2>&1)"`))
 	log := qemu(t, img, "OWN-KERNEL")
 	if !strings.Contains(log, "nodeinit: loaded 0 modules") && !strings.Contains(log, "no modules") {
 		t.Logf("note: modules line not found (boot path built in?)")
 	}
 	if regexp.MustCompile(`OWN-KERNEL 6\.1\.0-[0-9]+-arm64`).MatchString(log) {
 		t.Fatal("the image booted Debian's kernel, not the one built")
+	}
+	// The lxc fragment's AppArmor is on without a command line argument:
+	// Debian's LXC needs it to start any container.
+	if !strings.Contains(log, "apparmor=Y") {
+		t.Errorf("AppArmor is not enabled in the built kernel:\n%s", log)
 	}
 }
