@@ -127,7 +127,8 @@ func pinContainer(env Env, name, ip, mac string) error {
 		env.Log("nodeinit: lxc: container %s has no %s yet; its network is pinned once it exists", name, strings.TrimPrefix(conf, env.Root))
 		return nil
 	}
-	lines := netLines("veth", x.Bridge)
+	// A known host-side name, for the antispoof rules to match on.
+	lines := append(netLines("veth", x.Bridge), "lxc.net.0.veth.pair = "+VethName(name))
 	if mac != "" {
 		lines = append(lines, "lxc.net.0.hwaddr = "+mac)
 	}

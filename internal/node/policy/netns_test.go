@@ -250,6 +250,7 @@ func TestWorkerAndGateway(t *testing.T) {
 	t.Run("worker", func(t *testing.T) {
 		w := seedPlan(t, "node01")
 		ns := testenv.NewNetns(t, "w")
+		needBridgeNftables(t, ns) // its container haproxy is pinned
 		sh(t, "ip", "-n", ns, "link", "add", "eth0", "address", w.MAC, "type", "veth", "peer", "name", "x0")
 		env := Env{Root: t.TempDir(), Proc: "/proc", Sys: t.TempDir(), Node: w, Log: t.Logf}
 		for i := 0; i < 2; i++ {
@@ -289,7 +290,11 @@ func TestWorkerAndGateway(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := exec.LookPath("nft"); err == nil {
-			want := "table ip nodeinit {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tip saddr 10.0.3.0/24 ip daddr != 10.0.3.0/24 masquerade\n\t}\n}\n"
+			want := "table ip nodeinit {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tip saddr 10.0.3.0/24 ip daddr != 10.0.3.0/24 masquerade\n\t}\n}\n" +
+				"table bridge nodeinit {\n\tchain prerouting {\n\t\ttype filter hook prerouting priority filter; policy accept;\n\t\tiifname \"ve-haproxy\" jump ct-haproxy\n\t}\n\n" +
+				"\tchain ct-haproxy {\n\t\tether saddr 00:16:3e:00:00:10 ip saddr 10.0.3.10 accept\n" +
+				"\t\tether saddr 00:16:3e:00:00:10 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:10 arp saddr ip 10.0.3.10 accept\n" +
+				"\t\tether saddr 00:16:3e:00:00:10 ether type ip6 accept\n\t\tcounter packets 0 bytes 0 drop\n\t}\n}\n"
 			if got := sh(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset"); got != want {
 				t.Errorf("nft list ruleset:\n%s\nwant:\n%s", got, want)
 			}

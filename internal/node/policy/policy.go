@@ -1,8 +1,9 @@
 // Package policy applies a node's plan at every boot, from nodeinit before
 // switch_root: IPv4 forwarding, FORWARD/NAT rules, static routes, the CPU
-// governor, the LXC bridge and container network pinning, lxcfs and the
-// snapshot schedule. Kernel settings (sysctl, netfilter, routes, bridge,
-// governor) survive switch_root; files go into the root for its services.
+// governor, the LXC bridge and container network pinning, the containers'
+// anti-spoofing rules, lxcfs and the snapshot schedule. Kernel settings
+// (sysctl, netfilter, routes, bridge, governor) survive switch_root; files
+// go into the root for its services.
 // Network parts act in the calling thread's network namespace.
 package policy
 
@@ -43,6 +44,7 @@ func Apply(ctx context.Context, env Env) error {
 		{"routes", Routes},
 		{"governor", Governor},
 		{"lxc", LXC},
+		{"antispoof", Antispoof},
 		{"backup", Backup},
 		{"role", RoleFile},
 		{"ingress", Ingress},

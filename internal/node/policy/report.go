@@ -24,6 +24,8 @@ import (
 //	nodeinit: policy: cpufreq: not available
 //	nodeinit: policy: haproxy.cfg: 3 services
 //	nodeinit: policy: bridge lxcbr0 up 10.0.3.1/24
+//	nodeinit: policy: antispoof: c2 has no pinned address: not filtered
+//	nodeinit: policy: nftables table bridge nodeinit: 1 containers pinned, 0 frames dropped
 //
 // What differs from the plan says so on its line ("MISSING", "plan: 1").
 // It returns how many parts differ from the plan.
@@ -56,6 +58,13 @@ func Report(env Env) int {
 	if x := env.Node.LXC; x != nil {
 		line, ok := reportBridge(x.Bridge, x.Address)
 		env.Log("nodeinit: policy: %s", line)
+		if !ok {
+			bad++
+		}
+		lines, ok := reportAntispoof(x)
+		for _, l := range lines {
+			env.Log("nodeinit: policy: %s", l)
+		}
 		if !ok {
 			bad++
 		}

@@ -35,6 +35,7 @@ func TestReport(t *testing.T) {
 			"nodeinit: policy: route 192.168.0.0/24 via 192.168.142.254 dev eth0",
 			"nodeinit: policy: route 172.16.0.0/12 via 192.168.142.254 dev eth0",
 			"nodeinit: policy: bridge lxcbr0 up 10.0.3.1/24",
+			"nodeinit: policy: nftables table bridge nodeinit: 1 containers pinned, 0 frames dropped",
 		}, 0},
 		{"mcbin", [][]string{{"eth0", "veth"}, {"eth1", "veth"}}, false, []string{
 			"nodeinit: policy: ip_forward=0 (plan: 1)",
@@ -43,10 +44,22 @@ func TestReport(t *testing.T) {
 			"nodeinit: policy: route default via 192.168.0.1 dev eth1: MISSING",
 			"nodeinit: policy: route 172.16.0.0/12 via 192.168.0.2 dev eth1: MISSING",
 		}, 4},
+		{"node01", [][]string{{"eth0", "veth"}}, false, []string{
+			"nodeinit: policy: ip_forward=0 (plan: 1)",
+			"nodeinit: policy: nftables table ip nodeinit: MISSING (plan: 0 forward and 1 NAT rules)",
+			"nodeinit: policy: cpufreq: not available",
+			"nodeinit: policy: route 192.168.0.0/24 via 192.168.142.254 dev eth0: MISSING",
+			"nodeinit: policy: route 172.16.0.0/12 via 192.168.142.254 dev eth0: MISSING",
+			"nodeinit: policy: bridge lxcbr0: MISSING (Link not found)",
+			"nodeinit: policy: nftables table bridge nodeinit: MISSING (plan: 1 containers pinned)",
+		}, 6},
 	}
 	for i, tt := range tests {
 		p := seedPlan(t, tt.node)
 		ns := testenv.NewNetns(t, "rep"+string(rune('a'+i)))
+		if tt.node == "node01" {
+			needBridgeNftables(t, ns) // its container haproxy is pinned
+		}
 		for j, l := range tt.links {
 			args := []string{"ip", "-n", ns, "link", "add", l[0]}
 			if j == 0 {

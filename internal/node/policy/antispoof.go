@@ -1,0 +1,340 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
+)
+
+// The cluster's switches are unmanaged, so nothing outside the node stops
+// a container from using another container's address: the node itself
+// pins each container with a pinned IP and MAC to them, in a table of
+// family bridge (also named Table, "nodeinit"):
+//
+//	table bridge nodeinit {
+//		chain prerouting {
+//			type filter hook prerouting priority filter; policy accept;
+//			iifname "ve-haproxy" jump ct-haproxy
+//		}
+//
+//		chain ct-haproxy {
+//			ether saddr 00:16:3e:00:00:10 ip saddr 10.0.3.10 accept
+//			ether saddr 00:16:3e:00:00:10 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:10 arp saddr ip 10.0.3.10 accept
+//			ether saddr 00:16:3e:00:00:10 ether type ip6 accept
+//			counter packets 0 bytes 0 drop
+//		}
+//	}
+//
+// (as nft lists it; "ether type ip" and "ether type arp" are in the rules,
+// nft leaves them out as implied by the ip and arp matches).
+//
+// Bridge prerouting sees every frame entering the bridge from a port,
+// whether it is forwarded to another container or delivered to the host.
+// The per-container chain is an allow list: anything else from the veth
+// (another source MAC or IPv4 address, forged ARP, VLAN-tagged or other
+// protocols) is dropped and counted in the chain's one counter, which
+// Report reads.
+//
+// IPv6 frames pass with the pinned MAC only: the plan has no IPv6
+// addresses for containers, so their sources (and neighbour
+// advertisements) are not pinned yet; that can come when the plan has them.
+// ARP probes (sender IP 0.0.0.0, RFC 5227) are dropped too: a probe that
+// gets no answer only tells the container its address is free.
+//
+// The rules match the veth by the name pinContainer writes (VethName). A
+// container created after this boot has LXC's random veth name, and so no
+// filter, until the next boot pins it, as with its IP and MAC.
+const antispoofHook = "prerouting"
+
+// bridgeFilterPriority is "priority filter" of the bridge family (-200),
+// nftables' NF_BR_PRI_FILTER_BRIDGED.
+var bridgeFilterPriority = nftables.ChainPriorityRef(-200)
+
+// antispoofChain is the chain of one container's rules.
+func antispoofChain(container string) string { return "ct-" + container }
+
+// VethName is the host-side veth of container name: pinContainer writes it
+// as lxc.net.0.veth.pair, and the antispoof rules match on it. It is "ve-"
+// and the name when that fits IFNAMSIZ (15 characters), else "ve-", the
+// name's first 6 characters, "_" and 5 hex digits of its FNV-1a hash.
+// Container names are hostnames, without "_", so a shortened name never
+// equals a whole one; two long names with the same start differ by their
+// hash, and Antispoof refuses the rare pair that does not.
+func VethName(name string) string {
+	if len(name) <= 12 {
+		return "ve-" + name
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return fmt.Sprintf("ve-%s_%05x", name[:6], h.Sum32()&0xfffff)
+}
+
+// pin is one container the rules pin.
+type pin struct {
+	name, veth string
+	ip         netip.Addr
+	mac        net.HardwareAddr
+}
+
+// pins returns this node's containers with a pinned IP and MAC, the names
+// of those without (not filtered), and an error per container whose
+// address does not parse or whose veth name another one has.
+func pins(x *plan.LXC) (ps []pin, unpinned []string, errs []error) {
+	if x == nil {
+		return nil, nil, nil
+	}
+	veths := map[string]string{}
+	for _, ct := range x.Containers {
+		if ct.IP == "" || ct.MAC == "" {
+			unpinned = append(unpinned, ct.Name)
+			continue
+		}
+		pr, err := netip.ParsePrefix(ct.IP)
+		if err == nil && !pr.Addr().Is4() {
+			err = errors.New("not IPv4")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("container %s: ip %q: %w", ct.Name, ct.IP, err))
+			continue
+		}
+		mac, err := net.ParseMAC(ct.MAC)
+		if err == nil && len(mac) != 6 {
+			err = errors.New("not an Ethernet MAC")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("container %s: mac %q: %w", ct.Name, ct.MAC, err))
+			continue
+		}
+		v := VethName(ct.Name)
+		if other, dup := veths[v]; dup {
+			errs = append(errs, fmt.Errorf("container %s: host-side veth %s is also container %s's; rename one", ct.Name, v, other))
+			continue
+		}
+		veths[v] = ct.Name
+		ps = append(ps, pin{name: ct.Name, veth: v, ip: pr.Addr(), mac: mac})
+	}
+	return ps, unpinned, errs
+}
+
+// Antispoof installs the bridge-family rules that hold each pinned
+// container to its IP and MAC (see antispoofHook). The table is deleted
+// and rebuilt in one batch, as in Netfilter; with no pinned container it
+// is only deleted.
+func Antispoof(env Env) error {
+	ps, _, errs := pins(env.Node.LXC)
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	if err := installAntispoof(c, ps); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func installAntispoof(c *nftables.Conn, ps []pin) error {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyBridge)
+	if err != nil {
+		return fmt.Errorf("listing bridge nftables tables (kernel without nf_tables?): %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == Table {
+			c.DelTable(t)
+		}
+	}
+	if len(ps) == 0 {
+		return c.Flush()
+	}
+	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyBridge, Name: Table})
+	accept := nftables.ChainPolicyAccept
+	pre := c.AddChain(&nftables.Chain{Name: antispoofHook, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: bridgeFilterPriority, Policy: &accept})
+	for _, p := range ps {
+		in, _, err := match(p.veth, "", "", "")
+		if err != nil {
+			return fmt.Errorf("container %s: %w", p.name, err)
+		}
+		ch := c.AddChain(&nftables.Chain{Name: antispoofChain(p.name), Table: t})
+		for _, r := range antispoofRules(p) {
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r})
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: append(in, &expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name})})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("bridge table %s (kernel without CONFIG_NF_TABLES_BRIDGE?): %w", Table, err)
+	}
+	return nil
+}
+
+// antispoofRules are the rules of one container's chain, in order.
+func antispoofRules(p pin) [][]expr.Any {
+	ip := p.ip.As4()
+	eq := func(base expr.PayloadBase, off uint32, data []byte) []expr.Any {
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: base, Offset: off, Len: uint32(len(data))},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data},
+		}
+	}
+	from := func(etherType uint16) []expr.Any {
+		return append(eq(expr.PayloadBaseLLHeader, 6, p.mac), eq(expr.PayloadBaseLLHeader, 12, binaryutil.BigEndian.PutUint16(etherType))...)
+	}
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	ipv4 := slices.Concat(from(unix.ETH_P_IP), eq(expr.PayloadBaseNetworkHeader, 12, ip[:]), []expr.Any{accept})
+	// Ethernet/IPv4 ARP only (hardware type 1, protocol IPv4, lengths 6
+	// and 4), so the sender fields are where the offsets say.
+	arp := slices.Concat(from(unix.ETH_P_ARP),
+		eq(expr.PayloadBaseNetworkHeader, 0, binaryutil.BigEndian.PutUint16(1)),
+		eq(expr.PayloadBaseNetworkHeader, 2, binaryutil.BigEndian.PutUint16(unix.ETH_P_IP)),
+		eq(expr.PayloadBaseNetworkHeader, 4, []byte{6}),
+		eq(expr.PayloadBaseNetworkHeader, 5, []byte{4}),
+		eq(expr.PayloadBaseNetworkHeader, 8, p.mac),
+		eq(expr.PayloadBaseNetworkHeader, 14, ip[:]),
+		[]expr.Any{accept})
+	ipv6 := append(from(unix.ETH_P_IPV6), accept)
+	drop := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
+	return [][]expr.Any{ipv4, arp, ipv6, drop}
+}
+
+// cmpData lists the values a rule's comparisons and jumps hold, which is
+// what Report checks a chain against: the pinned MAC and IP, the veth name
+// and the chain jumped to.
+func cmpData(exprs []expr.Any) [][]byte {
+	var d [][]byte
+	for _, e := range exprs {
+		switch e := e.(type) {
+		case *expr.Cmp:
+			d = append(d, e.Data)
+		case *expr.Verdict:
+			d = append(d, []byte(fmt.Sprint(e.Kind, e.Chain)))
+		}
+	}
+	return d
+}
+
+func sameData(a, b [][]byte) bool {
+	return slices.EqualFunc(a, b, bytes.Equal)
+}
+
+// antispoofDrops reads the drop counter of each container's chain in the
+// calling thread's namespace; ok is false when the table is not there.
+func antispoofDrops(c *nftables.Conn) (drops map[string]uint64, ok bool, err error) {
+	t := &nftables.Table{Family: nftables.TableFamilyBridge, Name: Table}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyBridge)
+	if err != nil {
+		return nil, false, fmt.Errorf("listing bridge chains: %w", err)
+	}
+	drops = map[string]uint64{}
+	for _, ch := range chains {
+		if ch.Table.Name != Table {
+			continue
+		}
+		ok = true
+		name, isCt := strings.CutPrefix(ch.Name, "ct-")
+		if !isCt {
+			continue
+		}
+		rules, err := c.GetRules(t, ch)
+		if err != nil {
+			return nil, true, fmt.Errorf("container %s: chain %s: %w", name, ch.Name, err)
+		}
+		drops[name] = 0
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if n, isCounter := e.(*expr.Counter); isCounter {
+					drops[name] += n.Packets
+				}
+			}
+		}
+	}
+	return drops, ok, nil
+}
+
+// reportAntispoof reads the bridge table back: one line per unpinned
+// container or bad entry, then the table's line, flagged when a pinned
+// container's chain or jump is missing or differs from the plan.
+func reportAntispoof(x *plan.LXC) (lines []string, ok bool) {
+	ps, unpinned, errs := pins(x)
+	ok = len(errs) == 0
+	for _, n := range unpinned {
+		lines = append(lines, fmt.Sprintf("antispoof: %s has no pinned address: not filtered", n))
+	}
+	for _, err := range errs {
+		lines = append(lines, fmt.Sprintf("antispoof: %v", err))
+	}
+	line, good := antispoofTable(ps)
+	return append(lines, line), ok && good
+}
+
+func antispoofTable(ps []pin) (string, bool) {
+	head := "nftables table bridge " + Table
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Sprintf("%s: %v", head, err), len(ps) == 0
+	}
+	drops, there, err := antispoofDrops(c)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", head, err), false
+	}
+	if !there {
+		if len(ps) > 0 {
+			return fmt.Sprintf("%s: MISSING (plan: %d containers pinned)", head, len(ps)), false
+		}
+		return fmt.Sprintf("nftables: no table bridge %s (no pinned containers)", Table), true
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyBridge, Name: Table}
+	var jumps [][][]byte
+	if rules, err := c.GetRules(t, &nftables.Chain{Name: antispoofHook, Table: t}); err == nil {
+		for _, r := range rules {
+			jumps = append(jumps, cmpData(r.Exprs))
+		}
+	}
+	installed := len(drops)
+	var total uint64
+	var issues, counts []string
+	for _, p := range ps {
+		in, _, _ := match(p.veth, "", "", "")
+		jump := cmpData(append(in, &expr.Verdict{Kind: expr.VerdictJump, Chain: antispoofChain(p.name)}))
+		n, has := drops[p.name]
+		rules, err := c.GetRules(t, &nftables.Chain{Name: antispoofChain(p.name), Table: t})
+		want := antispoofRules(p)
+		same := has && err == nil && len(rules) == len(want) && slices.ContainsFunc(jumps, func(j [][]byte) bool { return sameData(j, jump) })
+		for i := 0; same && i < len(want); i++ {
+			same = sameData(cmpData(rules[i].Exprs), cmpData(want[i]))
+		}
+		switch {
+		case !has:
+			issues = append(issues, p.name+" MISSING")
+		case !same:
+			issues = append(issues, p.name+" differs from the plan")
+		}
+		total += n
+		if n > 0 {
+			counts = append(counts, fmt.Sprintf("%s %d", p.name, n))
+		}
+		delete(drops, p.name)
+	}
+	for n := range drops {
+		issues = append(issues, n+" not in the plan")
+	}
+	slices.Sort(issues)
+	line := fmt.Sprintf("%s: %d containers pinned, %d frames dropped", head, installed, total)
+	if len(counts) > 0 {
+		line += " (" + strings.Join(counts, ", ") + ")"
+	}
+	if len(issues) > 0 {
+		return line + " (plan: " + strings.Join(issues, "; ") + ")", false
+	}
+	return line, true
+}

@@ -1,0 +1,473 @@
+package policy
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/testenv"
+)
+
+func TestVethName(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"haproxy", "ve-haproxy"},
+		{"abcdefghijkl", "ve-abcdefghijkl"}, // 12: fits as it is
+		{"abcdefghijklm", "ve-abcdef_"},     // 13: shortened, hash follows
+		{"i2p-router-for-tests", "ve-i2p-ro_"},
+	} {
+		got := VethName(tc.name)
+		if len(got) > 15 || !strings.HasPrefix(got, tc.want) || (len(tc.name) <= 12) != (got == tc.want) {
+			t.Errorf("VethName(%q) = %q, want %q (at most 15 characters)", tc.name, got, tc.want)
+		}
+		if VethName(tc.name) != got {
+			t.Errorf("VethName(%q) not deterministic", tc.name)
+		}
+	}
+	// Names that are the same after shortening still differ.
+	if a, b := VethName("webserver-one"), VethName("webserver-two"); a == b {
+		t.Errorf("webserver-one and webserver-two both get %s", a)
+	}
+	// A shortened name never equals a whole one: hostnames have no "_".
+	if got := VethName("webserver-one"); !strings.Contains(got, "_") {
+		t.Errorf("shortened name %s without _", got)
+	}
+}
+
+// needBridgeNftables skips t when the kernel cannot hook nftables into a
+// bridge (no CONFIG_NF_TABLES_BRIDGE), trying it in namespace ns.
+func needBridgeNftables(t *testing.T, ns string) {
+	t.Helper()
+	err := testenv.InNetns(ns, func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		tb := c.AddTable(&nftables.Table{Family: nftables.TableFamilyBridge, Name: "probe"})
+		c.AddChain(&nftables.Chain{Name: "p", Table: tb, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: bridgeFilterPriority})
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		c.DelTable(tb)
+		return c.Flush()
+	})
+	if err != nil {
+		t.Skipf("bridge nftables unavailable: %v", err)
+	}
+}
+
+// udpSink records the payloads a UDP socket in a namespace receives.
+type udpSink struct {
+	mu  sync.Mutex
+	got map[string]bool
+}
+
+func newUDPSink(t *testing.T, ns, addr string) *udpSink {
+	t.Helper()
+	var c *net.UDPConn
+	if err := testenv.InNetns(ns, func() (err error) {
+		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s := &udpSink{got: map[string]bool{}}
+	go func() {
+		buf := make([]byte, 100)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.got[string(buf[:n])] = true
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+// saw reports whether payload arrives within a second.
+func (s *udpSink) saw(payload string) bool {
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		s.mu.Lock()
+		ok := s.got[payload]
+		s.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// sendUDP sends payload from namespace ns, from address src ("" for the
+// kernel's choice), to dst.
+func sendUDP(ns, src, dst, payload string) error {
+	return testenv.InNetns(ns, func() error {
+		var la *net.UDPAddr
+		if src != "" {
+			la = &net.UDPAddr{IP: net.ParseIP(src)}
+		}
+		c, err := net.DialUDP("udp4", la, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte(payload))
+		return err
+	})
+}
+
+// sendARP sends one Ethernet/IPv4 ARP frame out of eth0 in namespace ns,
+// from eth0's own MAC, with a raw AF_PACKET socket: what a container that
+// forges ARP can do without any tool.
+func sendARP(ns string, op uint16, sha net.HardwareAddr, spa string, tpa string) error {
+	return testenv.InNetns(ns, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		proto := binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, unix.ETH_P_ARP))
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(proto))
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		bcast := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+		f := append(append([]byte{}, bcast...), ifi.HardwareAddr...)
+		f = binary.BigEndian.AppendUint16(f, unix.ETH_P_ARP)
+		f = append(f, 0, 1, 8, 0, 6, 4)
+		f = binary.BigEndian.AppendUint16(f, op)
+		s, tg := netip.MustParseAddr(spa).As4(), netip.MustParseAddr(tpa).As4()
+		f = append(append(f, sha...), s[:]...)
+		f = append(append(f, make([]byte, 6)...), tg[:]...)
+		sa := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: proto, Halen: 6}
+		copy(sa.Addr[:], bcast)
+		return unix.Sendto(fd, f, 0, sa)
+	})
+}
+
+// neighMAC is the MAC namespace ns's neighbour table has for ip on dev
+// (nil when it has none).
+func neighMAC(ns, dev, ip string) (mac net.HardwareAddr, err error) {
+	err = testenv.InNetns(ns, func() error {
+		l, err := netlink.LinkByName(dev)
+		if err != nil {
+			return err
+		}
+		ns, err := netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+		for _, n := range ns {
+			if n.IP.String() == ip {
+				mac = n.HardwareAddr
+			}
+		}
+		return err
+	})
+	return mac, err
+}
+
+// bridgeRuleset dumps the bridge table through netlink, counters zeroed,
+// to compare two applies.
+func bridgeRuleset(ns string) (string, error) {
+	var b strings.Builder
+	err := testenv.InNetns(ns, func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyBridge)
+		if err != nil {
+			return err
+		}
+		for _, ch := range chains {
+			if ch.Table.Name != Table {
+				continue
+			}
+			fmt.Fprintf(&b, "chain %s hook %v prio %v\n", ch.Name, ch.Hooknum != nil, ch.Priority != nil)
+			rules, err := c.GetRules(ch.Table, ch)
+			if err != nil {
+				return err
+			}
+			for _, r := range rules {
+				for _, e := range r.Exprs {
+					fmt.Fprintf(&b, " %+v", e)
+				}
+				b.WriteString("\n")
+			}
+		}
+		return nil
+	})
+	return b.String(), err
+}
+
+func drops(t *testing.T, ns string) map[string]uint64 {
+	t.Helper()
+	var d map[string]uint64
+	if err := testenv.InNetns(ns, func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		d, _, err = antispoofDrops(c)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+const antispoofRuleset = `table bridge nodeinit {
+	chain prerouting {
+		type filter hook prerouting priority filter; policy accept;
+		iifname "ve-haproxy" jump ct-haproxy
+		iifname "ve-i2p-ro_f4fea" jump ct-i2p-router-for-tests
+	}
+
+	chain ct-haproxy {
+		ether saddr 00:16:3e:00:00:10 ip saddr 10.0.3.10 accept
+		ether saddr 00:16:3e:00:00:10 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:10 arp saddr ip 10.0.3.10 accept
+		ether saddr 00:16:3e:00:00:10 ether type ip6 accept
+		counter packets 0 bytes 0 drop
+	}
+
+	chain ct-i2p-router-for-tests {
+		ether saddr 00:16:3e:00:00:11 ip saddr 10.0.3.11 accept
+		ether saddr 00:16:3e:00:00:11 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:11 arp saddr ip 10.0.3.11 accept
+		ether saddr 00:16:3e:00:00:11 ether type ip6 accept
+		counter packets 0 bytes 0 drop
+	}
+}
+`
+
+// TestAntispoof builds a node namespace with the LXC bridge and three
+// container namespaces on it, their host-side veths named as pinContainer
+// names them, applies the policy and sends real frames: the honest ones
+// pass, forged IPv4 sources, a changed MAC and forged ARP are dropped and
+// counted, and the node learns no forged neighbour. Then it applies a plan
+// without containers and sends the same frames again: all pass, so each
+// attack is one the rules stop. The third container has no pinned MAC and
+// is never filtered.
+func TestAntispoof(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedTools(t, "ip")
+	N := testenv.NewNetns(t, "asn")
+	needBridgeNftables(t, N)
+
+	const (
+		haproxy = "haproxy"
+		i2p     = "i2p-router-for-tests" // longer than a veth name: shortened
+		c2      = "c2"                   // no pinned MAC
+		fakeMAC = "00:16:3e:00:00:99"
+	)
+	p := plan.Plan{Name: "node01", LXC: &plan.LXC{Bridge: "lxcbr0", Address: "10.0.3.1/24", Network: "veth",
+		Containers: []plan.Container{
+			{Name: haproxy, IP: "10.0.3.10/24", MAC: "00:16:3e:00:00:10"},
+			{Name: i2p, IP: "10.0.3.11/24", MAC: "00:16:3e:00:00:11"},
+			{Name: c2, IP: "10.0.3.12/24"},
+		}}}
+	log := &lines{}
+	env := Env{Root: t.TempDir(), Proc: "/proc", Sys: t.TempDir(), Node: p, Log: log.logf}
+	apply := func() {
+		t.Helper()
+		if err := testenv.InNetns(N, func() error { return Apply(context.Background(), env) }); err != nil {
+			t.Fatalf("Apply: %v\n%s", err, strings.Join(log.l, "\n"))
+		}
+	}
+	apply() // makes the bridge
+
+	ns := map[string]string{}
+	ipOf := map[string]string{}
+	for i, ct := range p.LXC.Containers {
+		n := testenv.NewNetns(t, fmt.Sprintf("as%d", i))
+		ns[ct.Name], ipOf[ct.Name] = n, strings.TrimSuffix(ct.IP, "/24")
+		mac := ct.MAC
+		if mac == "" {
+			mac = "00:16:3e:00:00:12"
+		}
+		v := VethName(ct.Name)
+		sh(t, "ip", "-n", N, "link", "add", v, "type", "veth", "peer", "name", "eth0", "netns", n)
+		sh(t, "ip", "-n", N, "link", "set", v, "master", "lxcbr0", "up")
+		sh(t, "ip", "-n", n, "link", "set", "eth0", "address", mac, "up")
+		sh(t, "ip", "-n", n, "addr", "add", ct.IP, "dev", "eth0")
+	}
+	var brMAC string
+	if err := testenv.InNetns(N, func() error {
+		l, err := netlink.LinkByName("lxcbr0")
+		if err == nil {
+			brMAC = l.Attrs().HardwareAddr.String()
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	node := newUDPSink(t, N, "10.0.3.1:5600")
+	peer := newUDPSink(t, ns[i2p], "10.0.3.11:5600")
+
+	// forgeFrom sends from an extra address of container ct; the node's
+	// MAC is pinned in the container, so the frame dropped is the IPv4
+	// one and not an ARP request from the forged address.
+	forgeFrom := func(ct, src string) func(t *testing.T, payload string) bool {
+		return func(t *testing.T, payload string) bool {
+			sh(t, "ip", "-n", ns[ct], "addr", "add", src+"/24", "dev", "eth0")
+			defer sh(t, "ip", "-n", ns[ct], "addr", "del", src+"/24", "dev", "eth0")
+			sh(t, "ip", "-n", ns[ct], "neigh", "replace", "10.0.3.1", "lladdr", brMAC, "dev", "eth0", "nud", "permanent")
+			defer sh(t, "ip", "-n", ns[ct], "neigh", "del", "10.0.3.1", "dev", "eth0")
+			if err := sendUDP(ns[ct], src, "10.0.3.1:5600", payload); err != nil {
+				t.Fatal(err)
+			}
+			return node.saw(payload)
+		}
+	}
+	// arp sends an ARP request from i2p (its own, pinned Ethernet source)
+	// with sender sha/spa to tpa; it got through when the node's
+	// neighbour table then holds sha for spa. The node's entry for spa
+	// is set to the honest MAC first, so a gratuitous ARP has one to
+	// overwrite.
+	arp := func(sha, spa, tpa string) func(t *testing.T, payload string) bool {
+		return func(t *testing.T, _ string) bool {
+			honest := map[string]string{"10.0.3.10": "00:16:3e:00:00:10", "10.0.3.11": "00:16:3e:00:00:11"}[spa]
+			sh(t, "ip", "-n", N, "neigh", "replace", spa, "lladdr", honest, "dev", "lxcbr0", "nud", "stale")
+			defer sh(t, "ip", "-n", N, "neigh", "del", spa, "dev", "lxcbr0")
+			hw, _ := net.ParseMAC(sha)
+			if err := sendARP(ns[i2p], 1, hw, spa, tpa); err != nil {
+				t.Fatal(err)
+			}
+			for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				got, err := neighMAC(N, "lxcbr0", spa)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.String() == sha {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	cases := []struct {
+		name     string
+		from     string // the container sending
+		filtered bool   // dropped while the rules are in
+		run      func(t *testing.T, payload string) bool
+	}{
+		{"honest to the bridge", haproxy, false, func(t *testing.T, payload string) bool {
+			if err := sendUDP(ns[haproxy], "", "10.0.3.1:5600", payload); err != nil {
+				t.Fatal(err)
+			}
+			return node.saw(payload)
+		}},
+		{"honest to the other container", haproxy, false, func(t *testing.T, payload string) bool {
+			if err := sendUDP(ns[haproxy], "", "10.0.3.11:5600", payload); err != nil {
+				t.Fatal(err)
+			}
+			return peer.saw(payload)
+		}},
+		{"honest with a shortened veth name", i2p, false, func(t *testing.T, payload string) bool {
+			if err := sendUDP(ns[i2p], "", "10.0.3.1:5600", payload); err != nil {
+				t.Fatal(err)
+			}
+			return node.saw(payload)
+		}},
+		{"forged IPv4 source", haproxy, true, forgeFrom(haproxy, "10.0.3.99")},
+		{"forged IPv4 source of another container", haproxy, true, forgeFrom(haproxy, "10.0.3.11")},
+		{"unpinned container forges its source", c2, false, forgeFrom(c2, "10.0.3.98")},
+		{"changed MAC", i2p, true, func(t *testing.T, payload string) bool {
+			sh(t, "ip", "-n", ns[i2p], "link", "set", "eth0", "address", fakeMAC)
+			defer sh(t, "ip", "-n", ns[i2p], "link", "set", "eth0", "address", "00:16:3e:00:00:11")
+			sh(t, "ip", "-n", ns[i2p], "neigh", "replace", "10.0.3.1", "lladdr", brMAC, "dev", "eth0", "nud", "permanent")
+			defer sh(t, "ip", "-n", ns[i2p], "neigh", "del", "10.0.3.1", "dev", "eth0")
+			if err := sendUDP(ns[i2p], "", "10.0.3.1:5600", payload); err != nil {
+				t.Fatal(err)
+			}
+			return node.saw(payload)
+		}},
+		{"ARP request claiming another container's IP", i2p, true, arp("00:16:3e:00:00:11", "10.0.3.10", "10.0.3.1")},
+		{"gratuitous ARP claiming another container's IP", i2p, true, arp("00:16:3e:00:00:11", "10.0.3.10", "10.0.3.10")},
+		{"ARP with a forged sender MAC", i2p, true, arp(fakeMAC, "10.0.3.11", "10.0.3.1")},
+	}
+	run := func(phase string, rules bool) {
+		for i, tc := range cases {
+			t.Run(phase+"/"+tc.name, func(t *testing.T) {
+				var before map[string]uint64
+				if rules {
+					before = drops(t, N)
+				}
+				got := tc.run(t, fmt.Sprintf("%s %d", phase, i))
+				if want := !(rules && tc.filtered); got != want {
+					t.Errorf("got through: %v, want %v", got, want)
+				}
+				if !rules {
+					return
+				}
+				after := drops(t, N)
+				if _, pinned := after[tc.from]; !pinned {
+					return // c2: no chain, no counter
+				}
+				if up := after[tc.from] > before[tc.from]; up != tc.filtered {
+					t.Errorf("drops of %s: %d before, %d after", tc.from, before[tc.from], after[tc.from])
+				}
+			})
+		}
+	}
+
+	// Applying again gives the same rules.
+	first, err := bridgeRuleset(N)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply()
+	if again, err := bridgeRuleset(N); err != nil || again != first {
+		t.Fatalf("second Apply changed the bridge table (%v):\n%s\nwas:\n%s", err, again, first)
+	}
+	if !strings.Contains(first, "chain ct-haproxy") || !strings.Contains(first, "chain ct-"+i2p) || strings.Contains(first, "chain ct-c2") {
+		t.Fatalf("bridge table:\n%s", first)
+	}
+	if _, err := exec.LookPath("nft"); err == nil {
+		if got := sh(t, "ip", "netns", "exec", N, "nft", "list", "table", "bridge", Table); got != antispoofRuleset {
+			t.Errorf("nft list table bridge %s:\n%s\nwant:\n%s", Table, got, antispoofRuleset)
+		}
+	}
+	run("filtered", true)
+
+	// The console: Report names the unpinned container and counts drops.
+	log.l = nil
+	var bad int
+	testenv.InNetns(N, func() error { bad = Report(env); return nil })
+	out := strings.Join(log.l, "\n")
+	if !strings.Contains(out, "\nnodeinit: policy: antispoof: c2 has no pinned address: not filtered\n") ||
+		!regexp.MustCompile(`\nnodeinit: policy: nftables table bridge nodeinit: 2 containers pinned, [1-9][0-9]* frames dropped \(haproxy [1-9][0-9]*, i2p-router-for-tests [1-9][0-9]*\)$`).MatchString(out) || bad != 0 {
+		t.Errorf("report (%d parts differ):\n%s", bad, out)
+	}
+	// A pinned MAC that is not the one installed is flagged.
+	changed := *p.LXC
+	changed.Containers = append([]plan.Container{{Name: haproxy, IP: "10.0.3.10/24", MAC: "00:16:3e:00:00:20"}}, p.LXC.Containers[1:]...)
+	var rep []string
+	var ok bool
+	testenv.InNetns(N, func() error { rep, ok = reportAntispoof(&changed); return nil })
+	if last := rep[len(rep)-1]; ok || !strings.HasSuffix(last, "(plan: haproxy differs from the plan)") {
+		t.Errorf("report against a changed plan: %q, %v", rep, ok)
+	}
+
+	// Without containers in the plan the table goes, and every frame
+	// above passes.
+	env.Node.LXC = &plan.LXC{Bridge: "lxcbr0", Address: "10.0.3.1/24", Network: "veth"}
+	apply()
+	if got, err := bridgeRuleset(N); err != nil || got != "" {
+		t.Fatalf("bridge table left after removing the containers (%v):\n%s", err, got)
+	}
+	run("unfiltered", false)
+}
