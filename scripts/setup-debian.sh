@@ -25,6 +25,8 @@ pkgs=(
   docker-registry
   # the ingress: the tests run the real haproxy with the generated config
   haproxy
+  # i2p: the tests run the real i2pd on the tunnels and keys nodeinit writes
+  i2pd
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -37,10 +39,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: all Debian packages present"
 fi
-# The tests start their own haproxy and registry on their own ports;
+# The tests start their own haproxy, registry and i2pd on their own ports;
 # the packages' services are not wanted on this machine (the registry's
-# would listen on every interface at :5000). Harmless without systemd.
-systemctl disable --now haproxy docker-registry 2>/dev/null || true
+# would listen on every interface at :5000, i2pd's would join the I2P
+# network). Harmless without systemd.
+systemctl disable --now haproxy docker-registry i2pd 2>/dev/null || true
 if ! command -v go >/dev/null; then
   echo "setup: Go 1.26 or newer is needed (https://go.dev/dl); not found on PATH" >&2
   exit 1

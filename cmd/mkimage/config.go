@@ -78,6 +78,9 @@ func runConfig(args []string) error {
 			}
 		}
 	}
+	for _, n := range c.I2PNotes() {
+		fmt.Println("note: " + n)
+	}
 	fmt.Printf("%s: ok, %d nodes\n", fs.Arg(0), len(c.Nodes))
 	return nil
 }

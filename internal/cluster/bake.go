@@ -141,6 +141,9 @@ func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
 			p.Backup.Dir = "/.snapshots"
 		}
 	}
+	if withLXC {
+		p.I2P = c.i2pPlan(n)
+	}
 	return p
 }
 

@@ -28,9 +28,11 @@ type Config struct {
 	Rollout  *Rollout    `toml:"rollout"`
 	Services []Service   `toml:"service"`
 	Nodes    []Node      `toml:"node"`
+	I2P      *I2PConfig  `toml:"i2p"`
 
-	file string
-	loc  *locator
+	file     string
+	loc      *locator
+	i2pAddrs map[Hostname]string // [i2p] addresses: service → xxxx.b32.i2p
 }
 
 // ClusterInfo is the [cluster] table.

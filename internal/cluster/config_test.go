@@ -35,7 +35,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, src, want string
 	}{
-		{"unknown top key", "colour = 1\n" + base, "c.toml:1: unknown key \"colour\" at top level (expected one of: cluster, network, power, lxc, backup, rollout, service, node)"},
+		{"unknown top key", "colour = 1\n" + base, "c.toml:1: unknown key \"colour\" at top level (expected one of: cluster, network, power, lxc, backup, rollout, service, node, i2p)"},
 		{"unknown nested key", base + "ip_forwad = true\n", "c.toml:6: unknown key \"ip_forwad\" in [network] (expected one of: subnet, gateway, dns, ip_forward, route, role)"},
 		{"unknown role table", base + "[network.role.wroker]\nip_forward = true\n", "c.toml:6: unknown key \"wroker\" in [network.role] (expected one of: worker, gateway, router)"},
 		{"unknown node key", base + ok1 + "colour = \"red\"\n", "c.toml:11: unknown key \"colour\" in [node]"},

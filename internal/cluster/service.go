@@ -18,7 +18,7 @@ type Service struct {
 	Protocol      Protocol `toml:"protocol"`
 	PublicPort    int      `toml:"public_port"` // tcp only: the gateway's port
 	Hosts         []Domain `toml:"hosts"`       // http (Host header) and tls (SNI) only
-	I2P           bool     `toml:"i2p"`         // recorded; the i2p tunnel is later work
+	I2P           bool     `toml:"i2p"`         // also served over i2p, by i2pd on the container's node (i2p.go)
 	CheckPath     string   `toml:"check_path"`  // http: the health check's GET path (default "/")
 	CheckInterval Duration `toml:"check_interval"`
 }
@@ -56,6 +56,7 @@ type IngressRoute struct {
 	CheckPath     string         // http: GET path; tls, tcp: a TCP connect
 	CheckInterval time.Duration
 	I2P           bool
+	I2PAddress    string // xxxx.b32.i2p when [i2p] addresses has it
 }
 
 // IngressRoutes returns the services resolved against their containers, in
@@ -77,6 +78,7 @@ func (c *Config) IngressRoutes() []IngressRoute {
 			CheckPath:     s.CheckPath,
 			CheckInterval: s.CheckInterval.Duration,
 			I2P:           s.I2P,
+			I2PAddress:    c.i2pAddrs[s.Name],
 		}
 		for _, h := range s.Hosts {
 			r.Hosts = append(r.Hosts, string(h))
@@ -132,6 +134,14 @@ func (r IngressRoute) Reached(gateways []string) []string {
 	lines := make([]string, len(froms))
 	for i, f := range froms {
 		lines[i] = fmt.Sprintf("%s: %s → %s → %s", r.Name, f, gw, to)
+	}
+	if r.I2P {
+		// Not through the gateway: i2pd on the container's node.
+		addr := r.I2PAddress
+		if addr == "" {
+			addr = "(address made on " + r.Node + " at first boot)"
+		}
+		lines = append(lines, fmt.Sprintf("%s: i2p %s → %s", r.Name, addr, to))
 	}
 	return lines
 }

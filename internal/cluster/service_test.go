@@ -154,6 +154,7 @@ public_port = 2222
 	wantLines := []string{
 		"web: http://www.example.org/ → gateway gw:80 → c-web 10.0.3.10:8080 on node01",
 		"blog: tls blog.example.org (SNI) → gateway gw:443 → c-blog 10.0.3.11:443 on node02",
+		"blog: i2p (address made on node02 at first boot) → c-blog 10.0.3.11:443 on node02",
 		"ssh: tcp port 2222 → gateway gw:2222 → c-blog 10.0.3.11:22 on node02",
 	}
 	if strings.Join(lines, "\n") != strings.Join(wantLines, "\n") {

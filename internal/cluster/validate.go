@@ -197,6 +197,7 @@ func (c *Config) validate() []*Error {
 	}
 	c.validateRollout(bad)
 	c.validateServices(bad)
+	errs = append(errs, c.validateI2P(bad)...)
 	return errs
 }
 

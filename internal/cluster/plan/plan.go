@@ -84,6 +84,7 @@ type Plan struct {
 	// config with services (the builder generates it, the same for every
 	// gateway); policy writes it to HAProxyPath at every boot.
 	HAProxyCfg string `json:"haproxy_cfg,omitempty"`
+	I2P        *I2P   `json:"i2p,omitempty"`
 }
 
 // HAProxyPath is where Debian's haproxy reads its config, in the root.
@@ -171,3 +172,49 @@ func Read(path string) (*Baked, error) {
 	}
 	return &b, nil
 }
+
+// I2P is what a node's i2pd serves and reaches: a server tunnel for each
+// service with i2p = true whose container runs on the node, and the
+// config's [[i2p.client]] tunnels for the node. Policy writes them to
+// I2PTunnelsPath at every boot and makes each server tunnel's keys
+// (I2PKeyFile) on the node, once.
+type I2P struct {
+	Servers []I2PServer `json:"servers,omitempty"`
+	Clients []I2PClient `json:"clients,omitempty"`
+}
+
+// I2PServer is a server tunnel to a service's container.
+type I2PServer struct {
+	Service string `json:"service"`
+	Type    string `json:"type"` // i2pd tunnel type: "http" or "server"
+	Host    string `json:"host"` // the container's pinned IP
+	Port    int    `json:"port"`
+	// HostOverride is the Host header i2pd's http tunnel sends (the
+	// service's first host name), so the container's virtual host matches.
+	HostOverride string `json:"host_override,omitempty"`
+}
+
+// I2PClient is a client tunnel: i2pd listens on Address:Port and connects
+// each connection to Destination.
+type I2PClient struct {
+	Name        string `json:"name"`
+	Destination string `json:"destination"`       // xxxx.b32.i2p
+	Service     string `json:"service,omitempty"` // when named by a service of the config
+	Address     string `json:"address"`
+	Port        int    `json:"port"`
+}
+
+// Where i2p lives in a Debian root: i2pd.service reads tunnels from
+// /etc/i2pd/tunnels.conf.d (--tunnelsdir) and keeps keys in its data dir
+// /var/lib/i2pd (owned by user i2pd), to which a tunnel's "keys = FILE"
+// is relative. I2PAddressesPath lists "SERVICE ADDRESS" for the build host
+// to collect.
+const (
+	I2PTunnelsPath   = "etc/i2pd/tunnels.conf.d/mkimage.conf"
+	I2PDataDir       = "var/lib/i2pd"
+	I2PAddressesPath = "var/lib/mkimage/i2p-addresses"
+)
+
+// I2PKeyFile is the key file of a service's server tunnel, relative to
+// I2PDataDir.
+func I2PKeyFile(service string) string { return "mkimage-" + service + ".dat" }

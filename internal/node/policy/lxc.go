@@ -171,35 +171,14 @@ func lxcfs(env Env, on bool) error {
 		}
 		return nil
 	}
-	if hasSystemd(root) {
-		unit := ""
-		for _, u := range []string{"lib/systemd/system/lxcfs.service", "usr/lib/systemd/system/lxcfs.service"} {
-			if exists(root, u) {
-				unit = "/" + u
-			}
-		}
-		link := filepath.Join(root, "etc/systemd/system/multi-user.target.wants/lxcfs.service")
-		if !on {
-			return errors.Join(removeIfExists(link), lxcfsFirst(root, false))
-		}
-		if unit == "" {
-			return fmt.Errorf("lxcfs: systemd root without lxcfs.service")
-		}
-		return errors.Join(symlink(unit, link), lxcfsFirst(root, true))
+	found, err := enableService(root, "lxcfs", on)
+	if err == nil && hasSystemd(root) {
+		err = lxcfsFirst(root, on)
 	}
-	if exists(root, "etc/init.d/lxcfs") {
-		for _, lvl := range []string{"2", "3", "4", "5"} {
-			link := filepath.Join(root, "etc/rc"+lvl+".d/S01lxcfs")
-			var err error
-			if on {
-				err = symlink("../init.d/lxcfs", link)
-			} else {
-				err = removeIfExists(link)
-			}
-			if err != nil {
-				return err
-			}
-		}
+	if err != nil {
+		return fmt.Errorf("lxcfs: %w", err)
+	}
+	if found {
 		return nil
 	}
 	if on {

@@ -48,6 +48,7 @@ func Apply(ctx context.Context, env Env) error {
 		{"backup", Backup},
 		{"role", RoleFile},
 		{"ingress", Ingress},
+		{"i2p", I2P},
 	}
 	var errs []error
 	for _, p := range parts {

@@ -69,6 +69,13 @@ func Report(env Env) int {
 			bad++
 		}
 	}
+	if env.Node.I2P != nil {
+		line, ok := reportI2P(env)
+		env.Log("nodeinit: policy: %s", line)
+		if !ok {
+			bad++
+		}
+	}
 	return bad
 }
 
