@@ -158,7 +158,11 @@ func pickPlatform(b []byte, arch string) (IndexEntry, error) {
 		if p == nil {
 			continue
 		}
-		have = append(have, p.OS+"/"+p.Architecture+strings.TrimPrefix("/"+p.Variant, "/"))
+		name := p.OS + "/" + p.Architecture
+		if p.Variant != "" {
+			name += "/" + p.Variant
+		}
+		have = append(have, name)
 		// arm64 has one variant in practice (v8); an entry naming
 		// another is for a CPU the boards are not.
 		if p.OS != "linux" || p.Architecture != arch || (arch == "arm64" && p.Variant != "" && p.Variant != "v8") {
