@@ -63,3 +63,19 @@ func (in *inputs) addContainers(ctx context.Context, o *Options, c *cluster.Conf
 	}
 	return nil
 }
+
+// checkContainers refuses what addContainers cannot do, before anything
+// is downloaded: a version's var/lib/lxc is hidden under the node's "lxc"
+// state subvolume (versions.State), which starts empty and no update
+// reaches, so a container placed in an updatable image would never run.
+func checkContainers(o *Options, c *cluster.Config) error {
+	if c.LXC == nil || !updatable(o) {
+		return nil
+	}
+	for i, ct := range c.LXC.Containers {
+		if ct.Rootfs.Scheme == "oci" {
+			return fmt.Errorf("%s: container %s: rootfs %s: not supported yet in an updatable image (--update-key): its /var/lib/lxc is the node's own state subvolume, which neither the image nor an update fills", c.ContainerPos(i), ct.Name, ct.Rootfs)
+		}
+	}
+	return nil
+}

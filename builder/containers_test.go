@@ -108,6 +108,13 @@ func TestConfigContainers(t *testing.T) {
 		t.Error("the same config and image gave different root filesystems")
 	}
 
+	// An updatable image has no place for them yet.
+	uo := *o
+	uo.UpdateKeys = "fleet.pub"
+	if err := (&inputs{}).loadConfig(context.Background(), &uo); err == nil || !strings.Contains(err.Error(), cfg+":22: container web: rootfs oci:"+ref.String()+": not supported yet in an updatable image") {
+		t.Errorf("updatable: %v", err)
+	}
+
 	// An image the registry does not have: the build fails, naming the
 	// config's line and the container.
 	bad := strings.Replace(src, "apps/web:v1\"\n[[lxc.container]]\nname = \"web2\"", "apps/none:v1\"\n[[lxc.container]]\nname = \"web2\"", 1)

@@ -125,6 +125,9 @@ func (in *inputs) loadConfig(ctx context.Context, o *Options) error {
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
+	if err := checkContainers(o, c); err != nil {
+		return err
+	}
 	in.config = c
 	baked := c.Bake()
 	if rs := c.IngressRoutes(); len(rs) > 0 {
