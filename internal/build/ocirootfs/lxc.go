@@ -52,14 +52,14 @@ func LXCConfig(name, source string, img *Image, rootfs *fstree.Tree) ([]byte, er
 	}
 	if c.WorkingDir != "" {
 		if !path.IsAbs(c.WorkingDir) || strings.ContainsAny(c.WorkingDir, " \t") {
-			return nil, fmt.Errorf("WorkingDir %q: want an absolute path without spaces", c.WorkingDir)
+			return nil, fmt.Errorf("image WorkingDir %q: want an absolute path without spaces", c.WorkingDir)
 		}
 		line("lxc.init.cwd", path.Clean(c.WorkingDir))
 	}
 	if c.User != "" {
 		uid, gid, err := user(c.User, rootfs)
 		if err != nil {
-			return nil, fmt.Errorf("User %q: %w", c.User, err)
+			return nil, fmt.Errorf("image User %q: %w", c.User, err)
 		}
 		line("lxc.init.uid", strconv.FormatUint(uint64(uid), 10))
 		line("lxc.init.gid", strconv.FormatUint(uint64(gid), 10))
@@ -69,7 +69,7 @@ func LXCConfig(name, source string, img *Image, rootfs *fstree.Tree) ([]byte, er
 		// LXC trims a value's surrounding blanks; a value that has
 		// them would reach the container changed.
 		if !ok || k == "" || strings.ContainsAny(k, " \t") || strings.TrimSpace(e) != e {
-			return nil, fmt.Errorf("Env %q: want NAME=value without surrounding blanks", e)
+			return nil, fmt.Errorf("image Env %q: want NAME=value without surrounding blanks", e)
 		}
 		if err := line("lxc.environment", e); err != nil {
 			return nil, err
