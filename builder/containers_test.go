@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
@@ -36,12 +37,15 @@ func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
 // blobs from the cache and writes the same btrfs bytes. A container
 // whose image cannot be pulled fails the build naming file:line.
 func TestConfigContainers(t *testing.T) {
-	reg := registrytest.Start(t, registrytest.Options{})
+	// The registry wants a login, which the build finds in a Docker
+	// config as `mkimage update push` does.
+	reg := registrytest.Start(t, registrytest.Options{Users: []string{registrytest.HTPasswd}})
 	ref, err := registry.ParseRef(reg.Host() + "/apps/web:v1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ocitest.Push(t, registry.New(nil, nil, false), ref)
+	login := func(string) (string, string, error) { return registrytest.User, registrytest.Password, nil }
+	ocitest.Push(t, registry.New(login, nil, false), ref)
 	node := func(name string, n int) string {
 		return fmt.Sprintf("[[node]]\nname = %q\nmac = \"00:1e:06:00:00:%02d\"\nip = \"192.168.142.%d\"\nrole = \"worker\"\n", name, n, 10+n)
 	}
@@ -55,8 +59,13 @@ func TestConfigContainers(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	docker := filepath.Join(dir, "docker.json")
+	auth := base64.StdEncoding.EncodeToString([]byte(registrytest.User + ":" + registrytest.Password))
+	if err := os.WriteFile(docker, []byte(`{"auths":{"`+reg.Host()+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	epoch := time.Unix(1700000000, 0)
-	o := &Options{Config: cfg, CacheDir: filepath.Join(dir, "cache"), Epoch: epoch, Log: io.Discard}
+	o := &Options{Config: cfg, CacheDir: filepath.Join(dir, "cache"), Epoch: epoch, Log: io.Discard, DockerConfig: docker}
 	build := func() (*inputs, *fstree.Tree, [32]byte) {
 		t.Helper()
 		in := &inputs{}
@@ -106,6 +115,15 @@ func TestConfigContainers(t *testing.T) {
 	}
 	if sum1 != sum2 {
 		t.Error("the same config and image gave different root filesystems")
+	}
+
+	// Without the login the registry refuses, and the error says so.
+	anon := *o
+	anon.DockerConfig = filepath.Join(dir, "none.json")
+	os.WriteFile(anon.DockerConfig, []byte(`{}`), 0o600)
+	anon.CacheDir = filepath.Join(dir, "cache2")
+	if err := in.addContainers(context.Background(), &anon, in.config, fstree.New(epoch)); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("without a login: %v", err)
 	}
 
 	// An updatable image has no place for them yet.

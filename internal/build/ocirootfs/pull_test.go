@@ -3,6 +3,8 @@ package ocirootfs
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,4 +190,64 @@ func names(t *fstree.Tree) string {
 		return nil
 	})
 	return strings.Join(out, " ")
+}
+
+// cutTransport cuts the body of every layer GET after 100 bytes, as a
+// connection lost mid-download would.
+type cutTransport struct{ base http.RoundTripper }
+
+func (c cutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(req)
+	if err == nil && req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") && resp.ContentLength > 300 {
+		resp.Body = &cutBody{rc: resp.Body, left: 100}
+	}
+	return resp, err
+}
+
+type cutBody struct {
+	rc   io.ReadCloser
+	left int
+}
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	n, err := b.rc.Read(p[:min(len(p), b.left)])
+	b.left -= n
+	return n, err
+}
+
+func (b *cutBody) Close() error { return b.rc.Close() }
+
+// TestCutDownload: a download cut short fails the pull and leaves
+// nothing in the cache that a later pull would take for the blob; the
+// next pull downloads it whole.
+func TestCutDownload(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	ref, err := registry.ParseRef(reg.Host() + "/apps/web:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ocitest.Push(t, registry.New(nil, nil, false), ref)
+	cache := t.TempDir()
+	cut := &Puller{Client: registry.New(nil, cutTransport{http.DefaultTransport}, false), Cache: cache}
+	if _, err := cut.Pull(context.Background(), ref); err == nil || !strings.Contains(err.Error(), "unexpected EOF") {
+		t.Fatalf("cut download: %v", err)
+	}
+	ents, _ := os.ReadDir(cache)
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(cache, e.Name()))
+		if strings.HasPrefix(e.Name(), ".tmp") || registry.DigestOf(b) != "sha256:"+strings.TrimPrefix(e.Name(), "sha256-") {
+			t.Errorf("cache holds %s (%d bytes) after a cut download", e.Name(), len(b))
+		}
+	}
+	whole := &Puller{Client: registry.New(nil, nil, false), Cache: cache}
+	img, err := whole.Pull(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.Tree(0); err != nil {
+		t.Fatal(err)
+	}
 }
