@@ -18,8 +18,10 @@ import (
 const LXCDir = "var/lib/lxc"
 
 // LXCConfig is the container's LXC config for the image: its name, root,
-// Debian's common.conf (no apparmor line, so LXC's generated AppArmor
-// profile confines it, Debian's default), the image's Entrypoint and Cmd
+// Debian's common.conf (no lxc.apparmor.profile line: never unconfined;
+// LXC then confines it with its default AppArmor profile, without
+// needing apparmor_parser on the node as "generated" would), the image's
+// Entrypoint and Cmd
 // as init command with its working directory, environment and user.
 // lxc.start.auto is 0 and network lines are absent: nodeinit writes
 // both on the container's own node (policy.pinContainer), the image
