@@ -114,6 +114,14 @@ type Options struct {
 
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+
+	// PlainHTTP speaks HTTP to the registries of containers' images
+	// (rootfs = "oci:..."); without it only one on loopback gets HTTP,
+	// as with mkimage update push.
+	PlainHTTP bool
+	// DockerConfig is the Docker config with registry logins ("":
+	// registryauth.DefaultPath).
+	DockerConfig string
 }
 
 // Defaults for Options fields left zero; the CLI shows them in --help.

@@ -45,6 +45,8 @@ type inputs struct {
 	// cluster is the baked cluster config (JSON for nodeinit), nil
 	// without --config.
 	cluster []byte
+	// config is the cluster config itself, nil without --config.
+	config *cluster.Config
 	// cmdline is the kernel command line of a card image; version is
 	// the id of an updatable image's version ("" otherwise).
 	cmdline    string
@@ -123,6 +125,10 @@ func (in *inputs) loadConfig(ctx context.Context, o *Options) error {
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
+	if err := checkContainers(o, c); err != nil {
+		return err
+	}
+	in.config = c
 	baked := c.Bake()
 	if rs := c.IngressRoutes(); len(rs) > 0 {
 		// The same haproxy.cfg for every gateway; policy writes it there.
@@ -235,6 +241,9 @@ func (in *inputs) loadRoot(ctx context.Context, o *Options) error {
 		}
 		root.Merge(ov)
 		in.add("overlay", dir, h, "")
+	}
+	if err := in.addContainers(ctx, o, in.config, root); err != nil {
+		return err
 	}
 	// Mount points nodeinit moves its mounts to, and where fstab mounts
 	// the boot partition.

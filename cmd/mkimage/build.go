@@ -126,6 +126,8 @@ func inputFlags(fs *pflag.FlagSet, o *builder.Options) {
 	fs.IntVar(&o.Watchdog, "watchdog", builder.DefaultWatchdog, "with --update-key and a root the build makes (minimal, debian): the hardware watchdog timeout in seconds nodeinit arms and the root's init keeps fed, so a version that hangs is reset and falls back (0: none)")
 	fs.StringArrayVar(&o.Append, "append", nil, "kernel command line argument after the board's (repeatable), e.g. --append apparmor=1")
 	fs.StringVar(&o.CacheDir, "cache-dir", cachedir.Root(), "cache for downloads and built artifacts")
+	fs.BoolVar(&o.PlainHTTP, "plain-http", false, "speak HTTP, not HTTPS, to the registries of the config's container images (rootfs = \"oci:...\"; a registry on loopback always gets HTTP)")
+	fs.StringVar(&o.DockerConfig, "docker-config", "", "Docker config whose logins pull the config's container images (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)")
 }
 
 // slimHelp is --slim's help, the same wherever a Debian root is built.

@@ -44,6 +44,8 @@ var Kinds = []Kind{
 		Holds: "built kernels (Image, modules, DTBs), by source, config and toolchain"},
 	{Name: "kernel/kconfig", Globs: []string{"kernel/kconfig/*", "kernel/.kconfig-*"},
 		Holds: "resolved kernel .configs, by source, fragment and toolchain"},
+	{Name: "oci/blobs", Globs: []string{"oci/blobs/*"},
+		Holds: "container image blobs (configs and layers) pulled for [[lxc.container]] rootfs = \"oci:...\", by digest; an entry is one blob"},
 	{Name: "test-debs", Globs: []string{"test-debs/*"},
 		Holds: "tests only: Debian's kernel and busybox packages unpacked with dpkg-deb"},
 	{Name: "test-debian-root", Globs: []string{"test-debian-root", "test-debian-root.tmp"},

@@ -138,6 +138,10 @@ type Container struct {
 	Node Hostname `toml:"node"`
 	IP   Addr     `toml:"ip"`
 	MAC  MAC      `toml:"mac"`
+	// Rootfs is what the container runs: "oci:REF", an image the build
+	// pulls and places in the image; empty, a container made by hand.
+	Rootfs   ContainerRootfs `toml:"rootfs"`
+	Packages []string        `toml:"packages"` // for rootfs = "debian:SUITE" (not supported yet)
 }
 
 // Backup is the [backup] table.

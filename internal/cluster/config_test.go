@@ -64,6 +64,12 @@ func TestParseErrors(t *testing.T) {
 		{"container ip outside", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.4.2\"\n", "c.toml:17: container \"c\": IP 10.0.4.2 is outside the LXC network 10.0.3.0/24"},
 		{"container on bridge ip", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.1\"\n", "c.toml:17: container \"c\": IP 10.0.3.1 is outside the LXC network 10.0.3.0/24 or is the bridge's own address"},
 		{"container unknown node", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"zz\"\nip = \"10.0.3.2\"\n", "c.toml:16: container \"c\": node \"zz\" is not in the inventory"},
+		{"container rootfs scheme", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"docker:alpine\"\n", "c.toml:18: rootfs \"docker:alpine\": unknown scheme (expected \"oci:REGISTRY/REPO:TAG\""},
+		{"container rootfs no registry", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"oci:alpine:3\"\n", "c.toml:18: rootfs \"oci:alpine:3\": registry reference \"alpine:3\": it does not start with a registry host"},
+		{"container rootfs bad digest", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"oci:r.example/a@sha256:12\"\n", "c.toml:18: rootfs \"oci:r.example/a@sha256:12\": registry reference"},
+		{"container rootfs debian", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:bookworm\"\npackages = [\"nginx\"]\n", "c.toml:18: container \"c\": rootfs = \"debian:bookworm\" is not supported yet"},
+		{"container packages without debian", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"oci:r.example/a:1\"\npackages = [\"nginx\"]\n", "c.toml:19: container \"c\": packages go with rootfs = \"debian:SUITE\" only"},
+		{"container rootfs no node", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nip = \"10.0.3.2\"\nrootfs = \"oci:r.example/a:1\"\n", "c.toml:14: container \"c\" has no node"},
 		{"lxc overlaps subnet", base + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"192.168.142.200/25\"\n", "c.toml:8: LXC network 192.168.142.128/25 overlaps the cluster subnet 192.168.142.0/24"},
 		{"bad schedule", base + "[backup]\nschedule = \"every tuesday\"\nkeep = 3\n", "c.toml:7: bad schedule \"every tuesday\""},
 		{"bad schedule time", base + "[backup]\nschedule = \"daily 25:00\"\nkeep = 3\n", "c.toml:7: bad time in schedule"},
@@ -361,5 +367,28 @@ func TestLXCFSDefault(t *testing.T) {
 		if p := c.Resolve()[0]; p.LXC == nil || p.LXC.LXCFS != tc.want {
 			t.Errorf("%q: plan lxc %+v, want lxcfs %v", tc.line, p.LXC, tc.want)
 		}
+	}
+}
+
+func TestContainerRootfs(t *testing.T) {
+	src := base + "[[node]]\nname = \"a\"\nmac = \"00:1e:06:00:00:01\"\nip = \"192.168.142.11\"\nrole = \"worker\"\n" +
+		"[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n" +
+		"[[lxc.container]]\nname = \"web\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"oci:127.0.0.1:5000/apps/web:v1\"\n" +
+		"[[lxc.container]]\nname = \"db\"\nnode = \"a\"\nip = \"10.0.3.3\"\nrootfs = \"oci:r.example/db@sha256:" + strings.Repeat("ab", 32) + "\"\n" +
+		"[[lxc.container]]\nname = \"hand\"\nnode = \"a\"\nip = \"10.0.3.4\"\n"
+	c, err := Parse("c.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ct := range c.LXC.Containers {
+		got = append(got, ct.Rootfs.String())
+	}
+	want := []string{"oci:127.0.0.1:5000/apps/web:v1", "oci:r.example/db@sha256:" + strings.Repeat("ab", 32), ""}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rootfs %q, want %q", got, want)
+	}
+	if r := c.LXC.Containers[0].Rootfs.Ref; r.Host != "127.0.0.1:5000" || r.Repo != "apps/web" || r.Tag != "v1" {
+		t.Errorf("ref %+v", r)
 	}
 }

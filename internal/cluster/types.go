@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/update/registry"
 )
 
 // The value types below implement encoding.TextUnmarshaler so that a bad
@@ -289,4 +290,47 @@ func (k *SSHKey) UnmarshalText(b []byte) error {
 	}
 	*k = SSHKey(b)
 	return nil
+}
+
+// ContainerRootfs is a container's root source: "oci:" and an image
+// reference (host[:port]/repo[:tag] or ...@sha256:HEX, the registry
+// always named: a build never guesses where a root comes from), or
+// "debian:SUITE" (reserved: parsed, refused by validate for now).
+type ContainerRootfs struct {
+	Scheme string       // "oci" or "debian"
+	Ref    registry.Ref // oci
+	Suite  string       // debian
+}
+
+var suiteRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+func (r *ContainerRootfs) UnmarshalText(b []byte) error {
+	scheme, rest, ok := strings.Cut(string(b), ":")
+	switch {
+	case ok && scheme == "oci":
+		ref, err := registry.ParseRef(rest)
+		if err != nil {
+			return fmt.Errorf("rootfs %q: %w", b, err)
+		}
+		*r = ContainerRootfs{Scheme: scheme, Ref: ref}
+	case ok && scheme == "debian":
+		if !suiteRE.MatchString(rest) {
+			return fmt.Errorf("rootfs %q: bad Debian suite %q (expected like debian:bookworm)", b, rest)
+		}
+		*r = ContainerRootfs{Scheme: scheme, Suite: rest}
+	default:
+		return fmt.Errorf("rootfs %q: unknown scheme (expected \"oci:REGISTRY/REPO:TAG\", \"oci:REGISTRY/REPO@sha256:...\" or \"debian:SUITE\")", b)
+	}
+	return nil
+}
+
+// String gives the value back as the config spells it ("" when unset).
+func (r ContainerRootfs) String() string {
+	switch r.Scheme {
+	case "oci":
+		return "oci:" + r.Ref.String()
+	case "debian":
+		return "debian:" + r.Suite
+	}
+	return ""
 }

@@ -179,6 +179,12 @@ func (c *Config) validate() []*Error {
 				}
 				macs[ct.MAC] = "container " + string(ct.Name)
 			}
+			switch {
+			case ct.Rootfs.Scheme == "debian":
+				bad(at("rootfs"), "container %q: rootfs = %q is not supported yet (expected \"oci:REGISTRY/REPO:TAG\")", ct.Name, ct.Rootfs)
+			case len(ct.Packages) > 0:
+				bad(at("packages"), "container %q: packages go with rootfs = \"debian:SUITE\" only", ct.Name)
+			}
 		}
 	}
 

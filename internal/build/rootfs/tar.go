@@ -41,6 +41,19 @@ type TarOptions struct {
 	// a directory keeps the symlink. Off, a path through a symlink is an
 	// error (the safe choice for tarballs).
 	FollowDirSymlinks bool
+	// Whiteouts reads the archive as an OCI image layer laid over the
+	// tree: an entry ".wh.NAME" removes NAME that lower layers put there,
+	// ".wh..wh..opq" empties its directory of everything lower layers put
+	// there. Neither marker becomes an entry. The archive must not reach
+	// through symlinks (FollowDirSymlinks off), so a whiteout cannot
+	// remove anything outside the tree either.
+	Whiteouts bool
+	// Budget, when set, is how many bytes the archive may still add:
+	// each entry's data and 512 bytes for its header are taken from it,
+	// and an entry that would go below zero is an error. One counter
+	// bounds several archives (an image's layers) against a compression
+	// bomb or a header claiming terabytes.
+	Budget *int64
 }
 
 // Tarball reads the tar archive at path (plain, gzip, xz or zstd, told
@@ -77,6 +90,9 @@ func AddTar(t *fstree.Tree, name string, r io.Reader, opt TarOptions) error {
 	tail := &tailReader{r: dr}
 	tr := tar.NewReader(tail)
 	x := extractor{t: t, opt: opt}
+	if opt.Whiteouts {
+		x.layer = map[string]bool{}
+	}
 	for i := 0; ; i++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -149,6 +165,22 @@ func Decompress(r io.Reader) (io.ReadCloser, string, error) {
 type extractor struct {
 	t   *fstree.Tree
 	opt TarOptions
+	// layer holds the paths this archive put, with Whiteouts: a marker
+	// removes only what lower layers put.
+	layer map[string]bool
+}
+
+// take takes n bytes from the budget.
+func (x *extractor) take(n int64) error {
+	b := x.opt.Budget
+	if b == nil {
+		return nil
+	}
+	if n < 0 || n > *b {
+		return fmt.Errorf("%d more bytes are over the size bound (%d left)", n, *b)
+	}
+	*b -= n
+	return nil
 }
 
 // entryPath cleans an archive member name: a leading "./" is how dpkg
@@ -174,6 +206,12 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	}
 	if x.opt.Keep != nil && !x.opt.Keep(p, hdr) {
 		return nil
+	}
+	if err := x.take(512); err != nil {
+		return err
+	}
+	if x.layer != nil && strings.HasPrefix(path.Base(p), whiteoutPrefix) {
+		return x.whiteout(p)
 	}
 	if hdr.Uid < 0 || hdr.Gid < 0 || int64(hdr.Uid) > 1<<32-1 || int64(hdr.Gid) > 1<<32-1 {
 		return fmt.Errorf("owner %d:%d out of range", hdr.Uid, hdr.Gid)
@@ -217,6 +255,9 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeGNUSparse:
 		n.Mode |= fstree.ModeRegular
+		if err := x.take(hdr.Size); err != nil {
+			return err
+		}
 		sparse := hdr.Typeflag == tar.TypeGNUSparse || hdr.PAXRecords["GNU.sparse.major"] != "" || hdr.PAXRecords["GNU.sparse.map"] != ""
 		if n.Content, err = readContent(r, hdr.Size, sparse); err != nil {
 			return readError{err}
@@ -224,6 +265,9 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeDir:
 		n.Mode |= fstree.ModeDir
 		if p == "" {
+			if x.layer != nil {
+				x.layer[""] = true
+			}
 			n.Children = x.t.Root.Children
 			x.t.Root = n
 			return nil
@@ -266,7 +310,56 @@ func (x *extractor) put(p string, n *fstree.Inode) error {
 	if _, err := x.t.MkdirAll(path.Dir(p), x.opt.Epoch); err != nil {
 		return err
 	}
+	if x.layer != nil {
+		x.layer[p] = true
+	}
 	return x.t.Put(p, n)
+}
+
+// OCI whiteout markers (image-spec layer.md).
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutOpaque = ".wh..wh..opq"
+)
+
+// whiteout applies the marker at p. Its directory is looked up without
+// following symlinks: a marker below a symlink names nothing in the tree.
+func (x *extractor) whiteout(p string) error {
+	dir, base := path.Split(p)
+	dir = strings.TrimSuffix(dir, "/")
+	d, ok := x.t.Lookup(dir)
+	if !ok || !d.IsDir() {
+		return nil
+	}
+	switch {
+	case base == whiteoutOpaque:
+		x.opaque(dir, d)
+	case strings.HasPrefix(base, whiteoutPrefix+whiteoutPrefix):
+		// Other ".wh..wh." names are aufs metadata (hard link
+		// directories), nothing of the image's.
+	default:
+		name := strings.TrimPrefix(base, whiteoutPrefix)
+		if name == "" || name == "." {
+			return fmt.Errorf("whiteout of nothing")
+		}
+		if !x.layer[path.Join(dir, name)] {
+			delete(d.Children, name)
+		}
+	}
+	return nil
+}
+
+// opaque removes from directory d (at p) everything this layer did not
+// put, at any depth.
+func (x *extractor) opaque(p string, d *fstree.Inode) {
+	for name, c := range d.Children {
+		cp := path.Join(p, name)
+		if !x.layer[cp] {
+			delete(d.Children, name)
+		} else if c.IsDir() {
+			x.opaque(cp, c)
+		}
+	}
 }
 
 func (x *extractor) hardLink(p, target string) error {

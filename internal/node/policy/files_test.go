@@ -225,3 +225,38 @@ func TestRoleFile(t *testing.T) {
 		t.Errorf("role changed: %v, %q", err, get(t, p))
 	}
 }
+
+// TestPinBuiltContainer: a container the build placed (its config starts
+// with plan.AutostartMarker, lxc.start.auto = 0) gets its network and
+// lxc.start.auto = 1 on its own node; one of another node's, which this
+// node's plan does not list, is not touched; a hand-made container's
+// lxc.start.auto is left as it is.
+func TestPinBuiltContainer(t *testing.T) {
+	root := t.TempDir()
+	built := plan.AutostartMarker + "\nlxc.include = /usr/share/lxc/config/common.conf\nlxc.uts.name = web\nlxc.rootfs.path = dir:/var/lib/lxc/web/rootfs\nlxc.init.cmd = /bin/app\nlxc.start.auto = 0\n"
+	put(t, filepath.Join(root, "var/lib/lxc/web/config"), built)
+	other := strings.ReplaceAll(built, "web", "elsewhere")
+	put(t, filepath.Join(root, "var/lib/lxc/elsewhere/config"), other)
+	hand := "lxc.uts.name = hand\nlxc.start.auto = 0\n"
+	put(t, filepath.Join(root, "var/lib/lxc/hand/config"), hand)
+	env := Env{Root: root, Node: plan.Plan{Name: "node01", LXC: &plan.LXC{Bridge: "lxcbr0", Address: "10.0.3.1/24", Network: "veth",
+		Containers: []plan.Container{{Name: "web", IP: "10.0.3.10/24", MAC: "00:16:3e:00:00:10"}, {Name: "hand", IP: "10.0.3.11/24"}}}}, Log: (&lines{}).logf}
+	for i := 0; i < 2; i++ { // the second run must change nothing
+		for _, ct := range env.Node.LXC.Containers {
+			if err := pinContainer(env, ct.Name, ct.IP, ct.MAC); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := strings.TrimSuffix(built, "lxc.start.auto = 0\n") + generated +
+		"lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.hwaddr = 00:16:3e:00:00:10\nlxc.net.0.ipv4.address = 10.0.3.10/24\nlxc.net.0.ipv4.gateway = 10.0.3.1\nlxc.start.auto = 1\n"
+	if got := get(t, filepath.Join(root, "var/lib/lxc/web/config")); got != want {
+		t.Errorf("built container's config:\n%s\nwant:\n%s", got, want)
+	}
+	if got := get(t, filepath.Join(root, "var/lib/lxc/elsewhere/config")); got != other {
+		t.Errorf("another node's container changed:\n%s", got)
+	}
+	if got := get(t, filepath.Join(root, "var/lib/lxc/hand/config")); !strings.Contains(got, "lxc.start.auto = 0\n") || strings.Contains(got, "lxc.start.auto = 1") {
+		t.Errorf("hand-made container's start.auto changed:\n%s", got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/mkimage/mkimage/internal/atomicfile"
+	"github.com/mkimage/mkimage/internal/cluster/plan"
 
 	"github.com/vishvananda/netlink"
 )
@@ -134,7 +135,14 @@ func pinContainer(env Env, name, ip, mac string) error {
 	}
 	gw := strings.SplitN(x.Address, "/", 2)[0]
 	lines = append(lines, "lxc.net.0.ipv4.address = "+ip, "lxc.net.0.ipv4.gateway = "+gw)
-	if err := rewrite(conf, []string{"lxc.net.0."}, lines, false); err != nil {
+	prefixes := []string{"lxc.net.0."}
+	// A container the build placed is in every node's image with
+	// lxc.start.auto = 0: it starts on its own node only, this one.
+	if b, err := os.ReadFile(conf); err == nil && bytes.HasPrefix(b, []byte(plan.AutostartMarker+"\n")) {
+		prefixes = append(prefixes, "lxc.start.auto")
+		lines = append(lines, "lxc.start.auto = 1")
+	}
+	if err := rewrite(conf, prefixes, lines, false); err != nil {
 		return fmt.Errorf("container %s: %w", name, err)
 	}
 	return nil

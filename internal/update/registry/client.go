@@ -205,13 +205,19 @@ func (c *Client) PushBlob(ctx context.Context, r Ref, d Descriptor, open func() 
 	return true, nil
 }
 
-// PutManifest stores the manifest b under r's tag and returns its digest.
+// PutManifest stores the manifest b under r's tag (or digest, without a
+// tag) and returns its digest. Its Content-Type is the mediaType b names
+// (an image index, a manifest), an OCI manifest's when it names none.
 func (c *Client) PutManifest(ctx context.Context, r Ref, b []byte) (string, error) {
-	if r.Tag == "" {
+	ref := r.Tag
+	if ref == "" {
+		ref = r.Digest
+	}
+	if ref == "" {
 		return "", fmt.Errorf("%s: pushing needs a tag", r)
 	}
-	u := c.RepoURL(r) + "/manifests/" + r.Tag
-	resp, err := c.do(ctx, http.MethodPut, u, strings.NewReader(string(b)), int64(len(b)), map[string]string{"Content-Type": MediaTypeManifest})
+	u := c.RepoURL(r) + "/manifests/" + ref
+	resp, err := c.do(ctx, http.MethodPut, u, strings.NewReader(string(b)), int64(len(b)), map[string]string{"Content-Type": mediaTypeOf(b, MediaTypeManifest)})
 	if err != nil {
 		return "", err
 	}

@@ -1,0 +1,150 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mkimage/mkimage/internal/build/btrfs"
+	"github.com/mkimage/mkimage/internal/build/ocirootfs/ocitest"
+	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/update/registry"
+	"github.com/mkimage/mkimage/internal/update/registry/registrytest"
+)
+
+// memDisk is an io.WriterAt in memory.
+type memDisk struct{ b []byte }
+
+func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
+	if end := off + int64(len(p)); end > int64(len(m.b)) {
+		m.b = append(m.b, make([]byte, end-int64(len(m.b)))...)
+	}
+	return copy(m.b[off:], p), nil
+}
+
+// TestConfigContainers: a cluster config whose containers name an image
+// in a registry (Debian's, on loopback) puts each under var/lib/lxc of
+// the root with its config, for every node; a second build takes the
+// blobs from the cache and writes the same btrfs bytes. A container
+// whose image cannot be pulled fails the build naming file:line.
+func TestConfigContainers(t *testing.T) {
+	// The registry wants a login, which the build finds in a Docker
+	// config as `mkimage update push` does.
+	reg := registrytest.Start(t, registrytest.Options{Users: []string{registrytest.HTPasswd}})
+	ref, err := registry.ParseRef(reg.Host() + "/apps/web:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(string) (string, string, error) { return registrytest.User, registrytest.Password, nil }
+	ocitest.Push(t, registry.New(login, nil, false), ref)
+	node := func(name string, n int) string {
+		return fmt.Sprintf("[[node]]\nname = %q\nmac = \"00:1e:06:00:00:%02d\"\nip = \"192.168.142.%d\"\nrole = \"worker\"\n", name, n, 10+n)
+	}
+	src := "[cluster]\nname = \"t\"\n[network]\nsubnet = \"192.168.142.0/24\"\n" + node("a", 1) + node("b", 2) +
+		"[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n" +
+		"[[lxc.container]]\nname = \"web\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"oci:" + ref.String() + "\"\n" +
+		"[[lxc.container]]\nname = \"web2\"\nnode = \"b\"\nip = \"10.0.3.3\"\nrootfs = \"oci:" + ref.String() + "\"\n" +
+		"[[lxc.container]]\nname = \"hand\"\nnode = \"b\"\nip = \"10.0.3.4\"\n"
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	docker := filepath.Join(dir, "docker.json")
+	auth := base64.StdEncoding.EncodeToString([]byte(registrytest.User + ":" + registrytest.Password))
+	if err := os.WriteFile(docker, []byte(`{"auths":{"`+reg.Host()+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	epoch := time.Unix(1700000000, 0)
+	o := &Options{Config: cfg, CacheDir: filepath.Join(dir, "cache"), Epoch: epoch, Log: io.Discard, DockerConfig: docker}
+	build := func() (*inputs, *fstree.Tree, [32]byte) {
+		t.Helper()
+		in := &inputs{}
+		if err := in.loadConfig(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		root := fstree.New(epoch)
+		if err := in.addContainers(context.Background(), o, in.config, root); err != nil {
+			t.Fatal(err)
+		}
+		bo := RootFS(epoch)
+		bo.Seed = []byte("containers")
+		var disk memDisk
+		if _, err := btrfs.Write(&disk, root, bo); err != nil {
+			t.Fatal(err)
+		}
+		return in, root, sha256.Sum256(disk.b)
+	}
+	in, root, sum1 := build()
+	for _, name := range []string{"web", "web2"} {
+		c, ok := root.Lookup("var/lib/lxc/" + name + "/config")
+		if !ok {
+			t.Fatalf("no var/lib/lxc/%s/config", name)
+		}
+		b, _ := fstree.ReadAll(c.Content)
+		if !bytes.HasPrefix(b, []byte(plan.AutostartMarker+"\n")) || !strings.Contains(string(b), "lxc.rootfs.path = dir:/var/lib/lxc/"+name+"/rootfs\n") {
+			t.Errorf("%s config:\n%s", name, b)
+		}
+		if _, ok := root.Lookup("var/lib/lxc/" + name + "/rootfs/bin/tool"); !ok {
+			t.Errorf("%s: no rootfs/bin/tool", name)
+		}
+		if _, ok := root.Lookup("var/lib/lxc/" + name + "/rootfs/old"); ok {
+			t.Errorf("%s: rootfs/old survived its whiteout", name)
+		}
+	}
+	if _, ok := root.Lookup("var/lib/lxc/hand"); ok {
+		t.Error("a container without rootfs was placed")
+	}
+	if n := len(in.list); n != 3 || in.list[1].Kind != "container" || !strings.Contains(in.list[1].Note, "web on node a") {
+		t.Errorf("inputs %+v", in.list)
+	}
+
+	before := len(reg.Requests("/blobs/"))
+	_, _, sum2 := build()
+	if n := len(reg.Requests("/blobs/")) - before; n != 0 {
+		t.Errorf("second build: %d blob requests, want 0 (cached)", n)
+	}
+	if sum1 != sum2 {
+		t.Error("the same config and image gave different root filesystems")
+	}
+
+	// Without the login the registry refuses, and the error says so.
+	anon := *o
+	anon.DockerConfig = filepath.Join(dir, "none.json")
+	os.WriteFile(anon.DockerConfig, []byte(`{}`), 0o600)
+	anon.CacheDir = filepath.Join(dir, "cache2")
+	if err := in.addContainers(context.Background(), &anon, in.config, fstree.New(epoch)); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("without a login: %v", err)
+	}
+
+	// An updatable image has no place for them yet.
+	uo := *o
+	uo.UpdateKeys = "fleet.pub"
+	if err := (&inputs{}).loadConfig(context.Background(), &uo); err == nil || !strings.Contains(err.Error(), cfg+":22: container web: rootfs oci:"+ref.String()+": not supported yet in an updatable image") {
+		t.Errorf("updatable: %v", err)
+	}
+
+	// An image the registry does not have: the build fails, naming the
+	// config's line and the container.
+	bad := strings.Replace(src, "apps/web:v1\"\n[[lxc.container]]\nname = \"web2\"", "apps/none:v1\"\n[[lxc.container]]\nname = \"web2\"", 1)
+	if err := os.WriteFile(cfg, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in = &inputs{}
+	if err := in.loadConfig(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	err = in.addContainers(context.Background(), o, in.config, fstree.New(epoch))
+	if err == nil || !strings.Contains(err.Error(), cfg+":22: container web: rootfs oci:"+reg.Host()+"/apps/none:v1: ") || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("missing image: %v", err)
+	}
+}
