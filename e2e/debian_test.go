@@ -1,21 +1,31 @@
 package e2e
 
 import (
+	"archive/tar"
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/build/apt"
+	"github.com/mkimage/mkimage/internal/build/deb"
+	"github.com/mkimage/mkimage/internal/build/ocirootfs/ocitest"
 	vmharness "github.com/mkimage/mkimage/internal/build/qemu"
 	"github.com/mkimage/mkimage/internal/testenv"
+	"github.com/mkimage/mkimage/internal/update/registry"
+	"github.com/mkimage/mkimage/internal/update/registry/registrytest"
 )
 
-// debianCluster is one worker node hosting container c1 on bridge ctbr0
-// (not lxcbr0, which Debian's lxc-net would take over).
+// debianCluster is one gateway node hosting container c1 on bridge ctbr0
+// (not lxcbr0, which Debian's lxc-net would take over) and container c2,
+// built with the image from an OCI image (%s: its reference), which
+// serves "web" through the node's haproxy and over i2p.
 const debianCluster = `[cluster]
 name = "deb"
 domain = "deb.lan"
@@ -37,11 +47,27 @@ node = "deb1"
 ip = "10.0.5.10"
 mac = "00:16:3e:00:05:10"
 
+[[lxc.container]]
+name = "c2"
+node = "deb1"
+ip = "10.0.5.11"
+mac = "00:16:3e:00:05:11"
+rootfs = "oci:%s"
+
+[[service]]
+name = "web"
+container = "c2"
+port = 80
+protocol = "http"
+hosts = ["web.deb.lan"]
+check_interval = "1s"
+i2p = true
+
 [[node]]
 name = "deb1"
 mac = "52:54:00:de:b0:01"
 ip = "10.0.2.15"
-role = "worker"
+role = "gateway"
 `
 
 // debianReport runs after lxc at every boot and prints what the node
@@ -75,6 +101,21 @@ else
 	echo "E2E: bb failed to start"; sed 's/^/E2E-bb: /' /tmp/e2e-bb
 	lxc-start -n bb -F -l DEBUG -o /dev/stdout 2>&1 | tail -n 20 | sed 's/^/E2E-bb: /'
 fi
+# c2: built from its OCI image, serving web through haproxy and i2p.
+echo "E2E: c2 state $(lxc-info -n c2 -sH 2>&1) label $(cat /proc/$(lxc-info -n c2 -pH)/attr/current 2>&1)"
+echo "E2E: c2 direct $(busybox wget -q -T 5 -O- http://10.0.5.11/ 2>&1)"
+for i in $(seq 60); do
+	page=$(busybox wget -q -T 5 -O- --header 'Host: web.deb.lan' http://127.0.0.1/ 2>&1) && break
+	sleep 1
+done
+echo "E2E: web via haproxy $page"
+echo "E2E: unknown host via haproxy $(busybox wget -q -T 5 -O- --header 'Host: nope.deb.lan' http://127.0.0.1/ 2>&1 | grep -o '503' | head -n 1)"
+for i in $(seq 60); do
+	grep -q 'Local address .* loaded' /var/log/i2pd/i2pd.log 2>/dev/null && break
+	sleep 1
+done
+echo "E2E: i2pd $(systemctl is-active i2pd) $(grep -o 'Local address [a-z0-9]*\.b32\.i2p loaded' /var/log/i2pd/i2pd.log 2>&1 | head -n 1)"
+echo "E2E: i2p addresses $(cat /var/lib/mkimage/i2p-addresses 2>&1 | tr '\n' ' ')"
 if grep -q ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then echo "E2E: lxcfs mounted"; else echo "E2E: lxcfs not mounted"; systemctl status lxcfs --no-pager -l 2>&1 | tail -n 12 | sed 's/^/E2E-lxcfs: /'; ls -l /dev/fuse 2>&1 | sed 's/^/E2E-lxcfs: /'; fi
 # The native btrfs writer's filesystem, read-write under the node's own
 # kernel and btrfs-progs: write, snapshot the root subvolume, scrub.
@@ -99,11 +140,12 @@ WantedBy=multi-user.target
 
 // c1Config is the container: busybox from the node, bind-mounted into an
 // empty root, started at boot, confined by LXC's generated AppArmor
-// profile (the Debian default: no lxc.apparmor.profile line); nodeinit
+// profile (what lxc-create writes from Debian's default.conf); nodeinit
 // pins its network (veth on ctbr0, IP and MAC from the cluster config).
 const c1Config = `lxc.uts.name = c1
 lxc.rootfs.path = dir:/var/lib/lxc/c1/rootfs
 lxc.include = /usr/share/lxc/config/common.conf
+lxc.apparmor.profile = generated
 lxc.mount.entry = /usr/bin/busybox bin/busybox none bind,ro,create=file 0 0
 lxc.init.cmd = /bin/busybox sleep 2147483647
 lxc.start.auto = 1
@@ -153,12 +195,12 @@ func TestDebianBoot(t *testing.T) {
 	needQEMU(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "cluster.toml")
-	if err := os.WriteFile(cfg, []byte(debianCluster), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(debianCluster, webImage(t))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	img := filepath.Join(dir, "node.img")
 	start := time.Now()
-	mustRun(t, "--board", "qemu-virt", "--rootfs", "debian", "--packages", "iputils-ping,busybox-static",
+	mustRun(t, "--board", "qemu-virt", "--rootfs", "debian", "--packages", "iputils-ping,busybox-static,i2pd",
 		"--config", cfg, "--overlay", debianOverlay(t), "-o", img, "-q")
 	t.Logf("build: %v", time.Since(start).Round(time.Second))
 	disk := filepath.Join(dir, "disk.img")
@@ -170,7 +212,9 @@ func TestDebianBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	opt := vmharness.Options{Disk: disk, MemoryMiB: 2048, SMP: 2, MAC: "52:54:00:de:b0:01", Console: logf}
+	// Isolated: i2pd must not reach the real i2p network from a test.
+	opt := vmharness.Options{Disk: disk, MemoryMiB: 2048, SMP: 2, MAC: "52:54:00:de:b0:01", Console: logf, Isolated: true}
+	var i2pAddr string
 	for boot, limit := range []time.Duration{15 * time.Minute, 6 * time.Minute} {
 		boot++
 		bootStart := time.Now()
@@ -187,7 +231,11 @@ func TestDebianBoot(t *testing.T) {
 			t.Fatalf("boot %d: %v\nconsole:\n%s", boot, err, strings.Join(vm.Console.Tail(80), "\n"))
 		}
 		t.Logf("boot %d: report after %v", boot, time.Since(bootStart).Round(time.Second))
-		checkDebianReport(t, boot, vm.Console.String())
+		addr := checkDebianReport(t, boot, vm.Console.String())
+		if boot == 2 && addr != i2pAddr {
+			t.Errorf("boot 2: web's i2p address %q, boot 1 had %q: the keys must stay", addr, i2pAddr)
+		}
+		i2pAddr = addr
 		_ = out
 		if boot == 1 {
 			select { // the node reboots; -no-reboot makes QEMU exit
@@ -203,7 +251,49 @@ func TestDebianBoot(t *testing.T) {
 	}
 }
 
-func checkDebianReport(t *testing.T, boot int, console string) {
+// webImage pushes c2's image to a registry on loopback (Debian's
+// docker-registry) and returns its reference: Debian's arm64
+// busybox-static as the only program, serving /www over HTTP.
+func webImage(t *testing.T) string {
+	t.Helper()
+	cache, err := apt.New(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cache.Fetch(context.Background(), "busybox-static")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg, err := deb.Open(got[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var busybox []byte
+	if err := pkg.Data(func(h *tar.Header, r io.Reader) error {
+		if path.Clean(h.Name) == "bin/busybox" {
+			busybox, err = io.ReadAll(r)
+		}
+		return err
+	}); err != nil || busybox == nil {
+		t.Fatalf("busybox from %s: %v", got[0].Path, err)
+	}
+	entries := []ocitest.Entry{{Name: "bin/busybox", Type: tar.TypeReg, Data: string(busybox), Mode: 0o755},
+		{Name: "www/index.html", Type: tar.TypeReg, Data: "hello from c2\n"}}
+	for _, d := range []string{"dev", "proc", "sys", "tmp", "run"} {
+		entries = append(entries, ocitest.Entry{Name: d + "/", Type: tar.TypeDir, Mode: 0o755})
+	}
+	reg := registrytest.Start(t, registrytest.Options{})
+	ref, err := registry.ParseRef(reg.Host() + "/e2e/web:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ocitest.PushArm64(t, registry.New(nil, nil, false), ref, entries, []string{"/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"})
+	return ref.String()
+}
+
+// checkDebianReport judges one boot's report and returns the i2p address
+// the node made for web.
+func checkDebianReport(t *testing.T, boot int, console string) string {
 	t.Helper()
 	var lines []string
 	for _, l := range strings.Split(console, "\n") {
@@ -230,8 +320,16 @@ func checkDebianReport(t *testing.T, boot int, console string) {
 		"E2E: apparmor Y",
 		// Confined by the profile LXC generated for it, and lxcfs was
 		// mounted before the container started at boot.
-		"E2E: c1 label lxc-c1_</var/lib/lxc> (enforce)",
-		"E2E: bb state RUNNING label lxc-bb_</var/lib/lxc> (enforce)",
+		// (Stacked: the profile LXC generated for the container, and
+		// the container's own AppArmor namespace, empty.)
+		"E2E: c1 label lxc-c1_</var/lib/lxc>//&:lxc-c1_<-var-lib-lxc>:unconfined (enforce)",
+		"E2E: bb state RUNNING label lxc-bb_</var/lib/lxc>//&:lxc-bb_<-var-lib-lxc>:unconfined (enforce)",
+		// c2 came with the image from its OCI image and serves web.
+		"E2E: c2 state RUNNING label lxc-c2_</var/lib/lxc>//&:lxc-c2_<-var-lib-lxc>:unconfined (enforce)",
+		"E2E: c2 direct hello from c2",
+		"E2E: web via haproxy hello from c2",
+		"E2E: unknown host via haproxy 503",
+		"E2E: i2pd active Local address ",
 		"E2E: btrfs snapshot ok",
 		"E2E: btrfs scrub ok",
 		"E2E: btrfs kernel complaints 0",
@@ -243,10 +341,28 @@ func checkDebianReport(t *testing.T, boot int, console string) {
 	if m := regexp.MustCompile(`E2E: c1 lxcfs mounts (\d+)`).FindStringSubmatch(report); m == nil || m[1] == "0" {
 		t.Errorf("boot %d: c1 has no lxcfs mount in its /proc/mounts: %v", boot, m)
 	}
+	// Both containers are pinned by the anti-spoofing table.
+	if !strings.Contains(console, "nftables table bridge nodeinit: 2 containers pinned") {
+		t.Errorf("boot %d: no anti-spoofing report for 2 containers on the console", boot)
+	}
+	// The address nodeinit made for web is the one i2pd loaded and the
+	// one in the file the build host collects.
+	var addr string
+	if m := regexp.MustCompile(`nodeinit: i2p: service web reachable at ([a-z2-7]{52}\.b32\.i2p)`).FindStringSubmatch(console); m == nil {
+		t.Errorf("boot %d: nodeinit did not print web's i2p address", boot)
+	} else {
+		addr = m[1]
+		for _, want := range []string{"E2E: i2pd active Local address " + addr + " loaded", "E2E: i2p addresses web " + addr} {
+			if !strings.Contains(report, want) {
+				t.Errorf("boot %d: no %q in the report", boot, want)
+			}
+		}
+	}
 	for _, feature := range []string{"Namespaces", "Utsname namespace", "Ipc namespace", "Pid namespace", "User namespace", "Network namespace", "Cgroups", "Cgroup namespace", "Veth pair device", "Bridges"} {
 		re := regexp.MustCompile(`E2E-cc: ` + regexp.QuoteMeta(feature) + `: (\w+)`)
 		if m := re.FindStringSubmatch(report); m == nil || m[1] != "enabled" {
 			t.Errorf("boot %d: lxc-checkconfig: %s: %v", boot, feature, m)
 		}
 	}
+	return addr
 }

@@ -18,11 +18,10 @@ import (
 const LXCDir = "var/lib/lxc"
 
 // LXCConfig is the container's LXC config for the image: its name, root,
-// Debian's common.conf (no lxc.apparmor.profile line: never unconfined;
-// LXC then confines it with its default AppArmor profile, without
-// needing apparmor_parser on the node as "generated" would), the image's
-// Entrypoint and Cmd
-// as init command with its working directory, environment and user.
+// Debian's common.conf, LXC's generated AppArmor profile (what lxc-create
+// writes from Debian's default.conf; the node set carries apparmor_parser
+// to load it), the image's Entrypoint and Cmd as init command with its
+// working directory, environment and user.
 // lxc.start.auto is 0 and network lines are absent: nodeinit writes
 // both on the container's own node (policy.pinContainer), the image
 // being the same for every node. rootfs resolves a user name.
@@ -39,6 +38,7 @@ func LXCConfig(name, source string, img *Image, rootfs *fstree.Tree) ([]byte, er
 	b.WriteString(plan.AutostartMarker + "\n")
 	fmt.Fprintf(&b, "# container %s from %s (image %s)\n", name, source, img.Digest)
 	line("lxc.include", "/usr/share/lxc/config/common.conf")
+	line("lxc.apparmor.profile", "generated")
 	line("lxc.uts.name", name)
 	line("lxc.rootfs.path", "dir:/"+path.Join(LXCDir, name, "rootfs"))
 	argv := append(append([]string(nil), c.Entrypoint...), c.Cmd...)

@@ -40,6 +40,10 @@ type Options struct {
 	// MAC of the virtio-net device; a user-mode network is attached
 	// always.
 	MAC string
+	// Isolated cuts the user-mode network off from the host and the
+	// internet (restrict=on): a guest whose services would go out (i2pd
+	// reseeding, NTP) stays inside the test.
+	Isolated bool
 	// Console receives everything the serial console prints.
 	Console io.Writer
 	// Binary defaults to qemu-system-aarch64.
@@ -94,7 +98,11 @@ func (o Options) Args() []string {
 	if o.MAC != "" {
 		nic += ",mac=" + o.MAC
 	}
-	args = append(args, "-netdev", "user,id=n0", "-device", nic)
+	netdev := "user,id=n0"
+	if o.Isolated {
+		netdev += ",restrict=on"
+	}
+	args = append(args, "-netdev", netdev, "-device", nic)
 	if o.Watchdog {
 		// reset is QEMU's default action; said here because the
 		// reporting depends on it.

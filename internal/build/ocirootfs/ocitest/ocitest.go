@@ -147,45 +147,73 @@ func mustJSON(t testing.TB, v any) []byte {
 	return b
 }
 
+// pusher pushes blobs and manifests to one repository.
+type pusher struct {
+	t   testing.TB
+	c   *registry.Client
+	ref registry.Ref
+}
+
+func (p pusher) blob(b []byte, mt string) registry.Descriptor {
+	p.t.Helper()
+	d := registry.Descriptor{MediaType: mt, Digest: registry.DigestOf(b), Size: int64(len(b))}
+	if _, err := p.c.PushBlob(context.Background(), p.ref, d, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
+		p.t.Fatal(err)
+	}
+	return d
+}
+
+// manifest pushes an image manifest by digest.
+func (p pusher) manifest(cfg registry.Descriptor, layers ...registry.Descriptor) registry.Descriptor {
+	p.t.Helper()
+	b := mustJSON(p.t, registry.Manifest{SchemaVersion: 2, MediaType: registry.MediaTypeManifest, Config: cfg, Layers: layers})
+	r := p.ref
+	r.Tag, r.Digest = "", registry.DigestOf(b)
+	if _, err := p.c.PutManifest(context.Background(), r, b); err != nil {
+		p.t.Fatal(err)
+	}
+	return registry.Descriptor{MediaType: registry.MediaTypeManifest, Digest: r.Digest, Size: int64(len(b))}
+}
+
 // Push pushes the image to ref (host/repo:tag) through c.
 func Push(t testing.TB, c *registry.Client, ref registry.Ref) Image {
 	t.Helper()
-	ctx := context.Background()
-	push := func(b []byte, mt string) registry.Descriptor {
-		d := registry.Descriptor{MediaType: mt, Digest: registry.DigestOf(b), Size: int64(len(b))}
-		if _, err := c.PushBlob(ctx, ref, d, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	manifest := func(cfg registry.Descriptor, layers ...registry.Descriptor) registry.Descriptor {
-		m := registry.Manifest{SchemaVersion: 2, MediaType: registry.MediaTypeManifest, Config: cfg, Layers: layers}
-		b := mustJSON(t, m)
-		r := ref
-		r.Tag, r.Digest = "", registry.DigestOf(b)
-		if _, err := c.PutManifest(ctx, r, b); err != nil {
-			t.Fatal(err)
-		}
-		return registry.Descriptor{MediaType: registry.MediaTypeManifest, Digest: r.Digest, Size: int64(len(b))}
-	}
+	p := pusher{t, c, ref}
 	var img Image
 	img.Ref = ref
-	l0 := push(Gzip(t, Tar(t, Layer0)), "application/vnd.oci.image.layer.v1.tar+gzip")
-	l1 := push(Zstd(t, Tar(t, Layer1)), "application/vnd.oci.image.layer.v1.tar+zstd")
+	l0 := p.blob(Gzip(t, Tar(t, Layer0)), "application/vnd.oci.image.layer.v1.tar+gzip")
+	l1 := p.blob(Zstd(t, Tar(t, Layer1)), "application/vnd.oci.image.layer.v1.tar+zstd")
 	img.Layers = []registry.Descriptor{l0, l1}
-	img.Config = push(mustJSON(t, ImageConfig("arm64")), registry.MediaTypeImageConfig)
-	arm := manifest(img.Config, l0, l1)
+	img.Config = p.blob(mustJSON(t, ImageConfig("arm64")), registry.MediaTypeImageConfig)
+	arm := p.manifest(img.Config, l0, l1)
 	img.Arm64 = arm.Digest
-	amdLayer := push(Gzip(t, Tar(t, []Entry{{Name: "amd64", Type: tar.TypeReg, Data: "wrong arch"}})), "application/vnd.oci.image.layer.v1.tar+gzip")
-	amd := manifest(push(mustJSON(t, ImageConfig("amd64")), registry.MediaTypeImageConfig), amdLayer)
+	amdLayer := p.blob(Gzip(t, Tar(t, []Entry{{Name: "amd64", Type: tar.TypeReg, Data: "wrong arch"}})), "application/vnd.oci.image.layer.v1.tar+gzip")
+	amd := p.manifest(p.blob(mustJSON(t, ImageConfig("amd64")), registry.MediaTypeImageConfig), amdLayer)
 	ix := registry.Index{SchemaVersion: 2, MediaType: registry.MediaTypeImageIndex, Manifests: []registry.IndexEntry{
 		{Descriptor: amd, Platform: &registry.Platform{OS: "linux", Architecture: "amd64"}},
 		{Descriptor: arm, Platform: &registry.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}},
 	}}
-	d, err := c.PutManifest(ctx, ref, mustJSON(t, ix))
+	d, err := c.PutManifest(context.Background(), ref, mustJSON(t, ix))
 	if err != nil {
 		t.Fatal(err)
 	}
 	img.IndexDigest = d
 	return img
+}
+
+// PushArm64 pushes a single-platform linux/arm64 image tagged ref: one
+// gzip layer of entries and a config running cmd.
+func PushArm64(t testing.TB, c *registry.Client, ref registry.Ref, entries []Entry, cmd []string) {
+	t.Helper()
+	p := pusher{t, c, ref}
+	layer := p.blob(Gzip(t, Tar(t, entries)), "application/vnd.oci.image.layer.v1.tar+gzip")
+	cfg := p.blob(mustJSON(t, map[string]any{
+		"architecture": "arm64", "os": "linux", "created": Created.Format(time.RFC3339),
+		"config": map[string]any{"Cmd": cmd},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{}},
+	}), registry.MediaTypeImageConfig)
+	b := mustJSON(t, registry.Manifest{SchemaVersion: 2, MediaType: registry.MediaTypeManifest, Config: cfg, Layers: []registry.Descriptor{layer}})
+	if _, err := c.PutManifest(context.Background(), ref, b); err != nil {
+		t.Fatal(err)
+	}
 }
