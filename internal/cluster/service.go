@@ -21,6 +21,10 @@ type Service struct {
 	I2P           bool     `toml:"i2p"`         // also served over i2p, by i2pd on the container's node (i2p.go)
 	CheckPath     string   `toml:"check_path"`  // http: the health check's GET path (default "/")
 	CheckInterval Duration `toml:"check_interval"`
+	// Backend, instead of Container and Port, is a server outside the
+	// cluster's containers, such as an IPv6-only host behind the IPv4
+	// ingress (the seed's "reverse proxy IPv4 to IPv6").
+	Backend AddrPort `toml:"backend"`
 }
 
 // Protocols are how the ingress tells services apart: http by the Host
@@ -71,10 +75,14 @@ func (c *Config) IngressRoutes() []IngressRoute {
 	var rs []IngressRoute
 	for _, s := range c.Services {
 		ct := cts[s.Container]
+		backend := netip.AddrPortFrom(ct.IP.Addr, uint16(s.Port))
+		if s.Backend.IsValid() {
+			backend = s.Backend.AddrPort
+		}
 		r := IngressRoute{
 			Name: string(s.Name), Protocol: string(s.Protocol), PublicPort: s.PublicPort,
 			Container: string(ct.Name), Node: string(ct.Node),
-			Backend:       netip.AddrPortFrom(ct.IP.Addr, uint16(s.Port)),
+			Backend:       backend,
 			CheckPath:     s.CheckPath,
 			CheckInterval: s.CheckInterval.Duration,
 			I2P:           s.I2P,
@@ -118,6 +126,9 @@ func (c *Config) Gateways() []string {
 func (r IngressRoute) Reached(gateways []string) []string {
 	gw := "gateway " + strings.Join(gateways, ",") + fmt.Sprintf(":%d", r.PublicPort)
 	to := fmt.Sprintf("%s %s on %s", r.Container, r.Backend, r.Node)
+	if r.Container == "" {
+		to = "backend " + r.Backend.String()
+	}
 	var froms []string
 	switch r.Protocol {
 	case "http":
@@ -170,14 +181,21 @@ func (c *Config) validateServices(bad func(line int, format string, a ...any)) {
 		uniqueName(bad, l, names, "service", "service", i, s.Name)
 		id := fmt.Sprintf("service %q", s.Name)
 		switch ct, ok := cts[s.Container]; {
+		case s.Backend.IsValid():
+			if s.Container != "" || s.Port != 0 {
+				bad(at("backend"), "%s: backend is instead of container and port (expected either backend = \"[2001:db8::10]:8080\" or container and port)", id)
+			}
+			if s.I2P {
+				bad(at("i2p"), "%s: i2p = true needs a container (i2pd runs on the container's node; a backend has none)", id)
+			}
 		case s.Container == "":
-			bad(at(""), "%s has no container (expected container = NAME of an [[lxc.container]])", id)
+			bad(at(""), "%s has no container (expected container = NAME of an [[lxc.container]], or backend = ADDRESS:PORT)", id)
 		case !ok:
 			bad(at("container"), "%s: container %q is not an [[lxc.container]] (expected one of: %s)", id, s.Container, containerNames(cts))
 		case !ct.IP.IsValid():
 			bad(at("container"), "%s: container %q has no pinned ip (expected ip = ... in its [[lxc.container]]: the ingress routes to it)", id, s.Container)
 		}
-		if s.Port < 1 || s.Port > 65535 {
+		if !s.Backend.IsValid() && (s.Port < 1 || s.Port > 65535) {
 			bad(at("port"), "%s: port = %d (expected the container's port, 1-65535)", id, s.Port)
 		}
 		if s.Protocol == "" {

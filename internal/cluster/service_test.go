@@ -82,6 +82,16 @@ func TestServiceErrors(t *testing.T) {
 			"check_interval", `service "web": check_interval 10ms (expected 100ms to 1h`},
 		{"upper-case host", strings.Replace(webSvc, "www.", "WWW.", 1),
 			"hosts", `bad domain "WWW.example.org"`},
+		{"backend and container", "[[service]]\nname = \"x\"\ncontainer = \"c-web\"\nbackend = \"[2001:db8::10]:8080\"\nprotocol = \"http\"\nhosts = [\"a.example.org\"]\n",
+			"backend", `service "x": backend is instead of container and port`},
+		{"backend and port", "[[service]]\nname = \"x\"\nport = 80\nbackend = \"[2001:db8::10]:8080\"\nprotocol = \"http\"\nhosts = [\"a.example.org\"]\n",
+			"backend", `service "x": backend is instead of container and port`},
+		{"backend over i2p", "[[service]]\nname = \"x\"\nbackend = \"[2001:db8::10]:8080\"\nprotocol = \"http\"\nhosts = [\"a.example.org\"]\ni2p = true\n",
+			"i2p", `service "x": i2p = true needs a container`},
+		{"backend without port", "[[service]]\nname = \"x\"\nbackend = \"2001:db8::10\"\nprotocol = \"http\"\nhosts = [\"a.example.org\"]\n",
+			"backend", `malformed address and port "2001:db8::10" (expected like 192.168.0.5:80 or [2001:db8::10]:8080)`},
+		{"backend with zone", "[[service]]\nname = \"x\"\nbackend = \"[fe80::1%eth0]:80\"\nprotocol = \"http\"\nhosts = [\"a.example.org\"]\n",
+			"backend", `malformed address and port "[fe80::1%eth0]:80"`},
 		{"no gateway", strings.Replace(svcBase, `role = "gateway"`, `role = "worker"`, 1) + webSvc,
 			"[[service]]", "services need an ingress node, and the inventory has none (expected a [[node]] with role = \"gateway\""},
 	} {
@@ -119,6 +129,11 @@ container = "c-blog"
 port = 22
 protocol = "tcp"
 public_port = 2222
+[[service]]
+name = "v6"
+backend = "[2001:db8::10]:8080"
+protocol = "http"
+hosts = ["v6.example.org"]
 `
 	c, err := Parse("c.toml", []byte(src))
 	if err != nil {
@@ -132,6 +147,9 @@ public_port = 2222
 			Backend: netip.MustParseAddrPort("10.0.3.11:443"), CheckInterval: 2 * time.Second, I2P: true},
 		{Name: "ssh", Protocol: "tcp", PublicPort: 2222, Container: "c-blog", Node: "node02",
 			Backend: netip.MustParseAddrPort("10.0.3.11:22"), CheckInterval: 5 * time.Second},
+		// Outside the containers: no node, no host route.
+		{Name: "v6", Protocol: "http", Hosts: []string{"v6.example.org"}, PublicPort: 80,
+			Backend: netip.MustParseAddrPort("[2001:db8::10]:8080"), CheckPath: "/", CheckInterval: 5 * time.Second},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("IngressRoutes:\n%+v\nwant:\n%+v", got, want)
@@ -156,6 +174,7 @@ public_port = 2222
 		"blog: tls blog.example.org (SNI) → gateway gw:443 → c-blog 10.0.3.11:443 on node02",
 		"blog: i2p (address made on node02 at first boot) → c-blog 10.0.3.11:443 on node02",
 		"ssh: tcp port 2222 → gateway gw:2222 → c-blog 10.0.3.11:22 on node02",
+		"v6: http://v6.example.org/ → gateway gw:80 → backend [2001:db8::10]:8080",
 	}
 	if strings.Join(lines, "\n") != strings.Join(wantLines, "\n") {
 		t.Errorf("Reached:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(wantLines, "\n"))

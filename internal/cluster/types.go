@@ -156,6 +156,19 @@ func (a *Addr) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// AddrPort is an IPv4 or IPv6 address with a port: "192.168.0.5:80",
+// "[2001:db8::10]:8080".
+type AddrPort struct{ netip.AddrPort }
+
+func (a *AddrPort) UnmarshalText(b []byte) error {
+	ap, err := netip.ParseAddrPort(string(b))
+	if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" || ap.Addr().IsUnspecified() || ap.Addr().Is4In6() {
+		return fmt.Errorf("malformed address and port %q (expected like 192.168.0.5:80 or [2001:db8::10]:8080)", b)
+	}
+	a.AddrPort = ap
+	return nil
+}
+
 // Prefix is an IPv4 CIDR. Masked reports whether host bits must be zero:
 // a subnet ("192.168.142.0/24") vs an interface address ("10.0.3.1/24").
 type Prefix struct{ netip.Prefix }

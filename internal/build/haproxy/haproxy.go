@@ -100,7 +100,11 @@ func Generate(routes []cluster.IngressRoute) []byte {
 		} else {
 			w("\tmode tcp")
 		}
-		w("\tserver %s %s check inter %s fall 2 rise 1", r.Container, r.Backend, ms(r.CheckInterval))
+		server := r.Container
+		if server == "" {
+			server = "backend" // a service's backend outside the containers
+		}
+		w("\tserver %s %s check inter %s fall 2 rise 1", server, r.Backend, ms(r.CheckInterval))
 	}
 	return b.Bytes()
 }

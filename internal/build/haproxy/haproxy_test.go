@@ -1,13 +1,11 @@
 package haproxy
 
 import (
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/testenv"
@@ -75,12 +73,15 @@ port = 2200
 protocol = "tcp"
 public_port = 2222
 check_interval = "100ms"
+# An IPv6-only server behind the IPv4 frontends (the seed's "reverse
+# proxy IPv4 to IPv6").
+[[service]]
+name = "six"
+backend = "[fd00:3::10]:8080"
+protocol = "http"
+hosts = ["six.example.org"]
+check_interval = "100ms"
 `
-
-// v6Route is a service whose container has only an IPv6 address (the
-// seed's "reverse proxy IPv4 to IPv6").
-var v6Route = cluster.IngressRoute{Name: "six", Protocol: "http", Hosts: []string{"six.example.org"}, PublicPort: 80,
-	Container: "c-six", Node: "node02", Backend: netip.MustParseAddrPort("[fd00:3::10]:8080"), CheckPath: "/", CheckInterval: 100 * time.Millisecond}
 
 func testRoutes(t *testing.T) []cluster.IngressRoute {
 	t.Helper()
@@ -88,7 +89,7 @@ func testRoutes(t *testing.T) []cluster.IngressRoute {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(c.IngressRoutes(), v6Route)
+	return c.IngressRoutes()
 }
 
 func TestGenerate(t *testing.T) {
@@ -116,7 +117,7 @@ func TestGenerate(t *testing.T) {
 			`	http-request return status 503 content-type text/plain string "503 Service Unavailable: web is down (its health check fails); try again later.\n" if { nbsrv lt 1 }`,
 			"\tserver c-web 10.0.3.10:8080 check inter 100ms fall 2 rise 1"}},
 		{"tcp backend", []string{"backend svc_shell", "\tmode tcp", "\tserver c-web 10.0.3.10:2200 check inter 100ms fall 2 rise 1"}},
-		{"IPv6 backend", []string{"backend svc_six", "\toption httpchk GET /", "\tserver c-six [fd00:3::10]:8080 check"}},
+		{"IPv6 backend", []string{"backend svc_six", "\toption httpchk GET /", "\tserver backend [fd00:3::10]:8080 check"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rest := cfg
