@@ -16,8 +16,9 @@ import (
 
 // policyModules are loaded by nodeinit when a cluster config asks for
 // forwarding, NAT or an LXC bridge (Debian's kernel has them as modules;
-// nf_tables_bridge holds the containers' anti-spoofing table).
-var policyModules = []string{"nf_tables", "nf_conntrack", "nft_ct", "nf_nat", "nft_nat", "nft_chain_nat", "nft_masq", "nft_reject_ipv4", "nft_reject_inet", "bridge", "veth", "nf_tables_bridge"}
+// the bridge family of the containers' anti-spoofing table is part of
+// nf_tables itself).
+var policyModules = []string{"nf_tables", "nf_conntrack", "nft_ct", "nf_nat", "nft_nat", "nft_chain_nat", "nft_masq", "nft_reject_ipv4", "nft_reject_inet", "bridge", "veth"}
 
 // InitrdEpoch is the time of every initramfs entry, whatever
 // SOURCE_DATE_EPOCH says: nothing reads those times, and with them fixed
