@@ -26,7 +26,7 @@ import (
 //	table bridge nodeinit {
 //		chain prerouting {
 //			type filter hook prerouting priority filter; policy accept;
-//			iifname "ve-haproxy" jump ct-haproxy
+//			iifname "vc-haproxy" jump ct-haproxy
 //		}
 //
 //		chain ct-haproxy {
@@ -66,19 +66,22 @@ var bridgeFilterPriority = nftables.ChainPriorityRef(-200)
 func antispoofChain(container string) string { return "ct-" + container }
 
 // VethName is the host-side veth of container name: pinContainer writes it
-// as lxc.net.0.veth.pair, and the antispoof rules match on it. It is "ve-"
-// and the name when that fits IFNAMSIZ (15 characters), else "ve-", the
+// as lxc.net.0.veth.pair, and the antispoof rules match on it. It is "vc-"
+// and the name when that fits IFNAMSIZ (15 characters), else "vc-", the
 // name's first 6 characters, "_" and 5 hex digits of its FNV-1a hash.
-// Container names are hostnames, without "_", so a shortened name never
-// equals a whole one; two long names with the same start differ by their
-// hash, and Antispoof refuses the rare pair that does not.
+// Not "ve-": systemd-networkd's 80-container-ve.network claims ve-* links
+// (systemd-nspawn's), serves DHCP on them and takes them off the bridge;
+// vb-, vz- and vt- are its too. Container names are hostnames, without
+// "_", so a shortened name never equals a whole one; two long names with
+// the same start differ by their hash, and Antispoof refuses the rare pair
+// that does not.
 func VethName(name string) string {
 	if len(name) <= 12 {
-		return "ve-" + name
+		return "vc-" + name
 	}
 	h := fnv.New32a()
 	h.Write([]byte(name))
-	return fmt.Sprintf("ve-%s_%05x", name[:6], h.Sum32()&0xfffff)
+	return fmt.Sprintf("vc-%s_%05x", name[:6], h.Sum32()&0xfffff)
 }
 
 // pin is one container the rules pin.

@@ -23,10 +23,10 @@ import (
 
 func TestVethName(t *testing.T) {
 	for _, tc := range []struct{ name, want string }{
-		{"haproxy", "ve-haproxy"},
-		{"abcdefghijkl", "ve-abcdefghijkl"}, // 12: fits as it is
-		{"abcdefghijklm", "ve-abcdef_"},     // 13: shortened, hash follows
-		{"i2p-router-for-tests", "ve-i2p-ro_"},
+		{"haproxy", "vc-haproxy"},
+		{"abcdefghijkl", "vc-abcdefghijkl"}, // 12: fits as it is
+		{"abcdefghijklm", "vc-abcdef_"},     // 13: shortened, hash follows
+		{"i2p-router-for-tests", "vc-i2p-ro_"},
 	} {
 		got := VethName(tc.name)
 		if len(got) > 15 || !strings.HasPrefix(got, tc.want) || (len(tc.name) <= 12) != (got == tc.want) {
@@ -233,8 +233,8 @@ func drops(t *testing.T, ns string) map[string]uint64 {
 const antispoofRuleset = `table bridge nodeinit {
 	chain prerouting {
 		type filter hook prerouting priority filter; policy accept;
-		iifname "ve-haproxy" jump ct-haproxy
-		iifname "ve-i2p-ro_f4fea" jump ct-i2p-router-for-tests
+		iifname "vc-haproxy" jump ct-haproxy
+		iifname "vc-i2p-ro_f4fea" jump ct-i2p-router-for-tests
 	}
 
 	chain ct-haproxy {

@@ -105,7 +105,7 @@ func TestLXCFiles(t *testing.T) {
 				t.Errorf("default.conf:\n%s\nwant:\n%s", got, want)
 			}
 			want := "lxc.rootfs.path = dir:/var/lib/lxc/haproxy/rootfs\nlxc.uts.name = haproxy\n" + generated +
-				"lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.veth.pair = ve-haproxy\nlxc.net.0.hwaddr = 00:16:3e:00:00:10\nlxc.net.0.ipv4.address = 10.0.3.10/24\nlxc.net.0.ipv4.gateway = 10.0.3.1\n"
+				"lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.veth.pair = vc-haproxy\nlxc.net.0.hwaddr = 00:16:3e:00:00:10\nlxc.net.0.ipv4.address = 10.0.3.10/24\nlxc.net.0.ipv4.gateway = 10.0.3.1\n"
 			if got := get(t, filepath.Join(root, "var/lib/lxc/haproxy/config")); got != want {
 				t.Errorf("container config:\n%s\nwant:\n%s", got, want)
 			}
@@ -249,7 +249,7 @@ func TestPinBuiltContainer(t *testing.T) {
 		}
 	}
 	want := strings.TrimSuffix(built, "lxc.start.auto = 0\n") + generated +
-		"lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.hwaddr = 00:16:3e:00:00:10\nlxc.net.0.ipv4.address = 10.0.3.10/24\nlxc.net.0.ipv4.gateway = 10.0.3.1\nlxc.start.auto = 1\n"
+		"lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.veth.pair = vc-web\nlxc.net.0.hwaddr = 00:16:3e:00:00:10\nlxc.net.0.ipv4.address = 10.0.3.10/24\nlxc.net.0.ipv4.gateway = 10.0.3.1\nlxc.start.auto = 1\n"
 	if got := get(t, filepath.Join(root, "var/lib/lxc/web/config")); got != want {
 		t.Errorf("built container's config:\n%s\nwant:\n%s", got, want)
 	}
