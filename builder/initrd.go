@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/initramfs"
+	"github.com/mkimage/mkimage/internal/build/kmod"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/node/netfetch"
 )
@@ -19,6 +20,14 @@ import (
 // the bridge family of the containers' anti-spoofing table is part of
 // nf_tables itself).
 var policyModules = []string{"nf_tables", "nf_conntrack", "nft_ct", "nf_nat", "nft_nat", "nft_chain_nat", "nft_masq", "nft_reject_ipv4", "nft_reject_inet", "bridge", "veth"}
+
+// policyModulesIfModular are loaded too where the kernel has them as
+// modules (built in or absent, nothing is needed): with nft_meta_bridge a
+// module, nf_tables refuses any meta match (iifname) in a bridge-family
+// table until it is loaded (nft_meta_select_ops), and the initramfs has
+// no modprobe for the kernel to load it on demand. Debian's kernel is
+// such a kernel; the anti-spoofing table needs it.
+var policyModulesIfModular = []string{"nft_meta_bridge"}
 
 // InitrdEpoch is the time of every initramfs entry, whatever
 // SOURCE_DATE_EPOCH says: nothing reads those times, and with them fixed
@@ -56,6 +65,15 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	files := fstree.New(InitrdEpoch)
 	if in.cluster != nil {
 		want = append(want, policyModules...)
+		set, err := kmod.Open(mods)
+		if err != nil {
+			return fmt.Errorf("kernel %s modules: %w", in.kernel.Version, err)
+		}
+		for _, m := range policyModulesIfModular {
+			if _, ok := set.Module(m); ok {
+				want = append(want, m)
+			}
+		}
 		if _, err := files.MkdirAll(initramfs.ConfigDir, InitrdEpoch); err != nil {
 			return err
 		}
