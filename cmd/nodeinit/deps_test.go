@@ -26,6 +26,8 @@ var nodeSide = []string{
 	// Bundles in an OCI registry (nodeinit update apply oci://...).
 	"github.com/mkimage/mkimage/internal/update/registry",
 	"github.com/mkimage/mkimage/internal/filehash",
+	// i2pd destination keys made on the node (standard library only).
+	"github.com/mkimage/mkimage/internal/i2p",
 }
 
 // TestNodeSideOnly: `go list -deps ./cmd/nodeinit` names no build-side
