@@ -53,7 +53,9 @@ func mountBtrfs(t *testing.T) string {
 }
 
 // sshd is a real OpenSSH server on 127.0.0.1 that lets root in with a
-// key made for the test.
+// key made for the test. SetEnv SHLVL=1 keeps Debian's bash from
+// sourcing root's ~/.bashrc for each command (it does when run by sshd at
+// shell level 1): a developer's .bashrc can cost seconds a command.
 type sshd struct {
 	port                      int
 	identity, knownHosts, dir string
@@ -92,6 +94,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 PidFile none
+SetEnv SHLVL=1
 `, port, filepath.Join(dir, "host"), filepath.Join(dir, "authorized_keys")), 0o600); err != nil {
 		t.Fatal(err)
 	}
