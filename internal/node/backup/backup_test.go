@@ -350,6 +350,21 @@ func testKind(t *testing.T, srv sshd, nodeFS string, kind Kind, dir string) {
 			t.Errorf("restored %s: gone = %q, %v", s1, b, err)
 		}
 	})
+	// A restore cut half way left a writable subvolume without a
+	// Received UUID under the name: the next restore replaces it.
+	into, err := os.MkdirTemp(nodeFS, "restore-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := btrfsctl.Create(filepath.Join(into, s1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Restore(context.Background(), o, s1, into); err != nil {
+		t.Errorf("restore over a cut restore's leftover: %v", err)
+	} else if info, err := btrfsctl.Stat(filepath.Join(into, s1)); err != nil || !info.Received() {
+		t.Errorf("restored %s: %+v, %v", s1, info, err)
+	}
+	btrfsctl.Delete(filepath.Join(into, s1))
 	restore(s2, func(dir string) {
 		if b, _ := os.ReadFile(filepath.Join(dir, "small")); string(b) != "v2" {
 			t.Errorf("restored %s: small = %q", s2, b)
@@ -373,7 +388,7 @@ func testKind(t *testing.T, srv sshd, nodeFS string, kind Kind, dir string) {
 			cancel()
 		}
 	}
-	_, err := Export(ctx, cut)
+	_, err = Export(ctx, cut)
 	cancel()
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cut export: %v, want context.Canceled", err)
@@ -388,9 +403,26 @@ func testKind(t *testing.T, srv sshd, nodeFS string, kind Kind, dir string) {
 			t.Errorf("after the cut export the target holds %s", g)
 		}
 	}
+	// What a cut leaves when nothing cleans up after it (the node lost
+	// power): the next export deletes it first.
+	var left string
+	if kind == KindBtrfs {
+		left = s3
+		if err := btrfsctl.Create(filepath.Join(dir, left)); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		left = fileName(s3, s2) + ".part"
+		if err := os.WriteFile(filepath.Join(dir, left), []byte("cut"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sum = export(o)
 	if len(sum.Sent) != 1 || sum.Sent[0].Name != s3 || sum.Sent[0].Parent != s2 {
 		t.Fatalf("export after the cut: %+v, want %s from %s", sum.Sent, s3, s2)
+	}
+	if fmt.Sprint(sum.Cleaned) != fmt.Sprint([]string{left}) {
+		t.Errorf("export after the cut cleaned %q, want %q", sum.Cleaned, left)
 	}
 	good, bad = onTarget(t, kind, dir, prefix)
 	want := []string{s1, s2, s3}
