@@ -139,12 +139,23 @@ func (t *tail) String() string {
 	return strings.TrimSpace(string(t.b))
 }
 
-// cmdline shows argv for errors; for ssh only the remote command matters.
+// cmdline shows argv for errors: for ssh, the host and the remote
+// command without the lock prologue, cut short.
 func cmdline(argv []string) string {
-	if argv[0] == "ssh" {
-		return "ssh " + argv[len(argv)-3] + " " + strconv.Quote(strings.TrimSpace(argv[len(argv)-1]))
+	if argv[0] != "ssh" {
+		return strings.Join(argv, " ")
 	}
-	return strings.Join(argv, " ")
+	var lines []string
+	for _, l := range strings.Split(argv[len(argv)-1], "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "cd -- ") && !strings.HasPrefix(l, "exec 9>>") && !strings.HasPrefix(l, "flock -w") {
+			lines = append(lines, l)
+		}
+	}
+	remote := strings.Join(lines, "; ")
+	if len(remote) > 120 {
+		remote = remote[:120] + "..."
+	}
+	return "ssh " + argv[len(argv)-3] + " " + strconv.Quote(remote)
 }
 
 // pipeline runs stages with each one's stdout going to the next one's
