@@ -8,6 +8,14 @@
 // stream file only under its final name, given after its size and sha256
 // were checked on the target.
 //
+// On the target, every command runs as one sh script under an flock on
+// DIR/.backup.lock: a survey (stat -f -c %T DIR, then btrfs subvolume
+// show of each entry, or the list of files), btrfs receive into DIR (then
+// a check that NAME's Received UUID is the local snapshot's UUID), or cat
+// into DIR/FILE.part followed by stat -c %s, sha256sum, sync and mv to
+// FILE; deletions with btrfs subvolume delete or rm -f; restores with
+// btrfs send DIR/NAME or cat of the chain's files.
+//
 // It runs the system's btrfs, ssh and zstd (the node has them for its
 // snapshots; linking a zstd encoder would weigh on nodeinit's size), and
 // needs on the target sh, stat, flock, sha256sum and btrfs-progs for a
@@ -79,7 +87,8 @@ type Options struct {
 	// Log gets progress lines; nil discards them.
 	Log func(format string, a ...any)
 	// Progress, if set, is called as a snapshot's stream goes out with the
-	// bytes sent so far.
+	// bytes sent so far (from another goroutine; it may cancel the
+	// export's context).
 	Progress func(name string, bytes int64)
 }
 
@@ -222,6 +231,11 @@ func Export(ctx context.Context, o Options) (Summary, error) {
 		r.incomplete = nil
 	}
 
+	for _, l := range locs {
+		if u := r.received[l.name]; u != "" && u != l.uuid {
+			e.log("backup: %s: %s there was received from another subvolume (%s, here %s); not a parent", e.t, l.name, u, l.uuid)
+		}
+	}
 	held := map[string]bool{}
 	for _, n := range r.complete() {
 		held[n] = true
