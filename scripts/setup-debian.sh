@@ -27,6 +27,8 @@ pkgs=(
   haproxy
   # i2p: the tests run the real i2pd on the tunnels and keys nodeinit writes
   i2pd
+  # node backups: the tests export snapshots over SSH to a real sshd
+  openssh-server
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -42,8 +44,9 @@ fi
 # The tests start their own haproxy, registry and i2pd on their own ports;
 # the packages' services are not wanted on this machine (the registry's
 # would listen on every interface at :5000, i2pd's would join the I2P
-# network). Harmless without systemd.
-systemctl disable --now haproxy docker-registry i2pd 2>/dev/null || true
+# network, sshd's would accept logins on port 22). Harmless without
+# systemd.
+systemctl disable --now haproxy docker-registry i2pd ssh 2>/dev/null || true
 if ! command -v go >/dev/null; then
   echo "setup: Go 1.26 or newer is needed (https://go.dev/dl); not found on PATH" >&2
   exit 1
