@@ -41,12 +41,22 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: all Debian packages present"
 fi
-# The tests start their own haproxy, registry and i2pd on their own ports;
-# the packages' services are not wanted on this machine (the registry's
-# would listen on every interface at :5000, i2pd's would join the I2P
-# network, sshd's would accept logins on port 22). Harmless without
-# systemd.
-systemctl disable --now haproxy docker-registry i2pd ssh 2>/dev/null || true
+# The tests start their own haproxy, registry, i2pd and sshd on their own
+# ports; the services these packages start when installed are not wanted
+# (the registry's would listen on every interface at :5000, i2pd's would
+# join the I2P network, sshd's would accept logins on port 22). Only the
+# ones installed just now: a service the machine already ran (the sshd
+# you log in by, your haproxy) is left alone. Harmless without systemd.
+services=()
+for p in "${missing[@]}"; do
+  case $p in
+    haproxy | docker-registry | i2pd) services+=("$p") ;;
+    openssh-server) services+=(ssh) ;;
+  esac
+done
+if [ ${#services[@]} -gt 0 ]; then
+  systemctl disable --now "${services[@]}" 2>/dev/null || true
+fi
 if ! command -v go >/dev/null; then
   echo "setup: Go 1.26 or newer is needed (https://go.dev/dl); not found on PATH" >&2
   exit 1
