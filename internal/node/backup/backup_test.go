@@ -20,38 +20,6 @@ import (
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
-// mountBtrfs makes a 300 MiB btrfs filesystem on a sparse file, loop
-// mounted in a temporary directory until the test ends.
-func mountBtrfs(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	img := filepath.Join(dir, "fs.img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 300<<20); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Run(t, "mkfs.btrfs", "-q", img)
-	mnt := filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "btrfs", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot loop-mount a btrfs image here: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		dev, _ := exec.Command("findmnt", "-n", "-o", "SOURCE", "--mountpoint", mnt).Output()
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", mnt, err, out)
-		}
-		if d := strings.TrimSpace(string(dev)); strings.HasPrefix(d, "/dev/loop") {
-			exec.Command("losetup", "-d", d).Run()
-		}
-	})
-	return mnt
-}
-
 // sshd is a real OpenSSH server on 127.0.0.1 that lets root in with a
 // key made for the test. SetEnv SHLVL=1 keeps Debian's bash from
 // sourcing root's ~/.bashrc for each command (it does when run by sshd at
@@ -225,7 +193,7 @@ func onTarget(t *testing.T, kind Kind, dir, prefix string) (good, bad []string) 
 func TestExportRestore(t *testing.T) {
 	needEnv(t)
 	srv := startSSHD(t)
-	btrfsTarget := mountBtrfs(t)
+	btrfsTarget := testenv.ScratchBtrfs(t)
 
 	// The file target: a directory on the test's own filesystem, which
 	// must not be btrfs for the test to mean anything.
@@ -248,7 +216,7 @@ func TestExportRestore(t *testing.T) {
 		{KindFiles, fileTarget},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {
-			testKind(t, srv, mountBtrfs(t), tc.kind, tc.dir)
+			testKind(t, srv, testenv.ScratchBtrfs(t), tc.kind, tc.dir)
 		})
 	}
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/testenv"
 )
 
 // TestExportVsRsync compares a full and an incremental export with rsync
@@ -28,8 +30,8 @@ func TestExportVsRsync(t *testing.T) {
 		t.Skip("rsync not installed")
 	}
 	srv := startSSHD(t)
-	nodeFS := mountBtrfs(t)
-	targetFS := mountBtrfs(t)
+	nodeFS := testenv.ScratchBtrfs(t)
+	targetFS := testenv.ScratchBtrfs(t)
 	fileDir := filepath.Join(t.TempDir(), "files")
 	for _, d := range []string{fileDir, filepath.Join(targetFS, "btrfs"), filepath.Join(targetFS, "rsync")} {
 		if err := os.Mkdir(d, 0o700); err != nil {
