@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/initramfs"
-	"github.com/mkimage/mkimage/internal/build/kmod"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/node/netfetch"
 )
@@ -54,6 +53,7 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 		return err
 	}
 	want := append([]string(nil), in.bootModules...)
+	var ifModular []string
 	cold := append(append([]string{}, in.board.Coldplug...), o.Coldplug...)
 	wd, err := in.watchdogModule(o)
 	if err != nil {
@@ -65,15 +65,7 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	files := fstree.New(InitrdEpoch)
 	if in.cluster != nil {
 		want = append(want, policyModules...)
-		set, err := kmod.Open(mods)
-		if err != nil {
-			return fmt.Errorf("kernel %s modules: %w", in.kernel.Version, err)
-		}
-		for _, m := range policyModulesIfModular {
-			if _, ok := set.Module(m); ok {
-				want = append(want, m)
-			}
-		}
+		ifModular = policyModulesIfModular
 		if _, err := files.MkdirAll(initramfs.ConfigDir, InitrdEpoch); err != nil {
 			return err
 		}
@@ -88,7 +80,7 @@ func (in *inputs) loadInitramfs(ctx context.Context, o *Options) error {
 	}
 	logf(o, "initramfs: nodeinit + rescue commands + %d modules + %d for coldplug", len(want), len(cold))
 	res, err := initramfs.Build(ctx, initramfs.Options{
-		Board: in.board, Modules: want, Coldplug: cold, ModulesFS: mods, KernelVersion: in.kernel.Version,
+		Board: in.board, Modules: want, ModulesIfModular: ifModular, Coldplug: cold, ModulesFS: mods, KernelVersion: in.kernel.Version,
 		Files: files, Epoch: InitrdEpoch, CacheDir: filepath.Join(o.CacheDir, "initramfs"), Log: o.Log,
 	})
 	if err != nil {

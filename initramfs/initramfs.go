@@ -71,6 +71,10 @@ type Options struct {
 	Board    *boards.Board
 	Modules  []string
 	Coldplug []string
+	// ModulesIfModular are loaded by name after Modules where the kernel
+	// has them as module files; built in or absent, they are skipped
+	// (nothing to load, and nothing missing).
+	ModulesIfModular []string
 	// ModulesFS is the kernel's lib/modules/<version> directory (from a
 	// .deb, a build, a host directory); ModulesDir is the same as a host
 	// path. With neither, the initramfs has no modules.
@@ -237,6 +241,11 @@ func resolveModules(o Options) (*modulePlan, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	for _, m := range o.ModulesIfModular {
+		if _, ok := set.Module(m); ok {
+			want = append(want[:len(want):len(want)], m)
+		}
 	}
 	plan, err := set.Resolve(want...)
 	if err != nil {

@@ -139,6 +139,12 @@ func TestBuild(t *testing.T) {
 	if strings.Contains(cpioList(t, none.Path, "-t"), "etc/nodeinit/coldplug") || none.Coldplug != nil {
 		t.Errorf("no coldplug modules, yet an index (%v)", none.Coldplug)
 	}
+	// A module loaded only where the kernel has it as a file: Debian's
+	// nft_meta_bridge is loaded, a name it has not is skipped.
+	opt := build(t, initramfs.Options{ModulesIfModular: []string{"nft_meta_bridge", "no_such_module"}})
+	if got := strings.Join(opt.Modules, " "); !strings.HasSuffix(got, " nft_meta_bridge") || strings.Contains(got, "no_such_module") {
+		t.Errorf("modules if modular: load list %s", got)
+	}
 }
 
 // TestReproducible builds everything twice from empty caches, u-root
