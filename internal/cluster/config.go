@@ -150,6 +150,29 @@ type Backup struct {
 	Keep      int      `toml:"keep"`
 	Subvolume string   `toml:"subvolume"` // default "/"
 	Dir       string   `toml:"dir"`       // default "/.snapshots"
+	// Containers also snapshots /var/lib/lxc, the containers' own
+	// subvolume, on the same schedule (and exports it); default true
+	// when [lxc] is set.
+	Containers *bool         `toml:"containers"`
+	Target     *BackupTarget `toml:"target"`
+}
+
+// BackupTarget is the [backup.target] table: the SSH host each snapshot
+// is exported to after it is taken.
+type BackupTarget struct {
+	// Host is user@host; user@NODE names a node of the inventory by its
+	// name and is reached at its ip.
+	Host string `toml:"host"`
+	Port int    `toml:"port"` // default 22
+	// Dir is the directory on the target; each node exports into
+	// DIR/HOSTNAME, so one target serves the whole fleet.
+	Dir string `toml:"dir"`
+	// Keep is the target's retention per subvolume; 0 keeps all.
+	Keep int `toml:"keep"`
+	// HostKeys are the target's public host keys ("ssh-ed25519 AAAA..."),
+	// the only ones the node accepts: take them from the target's
+	// /etc/ssh/ssh_host_*_key.pub.
+	HostKeys []string `toml:"host_keys"`
 }
 
 // Node is a [[node]] inventory entry. It needs at least one of the

@@ -155,6 +155,18 @@ type Backup struct {
 	Keep       int    `json:"keep"`
 	Subvolume  string `json:"subvolume"` // what to snapshot, e.g. "/"
 	Dir        string `json:"dir"`       // where snapshots go, e.g. "/.snapshots"
+	// Containers: /var/lib/lxc is snapshotted (and exported) too.
+	Containers bool          `json:"containers,omitempty"`
+	Target     *BackupTarget `json:"target,omitempty"`
+}
+
+// BackupTarget is where the node exports each snapshot after taking it.
+type BackupTarget struct {
+	Host     string   `json:"host"` // user@host, a node's name already resolved to its address
+	Port     int      `json:"port,omitempty"`
+	Dir      string   `json:"dir"`            // this node's own directory on the target
+	Keep     int      `json:"keep,omitempty"` // 0 keeps all
+	HostKeys []string `json:"host_keys"`      // "ssh-ed25519 AAAA..." lines
 }
 
 // Read loads a baked config.
