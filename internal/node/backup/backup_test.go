@@ -212,8 +212,10 @@ func TestExportRestore(t *testing.T) {
 		kind Kind
 		dir  string
 	}{
-		{KindBtrfs, filepath.Join(btrfsTarget, "backups")},
-		{KindFiles, fileTarget},
+		// Each node's own directory under the target's is made by the
+		// first export.
+		{KindBtrfs, filepath.Join(btrfsTarget, "backups", "n1")},
+		{KindFiles, filepath.Join(fileTarget, "n1")},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {
 			testKind(t, srv, testenv.ScratchBtrfs(t), tc.kind, tc.dir)
@@ -291,6 +293,9 @@ func testKind(t *testing.T, srv sshd, nodeFS string, kind Kind, dir string) {
 		t.Fatalf("first export: %+v, want a full %s", sum.Sent, s1)
 	}
 	full, fullStored := sum.Sent[0].Bytes, sum.Sent[0].Stored
+	if names, k, err := List(context.Background(), o); err != nil || k != kind || len(names) != 1 || names[0] != s1 {
+		t.Errorf("List after the first export: %v %s %v, want [%s]", names, k, err, s1)
+	}
 
 	// (2) A small change: the next export is incremental and small.
 	nd.write("small", []byte("v2"))
