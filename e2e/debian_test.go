@@ -195,6 +195,10 @@ if [ $n = 1 ]; then
 	else
 		echo "E2E: restore of $first failed"
 	fi
+	# One container back as the newest export had it, restarted.
+	echo broken >/var/lib/lxc/c1/rootfs/etc/hostname
+	/usr/sbin/nodeinit backup restore-container c1
+	echo "E2E: c1 restored hostname $(cat /var/lib/lxc/c1/rootfs/etc/hostname) state $(lxc-info -n c1 -sH 2>&1)"
 fi
 echo "E2E: done boot $n"
 [ $n = 1 ] && systemctl reboot
@@ -471,7 +475,7 @@ func checkDebianReport(t *testing.T, boot int, console string) string {
 // report and console, and the target directory dir.
 func checkBackup(t *testing.T, console, dir string) {
 	t.Helper()
-	for _, want := range []string{"E2E: backup export 1 rc 0", "E2E: backup export 2 ok"} {
+	for _, want := range []string{"E2E: backup export 1 rc 0", "E2E: backup export 2 ok", "E2E: c1 restored hostname c1 state RUNNING"} {
 		if !strings.Contains(console, want) {
 			t.Errorf("backup: no %q on the console", want)
 		}

@@ -102,6 +102,14 @@ func backupCommand(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "%s\n", filepath.Join(dir, name))
 		return 0
+	case "restore-container":
+		if fs.NArg() < 1 || fs.NArg() > 2 {
+			break
+		}
+		if err := n.RestoreContainer(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
+			return fail(err)
+		}
+		return 0
 	}
 	fmt.Fprint(stderr, commandUsage)
 	return 2

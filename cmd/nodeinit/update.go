@@ -63,6 +63,9 @@ node's backup command too:
   nodeinit backup restore [--into DIR] SNAPSHOT
       bring SNAPSHOT back from the target as a read-only subvolume
       DIR/SNAPSHOT (default DIR: the snapshot directory's restored/)
+  nodeinit backup restore-container NAME [SNAPSHOT]
+      put container NAME back as SNAPSHOT (of /var/lib/lxc; default: the
+      newest the target holds) had it, stopping and restarting it if it runs
 
 Examples:
   nodeinit update apply --reboot http://build-host:8080/bundles/v2/

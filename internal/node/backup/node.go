@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -132,4 +133,95 @@ func (n Node) ExportAll(ctx context.Context) ([]Summary, error) {
 		first = err
 	}
 	return sums, first
+}
+
+// RestoreContainer brings container name back to what snapshot (of
+// ContainersSubvolume; "" for the newest the target holds) had: the
+// snapshot is restored beside the node's own (restored/, reused if an
+// earlier restore brought it), the container stopped if it runs, its
+// directory set aside, the snapshot's copy put in its place (reflinked
+// where the filesystem can) and the container started again if it ran.
+// A failure puts the set-aside directory back.
+func (n Node) RestoreContainer(ctx context.Context, name, snapshot string) error {
+	if name == "" || strings.ContainsAny(name, "/") || strings.HasPrefix(name, ".") {
+		return fmt.Errorf("backup: container %q: want a container's name", name)
+	}
+	if !n.Config.Containers {
+		return fmt.Errorf("backup: containers are not backed up on this node ([backup] containers)")
+	}
+	o, err := n.Options(ContainersSubvolume)
+	if err != nil {
+		return err
+	}
+	if snapshot == "" {
+		names, _, err := List(ctx, o)
+		if err != nil {
+			return err
+		}
+		if len(names) == 0 {
+			return fmt.Errorf("backup: the target %s holds no snapshot of %s", o.Target, ContainersSubvolume)
+		}
+		snapshot = names[len(names)-1]
+	}
+	restored := filepath.Join(n.Root, n.Config.Dir, "restored")
+	if err := os.MkdirAll(restored, 0o700); err != nil {
+		return err
+	}
+	snapDir := filepath.Join(restored, snapshot)
+	if _, err := os.Stat(snapDir); err != nil {
+		if err := Restore(ctx, o, snapshot, restored); err != nil {
+			return err
+		}
+	}
+	src := filepath.Join(snapDir, name)
+	if _, err := os.Stat(filepath.Join(src, "config")); err != nil {
+		return fmt.Errorf("backup: snapshot %s has no container %s: %w", snapshot, name, err)
+	}
+	dst := filepath.Join(n.Root, ContainersSubvolume, name)
+	running := lxcState(ctx, name) == "RUNNING"
+	if running {
+		if err := command(ctx, "lxc-stop", "-n", name); err != nil {
+			return err
+		}
+	}
+	aside := filepath.Join(n.Root, ContainersSubvolume, "."+name+".before-restore")
+	if err := os.RemoveAll(aside); err != nil {
+		return err
+	}
+	had := true
+	if err := os.Rename(dst, aside); err != nil {
+		if !os.IsNotExist(err) {
+			return err
+		}
+		had = false
+	}
+	if err := command(ctx, "cp", "-a", "--reflink=auto", "--", src, dst); err != nil {
+		os.RemoveAll(dst)
+		if had {
+			os.Rename(aside, dst)
+		}
+		return err
+	}
+	if running {
+		if err := command(ctx, "lxc-start", "-n", name); err != nil {
+			return fmt.Errorf("%w (the restored copy stays; the one before is %s)", err, aside)
+		}
+	}
+	n.Log("backup: container %s restored from %s%s", name, snapshot, map[bool]string{true: " and started", false: ""}[running])
+	return os.RemoveAll(aside)
+}
+
+// command runs one of the node's programs (LXC's, cp), its output in
+// the error.
+func command(ctx context.Context, argv ...string) error {
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func lxcState(ctx context.Context, name string) string {
+	out, _ := exec.CommandContext(ctx, "lxc-info", "-n", name, "-sH").Output()
+	return strings.TrimSpace(string(out))
 }
