@@ -226,6 +226,31 @@ func waitDAD(t *testing.T, ns, dev string) {
 	}
 }
 
+// linkLocal is the IPv6 link-local address of dev in namespace ns.
+func linkLocal(t *testing.T, ns, dev string) string {
+	t.Helper()
+	var ll string
+	if err := testenv.InNetns(ns, func() error {
+		l, err := netlink.LinkByName(dev)
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
+		for _, a := range addrs {
+			if a.IP.IsLinkLocalUnicast() {
+				ll = a.IP.String()
+			}
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ll == "" {
+		t.Fatalf("%s %s has no link-local address", ns, dev)
+	}
+	return ll
+}
+
 // neighMAC is the MAC namespace ns's neighbour table has for ip (IPv4 or
 // IPv6) on dev (nil when it has none).
 func neighMAC(ns, dev, ip string) (mac net.HardwareAddr, err error) {
@@ -388,27 +413,17 @@ func TestAntispoof(t *testing.T) {
 		waitDAD(t, n, "eth0")
 	}
 	waitDAD(t, N, "lxcbr0")
-	var brLL string // the bridge's link-local address
 	var brMAC string
 	if err := testenv.InNetns(N, func() error {
 		l, err := netlink.LinkByName("lxcbr0")
-		if err != nil {
-			return err
-		}
-		brMAC = l.Attrs().HardwareAddr.String()
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
-		for _, a := range addrs {
-			if a.IP.IsLinkLocalUnicast() {
-				brLL = a.IP.String()
-			}
+		if err == nil {
+			brMAC = l.Attrs().HardwareAddr.String()
 		}
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if brLL == "" {
-		t.Fatal("lxcbr0 has no link-local address")
-	}
+	brLL, haproxyLL := linkLocal(t, N, "lxcbr0"), linkLocal(t, ns[haproxy], "eth0")
 	node := newUDPSink(t, N, "10.0.3.1:5600")
 	node6 := newUDPSink(t, N, "[::]:5600")
 	peer := newUDPSink(t, ns[i2p], "10.0.3.11:5600")
@@ -456,6 +471,21 @@ func TestAntispoof(t *testing.T) {
 					t.Fatal(err)
 				}
 				if got.String() == macOf[haproxy] {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	// dad has haproxy take addr with duplicate address detection, which
+	// solicits it from ::; it got through when DAD fails, as another
+	// container has addr.
+	dad := func(addr string) func(t *testing.T, payload string) bool {
+		return func(t *testing.T, _ string) bool {
+			sh(t, "ip", "-n", ns[haproxy], "addr", "add", addr+"/64", "dev", "eth0")
+			defer sh(t, "ip", "-n", ns[haproxy], "addr", "del", addr+"/64", "dev", "eth0")
+			for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+				if strings.Contains(sh(t, "ip", "-n", ns[haproxy], "-6", "addr", "show", "dev", "eth0", "dadfailed"), addr) {
 					return true
 				}
 			}
@@ -530,7 +560,9 @@ func TestAntispoof(t *testing.T) {
 		{"forged IPv6 source of another container", haproxy, true, forgeFrom(haproxy, "fd00:3::11", "fd00:3::1")},
 		{"container without ip6 forges its IPv6 source", i2p, false, forgeFrom(i2p, "fd00:3::98", "fd00:3::1")},
 		{"unpinned container forges its IPv6 source", c2, false, forgeFrom(c2, "fd00:3::97", "fd00:3::1")},
+		{"duplicate address detection", haproxy, false, dad("fd00:3::12")},
 		{"neighbour advertisement for its own ip6", haproxy, false, na("fd00:3::10", fakeMAC, N, "lxcbr0")},
+		{"neighbour advertisement for its own link-local address", haproxy, false, na(haproxyLL, fakeMAC, N, "lxcbr0")},
 		{"neighbour advertisement for another container's ip6", haproxy, true, na("fd00:3::11", "00:16:3e:00:00:11", N, "lxcbr0")},
 		// The node ignores advertisements for its own addresses; the
 		// other containers, whose gateway it is, would not.
