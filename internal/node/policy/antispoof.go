@@ -21,36 +21,52 @@ import (
 // The cluster's switches are unmanaged, so nothing outside the node stops
 // a container from using another container's address: the node itself
 // pins each container with a pinned IP and MAC to them, in a table of
-// family bridge (also named Table, "nodeinit"):
+// family bridge (also named Table, "nodeinit"); here haproxy has an ip6
+// and web has none:
 //
 //	table bridge nodeinit {
 //		chain prerouting {
 //			type filter hook prerouting priority filter; policy accept;
 //			iifname "vc-haproxy" jump ct-haproxy
+//			iifname "vc-web" jump ct-web
 //		}
 //
 //		chain ct-haproxy {
 //			ether saddr 00:16:3e:00:00:10 ip saddr 10.0.3.10 accept
 //			ether saddr 00:16:3e:00:00:10 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:10 arp saddr ip 10.0.3.10 accept
-//			ether saddr 00:16:3e:00:00:10 ether type ip6 accept
+//			ether saddr 00:16:3e:00:00:10 icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000003000000000000000000000010 @th,64,128 & 0xffc00000000000000000000000000000 != 0xfe800000000000000000000000000000 counter packets 0 bytes 0 drop
+//			ether saddr 00:16:3e:00:00:10 ip6 saddr fd00:3::10 accept
+//			ether saddr 00:16:3e:00:00:10 ip6 saddr fe80::/10 accept
+//			ether saddr 00:16:3e:00:00:10 ip6 saddr :: meta l4proto ipv6-icmp accept
+//			counter packets 0 bytes 0 drop
+//		}
+//
+//		chain ct-web {
+//			ether saddr 00:16:3e:00:00:11 ip saddr 10.0.3.11 accept
+//			ether saddr 00:16:3e:00:00:11 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:11 arp saddr ip 10.0.3.11 accept
+//			ether saddr 00:16:3e:00:00:11 ether type ip6 accept
 //			counter packets 0 bytes 0 drop
 //		}
 //	}
 //
-// (as nft lists it; "ether type ip" and "ether type arp" are in the rules,
-// nft leaves them out as implied by the ip and arp matches).
+// (as nft lists it; "ether type ip", "ether type arp" and "ether type ip6"
+// are in the rules, nft leaves them out as implied by the ip, arp, ip6
+// and icmpv6 matches; @th,64,128 is the neighbour advertisement's target
+// address).
 //
 // Bridge prerouting sees every frame entering the bridge from a port,
 // whether it is forwarded to another container or delivered to the host.
 // The per-container chain is an allow list: anything else from the veth
-// (another source MAC or IPv4 address, forged ARP, VLAN-tagged or other
-// protocols) is dropped and counted in the chain's one counter, which
-// Report reads.
+// (another source MAC, IPv4 or IPv6 address, forged ARP, VLAN-tagged or
+// other protocols) is dropped and counted in the chain's counters, which
+// Report adds up.
 //
-// IPv6 frames pass with the pinned MAC only: the plan has no IPv6
-// addresses for containers, so their sources (and neighbour
-// advertisements) are not pinned yet; that can come when the plan has them.
-// ARP probes (sender IP 0.0.0.0, RFC 5227) are dropped too: a probe that
+// A container with an ip6 sends IPv6 from it, from a link-local address
+// or, for ICMPv6 (duplicate address detection), from ::, and advertises
+// (ICMPv6 neighbour advertisement) only its ip6 and link-local addresses:
+// see ipv6Rules. A container without one keeps its IPv6 frames held to its
+// pinned MAC only, any IPv6 source passes, and Report says so.
+// ARP probes (sender IP 0.0.0.0, RFC 5227) are dropped: a probe that
 // gets no answer only tells the container its address is free.
 //
 // The rules match the veth by the name pinContainer writes (VethName). A
@@ -92,9 +108,10 @@ type pin struct {
 	mac        net.HardwareAddr
 }
 
-// pins returns this node's containers with a pinned IP and MAC, the names
-// of those without (not filtered), and an error per container whose
-// address does not parse or whose veth name another one has.
+// pins returns this node's containers with a pinned IP and MAC (and their
+// ip6, if any), the names of those without (not filtered), and an error
+// per container whose address does not parse or whose veth name another
+// one has.
 func pins(x *plan.LXC) (ps []pin, unpinned []string, errs []error) {
 	if x == nil {
 		return nil, nil, nil
@@ -145,9 +162,9 @@ func pins(x *plan.LXC) (ps []pin, unpinned []string, errs []error) {
 }
 
 // Antispoof installs the bridge-family rules that hold each pinned
-// container to its IP and MAC (see antispoofHook). The table is deleted
-// and rebuilt in one batch, as in Netfilter; with no pinned container it
-// is only deleted.
+// container to its IP (and ip6) and MAC (see antispoofHook). The table is
+// deleted and rebuilt in one batch, as in Netfilter; with no pinned
+// container it is only deleted.
 func Antispoof(env Env) error {
 	ps, _, errs := pins(env.Node.LXC)
 	c, err := nftables.New()
