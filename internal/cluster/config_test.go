@@ -242,6 +242,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(base + "[[node]]\nname=\"a\"\nmac=\"00:1e:06:00:00:01\"\nip=\"192.168.142.11\"\nrole=\"worker\"\n"))
 	f.Add([]byte("node = [{name = \"a\", mac = \"x\"}]\n"))
 	f.Add([]byte("[lxc]\naddress = \"10.0.3.1/32\"\n[[lxc.container]]\nip = \"10.0.3.1\"\n"))
+	f.Add([]byte(base + "[[node]]\nname=\"a\"\nmac=\"00:1e:06:00:00:01\"\nip=\"192.168.142.11\"\nrole=\"worker\"\n[lxc]\nbridge=\"br\"\naddress=\"10.0.3.1/24\"\naddress6=\"fd00:3::1/127\"\n[[lxc.container]]\nname=\"c\"\nnode=\"a\"\nip=\"10.0.3.2\"\nip6=\"fd00:3::\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.toml", data)
 		if err != nil {
