@@ -94,7 +94,7 @@ const minimalCheckHook = `#!/bin/sh
 // init must run `nodeinit update check` at every boot.
 func (in *inputs) addUpdater(o *Options) error {
 	if in.updateKeys == nil {
-		return nil
+		return in.addNodeCommand(o)
 	}
 	t := o.Epoch
 	put := func(p string, perm uint32, data string) error {
@@ -111,14 +111,7 @@ func (in *inputs) addUpdater(o *Options) error {
 			return err
 		}
 	}
-	bb, err := initrdFile(in.initrd, busyboxInInitrd)
-	if err != nil {
-		return fmt.Errorf("the node's update command: %w", err)
-	}
-	if err := putInode(in.root, updaterBinary, &fstree.Inode{Mode: fstree.ModeRegular | 0o755, Atime: t, Mtime: t, Ctime: t, Content: bb.Content}, t); err != nil {
-		return err
-	}
-	if err := putInode(in.root, updater.BinaryPath, fstree.NewSymlink(path.Join(upTo(path.Dir(updater.BinaryPath)), updaterBinary), t), t); err != nil {
+	if err := in.putNodeCommand(o); err != nil {
 		return err
 	}
 	switch {
@@ -148,6 +141,31 @@ func (in *inputs) addUpdater(o *Options) error {
 	in.warnings = append(in.warnings, w)
 	logf(o, "warning: %s", w)
 	return nil
+}
+
+// addNodeCommand puts nodeinit in a root that is not updatable when the
+// cluster config gives it a use there: a backup target (the snapshot
+// script runs `nodeinit backup export`).
+func (in *inputs) addNodeCommand(o *Options) error {
+	if c := in.config; c == nil || c.Backup == nil || c.Backup.Target == nil {
+		return nil
+	}
+	return in.putNodeCommand(o)
+}
+
+// putNodeCommand puts the initramfs's u-root busybox in the root and
+// links nodeinit to it (updater.BinaryPath): the node's commands run the
+// very code of the version's own initramfs.
+func (in *inputs) putNodeCommand(o *Options) error {
+	t := o.Epoch
+	bb, err := initrdFile(in.initrd, busyboxInInitrd)
+	if err != nil {
+		return fmt.Errorf("the node's nodeinit command: %w", err)
+	}
+	if err := putInode(in.root, updaterBinary, &fstree.Inode{Mode: fstree.ModeRegular | 0o755, Atime: t, Mtime: t, Ctime: t, Content: bb.Content}, t); err != nil {
+		return err
+	}
+	return putInode(in.root, updater.BinaryPath, fstree.NewSymlink(path.Join(upTo(path.Dir(updater.BinaryPath)), updaterBinary), t), t)
 }
 
 // hasSystemd tells whether the root boots systemd.

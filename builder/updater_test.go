@@ -12,6 +12,7 @@ import (
 
 	"github.com/mkimage/mkimage/boards"
 	"github.com/mkimage/mkimage/internal/build/cpio"
+	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/compress"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/node/updater"
@@ -107,6 +108,21 @@ func TestAddUpdater(t *testing.T) {
 	root := fstree.New(epoch)
 	if err := (&inputs{board: b, root: root}).addUpdater(&Options{Epoch: epoch}); err != nil || len(root.Root.Children) != 0 {
 		t.Errorf("not updatable: %v, root %v", err, root.Root.Children)
+	}
+	// A backup target needs nodeinit in the root, and nothing else.
+	cfg, err := cluster.Parse("c.toml", []byte("[cluster]\nname = \"t\"\n[network]\nsubnet = \"10.0.0.0/24\"\n[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"b@10.0.0.2\"\ndir = \"/srv/b\"\nhost_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root = fstree.New(epoch)
+	if err := (&inputs{board: b, root: root, initrd: zst.Bytes(), config: cfg}).addUpdater(&Options{Epoch: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := root.Lookup(updater.BinaryPath); !ok || n.Target != "../../usr/lib/mkimage/bb" {
+		t.Errorf("backup target: %s: %+v", updater.BinaryPath, n)
+	}
+	if _, ok := root.Lookup(updater.KeysFile); ok {
+		t.Errorf("backup target: %s in a root that is not updatable", updater.KeysFile)
 	}
 }
 

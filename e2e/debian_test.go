@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,10 @@ import (
 
 // debianCluster is one gateway node hosting container c1 on bridge ctbr0
 // (not lxcbr0, which Debian's lxc-net would take over) and container c2,
-// built with the image from an OCI image (%s: its reference), which
-// serves "web" through the node's haproxy and over i2p.
+// built with the image from an OCI image (the first %s: its reference),
+// which serves "web" through the node's haproxy and over i2p. Its
+// snapshots go to a backup target, the test's sshd reached at 10.0.2.100
+// through a QEMU guestfwd (then %s: the directory there, and its host key).
 const debianCluster = `[cluster]
 name = "deb"
 domain = "deb.lan"
@@ -62,6 +65,16 @@ protocol = "http"
 hosts = ["web.deb.lan"]
 check_interval = "1s"
 i2p = true
+
+[backup]
+schedule = "daily 04:00"
+keep = 3
+
+[backup.target]
+host = "root@10.0.2.100"
+dir = "%s"
+keep = 2
+host_keys = ["%s"]
 
 [[node]]
 name = "deb1"
@@ -147,6 +160,42 @@ echo "boot $n" >/root/e2e-rw && sync
 if btrfs subvolume snapshot -r / /.snapshots/e2e-$n >/dev/null 2>&1 && [ -r /.snapshots/e2e-$n/etc/hostname ]; then echo "E2E: btrfs snapshot ok"; else echo "E2E: btrfs snapshot failed"; fi
 if btrfs scrub start -B / >/tmp/e2e-scrub 2>&1 && grep -q 'no errors found' /tmp/e2e-scrub; then echo "E2E: btrfs scrub ok"; else echo "E2E: btrfs scrub failed"; sed 's/^/E2E-scrub: /' /tmp/e2e-scrub; fi
 echo "E2E: btrfs kernel complaints $(dmesg | grep -c -E 'BTRFS (critical|error)|corrupt')"
+if [ $n = 1 ]; then
+	# Backup export: a run killed a few seconds into the first (full)
+	# export, as a power cut would; a whole export; a small change and an
+	# incremental one; a deleted file brought back by restore.
+	echo "deleted after the first snapshot" >/root/e2e-gone
+	sending() {
+		for f in /proc/[0-9]*/cmdline; do
+			case $(tr '\0' ' ' <"$f" 2>/dev/null) in "btrfs send"*) return 0 ;; esac
+		done
+		return 1
+	}
+	# Its own process group (setsid), killed whole two seconds into the
+	# first btrfs send.
+	setsid /usr/local/sbin/nodeinit-snapshot &
+	pid=$!
+	t0=$(date +%s)
+	until sending || [ $(($(date +%s) - t0)) -ge 120 ]; do sleep 0.2; done
+	sleep 2
+	kill -KILL -- -$pid
+	wait $pid
+	echo "E2E: backup cut rc $? after $(($(date +%s) - t0))s"
+	/usr/sbin/nodeinit backup export
+	echo "E2E: backup export 1 rc $?"
+	rm /root/e2e-gone
+	echo "small change" >/root/e2e-small
+	sleep 1
+	/usr/local/sbin/nodeinit-snapshot
+	echo "E2E: backup export 2 $(cat /var/lib/mkimage/backup/last-export | cut -d' ' -f2-)"
+	/usr/sbin/nodeinit backup list | sed 's/^/E2E-list: /'
+	first=$(ls /.snapshots | grep '^root-' | head -n 1)
+	if r=$(/usr/sbin/nodeinit backup restore "$first"); then
+		echo "E2E: restored $first: $(cat "$r/root/e2e-gone" 2>&1) ro $(btrfs property get -ts "$r" ro 2>&1)"
+	else
+		echo "E2E: restore of $first failed"
+	fi
+fi
 echo "E2E: done boot $n"
 [ $n = 1 ] && systemctl reboot
 exit 0
@@ -218,8 +267,14 @@ func TestDebianUnknownPackage(t *testing.T) {
 func TestDebianBoot(t *testing.T) {
 	needQEMU(t)
 	dir := t.TempDir()
+	// The backup target: the test's sshd and a btrfs of its own.
+	srv := testenv.StartSSHD(t, "127.0.0.1")
+	backups := filepath.Join(testenv.ScratchBtrfs(t), "backups")
+	if err := os.Mkdir(backups, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "cluster.toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(debianCluster, webImage(t))), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(debianCluster, webImage(t), backups, srv.HostKey)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	img := filepath.Join(dir, "node.img")
@@ -237,7 +292,8 @@ func TestDebianBoot(t *testing.T) {
 	}
 	defer logf.Close()
 	// Isolated: i2pd must not reach the real i2p network from a test.
-	opt := vmharness.Options{Disk: disk, MemoryMiB: 2048, SMP: 2, MAC: "52:54:00:de:b0:01", Console: logf, Isolated: true}
+	opt := vmharness.Options{Disk: disk, MemoryMiB: 2048, SMP: 2, MAC: "52:54:00:de:b0:01", Console: logf, Isolated: true,
+		GuestForward: []string{fmt.Sprintf("tcp:10.0.2.100:22-tcp:127.0.0.1:%d", srv.Port)}}
 	var i2pAddr string
 	for boot, limit := range []time.Duration{20 * time.Minute, 8 * time.Minute} {
 		boot++
@@ -247,6 +303,24 @@ func TestDebianBoot(t *testing.T) {
 		if err != nil {
 			cancel()
 			t.Fatal(err)
+		}
+		if boot == 1 {
+			// The operator's step: the key the node made and printed goes
+			// into the target's authorized_keys.
+			if _, err := vm.Console.Expect(ctx, " backup@deb1"); err != nil {
+				vm.Kill()
+				cancel()
+				t.Fatalf("boot 1: the node printed no backup key: %v\nconsole:\n%s", err, strings.Join(vm.Console.Tail(40), "\n"))
+			}
+			m := regexp.MustCompile(`nodeinit: backup: exports to root@10\.0\.2\.100:\S+ as (ssh-ed25519 \S+ backup@deb1)`).FindStringSubmatch(vm.Console.String())
+			if m == nil {
+				vm.Kill()
+				cancel()
+				t.Fatalf("boot 1: no backup key line:\n%s", strings.Join(vm.Console.Tail(40), "\n"))
+			}
+			if err := srv.Authorize(m[1]); err != nil {
+				t.Fatal(err)
+			}
 		}
 		out, err := vm.Console.Expect(ctx, fmt.Sprintf("E2E: done boot %d", boot))
 		if err != nil {
@@ -262,6 +336,7 @@ func TestDebianBoot(t *testing.T) {
 		i2pAddr = addr
 		_ = out
 		if boot == 1 {
+			checkBackup(t, vm.Console.String(), filepath.Join(backups, "deb1"))
 			select { // the node reboots; -no-reboot makes QEMU exit
 			case <-vm.Done():
 			case <-ctx.Done():
@@ -390,4 +465,52 @@ func checkDebianReport(t *testing.T, boot int, console string) string {
 		}
 	}
 	return addr
+}
+
+// checkBackup checks boot 1's backup export from both sides: the node's
+// report and console, and the target directory dir.
+func checkBackup(t *testing.T, console, dir string) {
+	t.Helper()
+	for _, want := range []string{"E2E: backup export 1 rc 0", "E2E: backup export 2 ok"} {
+		if !strings.Contains(console, want) {
+			t.Errorf("backup: no %q on the console", want)
+		}
+	}
+	if !regexp.MustCompile(`E2E: restored root-\S+: deleted after the first snapshot ro ro=true`).MatchString(console) {
+		t.Errorf("backup: the deleted file did not come back by restore")
+	}
+	// The root's first export is full, the second incremental and small.
+	var full, incr int64
+	for _, m := range regexp.MustCompile(`nodeinit: backup: sent root-\S+ \((full|incremental), (\d+) bytes`).FindAllStringSubmatch(console, -1) {
+		n, _ := strconv.ParseInt(m[2], 10, 64)
+		if m[1] == "full" {
+			full = n
+		} else {
+			incr = n
+		}
+	}
+	t.Logf("backup: root full %d bytes, incremental %d bytes", full, incr)
+	if full == 0 || incr == 0 || incr*20 > full {
+		t.Errorf("backup: root sent full %d bytes, then incremental %d bytes: want both, the second under 5%%", full, incr)
+	}
+	// The target holds complete snapshots only (received, read-only), of
+	// the root and of the containers, the newest 2 of each (its keep).
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		show := testenv.Run(t, "btrfs", "subvolume", "show", filepath.Join(dir, e.Name()))
+		if !regexp.MustCompile(`Received UUID:\s+[0-9a-f-]{36}`).MatchString(show) {
+			t.Errorf("backup: target holds %s without a Received UUID (incomplete):\n%s", e.Name(), show)
+		}
+		count[strings.TrimRight(strings.TrimRight(e.Name(), "0123456789-"), "-")]++
+	}
+	if count["root"] != 2 || count["var-lib-lxc"] != 2 {
+		t.Errorf("backup: target holds %v, want 2 root and 2 var-lib-lxc snapshots", count)
+	}
 }

@@ -52,17 +52,33 @@ the node's update command:
   nodeinit update prune [--keep N]
       delete old versions (never good, tried or running)
 
+With a backup target in the cluster config ([backup.target]), it is the
+node's backup command too:
+
+  nodeinit backup export
+      send every snapshot the target lacks, incrementally, and prune the
+      target (the snapshot timer runs it after each snapshot)
+  nodeinit backup list
+      the complete snapshots the target holds
+  nodeinit backup restore [--into DIR] SNAPSHOT
+      bring SNAPSHOT back from the target as a read-only subvolume
+      DIR/SNAPSHOT (default DIR: the snapshot directory's restored/)
+
 Examples:
   nodeinit update apply --reboot http://build-host:8080/bundles/v2/
   nodeinit update apply --reboot --channel http://build-host:8080/channel.json
   nodeinit update apply oci://registry.example.com/fleet/odroid-c2:v2
   nodeinit update status
   nodeinit update report http://build-host:8080
+  nodeinit backup restore root-20261203-033000
 `
 
 // command runs nodeinit as a command (not PID 1) and returns its exit
 // status.
 func command(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "backup" {
+		return backupCommand(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "update" {
 		fmt.Fprint(stderr, commandUsage)
 		return 2

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path"
 	"slices"
+	"strings"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
@@ -145,6 +147,10 @@ func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
 		if p.Backup.Dir == "" {
 			p.Backup.Dir = "/.snapshots"
 		}
+		p.Backup.Containers = c.LXC != nil && (b.Containers == nil || *b.Containers)
+		if t := b.Target; t != nil {
+			p.Backup.Target = c.backupTarget(t, n)
+		}
 	}
 	if withLXC {
 		p.I2P = c.i2pPlan(n)
@@ -207,4 +213,25 @@ func (c *Config) Hosts() ([]Host, error) {
 		out = append(out, h)
 	}
 	return out, nil
+}
+
+// backupTarget is node n's export target, nil for the target node
+// itself (it holds the others' snapshots; its own stay local) and for a
+// node not in the inventory (no name to export under).
+func (c *Config) backupTarget(t *BackupTarget, n Node) *plan.BackupTarget {
+	if n.Name == "" {
+		return nil
+	}
+	user, host, _ := strings.Cut(t.Host, "@")
+	if tn := c.nodeNamed(Hostname(host)); tn != nil {
+		if tn.Name == n.Name {
+			return nil
+		}
+		host = tn.IP.Addr.String()
+	}
+	pt := &plan.BackupTarget{Host: user + "@" + host, Port: t.Port, Dir: path.Join(t.Dir, string(n.Name)), Keep: t.Keep}
+	for _, k := range t.HostKeys {
+		pt.HostKeys = append(pt.HostKeys, string(k))
+	}
+	return pt
 }

@@ -174,7 +174,7 @@ type BackupTarget struct {
 	// HostKeys are the target's public host keys ("ssh-ed25519 AAAA..."),
 	// the only ones the node accepts: take them from the target's
 	// /etc/ssh/ssh_host_*_key.pub.
-	HostKeys []string `toml:"host_keys"`
+	HostKeys []SSHKey `toml:"host_keys"`
 }
 
 // Node is a [[node]] inventory entry. It needs at least one of the

@@ -96,6 +96,16 @@ func TestParseErrors(t *testing.T) {
 		{"bad schedule", base + "[backup]\nschedule = \"every tuesday\"\nkeep = 3\n", "c.toml:7: bad schedule \"every tuesday\""},
 		{"bad schedule time", base + "[backup]\nschedule = \"daily 25:00\"\nkeep = 3\n", "c.toml:7: bad time in schedule"},
 		{"bad keep", base + "[backup]\nschedule = \"daily\"\nkeep = 0\n", "c.toml:8: [backup] keep = 0 (expected a count from 1 to 10000)"},
+		{"backup target bad host", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"root\"\ndir = \"/srv/b\"\nhost_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\"]\n", "c.toml:10: [backup.target] host \"root\" (expected user@host"},
+		{"backup target host option", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"-oProxyCommand=x@h\"\ndir = \"/srv/b\"\nhost_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\"]\n", "c.toml:10: [backup.target] host \"-oProxyCommand=x@h\""},
+		{"backup target node without ip", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"b@a\"\ndir = \"/srv/b\"\nhost_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\"]\n[[node]]\nname = \"a\"\nmac = \"00:1e:06:00:00:01\"\n", "c.toml:10: [backup.target] host \"b@a\" names node a, which has no ip"},
+		{"backup target bad port", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"b@h\"\nport = 70000\ndir = \"/srv/b\"\nhost_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\"]\n", "c.toml:11: [backup.target] port = 70000"},
+		{"backup target relative dir", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"b@h\"\ndir = \"srv/b\"\nhost_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\"]\n", "c.toml:11: [backup.target] dir \"srv/b\""},
+		{"backup target root dir", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"b@h\"\ndir = \"/\"\nhost_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\"]\n", "c.toml:11: [backup.target] dir \"/\""},
+		{"backup target negative keep", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"b@h\"\ndir = \"/srv/b\"\nkeep = -1\nhost_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\"]\n", "c.toml:12: [backup.target] keep = -1"},
+		{"backup target no host keys", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"b@h\"\ndir = \"/srv/b\"\n", "c.toml:9: [backup.target] host_keys is missing"},
+		{"backup target bad host key", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"b@h\"\ndir = \"/srv/b\"\nhost_keys = [\"ssh-dss AAAA\"]\n", "c.toml:12: bad SSH public key"},
+		{"backup containers without lxc", base + "[backup]\nschedule = \"daily\"\nkeep = 3\ncontainers = true\n", "c.toml:9: [backup] containers = true, but there is no [lxc] table"},
 		{"bad ssh key", strings.Replace(base, "name = \"t\"", "name = \"t\"\nssh_authorized_keys = [\"ssh-dss AAAA\"]", 1), "c.toml:3: bad SSH public key"},
 		{"bad timezone", strings.Replace(base, "name = \"t\"", "name = \"t\"\ntimezone = \"../etc\"", 1), "c.toml:3: bad timezone \"../etc\""},
 		{"bad netboot", base + strings.Replace(ok1, "role", "netboot = \"pxe\"\nrole", 1), "c.toml:10: unknown netboot mode \"pxe\" (expected diskless, install)"},
@@ -460,5 +470,46 @@ func TestContainerIPv6(t *testing.T) {
 				t.Errorf("baked JSON without IPv6 names it: %s", data)
 			}
 		})
+	}
+}
+
+// A target named by a node is reached at its ip; each node exports into
+// its own directory; the target node keeps its own snapshots.
+func TestBakeBackupTarget(t *testing.T) {
+	src := `[cluster]
+name = "t"
+[network]
+subnet = "192.168.142.0/24"
+[lxc]
+bridge = "lxcbr0"
+address = "10.0.3.1/24"
+[backup]
+schedule = "daily"
+keep = 3
+[backup.target]
+host = "backup@store"
+dir = "/srv/backup"
+keep = 30
+host_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB store"]
+` + idNode("n1", `mac = "00:1e:06:00:00:01"`, 11) + idNode("store", `mac = "00:1e:06:00:00:02"`, 2)
+	c, err := Parse("c.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]plan.Plan{}
+	for _, p := range c.Resolve() {
+		by[p.Name] = p
+	}
+	n1 := by["n1"].Backup
+	want := plan.BackupTarget{Host: "backup@192.168.142.2", Dir: "/srv/backup/n1", Keep: 30, HostKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB store"}}
+	if n1 == nil || n1.Target == nil || !reflect.DeepEqual(*n1.Target, want) || !n1.Containers {
+		t.Errorf("n1 backup = %+v, target %+v; want target %+v and containers", n1, n1.Target, want)
+	}
+	if s := by["store"].Backup; s == nil || s.Target != nil {
+		t.Errorf("the target node exports to itself: %+v", s)
+	}
+	// A node not in the inventory has no name to export under.
+	if u := c.Bake().Unknown.Backup; u == nil || u.Target != nil {
+		t.Errorf("unknown node backup = %+v", u)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -223,6 +224,12 @@ func (c *Config) validate() []*Error {
 				bad(l.first("backup."+p.key), "[backup] %s %q (expected a clean absolute path without spaces or quotes)", p.key, p.v)
 			}
 		}
+		if b.Containers != nil && *b.Containers && c.LXC == nil {
+			bad(l.first("backup.containers"), "[backup] containers = true, but there is no [lxc] table (no container subvolume to back up)")
+		}
+		if t := b.Target; t != nil {
+			c.validateBackupTarget(bad, l, t)
+		}
 	}
 	c.validateRollout(bad)
 	c.validateServices(bad)
@@ -250,4 +257,50 @@ func broadcast(p netip.Prefix) netip.Addr {
 	host := uint32(1)<<(32-p.Bits()) - 1
 	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+var (
+	sshUserRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	sshHostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$`)
+)
+
+// validateBackupTarget checks [backup.target]: the node's export runs ssh
+// with these values, so they are held to plain forms.
+func (c *Config) validateBackupTarget(bad func(line int, format string, a ...any), l *locator, t *BackupTarget) {
+	user, host, ok := strings.Cut(t.Host, "@")
+	switch {
+	case !ok || !sshUserRE.MatchString(user) || (!sshHostRE.MatchString(host) && !isIP(host)):
+		bad(l.first("backup.target.host"), "[backup.target] host %q (expected user@host, user@ADDRESS or user@NODE of the inventory)", t.Host)
+	default:
+		if n := c.nodeNamed(Hostname(host)); n != nil && !n.IP.IsValid() {
+			bad(l.first("backup.target.host"), "[backup.target] host %q names node %s, which has no ip", t.Host, n.Name)
+		}
+	}
+	if t.Port < 0 || t.Port > 65535 {
+		bad(l.first("backup.target.port"), "[backup.target] port = %d (expected 1 to 65535; 0 or none for 22)", t.Port)
+	}
+	if !path.IsAbs(t.Dir) || path.Clean(t.Dir) != t.Dir || t.Dir == "/" || strings.ContainsAny(t.Dir, " '\"\\$`\n") {
+		bad(l.first("backup.target.dir"), "[backup.target] dir %q (expected a clean absolute directory other than /, without spaces or quotes; each node exports into DIR/NAME)", t.Dir)
+	}
+	if t.Keep < 0 || t.Keep > 100000 {
+		bad(l.first("backup.target.keep"), "[backup.target] keep = %d (expected 0, keep all, or a count up to 100000)", t.Keep)
+	}
+	if len(t.HostKeys) == 0 {
+		bad(l.first("backup.target"), "[backup.target] host_keys is missing: the node accepts only the target's own host keys (its /etc/ssh/ssh_host_ed25519_key.pub)")
+	}
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// nodeNamed returns the inventory node of that name, or nil.
+func (c *Config) nodeNamed(name Hostname) *Node {
+	for i := range c.Nodes {
+		if c.Nodes[i].Name == name {
+			return &c.Nodes[i]
+		}
+	}
+	return nil
 }

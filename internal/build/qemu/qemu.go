@@ -44,6 +44,10 @@ type Options struct {
 	// internet (restrict=on): a guest whose services would go out (i2pd
 	// reseeding, NTP) stays inside the test.
 	Isolated bool
+	// GuestForward are user-mode network guestfwd rules,
+	// "tcp:10.0.2.100:22-tcp:127.0.0.1:2222": the guest reaches a host
+	// service at an address of its own network, Isolated or not.
+	GuestForward []string
 	// Console receives everything the serial console prints.
 	Console io.Writer
 	// Binary defaults to qemu-system-aarch64.
@@ -101,6 +105,9 @@ func (o Options) Args() []string {
 	netdev := "user,id=n0"
 	if o.Isolated {
 		netdev += ",restrict=on"
+	}
+	for _, f := range o.GuestForward {
+		netdev += ",guestfwd=" + f
 	}
 	args = append(args, "-netdev", netdev, "-device", nic)
 	if o.Watchdog {

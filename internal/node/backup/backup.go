@@ -588,3 +588,17 @@ func clearStaging(dir string) error {
 	}
 	return os.Remove(dir)
 }
+
+// List is the complete snapshots of o's prefix the target holds, oldest
+// first.
+func List(ctx context.Context, o Options) ([]string, Kind, error) {
+	e, err := newRun(o)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := e.survey(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	return r.complete(), r.kind, nil
+}

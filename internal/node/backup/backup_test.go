@@ -1,119 +1,28 @@
 package backup
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mkimage/mkimage/internal/node/btrfsctl"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
-// sshd is a real OpenSSH server on 127.0.0.1 that lets root in with a
-// key made for the test. SetEnv SHLVL=1 keeps Debian's bash from
-// sourcing root's ~/.bashrc for each command (it does when run by sshd at
-// shell level 1): a developer's .bashrc can cost seconds a command.
-type sshd struct {
-	port                      int
-	identity, knownHosts, dir string
-}
+// startSSHD is the target's sshd; target points at dir on it.
+type sshd struct{ testenv.SSHD }
 
-func startSSHD(t *testing.T) sshd {
-	t.Helper()
-	dir := t.TempDir()
-	keygen := func(name string) {
-		testenv.Run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", filepath.Join(dir, name))
-	}
-	keygen("host")
-	keygen("client")
-	keygen("otherhost")
-	pub, err := os.ReadFile(filepath.Join(dir, "client.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cfg := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `Port %d
-ListenAddress 127.0.0.1
-HostKey %s
-AuthorizedKeysFile %s
-PermitRootLogin prohibit-password
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PidFile none
-SetEnv SHLVL=1
-`, port, filepath.Join(dir, "host"), filepath.Join(dir, "authorized_keys")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg)
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			s := log.String()
-			if len(s) > 3000 {
-				s = s[len(s)-3000:]
-			}
-			t.Logf("sshd log (tail):\n%s", s)
-		}
-	})
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 100 {
-			t.Fatalf("sshd does not listen on %d: %v\n%s", port, err, log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	known := func(name, key string) string {
-		p, err := os.ReadFile(filepath.Join(dir, key+".pub"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := filepath.Join(dir, name)
-		if err := os.WriteFile(f, fmt.Appendf(nil, "[127.0.0.1]:%d %s", port, p), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	known("known_hosts_other", "otherhost")
-	return sshd{port: port, identity: filepath.Join(dir, "client"), knownHosts: known("known_hosts", "host"), dir: dir}
-}
+func startSSHD(t *testing.T) sshd { return sshd{testenv.StartSSHD(t, "127.0.0.1")} }
 
 func (s sshd) target(dir string) Target {
-	return Target{Host: "root@127.0.0.1", Port: s.port, Identity: s.identity, KnownHosts: s.knownHosts, Dir: dir}
+	return Target{Host: "root@127.0.0.1", Port: s.Port, Identity: s.Identity, KnownHosts: s.KnownHosts, Dir: dir}
 }
 
 func needEnv(t *testing.T) {
@@ -212,8 +121,10 @@ func TestExportRestore(t *testing.T) {
 		kind Kind
 		dir  string
 	}{
-		{KindBtrfs, filepath.Join(btrfsTarget, "backups")},
-		{KindFiles, fileTarget},
+		// Each node's own directory under the target's is made by the
+		// first export.
+		{KindBtrfs, filepath.Join(btrfsTarget, "backups", "n1")},
+		{KindFiles, filepath.Join(fileTarget, "n1")},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {
 			testKind(t, srv, testenv.ScratchBtrfs(t), tc.kind, tc.dir)
@@ -222,10 +133,10 @@ func TestExportRestore(t *testing.T) {
 
 	t.Run("UnknownHostKey", func(t *testing.T) {
 		tg := srv.target(fileTarget)
-		tg.KnownHosts = filepath.Join(srv.dir, "known_hosts_other")
-		for _, kh := range []string{tg.KnownHosts, filepath.Join(srv.dir, "empty_known_hosts")} {
+		tg.KnownHosts = filepath.Join(srv.Dir, "known_hosts_other")
+		for _, kh := range []string{tg.KnownHosts, filepath.Join(srv.Dir, "empty_known_hosts")} {
 			tg.KnownHosts = kh
-			if err := os.WriteFile(filepath.Join(srv.dir, "empty_known_hosts"), nil, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(srv.Dir, "empty_known_hosts"), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			snaps := t.TempDir()
@@ -291,6 +202,9 @@ func testKind(t *testing.T, srv sshd, nodeFS string, kind Kind, dir string) {
 		t.Fatalf("first export: %+v, want a full %s", sum.Sent, s1)
 	}
 	full, fullStored := sum.Sent[0].Bytes, sum.Sent[0].Stored
+	if names, k, err := List(context.Background(), o); err != nil || k != kind || len(names) != 1 || names[0] != s1 {
+		t.Errorf("List after the first export: %v %s %v, want [%s]", names, k, err, s1)
+	}
 
 	// (2) A small change: the next export is incremental and small.
 	nd.write("small", []byte("v2"))
@@ -480,5 +394,8 @@ func TestPrunable(t *testing.T) {
 func TestDeps(t *testing.T) {
 	testenv.OnlyDeps(t, "github.com/mkimage/mkimage",
 		"github.com/mkimage/mkimage/internal/node/",
+		// The node's settings, as the cluster config bakes them.
+		"github.com/mkimage/mkimage/internal/cluster/plan",
+		"github.com/mkimage/mkimage/internal/atomicfile",
 	)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mkimage/mkimage/internal/atomicfile"
+	"github.com/mkimage/mkimage/internal/node/sshkey"
 )
 
 // carriedSteps are the steps whose result a new version of the root
@@ -24,8 +25,8 @@ var carriedSteps = []string{StepMachineID, StepSSHHostKeys, StepDiskID, StepGrow
 // carriedFiles are the files, relative to the root, those steps wrote.
 func carriedFiles() []string {
 	files := []string{"etc/machine-id"}
-	for _, kt := range hostKeyTypes {
-		base := "etc/ssh/ssh_host_" + kt.name + "_key"
+	for _, kt := range sshkey.HostTypes {
+		base := "etc/ssh/ssh_host_" + kt.Name + "_key"
 		files = append(files, base, base+".pub")
 	}
 	return files

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/mkimage/mkimage/internal/atomicfile"
+	"github.com/mkimage/mkimage/internal/node/sshkey"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
@@ -44,20 +45,20 @@ func (r *runner) sshHostKeys() error {
 		}
 	}
 	comment := "root@" + r.id.Plan.Name
-	for _, kt := range hostKeyTypes {
-		base := filepath.Join(dir, "ssh_host_"+kt.name+"_key")
-		if fp, ok := readHostKey(base); ok && fp == r.state.HostKeys[kt.name] {
+	for _, kt := range sshkey.HostTypes {
+		base := filepath.Join(dir, "ssh_host_"+kt.Name+"_key")
+		if fp, ok := sshkey.ReadPair(base); ok && fp == r.state.HostKeys[kt.Name] {
 			r.Log("nodeinit: firstboot: %s kept, written before a power cut (%s)", strings.TrimPrefix(base, r.Root), fp)
 			continue
 		}
-		k, err := kt.gen(comment)
+		k, err := kt.Gen(comment)
 		if err != nil {
 			return err
 		}
 		if r.state.HostKeys == nil {
 			r.state.HostKeys = map[string]string{}
 		}
-		r.state.HostKeys[kt.name] = k.Fingerprint()
+		r.state.HostKeys[kt.Name] = k.Fingerprint()
 		if err := r.state.write(r.Root); err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/node/sshkey"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
 
@@ -232,7 +233,7 @@ func TestSSHKeysWithSSHKeygen(t *testing.T) {
 func TestHostKeysKeptAfterCut(t *testing.T) {
 	env, log := fakeNode(t, "00:1e:06:42:01:02")
 	ssh := filepath.Join(env.Root, "etc/ssh")
-	img, err := newEd25519("root@image")
+	img, err := sshkey.NewEd25519("root@image")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,43 +283,9 @@ func TestHostKeysKeptAfterCut(t *testing.T) {
 	}
 	st, _ = ReadState(env.Root)
 	for _, typ := range []string{"ed25519", "ecdsa"} {
-		fp, ok := readHostKey(filepath.Join(ssh, "ssh_host_"+typ+"_key"))
+		fp, ok := sshkey.ReadPair(filepath.Join(ssh, "ssh_host_"+typ+"_key"))
 		if !ok || st.HostKeys[typ] != fp {
 			t.Errorf("%s: key on the card %s (whole: %v), state records %q", typ, fp, ok, st.HostKeys[typ])
-		}
-	}
-}
-
-// readHostKey takes only a pair whose private half carries its public one.
-func TestReadHostKey(t *testing.T) {
-	dir := t.TempDir()
-	a, _ := newEd25519("a")
-	b, _ := newECDSA("b")
-	base := filepath.Join(dir, "k")
-	for _, c := range []struct {
-		name      string
-		priv, pub []byte
-		ok        bool
-	}{
-		{"pair", a.Private, a.Public, true},
-		{"ecdsa pair", b.Private, b.Public, true},
-		{"mismatched", a.Private, b.Public, false},
-		{"private cut short", a.Private[:len(a.Private)/2], a.Public, false},
-		{"empty public", a.Private, nil, false},
-		{"no private", nil, a.Public, false},
-	} {
-		os.Remove(base)
-		os.Remove(base + ".pub")
-		if c.priv != nil {
-			os.WriteFile(base, c.priv, 0o600)
-		}
-		os.WriteFile(base+".pub", c.pub, 0o644)
-		fp, ok := readHostKey(base)
-		if ok != c.ok {
-			t.Errorf("%s: ok %v, want %v", c.name, ok, c.ok)
-		}
-		if ok && fp != fingerprint(a.Blob) && fp != fingerprint(b.Blob) {
-			t.Errorf("%s: fingerprint %s", c.name, fp)
 		}
 	}
 }

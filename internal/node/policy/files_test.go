@@ -1,13 +1,16 @@
 package policy
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
+	"github.com/mkimage/mkimage/internal/node/backup"
 )
 
 func put(t *testing.T, p, s string) {
@@ -288,5 +291,56 @@ func TestPinContainerIPv6(t *testing.T) {
 				t.Errorf("container config:\n%s\nwant:\n%s", got, want)
 			}
 		})
+	}
+}
+
+// With a target, the script snapshots the containers' subvolume too and
+// exports after; the node's key is made once and kept, and known_hosts
+// holds only the target's keys.
+func TestBackupTarget(t *testing.T) {
+	b := &plan.Backup{OnCalendar: "daily", Cron: "0 0 * * *", Keep: 3, Subvolume: "/", Dir: "/.snapshots", Containers: true,
+		Target: &plan.BackupTarget{Host: "backup@192.168.142.2", Port: 2222, Dir: "/srv/backup/n1", Keep: 30, HostKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB store"}}}
+	root := t.TempDir()
+	var logged []string
+	env := Env{Root: root, Node: plan.Plan{Name: "n1", Backup: b}, Log: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }}
+	if err := Backup(env); err != nil {
+		t.Fatal(err)
+	}
+	script := get(t, filepath.Join(root, SnapshotScript))
+	for _, want := range []string{
+		`btrfs subvolume snapshot -r / "/.snapshots/root-$(date`,
+		`btrfs subvolume snapshot -r /var/lib/lxc "/.snapshots/var-lib-lxc-$(date`,
+		"ls -1d /.snapshots/var-lib-lxc-* 2>/dev/null | sort -r | tail -n +4 |",
+		"/usr/sbin/nodeinit backup export || echo",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	if got := get(t, filepath.Join(root, backup.KnownHostsFile)); got != "[192.168.142.2]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\n" {
+		t.Errorf("known_hosts = %q", got)
+	}
+	cfg, err := backup.LoadConfig(root)
+	if err != nil || !reflect.DeepEqual(cfg, b) {
+		t.Errorf("config read back = %+v, %v", cfg, err)
+	}
+	pub := get(t, filepath.Join(root, backup.KeyFile+".pub"))
+	if !strings.HasPrefix(pub, "ssh-ed25519 ") || !strings.HasSuffix(pub, " backup@n1\n") {
+		t.Errorf("public key %q", pub)
+	}
+	if err := Backup(env); err != nil {
+		t.Fatal(err)
+	}
+	if again := get(t, filepath.Join(root, backup.KeyFile+".pub")); again != pub {
+		t.Errorf("the key changed at the second boot")
+	}
+	made := 0
+	for _, l := range logged {
+		if strings.Contains(l, "made this node's SSH key") {
+			made++
+		}
+	}
+	if made != 1 || !strings.Contains(strings.Join(logged, "\n"), "exports to backup@192.168.142.2:/srv/backup/n1 as ssh-ed25519 ") {
+		t.Errorf("console lines:\n%s", strings.Join(logged, "\n"))
 	}
 }

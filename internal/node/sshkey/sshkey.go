@@ -1,4 +1,6 @@
-package firstboot
+// Package sshkey makes and reads OpenSSH key pairs on the node: host keys
+// at first boot, the backup client key.
+package sshkey
 
 import (
 	"bytes"
@@ -12,7 +14,10 @@ import (
 	"encoding/pem"
 	"math/big"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/mkimage/mkimage/internal/atomicfile"
 )
 
 // The OpenSSH private key format ("openssh-key-v1", unencrypted) is
@@ -32,33 +37,33 @@ func (b sshBuf) mpint(v *big.Int) sshBuf {
 	return b.str(x)
 }
 
-// hostKey is one generated key in OpenSSH's file formats.
-type hostKey struct {
+// Key is one generated key in OpenSSH's file formats.
+type Key struct {
 	Private []byte // PEM "OPENSSH PRIVATE KEY"
 	Public  []byte // authorized_keys line
 	Blob    []byte // the public key in SSH wire format
 }
 
-// hostKeyTypes are the host keys first boot makes, in order.
-var hostKeyTypes = []struct {
-	name string
-	gen  func(comment string) (hostKey, error)
-}{{"ed25519", newEd25519}, {"ecdsa", newECDSA}}
+// HostTypes are the host keys first boot makes, in order.
+var HostTypes = []struct {
+	Name string
+	Gen  func(comment string) (Key, error)
+}{{"ed25519", NewEd25519}, {"ecdsa", NewECDSA}}
 
 // Fingerprint is the key's SHA256 fingerprint as ssh-keygen -l prints it.
-func (k hostKey) Fingerprint() string { return fingerprint(k.Blob) }
+func (k Key) Fingerprint() string { return Fingerprint(k.Blob) }
 
-func fingerprint(blob []byte) string {
+func Fingerprint(blob []byte) string {
 	sum := sha256.Sum256(blob)
 	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
 }
 
 const privateKeyMagic = "openssh-key-v1\x00"
 
-// readHostKey reads the key pair base and base.pub and returns its
+// ReadPair reads the key pair base and base.pub and returns its
 // fingerprint; ok is false unless both halves are there, whole, and the
 // private key file carries the .pub file's public key.
-func readHostKey(base string) (fp string, ok bool) {
+func ReadPair(base string) (fp string, ok bool) {
 	pubLine, err1 := os.ReadFile(base + ".pub")
 	priv, err2 := os.ReadFile(base)
 	f := strings.Fields(string(pubLine))
@@ -85,7 +90,7 @@ func readHostKey(base string) (fp string, ok bool) {
 	if !ok || !bytes.Equal(embedded, blob) {
 		return "", false
 	}
-	return fingerprint(blob), true
+	return Fingerprint(blob), true
 }
 
 // sshString splits an SSH wire-format string off b.
@@ -97,24 +102,24 @@ func sshString(b []byte) (s, rest []byte, ok bool) {
 	return b[4 : 4+n], b[4+n:], true
 }
 
-func newEd25519(comment string) (hostKey, error) {
+func NewEd25519(comment string) (Key, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return hostKey{}, err
+		return Key{}, err
 	}
 	blob := sshBuf(nil).str([]byte("ssh-ed25519")).str(pub)
 	privPart := sshBuf(nil).str([]byte("ssh-ed25519")).str(pub).str(priv)
 	return marshalKey("ssh-ed25519", blob, privPart, comment)
 }
 
-func newECDSA(comment string) (hostKey, error) {
+func NewECDSA(comment string) (Key, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return hostKey{}, err
+		return Key{}, err
 	}
 	ek, err := k.ECDH()
 	if err != nil {
-		return hostKey{}, err
+		return Key{}, err
 	}
 	q := ek.PublicKey().Bytes() // uncompressed point
 	d := new(big.Int).SetBytes(ek.Bytes())
@@ -124,10 +129,10 @@ func newECDSA(comment string) (hostKey, error) {
 	return marshalKey(name, blob, privPart, comment)
 }
 
-func marshalKey(name string, blob, keyPart []byte, comment string) (hostKey, error) {
+func marshalKey(name string, blob, keyPart []byte, comment string) (Key, error) {
 	var check [4]byte
 	if _, err := rand.Read(check[:]); err != nil {
-		return hostKey{}, err
+		return Key{}, err
 	}
 	c := binary.BigEndian.Uint32(check[:])
 	priv := sshBuf(nil).u32(c).u32(c)
@@ -139,5 +144,31 @@ func marshalKey(name string, blob, keyPart []byte, comment string) (hostKey, err
 	out := sshBuf([]byte(privateKeyMagic)).str([]byte("none")).str([]byte("none")).str(nil).u32(1).str(blob).str(priv)
 	pemData := pem.EncodeToMemory(&pem.Block{Type: "OPENSSH PRIVATE KEY", Bytes: out})
 	pub := name + " " + base64.StdEncoding.EncodeToString(blob) + " " + comment + "\n"
-	return hostKey{Private: pemData, Public: []byte(pub), Blob: blob}, nil
+	return Key{Private: pemData, Public: []byte(pub), Blob: blob}, nil
+}
+
+// Ensure returns the public line of the ed25519 pair at base and
+// base.pub, making the pair first unless a whole one is there. The
+// private half is written before the public one, each atomically, so a
+// power cut leaves no pair ReadPair takes and the next call makes a new
+// one.
+func Ensure(base, comment string) (public []byte, made bool, err error) {
+	if _, ok := ReadPair(base); ok {
+		pub, err := os.ReadFile(base + ".pub")
+		return pub, false, err
+	}
+	k, err := NewEd25519(comment)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(base), 0o700); err != nil {
+		return nil, false, err
+	}
+	if err := atomicfile.WriteFile(base, k.Private, 0o600); err != nil {
+		return nil, false, err
+	}
+	if err := atomicfile.WriteFile(base+".pub", k.Public, 0o644); err != nil {
+		return nil, false, err
+	}
+	return k.Public, true, nil
 }

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/mkimage/mkimage/internal/node/backup"
+)
+
+// backupCommand runs `nodeinit backup SUB`; see commandUsage.
+func backupCommand(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, commandUsage)
+		return 2
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("nodeinit backup "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, commandUsage) }
+	into := fs.String("into", "", "restore: the directory (on btrfs) to restore into")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stdout, "nodeinit: "+format+"\n", a...) }
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "nodeinit backup %s: %v\n", sub, err)
+		return 1
+	}
+	cfg, err := backup.LoadConfig("/")
+	if err != nil {
+		return fail(err)
+	}
+	n := backup.Node{Root: "/", Config: cfg, Log: logf}
+	switch sub {
+	case "export":
+		if fs.NArg() != 0 {
+			break
+		}
+		sums, err := n.ExportAll(ctx)
+		for _, s := range sums {
+			for _, x := range s.Sent {
+				logf("backup: sent %s (%s, %d bytes, %d stored) in %v", x.Name, x.Mode(), x.Bytes, x.Stored, x.Took.Round(1e7))
+			}
+		}
+		if err != nil {
+			return fail(err)
+		}
+		return 0
+	case "list":
+		if fs.NArg() != 0 {
+			break
+		}
+		for _, sv := range backup.Subvolumes(cfg) {
+			o, err := n.Options(sv)
+			if err != nil {
+				return fail(err)
+			}
+			names, kind, err := backup.List(ctx, o)
+			if err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(stdout, "%s (%s, on %s target %s):\n", sv, o.Prefix, kind, o.Target)
+			for _, name := range names {
+				fmt.Fprintf(stdout, "  %s\n", name)
+			}
+		}
+		return 0
+	case "restore":
+		if fs.NArg() != 1 {
+			break
+		}
+		name := fs.Arg(0)
+		var o backup.Options
+		for _, sv := range backup.Subvolumes(cfg) {
+			if strings.HasPrefix(name, backup.Prefix(sv)+"-") {
+				if o, err = n.Options(sv); err != nil {
+					return fail(err)
+				}
+			}
+		}
+		if o.Prefix == "" {
+			return fail(fmt.Errorf("%q is not a snapshot of %s (names are PREFIX-YYYYMMDD-HHMMSS; see nodeinit backup list)", name, strings.Join(backup.Subvolumes(cfg), " or ")))
+		}
+		dir := *into
+		if dir == "" {
+			dir = filepath.Join(cfg.Dir, "restored")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return fail(err)
+			}
+		}
+		if err := backup.Restore(ctx, o, name, dir); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "%s\n", filepath.Join(dir, name))
+		return 0
+	}
+	fmt.Fprint(stderr, commandUsage)
+	return 2
+}
