@@ -61,7 +61,11 @@ func runConfig(args []string) error {
 		}
 		if p.LXC != nil {
 			for _, ct := range p.LXC.Containers {
-				cts = append(cts, ct.Name+"="+ct.IP)
+				s := ct.Name + "=" + ct.IP
+				if ct.IP6 != "" {
+					s += "," + ct.IP6
+				}
+				cts = append(cts, s)
 			}
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, strings.Join(p.IdentifyBy, ","), dash(p.MAC), p.CIDR(), p.Role, dash(p.Gateway),

@@ -120,11 +120,16 @@ func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
 		if l.Network == "" {
 			l.Network = "veth"
 		}
+		if x.Address6.IsValid() {
+			l.Address6 = x.Address6.String()
+		}
 		for _, ct := range x.Containers {
 			if ct.Node == n.Name && n.Name != "" {
-				l.Containers = append(l.Containers, plan.Container{
-					Name: string(ct.Name), IP: netip.PrefixFrom(ct.IP.Addr, netw.Bits()).String(), MAC: string(ct.MAC),
-				})
+				pc := plan.Container{Name: string(ct.Name), IP: netip.PrefixFrom(ct.IP.Addr, netw.Bits()).String(), MAC: string(ct.MAC)}
+				if ct.IP6.IsValid() {
+					pc.IP6 = netip.PrefixFrom(ct.IP6.Addr, x.Address6.Bits()).String()
+				}
+				l.Containers = append(l.Containers, pc)
 			}
 		}
 		if x.NAT {

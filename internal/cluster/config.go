@@ -124,11 +124,12 @@ func (p Power) governor(role Role) Governor {
 // LXC is the [lxc] table.
 type LXC struct {
 	Bridge     Iface       `toml:"bridge"`
-	Address    Prefix      `toml:"address"` // bridge address, e.g. 10.0.3.1/24
-	LXCFS      *bool       `toml:"lxcfs"`   // default true: containers see their own /proc figures
-	Network    LXCNet      `toml:"network"` // default: veth
-	NAT        bool        `toml:"nat"`     // masquerade containers' traffic
-	Roles      []Role      `toml:"roles"`   // roles that host containers; empty: all
+	Address    Prefix      `toml:"address"`  // bridge address, e.g. 10.0.3.1/24
+	Address6   Prefix6     `toml:"address6"` // bridge IPv6 address, e.g. fd00:5::1/64; optional
+	LXCFS      *bool       `toml:"lxcfs"`    // default true: containers see their own /proc figures
+	Network    LXCNet      `toml:"network"`  // default: veth
+	NAT        bool        `toml:"nat"`      // masquerade containers' traffic
+	Roles      []Role      `toml:"roles"`    // roles that host containers; empty: all
 	Containers []Container `toml:"container"`
 }
 
@@ -137,6 +138,7 @@ type Container struct {
 	Name Hostname `toml:"name"`
 	Node Hostname `toml:"node"`
 	IP   Addr     `toml:"ip"`
+	IP6  Addr6    `toml:"ip6"` // optional, in [lxc] address6's prefix
 	MAC  MAC      `toml:"mac"`
 	// Rootfs is what the container runs: "oci:REF", an image the build
 	// pulls and places in the image; empty, a container made by hand.

@@ -32,6 +32,14 @@ func TestParseErrors(t *testing.T) {
 		return "[[node]]\nname = \"" + name + "\"\nmac = \"" + mac + "\"\nip = \"" + ip + "\"\nrole = \"" + role + "\"\n"
 	}
 	ok1 := node("a", "00:1e:06:00:00:01", "192.168.142.11", "worker") // lines 6-10
+	// [lxc] with address6 on line 14 (lines 11-14 after ok1), and a
+	// container on node a whose ip6 is on its table's fifth line.
+	lxc6 := func(address6 string) string {
+		return "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\naddress6 = \"" + address6 + "\"\n"
+	}
+	ct6 := func(name, ip, ip6 string) string {
+		return "[[lxc.container]]\nname = \"" + name + "\"\nnode = \"a\"\nip = \"" + ip + "\"\nip6 = \"" + ip6 + "\"\n"
+	}
 	for _, tc := range []struct {
 		name, src, want string
 	}{
@@ -70,6 +78,20 @@ func TestParseErrors(t *testing.T) {
 		{"container rootfs debian", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:bookworm\"\npackages = [\"nginx\"]\n", "c.toml:18: container \"c\": rootfs = \"debian:bookworm\" is not supported yet"},
 		{"container packages without debian", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"oci:r.example/a:1\"\npackages = [\"nginx\"]\n", "c.toml:19: container \"c\": packages go with rootfs = \"debian:SUITE\" only"},
 		{"container rootfs no node", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nip = \"10.0.3.2\"\nrootfs = \"oci:r.example/a:1\"\n", "c.toml:14: container \"c\" has no node"},
+		{"address6 malformed", base + ok1 + lxc6("10.0.3.1/24"), "c.toml:14: malformed IPv6 CIDR \"10.0.3.1/24\" (expected like fd00:5::1/64)"},
+		{"address6 link-local", base + ok1 + lxc6("fe80::1/64"), "c.toml:14: IPv6 CIDR \"fe80::1/64\" is link-local"},
+		{"address6 multicast", base + ok1 + lxc6("ff02::1/64"), "c.toml:14: IPv6 CIDR \"ff02::1/64\" is multicast"},
+		{"address6 anycast", base + ok1 + lxc6("fd00:5::/64"), "c.toml:14: [lxc] address6 fd00:5::/64 is the prefix's Subnet-Router anycast address, not a host address"},
+		{"container ip6 malformed", base + ok1 + lxc6("fd00:5::1/64") + ct6("c", "10.0.3.2", "10.0.3.2"), "c.toml:19: malformed IPv6 address \"10.0.3.2\" (expected like fd00:5::10)"},
+		{"container ip6 with zone", base + ok1 + lxc6("fd00:5::1/64") + ct6("c", "10.0.3.2", "fd00:5::2%eth0"), "c.toml:19: malformed IPv6 address \"fd00:5::2%eth0\""},
+		{"container ip6 link-local", base + ok1 + lxc6("fd00:5::1/64") + ct6("c", "10.0.3.2", "fe80::2"), "c.toml:19: IPv6 address \"fe80::2\" is link-local (expected a global or unique local address"},
+		{"container ip6 multicast", base + ok1 + lxc6("fd00:5::1/64") + ct6("c", "10.0.3.2", "ff02::2"), "c.toml:19: IPv6 address \"ff02::2\" is multicast"},
+		{"container ip6 loopback", base + ok1 + lxc6("fd00:5::1/64") + ct6("c", "10.0.3.2", "::1"), "c.toml:19: IPv6 address \"::1\" is not an interface address"},
+		{"container ip6 without address6", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n" + ct6("c", "10.0.3.2", "fd00:5::2"), "c.toml:18: container \"c\": ip6 fd00:5::2 needs [lxc] address6"},
+		{"container ip6 outside", base + ok1 + lxc6("fd00:5::1/64") + ct6("c", "10.0.3.2", "fd00:6::2"), "c.toml:19: container \"c\": IPv6 address fd00:6::2 is outside the LXC IPv6 network fd00:5::/64 or is the bridge's own address"},
+		{"container ip6 on bridge ip6", base + ok1 + lxc6("fd00:5::1/64") + ct6("c", "10.0.3.2", "fd00:5::1"), "c.toml:19: container \"c\": IPv6 address fd00:5::1 is outside the LXC IPv6 network fd00:5::/64 or is the bridge's own address"},
+		{"container ip6 anycast", base + ok1 + lxc6("fd00:5::1/64") + ct6("c", "10.0.3.2", "fd00:5::"), "c.toml:19: container \"c\": IPv6 address fd00:5:: is outside"},
+		{"dup container ip6", base + ok1 + lxc6("fd00:5::1/64") + ct6("c", "10.0.3.2", "fd00:5::2") + ct6("d", "10.0.3.3", "fd00:5:0:0::2"), "c.toml:24: duplicate container IPv6 address fd00:5::2 (also container \"c\")"},
 		{"lxc overlaps subnet", base + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"192.168.142.200/25\"\n", "c.toml:8: LXC network 192.168.142.128/25 overlaps the cluster subnet 192.168.142.0/24"},
 		{"bad schedule", base + "[backup]\nschedule = \"every tuesday\"\nkeep = 3\n", "c.toml:7: bad schedule \"every tuesday\""},
 		{"bad schedule time", base + "[backup]\nschedule = \"daily 25:00\"\nkeep = 3\n", "c.toml:7: bad time in schedule"},
@@ -230,6 +252,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(base + "[[node]]\nname=\"a\"\nmac=\"00:1e:06:00:00:01\"\nip=\"192.168.142.11\"\nrole=\"worker\"\n"))
 	f.Add([]byte("node = [{name = \"a\", mac = \"x\"}]\n"))
 	f.Add([]byte("[lxc]\naddress = \"10.0.3.1/32\"\n[[lxc.container]]\nip = \"10.0.3.1\"\n"))
+	f.Add([]byte(base + "[[node]]\nname=\"a\"\nmac=\"00:1e:06:00:00:01\"\nip=\"192.168.142.11\"\nrole=\"worker\"\n[lxc]\nbridge=\"br\"\naddress=\"10.0.3.1/24\"\naddress6=\"fd00:3::1/127\"\n[[lxc.container]]\nname=\"c\"\nnode=\"a\"\nip=\"10.0.3.2\"\nip6=\"fd00:3::\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.toml", data)
 		if err != nil {
@@ -400,6 +423,53 @@ func TestContainerRootfs(t *testing.T) {
 	}
 	if r := c.LXC.Containers[0].Rootfs.Ref; r.Host != "127.0.0.1:5000" || r.Repo != "apps/web" || r.Tag != "v1" {
 		t.Errorf("ref %+v", r)
+	}
+}
+
+// TestContainerIPv6: address6 and ip6 are baked with the prefix length
+// of address6, as IPv4 is with address's; a container without ip6 and a
+// config without address6 bake as before.
+func TestContainerIPv6(t *testing.T) {
+	nodeA := "[[node]]\nname = \"a\"\nmac = \"00:1e:06:00:00:01\"\nip = \"192.168.142.11\"\nrole = \"worker\"\n"
+	cts := "[[lxc.container]]\nname = \"web\"\nnode = \"a\"\nip = \"10.0.3.2\"\nip6 = \"FD00:5:0::10\"\nmac = \"00:16:3e:00:00:10\"\n" +
+		"[[lxc.container]]\nname = \"db\"\nnode = \"a\"\nip = \"10.0.3.3\"\n"
+	for _, tc := range []struct {
+		name, lxc string
+		want      plan.LXC
+	}{
+		{"with address6", "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\naddress6 = \"fd00:5::1/64\"\n" + cts, plan.LXC{
+			Bridge: "lxcbr0", Address: "10.0.3.1/24", Address6: "fd00:5::1/64", LXCFS: true, Network: "veth",
+			Containers: []plan.Container{
+				{Name: "web", IP: "10.0.3.2/24", IP6: "fd00:5::10/64", MAC: "00:16:3e:00:00:10"},
+				{Name: "db", IP: "10.0.3.3/24"},
+			}}},
+		{"without", "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n" + strings.Replace(cts, "ip6 = \"FD00:5:0::10\"\n", "", 1), plan.LXC{
+			Bridge: "lxcbr0", Address: "10.0.3.1/24", LXCFS: true, Network: "veth",
+			Containers: []plan.Container{
+				{Name: "web", IP: "10.0.3.2/24", MAC: "00:16:3e:00:00:10"},
+				{Name: "db", IP: "10.0.3.3/24"},
+			}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("c.toml", []byte(base+nodeA+tc.lxc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := json.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b plan.Baked
+			if err := json.Unmarshal(data, &b); err != nil {
+				t.Fatal(err)
+			}
+			if got := b.Nodes[0].LXC; got == nil || !reflect.DeepEqual(*got, tc.want) {
+				t.Errorf("baked lxc %+v, want %+v", got, tc.want)
+			}
+			if tc.want.Address6 == "" && (strings.Contains(string(data), "address6") || strings.Contains(string(data), "ip6")) {
+				t.Errorf("baked JSON without IPv6 names it: %s", data)
+			}
+		})
 	}
 }
 

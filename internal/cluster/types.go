@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -156,6 +157,37 @@ func (a *Addr) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// Addr6 is an IPv6 unicast address that can be pinned (see unicast6).
+type Addr6 struct{ netip.Addr }
+
+func (a *Addr6) UnmarshalText(b []byte) error {
+	ip, err := netip.ParseAddr(string(b))
+	if err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
+		return fmt.Errorf("malformed IPv6 address %q (expected like fd00:5::10)", b)
+	}
+	if err := unicast6(ip); err != nil {
+		return fmt.Errorf("IPv6 address %q %w", b, err)
+	}
+	a.Addr = ip
+	return nil
+}
+
+// unicast6 refuses the IPv6 addresses a config cannot pin: a link-local
+// address is the kernel's own choice on every link (and can differ
+// between boots), multicast, loopback and :: are not an interface's
+// address at all.
+func unicast6(ip netip.Addr) error {
+	switch {
+	case ip.IsLinkLocalUnicast():
+		return errors.New("is link-local (expected a global or unique local address, like fd00:5::10: the kernel makes link-local addresses itself)")
+	case ip.IsMulticast():
+		return errors.New("is multicast (expected a unicast address, like fd00:5::10)")
+	case ip.IsLoopback() || ip.IsUnspecified():
+		return errors.New("is not an interface address (expected a unicast address, like fd00:5::10)")
+	}
+	return nil
+}
+
 // AddrPort is an IPv4 or IPv6 address with a port: "192.168.0.5:80",
 // "[2001:db8::10]:8080".
 type AddrPort struct{ netip.AddrPort }
@@ -177,6 +209,22 @@ func (p *Prefix) UnmarshalText(b []byte) error {
 	pr, err := netip.ParsePrefix(string(b))
 	if err != nil || !pr.Addr().Is4() {
 		return fmt.Errorf("malformed IPv4 CIDR %q (expected like 192.168.142.0/24)", b)
+	}
+	p.Prefix = pr
+	return nil
+}
+
+// Prefix6 is an IPv6 interface address with its prefix length, like
+// fd00:5::1/64; the address is one unicast6 accepts.
+type Prefix6 struct{ netip.Prefix }
+
+func (p *Prefix6) UnmarshalText(b []byte) error {
+	pr, err := netip.ParsePrefix(string(b))
+	if err != nil || !pr.Addr().Is6() || pr.Addr().Is4In6() {
+		return fmt.Errorf("malformed IPv6 CIDR %q (expected like fd00:5::1/64)", b)
+	}
+	if err := unicast6(pr.Addr()); err != nil {
+		return fmt.Errorf("IPv6 CIDR %q %w", b, err)
 	}
 	p.Prefix = pr
 	return nil

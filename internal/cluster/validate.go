@@ -151,6 +151,17 @@ func (c *Config) validate() []*Error {
 		case subnet.IsValid() && lxcNet.Overlaps(subnet):
 			bad(l.first("lxc.address"), "LXC network %s overlaps the cluster subnet %s (expected a separate network)", lxcNet, subnet)
 		}
+		// IPv6 is optional: address6 gives the bridge its address and
+		// prefix, and only then may containers have an ip6 in it.
+		lxcNet6 := x.Address6.Masked()
+		hostIn6 := func(a netip.Addr) bool {
+			// The prefix's all-zero host is the Subnet-Router anycast
+			// address (RFC 4291), not a host's, except in a /127 or /128.
+			return lxcNet6.IsValid() && lxcNet6.Contains(a) && (a != lxcNet6.Addr() || lxcNet6.Bits() >= 127)
+		}
+		if x.Address6.IsValid() && !hostIn6(x.Address6.Addr()) {
+			bad(l.first("lxc.address6"), "[lxc] address6 %s is the prefix's Subnet-Router anycast address, not a host address (expected like fd00:5::1/64)", x.Address6)
+		}
 		cnames := map[Hostname]int{}
 		cips := map[netip.Addr]int{}
 		for i, ct := range x.Containers {
@@ -173,6 +184,18 @@ func (c *Config) validate() []*Error {
 					bad(at("ip"), "duplicate container IP %s (also container %q)", ct.IP, x.Containers[prev].Name)
 				}
 				cips[ct.IP.Addr] = i
+			}
+			switch {
+			case !ct.IP6.IsValid():
+			case !x.Address6.IsValid():
+				bad(at("ip6"), "container %q: ip6 %s needs [lxc] address6 (expected the bridge's IPv6 address with prefix there, like fd00:5::1/64)", ct.Name, ct.IP6)
+			case !hostIn6(ct.IP6.Addr) || ct.IP6.Addr == x.Address6.Addr():
+				bad(at("ip6"), "container %q: IPv6 address %s is outside the LXC IPv6 network %s or is the bridge's own address (expected a free host address in it)", ct.Name, ct.IP6, lxcNet6)
+			default:
+				if prev, dup := cips[ct.IP6.Addr]; dup {
+					bad(at("ip6"), "duplicate container IPv6 address %s (also container %q)", ct.IP6, x.Containers[prev].Name)
+				}
+				cips[ct.IP6.Addr] = i
 			}
 			if ct.MAC != "" {
 				if prev, dup := macs[ct.MAC]; dup {

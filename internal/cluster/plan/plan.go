@@ -131,7 +131,11 @@ type Route struct {
 type LXC struct {
 	Bridge  string `json:"bridge"`
 	Address string `json:"address"` // bridge address with prefix, e.g. 10.0.3.1/24
-	LXCFS   bool   `json:"lxcfs"`
+	// Address6 is the bridge's IPv6 address with prefix, e.g.
+	// fd00:5::1/64; empty: the bridge has none of its own (only the
+	// kernel's link-local one) and no container has an ip6.
+	Address6 string `json:"address6,omitempty"`
+	LXCFS    bool   `json:"lxcfs"`
 	// Network is the default container network type: "veth" (linked to
 	// Bridge), "empty" or "none".
 	Network    string      `json:"network"`
@@ -143,7 +147,10 @@ type LXC struct {
 type Container struct {
 	Name string `json:"name"`
 	IP   string `json:"ip"` // with the LXC network's prefix, e.g. 10.0.3.10/24
-	MAC  string `json:"mac,omitempty"`
+	// IP6 is the pinned IPv6 address with the bridge's IPv6 prefix,
+	// e.g. fd00:5::10/64; empty: IPv6 is held to the MAC only.
+	IP6 string `json:"ip6,omitempty"`
+	MAC string `json:"mac,omitempty"`
 }
 
 // Backup is the btrfs snapshot schedule.

@@ -21,36 +21,52 @@ import (
 // The cluster's switches are unmanaged, so nothing outside the node stops
 // a container from using another container's address: the node itself
 // pins each container with a pinned IP and MAC to them, in a table of
-// family bridge (also named Table, "nodeinit"):
+// family bridge (also named Table, "nodeinit"); here haproxy has an ip6
+// and web has none:
 //
 //	table bridge nodeinit {
 //		chain prerouting {
 //			type filter hook prerouting priority filter; policy accept;
 //			iifname "vc-haproxy" jump ct-haproxy
+//			iifname "vc-web" jump ct-web
 //		}
 //
 //		chain ct-haproxy {
 //			ether saddr 00:16:3e:00:00:10 ip saddr 10.0.3.10 accept
 //			ether saddr 00:16:3e:00:00:10 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:10 arp saddr ip 10.0.3.10 accept
-//			ether saddr 00:16:3e:00:00:10 ether type ip6 accept
+//			ether saddr 00:16:3e:00:00:10 icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000003000000000000000000000010 @th,64,128 & 0xffc00000000000000000000000000000 != 0xfe800000000000000000000000000000 counter packets 0 bytes 0 drop
+//			ether saddr 00:16:3e:00:00:10 ip6 saddr fd00:3::10 accept
+//			ether saddr 00:16:3e:00:00:10 ip6 saddr fe80::/10 accept
+//			ether saddr 00:16:3e:00:00:10 ip6 saddr :: meta l4proto ipv6-icmp accept
+//			counter packets 0 bytes 0 drop
+//		}
+//
+//		chain ct-web {
+//			ether saddr 00:16:3e:00:00:11 ip saddr 10.0.3.11 accept
+//			ether saddr 00:16:3e:00:00:11 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:11 arp saddr ip 10.0.3.11 accept
+//			ether saddr 00:16:3e:00:00:11 ether type ip6 accept
 //			counter packets 0 bytes 0 drop
 //		}
 //	}
 //
-// (as nft lists it; "ether type ip" and "ether type arp" are in the rules,
-// nft leaves them out as implied by the ip and arp matches).
+// (as nft lists it; "ether type ip", "ether type arp" and "ether type ip6"
+// are in the rules, nft leaves them out as implied by the ip, arp, ip6
+// and icmpv6 matches; @th,64,128 is the neighbour advertisement's target
+// address).
 //
 // Bridge prerouting sees every frame entering the bridge from a port,
 // whether it is forwarded to another container or delivered to the host.
 // The per-container chain is an allow list: anything else from the veth
-// (another source MAC or IPv4 address, forged ARP, VLAN-tagged or other
-// protocols) is dropped and counted in the chain's one counter, which
-// Report reads.
+// (another source MAC, IPv4 or IPv6 address, forged ARP, VLAN-tagged or
+// other protocols) is dropped and counted in the chain's counters, which
+// Report adds up.
 //
-// IPv6 frames pass with the pinned MAC only: the plan has no IPv6
-// addresses for containers, so their sources (and neighbour
-// advertisements) are not pinned yet; that can come when the plan has them.
-// ARP probes (sender IP 0.0.0.0, RFC 5227) are dropped too: a probe that
+// A container with an ip6 sends IPv6 from it, from a link-local address
+// or, for ICMPv6 (duplicate address detection), from ::, and advertises
+// (ICMPv6 neighbour advertisement) only its ip6 and link-local addresses:
+// see ipv6Rules. A container without one keeps its IPv6 frames held to its
+// pinned MAC only, any IPv6 source passes, and Report says so.
+// ARP probes (sender IP 0.0.0.0, RFC 5227) are dropped: a probe that
 // gets no answer only tells the container its address is free.
 //
 // The rules match the veth by the name pinContainer writes (VethName). A
@@ -88,12 +104,14 @@ func VethName(name string) string {
 type pin struct {
 	name, veth string
 	ip         netip.Addr
+	ip6        netip.Addr // invalid: IPv6 is held to the MAC only
 	mac        net.HardwareAddr
 }
 
-// pins returns this node's containers with a pinned IP and MAC, the names
-// of those without (not filtered), and an error per container whose
-// address does not parse or whose veth name another one has.
+// pins returns this node's containers with a pinned IP and MAC (and their
+// ip6, if any), the names of those without (not filtered), and an error
+// per container whose address does not parse or whose veth name another
+// one has.
 func pins(x *plan.LXC) (ps []pin, unpinned []string, errs []error) {
 	if x == nil {
 		return nil, nil, nil
@@ -112,6 +130,18 @@ func pins(x *plan.LXC) (ps []pin, unpinned []string, errs []error) {
 			errs = append(errs, fmt.Errorf("container %s: ip %q: %w", ct.Name, ct.IP, err))
 			continue
 		}
+		var ip6 netip.Addr
+		if ct.IP6 != "" {
+			pr6, err := netip.ParsePrefix(ct.IP6)
+			if err == nil && (!pr6.Addr().Is6() || pr6.Addr().Is4In6()) {
+				err = errors.New("not IPv6")
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("container %s: ip6 %q: %w", ct.Name, ct.IP6, err))
+				continue
+			}
+			ip6 = pr6.Addr()
+		}
 		mac, err := net.ParseMAC(ct.MAC)
 		if err == nil && len(mac) != 6 {
 			err = errors.New("not an Ethernet MAC")
@@ -126,15 +156,15 @@ func pins(x *plan.LXC) (ps []pin, unpinned []string, errs []error) {
 			continue
 		}
 		veths[v] = ct.Name
-		ps = append(ps, pin{name: ct.Name, veth: v, ip: pr.Addr(), mac: mac})
+		ps = append(ps, pin{name: ct.Name, veth: v, ip: pr.Addr(), ip6: ip6, mac: mac})
 	}
 	return ps, unpinned, errs
 }
 
 // Antispoof installs the bridge-family rules that hold each pinned
-// container to its IP and MAC (see antispoofHook). The table is deleted
-// and rebuilt in one batch, as in Netfilter; with no pinned container it
-// is only deleted.
+// container to its IP (and ip6) and MAC (see antispoofHook). The table is
+// deleted and rebuilt in one batch, as in Netfilter; with no pinned
+// container it is only deleted.
 func Antispoof(env Env) error {
 	ps, _, errs := pins(env.Node.LXC)
 	c, err := nftables.New()
@@ -205,9 +235,54 @@ func antispoofRules(p pin) [][]expr.Any {
 		eq(expr.PayloadBaseNetworkHeader, 8, p.mac),
 		eq(expr.PayloadBaseNetworkHeader, 14, ip[:]),
 		[]expr.Any{accept})
-	ipv6 := append(from(unix.ETH_P_IPV6), accept)
 	drop := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
-	return [][]expr.Any{ipv4, arp, ipv6, drop}
+	if !p.ip6.IsValid() {
+		ipv6 := append(from(unix.ETH_P_IPV6), accept)
+		return [][]expr.Any{ipv4, arp, ipv6, drop}
+	}
+	return append([][]expr.Any{ipv4, arp}, append(ipv6Rules(p, from(unix.ETH_P_IPV6), accept), drop)...)
+}
+
+// ipv6Rules hold a container with an ip6 to its addresses (see
+// antispoofHook); from matches its MAC and ethertype IPv6.
+//
+// The link-local addresses are all of fe80::/10, not one: the kernel
+// makes a container's from its MAC (EUI-64) or at random (addr_gen_mode
+// stable-privacy or random), and a link-local address never leaves the
+// link, so one on the bridge can take no routed traffic. The unspecified
+// address :: is the source of duplicate address detection (and of MLD
+// before a link-local address is ready), both ICMPv6, and nothing else.
+//
+// ICMPv6 and its header are found by the kernel past any extension
+// headers (meta l4proto, the transport header base): a neighbour
+// advertisement behind a destination options header is still one.
+func ipv6Rules(p pin, from []expr.Any, accept expr.Any) [][]expr.Any {
+	ip6 := p.ip6.As16()
+	load := func(base expr.PayloadBase, off, n uint32) *expr.Payload {
+		return &expr.Payload{DestRegister: 1, Base: base, Offset: off, Len: n}
+	}
+	src := func() *expr.Payload { return load(expr.PayloadBaseNetworkHeader, 8, 16) }
+	cmp := func(op expr.CmpOp, data []byte) *expr.Cmp { return &expr.Cmp{Op: op, Register: 1, Data: data} }
+	// linkLocal compares the address in register 1 with fe80::/10.
+	linkLocal := func(op expr.CmpOp) []expr.Any {
+		mask, ll := make([]byte, 16), make([]byte, 16)
+		mask[0], mask[1], ll[0], ll[1] = 0xff, 0xc0, 0xfe, 0x80
+		return []expr.Any{&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: mask, Xor: make([]byte, 16)}, cmp(op, ll)}
+	}
+	icmpv6 := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmp(expr.CmpOpEq, []byte{unix.IPPROTO_ICMPV6})}
+	// A neighbour advertisement (type 136) for another address is how a
+	// container would take it over, as a forged ARP reply is for IPv4:
+	// dropped and counted here, before the source rules could accept it.
+	// The target (at offset 8) is neither the pinned address nor
+	// link-local: compared with one, then masked in place for the other.
+	naOther := slices.Concat(from, icmpv6,
+		[]expr.Any{load(expr.PayloadBaseTransportHeader, 0, 1), cmp(expr.CmpOpEq, []byte{136})},
+		[]expr.Any{load(expr.PayloadBaseTransportHeader, 8, 16), cmp(expr.CmpOpNeq, ip6[:])}, linkLocal(expr.CmpOpNeq),
+		[]expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})
+	pinned := slices.Concat(from, []expr.Any{src(), cmp(expr.CmpOpEq, ip6[:]), accept})
+	ll := slices.Concat(from, []expr.Any{src()}, linkLocal(expr.CmpOpEq), []expr.Any{accept})
+	unspec := slices.Concat(from, []expr.Any{src(), cmp(expr.CmpOpEq, make([]byte, 16))}, icmpv6, []expr.Any{accept})
+	return [][]expr.Any{naOther, pinned, ll, unspec}
 }
 
 // cmpData lists the values a rule's comparisons and jumps hold, which is
@@ -272,6 +347,11 @@ func reportAntispoof(x *plan.LXC) (lines []string, ok bool) {
 	ok = len(errs) == 0
 	for _, n := range unpinned {
 		lines = append(lines, fmt.Sprintf("antispoof: %s has no pinned address: not filtered", n))
+	}
+	for _, p := range ps {
+		if !p.ip6.IsValid() {
+			lines = append(lines, fmt.Sprintf("antispoof: %s has no pinned ip6: its IPv6 is held to its MAC only", p.name))
+		}
 	}
 	for _, err := range errs {
 		lines = append(lines, fmt.Sprintf("antispoof: %v", err))

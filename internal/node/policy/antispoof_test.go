@@ -78,8 +78,9 @@ type udpSink struct {
 func newUDPSink(t *testing.T, ns, addr string) *udpSink {
 	t.Helper()
 	var c *net.UDPConn
+	ap := netip.MustParseAddrPort(addr)
 	if err := testenv.InNetns(ns, func() (err error) {
-		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		c, err = net.ListenUDP(udpNet(ap.Addr()), net.UDPAddrFromAddrPort(ap))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -101,6 +102,15 @@ func newUDPSink(t *testing.T, ns, addr string) *udpSink {
 	return s
 }
 
+// udpNet is "udp4" or "udp6" for a's family; a "udp6" socket is IPv6
+// only, so one on [::] and one on an IPv4 address share a port.
+func udpNet(a netip.Addr) string {
+	if a.Is4() {
+		return "udp4"
+	}
+	return "udp6"
+}
+
 // saw reports whether payload arrives within a second.
 func (s *udpSink) saw(payload string) bool {
 	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
@@ -115,14 +125,15 @@ func (s *udpSink) saw(payload string) bool {
 }
 
 // sendUDP sends payload from namespace ns, from address src ("" for the
-// kernel's choice), to dst.
+// kernel's choice), to dst (IPv4 or IPv6, "[fe80::1%eth0]:5600" too).
 func sendUDP(ns, src, dst, payload string) error {
 	return testenv.InNetns(ns, func() error {
 		var la *net.UDPAddr
 		if src != "" {
 			la = &net.UDPAddr{IP: net.ParseIP(src)}
 		}
-		c, err := net.DialUDP("udp4", la, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
+		ap := netip.MustParseAddrPort(dst)
+		c, err := net.DialUDP(udpNet(ap.Addr()), la, net.UDPAddrFromAddrPort(ap))
 		if err != nil {
 			return err
 		}
@@ -161,15 +172,98 @@ func sendARP(ns string, op uint16, sha net.HardwareAddr, spa string, tpa string)
 	})
 }
 
-// neighMAC is the MAC namespace ns's neighbour table has for ip on dev
-// (nil when it has none).
+// sendNA sends one ICMPv6 neighbour advertisement out of eth0 in
+// namespace ns, from src (an address eth0 has) to all nodes (ff02::1),
+// for target with target link-layer address tll and the override flag:
+// what a container that claims target sends. The kernel fills in the
+// checksum of a raw ICMPv6 socket; the hop limit is 255, or receivers
+// ignore it (RFC 4861), and the multicast is not looped back, or the
+// sender would take its own advertisement.
+func sendNA(ns, src, target string, tll net.HardwareAddr) error {
+	return testenv.InNetns(ns, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 255); err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_LOOP, 0); err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet6{Addr: netip.MustParseAddr(src).As16()}); err != nil {
+			return fmt.Errorf("bind %s: %w", src, err)
+		}
+		tg := netip.MustParseAddr(target).As16()
+		msg := []byte{136, 0, 0, 0, 0x20, 0, 0, 0} // type, code, checksum, flags O
+		msg = append(append(msg, tg[:]...), 2, 1)  // option 2 (target link-layer address), 8 bytes
+		msg = append(msg, tll...)
+		return unix.Sendto(fd, msg, 0, &unix.SockaddrInet6{Addr: netip.MustParseAddr("ff02::1").As16(), ZoneId: uint32(ifi.Index)})
+	})
+}
+
+// waitDAD waits until no address of dev in namespace ns is tentative,
+// that is until IPv6 duplicate address detection is done, and fails t if
+// it failed.
+func waitDAD(t *testing.T, ns, dev string) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out := sh(t, "ip", "-n", ns, "-6", "addr", "show", "dev", dev, "tentative")
+		if strings.Contains(out, "dadfailed") {
+			t.Fatalf("%s %s: duplicate address detection failed:\n%s", ns, dev, out)
+		}
+		if out == "" {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%s %s: addresses still tentative:\n%s", ns, dev, out)
+		}
+	}
+}
+
+// linkLocal is the IPv6 link-local address of dev in namespace ns.
+func linkLocal(t *testing.T, ns, dev string) string {
+	t.Helper()
+	var ll string
+	if err := testenv.InNetns(ns, func() error {
+		l, err := netlink.LinkByName(dev)
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
+		for _, a := range addrs {
+			if a.IP.IsLinkLocalUnicast() {
+				ll = a.IP.String()
+			}
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ll == "" {
+		t.Fatalf("%s %s has no link-local address", ns, dev)
+	}
+	return ll
+}
+
+// neighMAC is the MAC namespace ns's neighbour table has for ip (IPv4 or
+// IPv6) on dev (nil when it has none).
 func neighMAC(ns, dev, ip string) (mac net.HardwareAddr, err error) {
+	family := netlink.FAMILY_V4
+	if netip.MustParseAddr(ip).Is6() {
+		family = netlink.FAMILY_V6
+	}
 	err = testenv.InNetns(ns, func() error {
 		l, err := netlink.LinkByName(dev)
 		if err != nil {
 			return err
 		}
-		ns, err := netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+		ns, err := netlink.NeighList(l.Attrs().Index, family)
 		for _, n := range ns {
 			if n.IP.String() == ip {
 				mac = n.HardwareAddr
@@ -240,7 +334,10 @@ const antispoofRuleset = `table bridge nodeinit {
 	chain ct-haproxy {
 		ether saddr 00:16:3e:00:00:10 ip saddr 10.0.3.10 accept
 		ether saddr 00:16:3e:00:00:10 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:10 arp saddr ip 10.0.3.10 accept
-		ether saddr 00:16:3e:00:00:10 ether type ip6 accept
+		ether saddr 00:16:3e:00:00:10 icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000003000000000000000000000010 @th,64,128 & 0xffc00000000000000000000000000000 != 0xfe800000000000000000000000000000 counter packets 0 bytes 0 drop
+		ether saddr 00:16:3e:00:00:10 ip6 saddr fd00:3::10 accept
+		ether saddr 00:16:3e:00:00:10 ip6 saddr fe80::/10 accept
+		ether saddr 00:16:3e:00:00:10 ip6 saddr :: meta l4proto ipv6-icmp accept
 		counter packets 0 bytes 0 drop
 	}
 
@@ -256,11 +353,15 @@ const antispoofRuleset = `table bridge nodeinit {
 // TestAntispoof builds a node namespace with the LXC bridge and three
 // container namespaces on it, their host-side veths named as pinContainer
 // names them, applies the policy and sends real frames: the honest ones
-// pass, forged IPv4 sources, a changed MAC and forged ARP are dropped and
-// counted, and the node learns no forged neighbour. Then it applies a plan
-// without containers and sends the same frames again: all pass, so each
-// attack is one the rules stop. The third container has no pinned MAC and
-// is never filtered.
+// pass, forged IPv4 and IPv6 sources, a changed MAC, forged ARP and a
+// neighbour advertisement for another address are dropped and counted,
+// and the node learns no forged neighbour. Then it applies a plan without
+// containers and sends the same frames again: all pass, so each attack is
+// one the rules stop. The first container has a pinned ip6; the second
+// has none, so its IPv6 is held to its MAC only (it may use any IPv6
+// source); the third has no pinned MAC and is never filtered. Every
+// namespace has an IPv6 address in the bridge's prefix, taken with
+// duplicate address detection (from ::) under the rules.
 func TestAntispoof(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedTools(t, "ip")
@@ -273,9 +374,9 @@ func TestAntispoof(t *testing.T) {
 		c2      = "c2"                   // no pinned MAC
 		fakeMAC = "00:16:3e:00:00:99"
 	)
-	p := plan.Plan{Name: "node01", LXC: &plan.LXC{Bridge: "lxcbr0", Address: "10.0.3.1/24", Network: "veth",
+	p := plan.Plan{Name: "node01", LXC: &plan.LXC{Bridge: "lxcbr0", Address: "10.0.3.1/24", Address6: "fd00:3::1/64", Network: "veth",
 		Containers: []plan.Container{
-			{Name: haproxy, IP: "10.0.3.10/24", MAC: "00:16:3e:00:00:10"},
+			{Name: haproxy, IP: "10.0.3.10/24", IP6: "fd00:3::10/64", MAC: "00:16:3e:00:00:10"},
 			{Name: i2p, IP: "10.0.3.11/24", MAC: "00:16:3e:00:00:11"},
 			{Name: c2, IP: "10.0.3.12/24"},
 		}}}
@@ -291,6 +392,8 @@ func TestAntispoof(t *testing.T) {
 
 	ns := map[string]string{}
 	ipOf := map[string]string{}
+	macOf := map[string]string{}
+	ip6Of := map[string]string{haproxy: "fd00:3::10", i2p: "fd00:3::11", c2: "fd00:3::12"}
 	for i, ct := range p.LXC.Containers {
 		n := testenv.NewNetns(t, fmt.Sprintf("as%d", i))
 		ns[ct.Name], ipOf[ct.Name] = n, strings.TrimSuffix(ct.IP, "/24")
@@ -303,7 +406,13 @@ func TestAntispoof(t *testing.T) {
 		sh(t, "ip", "-n", N, "link", "set", v, "master", "lxcbr0", "up")
 		sh(t, "ip", "-n", n, "link", "set", "eth0", "address", mac, "up")
 		sh(t, "ip", "-n", n, "addr", "add", ct.IP, "dev", "eth0")
+		sh(t, "ip", "-n", n, "addr", "add", ip6Of[ct.Name]+"/64", "dev", "eth0")
+		macOf[ct.Name] = mac
 	}
+	for _, n := range ns {
+		waitDAD(t, n, "eth0")
+	}
+	waitDAD(t, N, "lxcbr0")
 	var brMAC string
 	if err := testenv.InNetns(N, func() error {
 		l, err := netlink.LinkByName("lxcbr0")
@@ -314,22 +423,81 @@ func TestAntispoof(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	brLL, haproxyLL := linkLocal(t, N, "lxcbr0"), linkLocal(t, ns[haproxy], "eth0")
 	node := newUDPSink(t, N, "10.0.3.1:5600")
+	node6 := newUDPSink(t, N, "[::]:5600")
 	peer := newUDPSink(t, ns[i2p], "10.0.3.11:5600")
+	peer6 := newUDPSink(t, ns[i2p], "[fd00:3::11]:5600")
 
-	// forgeFrom sends from an extra address of container ct; the node's
-	// MAC is pinned in the container, so the frame dropped is the IPv4
-	// one and not an ARP request from the forged address.
-	forgeFrom := func(ct, src string) func(t *testing.T, payload string) bool {
+	// forgeFrom sends from an extra address of container ct to the
+	// bridge's address gw (IPv4 or IPv6); the node's MAC is pinned in the
+	// container, so the frame dropped is the forged one and not an ARP
+	// request or neighbour solicitation from the forged address. An IPv6
+	// address is added without duplicate address detection, to be used at
+	// once.
+	forgeFrom := func(ct, src, gw string) func(t *testing.T, payload string) bool {
 		return func(t *testing.T, payload string) bool {
-			sh(t, "ip", "-n", ns[ct], "addr", "add", src+"/24", "dev", "eth0")
-			defer sh(t, "ip", "-n", ns[ct], "addr", "del", src+"/24", "dev", "eth0")
-			sh(t, "ip", "-n", ns[ct], "neigh", "replace", "10.0.3.1", "lladdr", brMAC, "dev", "eth0", "nud", "permanent")
-			defer sh(t, "ip", "-n", ns[ct], "neigh", "del", "10.0.3.1", "dev", "eth0")
-			if err := sendUDP(ns[ct], src, "10.0.3.1:5600", payload); err != nil {
+			sink, cidr, dad := node, src+"/24", []string{}
+			if strings.Contains(src, ":") {
+				sink, cidr, dad = node6, src+"/64", []string{"nodad"}
+			}
+			sh(t, append([]string{"ip", "-n", ns[ct], "addr", "add", cidr, "dev", "eth0"}, dad...)...)
+			defer sh(t, "ip", "-n", ns[ct], "addr", "del", cidr, "dev", "eth0")
+			sh(t, "ip", "-n", ns[ct], "neigh", "replace", gw, "lladdr", brMAC, "dev", "eth0", "nud", "permanent")
+			defer sh(t, "ip", "-n", ns[ct], "neigh", "del", gw, "dev", "eth0")
+			if err := sendUDP(ns[ct], src, net.JoinHostPort(gw, "5600"), payload); err != nil {
 				t.Fatal(err)
 			}
-			return node.saw(payload)
+			return sink.saw(payload)
+		}
+	}
+	// na sends a neighbour advertisement from haproxy (from its pinned
+	// ip6, with its own MAC as the target's link-layer address) for
+	// target; it got through when the neighbour table of dev in namespace
+	// seen (the node's, or a container's) then holds haproxy's MAC for
+	// target. That entry is set to was first, so the advertisement has
+	// one to overwrite.
+	na := func(target, was, seen, dev string) func(t *testing.T, payload string) bool {
+		return func(t *testing.T, _ string) bool {
+			sh(t, "ip", "-n", seen, "neigh", "replace", target, "lladdr", was, "dev", dev, "nud", "stale")
+			defer sh(t, "ip", "-n", seen, "neigh", "del", target, "dev", dev)
+			hw, _ := net.ParseMAC(macOf[haproxy])
+			if err := sendNA(ns[haproxy], ip6Of[haproxy], target, hw); err != nil {
+				t.Fatal(err)
+			}
+			for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				got, err := neighMAC(seen, dev, target)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.String() == macOf[haproxy] {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	// dad has haproxy take addr with duplicate address detection, which
+	// solicits it from ::; it got through when DAD fails, as another
+	// container has addr.
+	dad := func(addr string) func(t *testing.T, payload string) bool {
+		return func(t *testing.T, _ string) bool {
+			sh(t, "ip", "-n", ns[haproxy], "addr", "add", addr+"/64", "dev", "eth0")
+			defer sh(t, "ip", "-n", ns[haproxy], "addr", "del", addr+"/64", "dev", "eth0")
+			for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+				if strings.Contains(sh(t, "ip", "-n", ns[haproxy], "-6", "addr", "show", "dev", "eth0", "dadfailed"), addr) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	send := func(from, dst string, sink *udpSink) func(t *testing.T, payload string) bool {
+		return func(t *testing.T, payload string) bool {
+			if err := sendUDP(ns[from], "", dst, payload); err != nil {
+				t.Fatal(err)
+			}
+			return sink.saw(payload)
 		}
 	}
 	// arp sends an ARP request from i2p (its own, pinned Ethernet source)
@@ -382,9 +550,23 @@ func TestAntispoof(t *testing.T) {
 			}
 			return node.saw(payload)
 		}},
-		{"forged IPv4 source", haproxy, true, forgeFrom(haproxy, "10.0.3.99")},
-		{"forged IPv4 source of another container", haproxy, true, forgeFrom(haproxy, "10.0.3.11")},
-		{"unpinned container forges its source", c2, false, forgeFrom(c2, "10.0.3.98")},
+		{"forged IPv4 source", haproxy, true, forgeFrom(haproxy, "10.0.3.99", "10.0.3.1")},
+		{"forged IPv4 source of another container", haproxy, true, forgeFrom(haproxy, "10.0.3.11", "10.0.3.1")},
+		{"unpinned container forges its source", c2, false, forgeFrom(c2, "10.0.3.98", "10.0.3.1")},
+		{"honest IPv6 to the bridge", haproxy, false, send(haproxy, "[fd00:3::1]:5600", node6)},
+		{"honest IPv6 to the other container", haproxy, false, send(haproxy, "[fd00:3::11]:5600", peer6)},
+		{"honest IPv6 from the link-local address", haproxy, false, send(haproxy, "["+brLL+"%eth0]:5600", node6)},
+		{"forged IPv6 source", haproxy, true, forgeFrom(haproxy, "fd00:3::99", "fd00:3::1")},
+		{"forged IPv6 source of another container", haproxy, true, forgeFrom(haproxy, "fd00:3::11", "fd00:3::1")},
+		{"container without ip6 forges its IPv6 source", i2p, false, forgeFrom(i2p, "fd00:3::98", "fd00:3::1")},
+		{"unpinned container forges its IPv6 source", c2, false, forgeFrom(c2, "fd00:3::97", "fd00:3::1")},
+		{"duplicate address detection", haproxy, false, dad("fd00:3::12")},
+		{"neighbour advertisement for its own ip6", haproxy, false, na("fd00:3::10", fakeMAC, N, "lxcbr0")},
+		{"neighbour advertisement for its own link-local address", haproxy, false, na(haproxyLL, fakeMAC, N, "lxcbr0")},
+		{"neighbour advertisement for another container's ip6", haproxy, true, na("fd00:3::11", "00:16:3e:00:00:11", N, "lxcbr0")},
+		// The node ignores advertisements for its own addresses; the
+		// other containers, whose gateway it is, would not.
+		{"neighbour advertisement for the bridge's address", haproxy, true, na("fd00:3::1", brMAC, ns[i2p], "eth0")},
 		{"changed MAC", i2p, true, func(t *testing.T, payload string) bool {
 			sh(t, "ip", "-n", ns[i2p], "link", "set", "eth0", "address", fakeMAC)
 			defer sh(t, "ip", "-n", ns[i2p], "link", "set", "eth0", "address", "00:16:3e:00:00:11")
@@ -448,7 +630,10 @@ func TestAntispoof(t *testing.T) {
 	var bad int
 	testenv.InNetns(N, func() error { bad = Report(env); return nil })
 	out := strings.Join(log.l, "\n")
-	if !strings.Contains(out, "\nnodeinit: policy: antispoof: c2 has no pinned address: not filtered\n") ||
+	if !strings.Contains(out, "\nnodeinit: policy: bridge lxcbr0 up 10.0.3.1/24 fd00:3::1/64\n") ||
+		!strings.Contains(out, "\nnodeinit: policy: antispoof: c2 has no pinned address: not filtered\n") ||
+		!strings.Contains(out, "\nnodeinit: policy: antispoof: i2p-router-for-tests has no pinned ip6: its IPv6 is held to its MAC only\n") ||
+		strings.Contains(out, "haproxy has no pinned") ||
 		!regexp.MustCompile(`\nnodeinit: policy: nftables table bridge nodeinit: 2 containers pinned, [1-9][0-9]* frames dropped \(haproxy [1-9][0-9]*, i2p-router-for-tests [1-9][0-9]*\)$`).MatchString(out) || bad != 0 {
 		t.Errorf("report (%d parts differ):\n%s", bad, out)
 	}
@@ -461,10 +646,16 @@ func TestAntispoof(t *testing.T) {
 	if last := rep[len(rep)-1]; ok || !strings.HasSuffix(last, "(plan: haproxy differs from the plan)") {
 		t.Errorf("report against a changed plan: %q, %v", rep, ok)
 	}
+	// So is a pinned ip6 that is not the one installed.
+	changed.Containers = append([]plan.Container{{Name: haproxy, IP: "10.0.3.10/24", IP6: "fd00:3::20/64", MAC: "00:16:3e:00:00:10"}}, p.LXC.Containers[1:]...)
+	testenv.InNetns(N, func() error { rep, ok = reportAntispoof(&changed); return nil })
+	if last := rep[len(rep)-1]; ok || !strings.HasSuffix(last, "(plan: haproxy differs from the plan)") {
+		t.Errorf("report against a changed ip6: %q, %v", rep, ok)
+	}
 
 	// Without containers in the plan the table goes, and every frame
 	// above passes.
-	env.Node.LXC = &plan.LXC{Bridge: "lxcbr0", Address: "10.0.3.1/24", Network: "veth"}
+	env.Node.LXC = &plan.LXC{Bridge: "lxcbr0", Address: "10.0.3.1/24", Address6: "fd00:3::1/64", Network: "veth"}
 	apply()
 	if got, err := bridgeRuleset(N); err != nil || got != "" {
 		t.Fatalf("bridge table left after removing the containers (%v):\n%s", err, got)

@@ -96,7 +96,7 @@ func TestLXCFiles(t *testing.T) {
 			for i := 0; i < 2; i++ { // the second run must change nothing
 				lxcDefault(env)
 				for _, ct := range env.Node.LXC.Containers {
-					if err := pinContainer(env, ct.Name, ct.IP, ct.MAC); err != nil {
+					if err := pinContainer(env, ct); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -246,7 +246,7 @@ func TestPinBuiltContainer(t *testing.T) {
 		Containers: []plan.Container{{Name: "web", IP: "10.0.3.10/24", MAC: "00:16:3e:00:00:10"}, {Name: "hand", IP: "10.0.3.11/24"}}}}, Log: (&lines{}).logf}
 	for i := 0; i < 2; i++ { // the second run must change nothing
 		for _, ct := range env.Node.LXC.Containers {
-			if err := pinContainer(env, ct.Name, ct.IP, ct.MAC); err != nil {
+			if err := pinContainer(env, ct); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -261,6 +261,36 @@ func TestPinBuiltContainer(t *testing.T) {
 	}
 	if got := get(t, filepath.Join(root, "var/lib/lxc/hand/config")); !strings.Contains(got, "lxc.start.auto = 0\n") || strings.Contains(got, "lxc.start.auto = 1") {
 		t.Errorf("hand-made container's start.auto changed:\n%s", got)
+	}
+}
+
+// TestPinContainerIPv6: a container with an ip6 gets its IPv6 address
+// and the bridge's IPv6 address as gateway next to its IPv4 ones; one
+// without gets none, and IPv6 lines a config had before (from an
+// earlier plan, or by hand) go.
+func TestPinContainerIPv6(t *testing.T) {
+	head := generated + "lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.veth.pair = vc-web\nlxc.net.0.hwaddr = 00:16:3e:00:00:10\nlxc.net.0.ipv4.address = 10.0.3.10/24\nlxc.net.0.ipv4.gateway = 10.0.3.1\n"
+	for _, tc := range []struct {
+		name, address6, ip6, want string
+	}{
+		{"pinned", "fd00:5::1/64", "fd00:5::10/64", head + "lxc.net.0.ipv6.address = fd00:5::10/64\nlxc.net.0.ipv6.gateway = fd00:5::1\n"},
+		{"no ip6", "fd00:5::1/64", "", head},
+		{"no address6", "", "", head},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			conf := filepath.Join(root, "var/lib/lxc/web/config")
+			put(t, conf, "lxc.uts.name = web\nlxc.net.0.ipv6.address = fd00:9::9/64\nlxc.net.0.ipv6.gateway = fd00:9::1\n")
+			ct := plan.Container{Name: "web", IP: "10.0.3.10/24", IP6: tc.ip6, MAC: "00:16:3e:00:00:10"}
+			env := Env{Root: root, Log: (&lines{}).logf, Node: plan.Plan{Name: "node01", LXC: &plan.LXC{Bridge: "lxcbr0", Address: "10.0.3.1/24", Address6: tc.address6, Network: "veth",
+				Containers: []plan.Container{ct}}}}
+			if err := pinContainer(env, ct); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := get(t, conf), "lxc.uts.name = web\n"+tc.want; got != want {
+				t.Errorf("container config:\n%s\nwant:\n%s", got, want)
+			}
+		})
 	}
 }
 

@@ -13,27 +13,29 @@ import (
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 const generated = "# written by nodeinit from the cluster config\n"
 
-// LXC creates and addresses the bridge, writes the root's default
-// container network and pins each of this node's containers to its IP and
-// MAC, and enables or disables lxcfs in the root's init system.
+// LXC creates and addresses the bridge (IPv4, and IPv6 with address6),
+// writes the root's default container network and pins each of this
+// node's containers to its IP (and IPv6 address) and MAC, and enables or
+// disables lxcfs in the root's init system.
 func LXC(env Env) error {
 	x := env.Node.LXC
 	if x == nil {
 		return nil
 	}
 	var errs []error
-	if err := bridge(x.Bridge, x.Address); err != nil {
+	if err := bridge(x.Bridge, x.Address, x.Address6); err != nil {
 		errs = append(errs, fmt.Errorf("bridge %s: %w", x.Bridge, err))
 	}
 	if err := lxcDefault(env); err != nil {
 		errs = append(errs, err)
 	}
 	for _, ct := range x.Containers {
-		if err := pinContainer(env, ct.Name, ct.IP, ct.MAC); err != nil {
+		if err := pinContainer(env, ct); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -43,7 +45,13 @@ func LXC(env Env) error {
 	return errors.Join(errs...)
 }
 
-func bridge(name, cidr string) error {
+// bridge makes bridge name and gives it each of cidrs (empty ones
+// skipped). An IPv6 address goes on without duplicate address detection:
+// the config made it unique, and the only other hosts on the bridge are
+// the containers, so DAD could only let a container that answers for the
+// bridge's address (one without a pinned ip6, which the antispoof table
+// does not hold to its own) take it from the node.
+func bridge(name string, cidrs ...string) error {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
@@ -59,12 +67,20 @@ func bridge(name, cidr string) error {
 	} else if l.Type() != "bridge" {
 		return fmt.Errorf("%s exists and is a %s, not a bridge", name, l.Type())
 	}
-	a, err := netlink.ParseAddr(cidr)
-	if err != nil {
-		return err
-	}
-	if err := netlink.AddrReplace(l, a); err != nil {
-		return err
+	for _, cidr := range cidrs {
+		if cidr == "" {
+			continue
+		}
+		a, err := netlink.ParseAddr(cidr)
+		if err != nil {
+			return err
+		}
+		if a.IP.To4() == nil {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := netlink.AddrReplace(l, a); err != nil {
+			return fmt.Errorf("address %s: %w", cidr, err)
+		}
 	}
 	return netlink.LinkSetUp(l)
 }
@@ -118,11 +134,14 @@ func lxcDefault(env Env) error {
 	return rewrite(filepath.Join(env.Root, "etc/lxc/default.conf"), []string{"lxc.net."}, netLines(x.Network, x.Bridge), true)
 }
 
-// pinContainer pins an existing container's network. A container not yet
-// created is left alone (creating its config would make lxc-create refuse
-// it); it is pinned at the first boot after it exists.
-func pinContainer(env Env, name, ip, mac string) error {
+// pinContainer pins an existing container's network: its veth's name,
+// MAC, IPv4 address and gateway and, with an ip6, its IPv6 address with
+// the bridge's IPv6 address as gateway. A container not yet created is
+// left alone (creating its config would make lxc-create refuse it); it is
+// pinned at the first boot after it exists.
+func pinContainer(env Env, ct plan.Container) error {
 	x := env.Node.LXC
+	name := ct.Name
 	conf := filepath.Join(env.Root, "var/lib/lxc", name, "config")
 	if _, err := os.Stat(conf); errors.Is(err, fs.ErrNotExist) {
 		env.Log("nodeinit: lxc: container %s has no %s yet; its network is pinned once it exists", name, strings.TrimPrefix(conf, env.Root))
@@ -130,11 +149,13 @@ func pinContainer(env Env, name, ip, mac string) error {
 	}
 	// A known host-side name, for the antispoof rules to match on.
 	lines := append(netLines("veth", x.Bridge), "lxc.net.0.veth.pair = "+VethName(name))
-	if mac != "" {
-		lines = append(lines, "lxc.net.0.hwaddr = "+mac)
+	if ct.MAC != "" {
+		lines = append(lines, "lxc.net.0.hwaddr = "+ct.MAC)
 	}
-	gw := strings.SplitN(x.Address, "/", 2)[0]
-	lines = append(lines, "lxc.net.0.ipv4.address = "+ip, "lxc.net.0.ipv4.gateway = "+gw)
+	lines = append(lines, "lxc.net.0.ipv4.address = "+ct.IP, "lxc.net.0.ipv4.gateway = "+addrOf(x.Address))
+	if ct.IP6 != "" && x.Address6 != "" {
+		lines = append(lines, "lxc.net.0.ipv6.address = "+ct.IP6, "lxc.net.0.ipv6.gateway = "+addrOf(x.Address6))
+	}
 	prefixes := []string{"lxc.net.0."}
 	// A container the build placed is in every node's image with
 	// lxc.start.auto = 0: it starts on its own node only, this one.
@@ -147,6 +168,9 @@ func pinContainer(env Env, name, ip, mac string) error {
 	}
 	return nil
 }
+
+// addrOf is the address of an address/prefix ("10.0.3.1/24": 10.0.3.1).
+func addrOf(cidr string) string { return strings.SplitN(cidr, "/", 2)[0] }
 
 func exists(root, rel string) bool {
 	_, err := os.Lstat(filepath.Join(root, rel))

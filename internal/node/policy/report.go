@@ -25,6 +25,7 @@ import (
 //	nodeinit: policy: haproxy.cfg: 3 services
 //	nodeinit: policy: bridge lxcbr0 up 10.0.3.1/24
 //	nodeinit: policy: antispoof: c2 has no pinned address: not filtered
+//	nodeinit: policy: antispoof: c3 has no pinned ip6: its IPv6 is held to its MAC only
 //	nodeinit: policy: nftables table bridge nodeinit: 1 containers pinned, 0 frames dropped
 //
 // What differs from the plan says so on its line ("MISSING", "plan: 1").
@@ -56,7 +57,7 @@ func Report(env Env) int {
 		}
 	}
 	if x := env.Node.LXC; x != nil {
-		line, ok := reportBridge(x.Bridge, x.Address)
+		line, ok := reportBridge(x.Bridge, x.Address, x.Address6)
 		env.Log("nodeinit: policy: %s", line)
 		if !ok {
 			bad++
@@ -197,7 +198,10 @@ func reportRoute(mac, dst, via, dev string) (string, bool) {
 	return fmt.Sprintf("%s dev %s: MISSING", want, name), false
 }
 
-func reportBridge(name, cidr string) (string, bool) {
+// reportBridge lists the bridge's addresses, IPv4 and IPv6 but not the
+// kernel's IPv6 link-local one, and checks that it is up with each of
+// cidrs (empty ones skipped).
+func reportBridge(name string, cidrs ...string) (string, bool) {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return fmt.Sprintf("bridge %s: MISSING (%v)", name, err), false
@@ -206,16 +210,24 @@ func reportBridge(name, cidr string) (string, bool) {
 	if l.Attrs().Flags&net.FlagUp != 0 {
 		state = "up"
 	}
-	addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+	addrs, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
 	var as []string
-	found := false
 	for _, a := range addrs {
-		as = append(as, a.IPNet.String())
-		found = found || a.IPNet.String() == cidr
+		if !a.IP.IsLinkLocalUnicast() {
+			as = append(as, a.IPNet.String())
+		}
+	}
+	var want []string
+	found := true
+	for _, c := range cidrs {
+		if c != "" {
+			want = append(want, c)
+			found = found && slices.Contains(as, c)
+		}
 	}
 	line := fmt.Sprintf("bridge %s %s %s", name, state, strings.Join(as, " "))
 	if !found || state != "up" {
-		return strings.TrimSpace(line) + " (plan: up " + cidr + ")", false
+		return strings.TrimSpace(line) + " (plan: up " + strings.Join(want, " ") + ")", false
 	}
 	return line, true
 }

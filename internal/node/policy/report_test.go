@@ -35,6 +35,7 @@ func TestReport(t *testing.T) {
 			"nodeinit: policy: route 192.168.0.0/24 via 192.168.142.254 dev eth0",
 			"nodeinit: policy: route 172.16.0.0/12 via 192.168.142.254 dev eth0",
 			"nodeinit: policy: bridge lxcbr0 up 10.0.3.1/24",
+			"nodeinit: policy: antispoof: haproxy has no pinned ip6: its IPv6 is held to its MAC only",
 			"nodeinit: policy: nftables table bridge nodeinit: 1 containers pinned, 0 frames dropped",
 		}, 0},
 		{"mcbin", [][]string{{"eth0", "veth"}, {"eth1", "veth"}}, false, []string{
@@ -51,6 +52,7 @@ func TestReport(t *testing.T) {
 			"nodeinit: policy: route 192.168.0.0/24 via 192.168.142.254 dev eth0: MISSING",
 			"nodeinit: policy: route 172.16.0.0/12 via 192.168.142.254 dev eth0: MISSING",
 			"nodeinit: policy: bridge lxcbr0: MISSING (Link not found)",
+			"nodeinit: policy: antispoof: haproxy has no pinned ip6: its IPv6 is held to its MAC only",
 			"nodeinit: policy: nftables table bridge nodeinit: MISSING (plan: 1 containers pinned)",
 		}, 6},
 	}
