@@ -271,7 +271,7 @@ func TestDebianContainer(t *testing.T) {
 
 	uo := *o
 	uo.UpdateKeys = "fleet.pub"
-	if err := (&inputs{}).loadConfig(ctx, &uo); err == nil || !strings.Contains(err.Error(), cfg+":19: container box: rootfs debian:bookworm: not supported yet in an updatable image") {
+	if err := (&inputs{}).loadConfig(ctx, &uo); err == nil || !strings.Contains(err.Error(), cfg+":17: container box: rootfs debian:bookworm: not supported yet in an updatable image") {
 		t.Errorf("updatable: %v", err)
 	}
 }
