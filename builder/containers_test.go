@@ -275,3 +275,41 @@ func TestDebianContainer(t *testing.T) {
 		t.Errorf("updatable: %v", err)
 	}
 }
+
+// TestCheckInit: /sbin/init must end, through its symlinks, at an
+// executable file.
+func TestCheckInit(t *testing.T) {
+	epoch := time.Unix(0, 0)
+	for _, tc := range []struct {
+		name string
+		put  map[string]*fstree.Inode
+		ok   bool
+	}{
+		{"systemd-sysv", map[string]*fstree.Inode{
+			"usr/lib/systemd/systemd": fstree.NewFile(0o755, []byte("ELF"), epoch),
+			"usr/sbin/init":           fstree.NewSymlink("/lib/systemd/systemd", epoch),
+		}, true},
+		{"none", nil, false},
+		{"dangling", map[string]*fstree.Inode{"usr/sbin/init": fstree.NewSymlink("/lib/systemd/systemd", epoch)}, false},
+		{"not executable", map[string]*fstree.Inode{"usr/sbin/init": fstree.NewFile(0o644, []byte("#!/bin/sh\n"), epoch)}, false},
+		{"a directory", map[string]*fstree.Inode{"usr/sbin/init": fstree.NewDir(0o755, epoch)}, false},
+	} {
+		tr := fstree.New(epoch)
+		for _, d := range []string{"usr/sbin", "usr/lib/systemd"} {
+			tr.MkdirAll(d, epoch)
+		}
+		for _, l := range []string{"sbin", "lib"} {
+			tr.Put(l, fstree.NewSymlink("usr/"+l, epoch))
+		}
+		for p, n := range tc.put {
+			if err := tr.Put(p, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := checkInit(tr); (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		} else if err != nil && !strings.Contains(err.Error(), "no executable /sbin/init") {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
