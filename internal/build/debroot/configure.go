@@ -21,8 +21,7 @@ DHCP=yes
 // configure writes what debootstrap and the installer would: hostname,
 // hosts, apt sources, networking (systemd-networkd enabled with DHCP; not
 // in a container, see Options.Container), and checks that root has no
-// usable password. Files already in the
-// tree (from packages) are kept.
+// usable password. Files already in the tree (from packages) are kept.
 func configure(t *fstree.Tree, opt Options) error {
 	hostname := "debian"
 	if opt.Container != "" {

@@ -42,8 +42,9 @@ type Options struct {
 	// the container's hostname from it), and neither systemd-networkd's
 	// DHCP nor the lxcfs module list is written: LXC brings eth0 up
 	// with the address and gateway nodeinit pins in the container's
-	// config, which networkd would drop as foreign, and a container
-	// loads no kernel modules.
+	// config (networkd's DHCP would find no server on the node's bridge
+	// and may flush that address as foreign), and a container loads no
+	// kernel modules.
 	Container string
 	// Progress, if set, is called before each package is unpacked with
 	// the packages done, their number and the package's name, and once
