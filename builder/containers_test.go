@@ -13,10 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/build/apt"
 	"github.com/mkimage/mkimage/internal/build/btrfs"
+	"github.com/mkimage/mkimage/internal/build/debroot"
 	"github.com/mkimage/mkimage/internal/build/ocirootfs/ocitest"
+	"github.com/mkimage/mkimage/internal/cachedir"
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/fstree"
+	"github.com/mkimage/mkimage/internal/testenv"
 	"github.com/mkimage/mkimage/internal/update/registry"
 	"github.com/mkimage/mkimage/internal/update/registry/registrytest"
 )
@@ -146,5 +150,166 @@ func TestConfigContainers(t *testing.T) {
 	err = in.addContainers(context.Background(), o, in.config, fstree.New(epoch))
 	if err == nil || !strings.Contains(err.Error(), cfg+":22: container web: rootfs oci:"+reg.Host()+"/apps/none:v1: ") || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("missing image: %v", err)
+	}
+}
+
+// TestDebianContainer: a container whose root is built from Debian
+// packages (the real apt cache; fetched there when missing) is placed
+// with a config that starts /sbin/init after the hook that configures
+// its packages; its root has dpkg, the hook and every package unpacked;
+// the packages are in the inputs under the container's name; a second
+// build writes the same btrfs bytes; an updatable image refuses it.
+func TestDebianContainer(t *testing.T) {
+	testenv.Short(t)
+	ctx := context.Background()
+	cache := cachedir.Root()
+	if err := (&apt.Cache{Dir: filepath.Join(cache, "apt"), Arch: "arm64"}).Update(ctx); err != nil {
+		testenv.Missing(t, "apt lists: "+err.Error())
+	}
+	src := "[cluster]\nname = \"t\"\n[network]\nsubnet = \"192.168.142.0/24\"\n" +
+		"[[node]]\nname = \"a\"\nmac = \"00:1e:06:00:00:01\"\nip = \"192.168.142.11\"\nrole = \"worker\"\n" +
+		"[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n" +
+		"[[lxc.container]]\nname = \"box\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:bookworm\"\npackages = [\"busybox\"]\n"
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	epoch := time.Unix(1700000000, 0)
+	o := &Options{Config: cfg, CacheDir: cache, Epoch: epoch, Log: io.Discard}
+	build := func() (*inputs, *fstree.Tree, [32]byte) {
+		t.Helper()
+		in := &inputs{}
+		if err := in.loadConfig(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		root := fstree.New(epoch)
+		if err := in.addContainers(ctx, o, in.config, root); err != nil {
+			if strings.Contains(err.Error(), "apt-get") {
+				testenv.Missing(t, "fetching the container's packages: "+err.Error())
+			}
+			t.Fatal(err)
+		}
+		bo := RootFS(epoch)
+		bo.Seed = []byte("containers")
+		var disk memDisk
+		if _, err := btrfs.Write(&disk, root, bo); err != nil {
+			t.Fatal(err)
+		}
+		return in, root, sha256.Sum256(disk.b)
+	}
+	in, root, sum1 := build()
+
+	c, ok := root.Lookup("var/lib/lxc/box/config")
+	if !ok {
+		t.Fatal("no var/lib/lxc/box/config")
+	}
+	conf, _ := fstree.ReadAll(c.Content)
+	if !bytes.HasPrefix(conf, []byte(plan.AutostartMarker+"\n")) {
+		t.Errorf("config does not start with the autostart marker:\n%s", conf)
+	}
+	for _, l := range []string{
+		"lxc.include = /usr/share/lxc/config/common.conf",
+		"lxc.apparmor.profile = generated",
+		"lxc.uts.name = box",
+		"lxc.rootfs.path = dir:/var/lib/lxc/box/rootfs",
+		"lxc.init.cmd = /sbin/init",
+		"lxc.hook.start = /" + debroot.HookPath,
+		"lxc.start.auto = 0",
+	} {
+		if !strings.Contains(string(conf), "\n"+l+"\n") {
+			t.Errorf("config lacks %q:\n%s", l, conf)
+		}
+	}
+	rootfs := "var/lib/lxc/box/rootfs/"
+	sub := &fstree.Tree{Root: func() *fstree.Inode { n, _ := root.Lookup(rootfs); return n }()}
+	if sub.Root == nil {
+		t.Fatal("no rootfs")
+	}
+	if err := checkInit(sub); err != nil {
+		t.Error(err)
+	}
+	for _, p := range []string{"usr/bin/dpkg", debroot.HookPath, "usr/bin/busybox"} {
+		if n, ok := sub.Lookup(p); !ok || n.Type() != fstree.ModeRegular || n.Mode&0o111 == 0 {
+			t.Errorf("rootfs has no executable %s", p)
+		}
+	}
+	if h, _ := sub.Lookup("etc/hostname"); h == nil {
+		t.Error("no etc/hostname")
+	} else if b, _ := fstree.ReadAll(h.Content); string(b) != "box\n" {
+		t.Errorf("etc/hostname = %q", b)
+	}
+	st, ok := sub.Lookup("var/lib/dpkg/status")
+	if !ok {
+		t.Fatal("no dpkg status")
+	}
+	status, _ := fstree.ReadAll(st.Content)
+	for _, p := range []string{"busybox", "dpkg", "systemd-sysv", "base-files"} {
+		if !bytes.Contains(status, []byte("Package: "+p+"\nStatus: install ok unpacked\n")) {
+			t.Errorf("status has no %s \"install ok unpacked\"", p)
+		}
+	}
+	for _, p := range []string{"linux-image-arm64", "lxc", "openssh-server"} {
+		if bytes.Contains(status, []byte("Package: "+p+"\n")) {
+			t.Errorf("a container's root has the node package %s", p)
+		}
+	}
+	n := 0
+	for _, i := range in.list {
+		if i.Kind == "package" && strings.HasSuffix(i.Note, " (container box)") && i.SHA256 != "" {
+			n++
+		}
+	}
+	if n < 50 || n != bytes.Count(status, []byte("\nStatus: install ok unpacked\n")) {
+		t.Errorf("%d packages of container box in the inputs, status has %d", n, bytes.Count(status, []byte("\nStatus: install ok unpacked\n")))
+	}
+	t.Logf("container box: %d packages, %.1f MB of file data", n, float64(sub.Stats().DataBytes)/1e6)
+
+	if _, _, sum2 := build(); sum1 != sum2 {
+		t.Error("the same config and packages gave different root filesystems")
+	}
+
+	uo := *o
+	uo.UpdateKeys = "fleet.pub"
+	if err := (&inputs{}).loadConfig(ctx, &uo); err == nil || !strings.Contains(err.Error(), cfg+":17: container box: rootfs debian:bookworm: not supported yet in an updatable image") {
+		t.Errorf("updatable: %v", err)
+	}
+}
+
+// TestCheckInit: /sbin/init must end, through its symlinks, at an
+// executable file.
+func TestCheckInit(t *testing.T) {
+	epoch := time.Unix(0, 0)
+	for _, tc := range []struct {
+		name string
+		put  map[string]*fstree.Inode
+		ok   bool
+	}{
+		{"systemd-sysv", map[string]*fstree.Inode{
+			"usr/lib/systemd/systemd": fstree.NewFile(0o755, []byte("ELF"), epoch),
+			"usr/sbin/init":           fstree.NewSymlink("/lib/systemd/systemd", epoch),
+		}, true},
+		{"none", nil, false},
+		{"dangling", map[string]*fstree.Inode{"usr/sbin/init": fstree.NewSymlink("/lib/systemd/systemd", epoch)}, false},
+		{"not executable", map[string]*fstree.Inode{"usr/sbin/init": fstree.NewFile(0o644, []byte("#!/bin/sh\n"), epoch)}, false},
+		{"a directory", map[string]*fstree.Inode{"usr/sbin/init": fstree.NewDir(0o755, epoch)}, false},
+	} {
+		tr := fstree.New(epoch)
+		for _, d := range []string{"usr/sbin", "usr/lib/systemd"} {
+			tr.MkdirAll(d, epoch)
+		}
+		for _, l := range []string{"sbin", "lib"} {
+			tr.Put(l, fstree.NewSymlink("usr/"+l, epoch))
+		}
+		for p, n := range tc.put {
+			if err := tr.Put(p, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := checkInit(tr); (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		} else if err != nil && !strings.Contains(err.Error(), "no executable /sbin/init") {
+			t.Errorf("%s: %v", tc.name, err)
+		}
 	}
 }

@@ -82,6 +82,12 @@ func runConfig(args []string) error {
 			}
 		}
 	}
+	if ns := c.ContainerNotes(); len(ns) > 0 {
+		fmt.Println("\nCONTAINERS (their roots are built into the image)")
+		for _, n := range ns {
+			fmt.Println(n)
+		}
+	}
 	for _, n := range c.I2PNotes() {
 		fmt.Println("note: " + n)
 	}

@@ -141,9 +141,12 @@ type Container struct {
 	IP6  Addr6    `toml:"ip6"` // optional, in [lxc] address6's prefix
 	MAC  MAC      `toml:"mac"`
 	// Rootfs is what the container runs: "oci:REF", an image the build
-	// pulls and places in the image; empty, a container made by hand.
+	// pulls and places in the image; "debian:SUITE", a root the build
+	// makes from Debian's packages (required ones and Packages),
+	// configured at the container's first start; empty, a container
+	// made by hand.
 	Rootfs   ContainerRootfs `toml:"rootfs"`
-	Packages []string        `toml:"packages"` // for rootfs = "debian:SUITE" (not supported yet)
+	Packages []string        `toml:"packages"` // for rootfs = "debian:SUITE"
 }
 
 // Backup is the [backup] table.

@@ -75,7 +75,15 @@ func TestParseErrors(t *testing.T) {
 		{"container rootfs scheme", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"docker:alpine\"\n", "c.toml:18: rootfs \"docker:alpine\": unknown scheme (expected \"oci:REGISTRY/REPO:TAG\""},
 		{"container rootfs no registry", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"oci:alpine:3\"\n", "c.toml:18: rootfs \"oci:alpine:3\": registry reference \"alpine:3\": it does not start with a registry host"},
 		{"container rootfs bad digest", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"oci:r.example/a@sha256:12\"\n", "c.toml:18: rootfs \"oci:r.example/a@sha256:12\": registry reference"},
-		{"container rootfs debian", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:bookworm\"\npackages = [\"nginx\"]\n", "c.toml:18: container \"c\": rootfs = \"debian:bookworm\" is not supported yet"},
+		{"container debian bad package name", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:bookworm\"\npackages = [\"nginx\", \"Nginx\"]\n", "c.toml:19: container \"c\": package \"Nginx\" is not a Debian package name (expected lower-case letters"},
+		{"container debian package with arch", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:bookworm\"\npackages = [\"nginx:amd64\"]\n", "c.toml:19: container \"c\": package \"nginx:amd64\" is not a Debian package name"},
+		{"container debian one-letter package", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:bookworm\"\npackages = [\"x\"]\n", "c.toml:19: container \"c\": package \"x\" is not a Debian package name"},
+		{"container debian package with blank", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:bookworm\"\npackages = [\"nginx curl\"]\n", "c.toml:19: container \"c\": package \"nginx curl\" is not a Debian package name"},
+		{"container debian package starting with dash", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:bookworm\"\npackages = [\"-x\"]\n", "c.toml:19: container \"c\": package \"-x\" is not a Debian package name"},
+		{"container debian bad suite", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:Bookworm\"\n", "c.toml:18: rootfs \"debian:Bookworm\": bad Debian suite \"Bookworm\" (expected like debian:bookworm)"},
+		{"container debian no suite", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:\"\n", "c.toml:18: rootfs \"debian:\": bad Debian suite \"\""},
+		{"container debian suite with path", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"debian:../bookworm\"\n", "c.toml:18: rootfs \"debian:../bookworm\": bad Debian suite"},
+		{"container packages without rootfs", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\npackages = [\"nginx\"]\n", "c.toml:18: container \"c\": packages go with rootfs = \"debian:SUITE\" only"},
 		{"container packages without debian", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"oci:r.example/a:1\"\npackages = [\"nginx\"]\n", "c.toml:19: container \"c\": packages go with rootfs = \"debian:SUITE\" only"},
 		{"container rootfs no node", base + ok1 + "[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"c\"\nip = \"10.0.3.2\"\nrootfs = \"oci:r.example/a:1\"\n", "c.toml:14: container \"c\" has no node"},
 		{"address6 malformed", base + ok1 + lxc6("10.0.3.1/24"), "c.toml:14: malformed IPv6 CIDR \"10.0.3.1/24\" (expected like fd00:5::1/64)"},
@@ -408,7 +416,9 @@ func TestContainerRootfs(t *testing.T) {
 		"[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n" +
 		"[[lxc.container]]\nname = \"web\"\nnode = \"a\"\nip = \"10.0.3.2\"\nrootfs = \"oci:127.0.0.1:5000/apps/web:v1\"\n" +
 		"[[lxc.container]]\nname = \"db\"\nnode = \"a\"\nip = \"10.0.3.3\"\nrootfs = \"oci:r.example/db@sha256:" + strings.Repeat("ab", 32) + "\"\n" +
-		"[[lxc.container]]\nname = \"hand\"\nnode = \"a\"\nip = \"10.0.3.4\"\n"
+		"[[lxc.container]]\nname = \"hand\"\nnode = \"a\"\nip = \"10.0.3.4\"\n" +
+		"[[lxc.container]]\nname = \"box\"\nnode = \"a\"\nip = \"10.0.3.5\"\nrootfs = \"debian:bookworm\"\npackages = [\"busybox\", \"libc++1\", \"g++-12\", \"nginx-light\"]\n" +
+		"[[lxc.container]]\nname = \"bare\"\nnode = \"a\"\nip = \"10.0.3.6\"\nrootfs = \"debian:trixie\"\n"
 	c, err := Parse("c.toml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -417,9 +427,21 @@ func TestContainerRootfs(t *testing.T) {
 	for _, ct := range c.LXC.Containers {
 		got = append(got, ct.Rootfs.String())
 	}
-	want := []string{"oci:127.0.0.1:5000/apps/web:v1", "oci:r.example/db@sha256:" + strings.Repeat("ab", 32), ""}
+	want := []string{"oci:127.0.0.1:5000/apps/web:v1", "oci:r.example/db@sha256:" + strings.Repeat("ab", 32), "", "debian:bookworm", "debian:trixie"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("rootfs %q, want %q", got, want)
+	}
+	if box := c.LXC.Containers[3]; box.Rootfs.Suite != "bookworm" || strings.Join(box.Packages, " ") != "busybox libc++1 g++-12 nginx-light" {
+		t.Errorf("box %+v", box)
+	}
+	notes := []string{
+		"web on node a: oci:127.0.0.1:5000/apps/web:v1",
+		"db on node a: oci:r.example/db@sha256:" + strings.Repeat("ab", 32),
+		"box on node a: debian:bookworm + busybox libc++1 g++-12 nginx-light, configured at its first start",
+		"bare on node a: debian:trixie, configured at its first start",
+	}
+	if got := c.ContainerNotes(); !reflect.DeepEqual(got, notes) {
+		t.Errorf("notes %q, want %q", got, notes)
 	}
 	if r := c.LXC.Containers[0].Rootfs.Ref; r.Host != "127.0.0.1:5000" || r.Repo != "apps/web" || r.Tag != "v1" {
 		t.Errorf("ref %+v", r)

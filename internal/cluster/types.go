@@ -356,7 +356,7 @@ func (k *SSHKey) UnmarshalText(b []byte) error {
 // ContainerRootfs is a container's root source: "oci:" and an image
 // reference (host[:port]/repo[:tag] or ...@sha256:HEX, the registry
 // always named: a build never guesses where a root comes from), or
-// "debian:SUITE" (reserved: parsed, refused by validate for now).
+// "debian:SUITE" (a root built from that suite's packages).
 type ContainerRootfs struct {
 	Scheme string       // "oci" or "debian"
 	Ref    registry.Ref // oci

@@ -205,7 +205,11 @@ func (c *Config) validate() []*Error {
 			}
 			switch {
 			case ct.Rootfs.Scheme == "debian":
-				bad(at("rootfs"), "container %q: rootfs = %q is not supported yet (expected \"oci:REGISTRY/REPO:TAG\")", ct.Name, ct.Rootfs)
+				for _, p := range ct.Packages {
+					if !debianNameRE.MatchString(p) {
+						bad(at("packages"), "container %q: package %q is not a Debian package name (expected lower-case letters, digits, \"+\", \"-\" and \".\", starting with a letter or digit, at least 2 characters, like \"nginx\")", ct.Name, p)
+					}
+				}
 			case len(ct.Packages) > 0:
 				bad(at("packages"), "container %q: packages go with rootfs = \"debian:SUITE\" only", ct.Name)
 			}
@@ -251,6 +255,10 @@ func uniqueName(bad func(line int, format string, a ...any), l *locator, seen ma
 		seen[name] = i
 	}
 }
+
+// debianNameRE is a Debian package name (Debian Policy 5.6.1), without
+// an architecture: the container's root is arm64, as the node's.
+var debianNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 
 func broadcast(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr().As4()

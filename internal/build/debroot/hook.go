@@ -13,6 +13,16 @@ package debroot
 // skipped, and dpkg configures only what is still unconfigured. The
 // detail goes to /var/log/mkimage-dpkg-configure.log; the console gets
 // progress and a summary.
+//
+// A container built from packages runs the same script as its
+// lxc.hook.start, inside its namespaces just before its init, at every
+// start: once $state/configured exists it exits at once, and a failure
+// (exit 1) makes lxc-start fail instead of booting a half-configured
+// root. LXC (5.0) reads a hook's output in at most 10 reads into its log
+// at DEBUG level and then waits for it to exit, so past the pipe's 64 KiB
+// a chatty hook would block and lxc-start hang: there (LXC_NAME is set)
+// the per-package lines stay in the log file and only the few summary
+// lines reach stdout.
 const hookScript = `#!/bin/sh
 # Written by mkimage (internal/build/debroot): configure the Debian packages
 # unpacked at build time. Idempotent.
@@ -21,13 +31,25 @@ export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C 
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 state=/var/lib/mkimage/debroot
 log=/var/log/mkimage-dpkg-configure.log
+# Done before (a container's later starts): nothing to do. Packages the
+# admin installs afterwards are apt's business, not a reason to refuse a
+# start.
+[ -e "$state/configured" ] && exit 0
 mkdir -p "$state/preinst-done" /var/log
 start=$(date +%s)
 say() { echo "dpkg-configure: $*"; }
 fail() {
-	say "FAILED: $* (last lines of $log follow; the hook runs again at next boot)"
+	say "FAILED: $* (last lines of $log follow; the hook runs again at the next boot${LXC_NAME:+ or container start})"
 	tail -n 25 "$log"
 	exit 1
+}
+# The per-package lines for the console; under LXC, the log file only.
+progress() {
+	if [ -n "${LXC_NAME:-}" ]; then
+		cat >/dev/null
+	else
+		grep --line-buffered -E '^(Setting up|dpkg: error|Errors were)'
+	fi
 }
 echo "=== $(date -u) first-boot configuration" >>"$log"
 
@@ -67,7 +89,7 @@ say "configuring $todo of $total packages"
 # dpkg's "Setting up" lines go to the console too, one per package.
 for try in 1 2; do
 	{ dpkg --force-confold --configure -a </dev/null 2>&1; echo $? >"$state/rc"; } |
-		tee -a "$log" | grep --line-buffered -E '^(Setting up|dpkg: error|Errors were)'
+		tee -a "$log" | progress
 	rc=$(cat "$state/rc")
 	[ "$rc" = 0 ] && break
 	say "dpkg --configure -a failed (try $try, exit $rc)"

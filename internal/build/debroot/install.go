@@ -37,6 +37,15 @@ type Options struct {
 	// SlimConfig for dpkg on the node, and has first boot tell debconf
 	// that man-db never rebuilds its database.
 	Slim bool
+	// Container, when set, makes the root of the LXC container of that
+	// name instead of a node's: /etc/hostname is the name (systemd sets
+	// the container's hostname from it), and neither systemd-networkd's
+	// DHCP nor the lxcfs module list is written: LXC brings eth0 up
+	// with the address and gateway nodeinit pins in the container's
+	// config (networkd's DHCP would find no server on the node's bridge
+	// and may flush that address as foreign), and a container loads no
+	// kernel modules.
+	Container string
 	// Progress, if set, is called before each package is unpacked with
 	// the packages done, their number and the package's name, and once
 	// all are done (name "").

@@ -255,3 +255,23 @@ func TestBuildBadDebs(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildContainer: a container's root names itself and leaves the
+// network to LXC: no DHCP for systemd-networkd, no module list.
+func TestBuildContainer(t *testing.T) {
+	tr, err := Build(fakeDebs(t), Options{Suite: "bookworm", Epoch: time.Unix(0, 0), Container: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readTree(t, tr, "etc/hostname"); got != "web\n" {
+		t.Errorf("etc/hostname = %q, want the container's name", got)
+	}
+	for _, p := range []string{"etc/systemd/network/80-mkimage-dhcp.network", "etc/modules-load.d/mkimage-lxcfs.conf"} {
+		if _, ok := tr.Lookup(p); ok {
+			t.Errorf("a container's root has %s", p)
+		}
+	}
+	if n, _ := tr.Lookup(HookPath); n == nil || n.Mode&0o111 == 0 {
+		t.Error("no executable hook")
+	}
+}

@@ -268,3 +268,55 @@ func TestListFiles(t *testing.T) {
 		t.Errorf("unknown suite: %v", err)
 	}
 }
+
+// TestResolveContainer: a container's set is the required one, merged
+// /usr and its packages, with systemd-sysv added only when nothing in it
+// ships /sbin/init.
+func TestResolveContainer(t *testing.T) {
+	ix := loadFake(t)
+	if err := ix.Add("init_Packages", strings.NewReader(`Package: systemd-sysv
+Version: 252
+Architecture: arm64
+Priority: important
+
+Package: sysvinit-core
+Version: 3.06
+Architecture: arm64
+Priority: optional
+`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		extra    []string
+		want     []string
+		not      []string
+		wantFail string
+	}{
+		{nil, []string{"bash", "mawk", "usr-is-merged", "systemd-sysv"}, []string{"usrmerge", "perl"}, ""},
+		{[]string{"init-system-helpers"}, []string{"init-system-helpers", "usr-is-merged", "systemd-sysv"}, []string{"usrmerge"}, ""},
+		{[]string{"sysvinit-core"}, []string{"sysvinit-core"}, []string{"systemd-sysv"}, ""},
+		{[]string{"no-such-package"}, nil, nil, `package "no-such-package" is not in the arm64 package index`},
+	} {
+		got, err := ResolveContainer(ix, "arm64", c.extra...)
+		if c.wantFail != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantFail) {
+				t.Errorf("%v: %v, want %q", c.extra, err, c.wantFail)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", c.extra, err)
+		}
+		set := strings.Join(names(got), " ") + " "
+		for _, w := range c.want {
+			if !strings.Contains(" "+set, " "+w+" ") {
+				t.Errorf("%v: %s not in %s", c.extra, w, set)
+			}
+		}
+		for _, w := range c.not {
+			if strings.Contains(" "+set, " "+w+" ") {
+				t.Errorf("%v: %s in %s", c.extra, w, set)
+			}
+		}
+	}
+}

@@ -17,16 +17,21 @@ import (
 // node's root, see builder.rootSubvolumes).
 const LXCDir = "var/lib/lxc"
 
-// LXCConfig is the container's LXC config for the image: its name, root,
+// Line is one "key = value" line of an LXC config.
+type Line struct{ Key, Value string }
+
+// ContainerConfig is the LXC config of a container the build places in
+// the image (Place), whatever its root is made from: plan.AutostartMarker,
+// a comment saying where the root comes from (about), its name, its root,
 // Debian's common.conf, LXC's generated AppArmor profile (what lxc-create
-// writes from Debian's default.conf; the node set carries apparmor_parser
-// to load it), the image's Entrypoint and Cmd as init command with its
-// working directory, environment and user.
-// lxc.start.auto is 0 and network lines are absent: nodeinit writes
-// both on the container's own node (policy.pinContainer), the image
-// being the same for every node. rootfs resolves a user name.
-func LXCConfig(name, source string, img *Image, rootfs *fstree.Tree) ([]byte, error) {
-	c := img.Config.Config
+// writes from Debian's default.conf; the node set carries
+// apparmor_parser to load it), then lines (how it starts), then
+// lxc.start.auto = 0. Autostart and network lines are nodeinit's to
+// write on the container's own node (policy.pinContainer), the image
+// being the same for every node. debian.common.conf is not included: it
+// is lxc-templates', which the node set leaves out, and LXC refuses a
+// config whose include is missing.
+func ContainerConfig(name, about string, lines []Line) ([]byte, error) {
 	var b bytes.Buffer
 	line := func(k, v string) error {
 		if strings.ContainsAny(v, "\n\r\x00") {
@@ -35,12 +40,31 @@ func LXCConfig(name, source string, img *Image, rootfs *fstree.Tree) ([]byte, er
 		fmt.Fprintf(&b, "%s = %s\n", k, v)
 		return nil
 	}
+	if strings.ContainsAny(about, "\n\r\x00") {
+		return nil, fmt.Errorf("container %s: %q has a line break or NUL, which an LXC config cannot hold", name, about)
+	}
 	b.WriteString(plan.AutostartMarker + "\n")
-	fmt.Fprintf(&b, "# container %s from %s (image %s)\n", name, source, img.Digest)
-	line("lxc.include", "/usr/share/lxc/config/common.conf")
-	line("lxc.apparmor.profile", "generated")
-	line("lxc.uts.name", name)
-	line("lxc.rootfs.path", "dir:/"+path.Join(LXCDir, name, "rootfs"))
+	fmt.Fprintf(&b, "# container %s from %s\n", name, about)
+	all := append([]Line{
+		{"lxc.include", "/usr/share/lxc/config/common.conf"},
+		{"lxc.apparmor.profile", "generated"},
+		{"lxc.uts.name", name},
+		{"lxc.rootfs.path", "dir:/" + path.Join(LXCDir, name, "rootfs")},
+	}, lines...)
+	for _, l := range append(all, Line{"lxc.start.auto", "0"}) {
+		if err := line(l.Key, l.Value); err != nil {
+			return nil, err
+		}
+	}
+	return b.Bytes(), nil
+}
+
+// LXCConfig is the ContainerConfig of a container pulled from an image:
+// the image's Entrypoint and Cmd as init command with its working
+// directory, environment and user. rootfs resolves a user name.
+func LXCConfig(name, source string, img *Image, rootfs *fstree.Tree) ([]byte, error) {
+	c := img.Config.Config
+	var lines []Line
 	argv := append(append([]string(nil), c.Entrypoint...), c.Cmd...)
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("the image has no Entrypoint or Cmd: nothing to run as the container's init")
@@ -49,22 +73,20 @@ func LXCConfig(name, source string, img *Image, rootfs *fstree.Tree) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	if err := line("lxc.init.cmd", cmd); err != nil {
-		return nil, err
-	}
+	lines = append(lines, Line{"lxc.init.cmd", cmd})
 	if c.WorkingDir != "" {
 		if !path.IsAbs(c.WorkingDir) || strings.ContainsAny(c.WorkingDir, " \t") {
 			return nil, fmt.Errorf("image WorkingDir %q: want an absolute path without spaces", c.WorkingDir)
 		}
-		line("lxc.init.cwd", path.Clean(c.WorkingDir))
+		lines = append(lines, Line{"lxc.init.cwd", path.Clean(c.WorkingDir)})
 	}
 	if c.User != "" {
 		uid, gid, err := user(c.User, rootfs)
 		if err != nil {
 			return nil, fmt.Errorf("image User %q: %w", c.User, err)
 		}
-		line("lxc.init.uid", strconv.FormatUint(uint64(uid), 10))
-		line("lxc.init.gid", strconv.FormatUint(uint64(gid), 10))
+		lines = append(lines, Line{"lxc.init.uid", strconv.FormatUint(uint64(uid), 10)},
+			Line{"lxc.init.gid", strconv.FormatUint(uint64(gid), 10)})
 	}
 	for _, e := range c.Env {
 		k, _, ok := strings.Cut(e, "=")
@@ -73,12 +95,9 @@ func LXCConfig(name, source string, img *Image, rootfs *fstree.Tree) ([]byte, er
 		if !ok || k == "" || strings.ContainsAny(k, " \t") || strings.TrimSpace(e) != e {
 			return nil, fmt.Errorf("image Env %q: want NAME=value without surrounding blanks", e)
 		}
-		if err := line("lxc.environment", e); err != nil {
-			return nil, err
-		}
+		lines = append(lines, Line{"lxc.environment", e})
 	}
-	line("lxc.start.auto", "0")
-	return b.Bytes(), nil
+	return ContainerConfig(name, fmt.Sprintf("%s (image %s)", source, img.Digest), lines)
 }
 
 // initCmd quotes argv for lxc.init.cmd, which LXC splits at blanks; a

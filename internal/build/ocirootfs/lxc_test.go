@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/fstree"
 )
 
@@ -60,5 +61,31 @@ func TestLXCConfigRefuses(t *testing.T) {
 	b, err := LXCConfig("c", "oci:x", img, root)
 	if err != nil || !strings.Contains(string(b), "lxc.init.uid = 7\nlxc.init.gid = 8\n") {
 		t.Errorf("numeric user: %v\n%s", err, b)
+	}
+}
+
+// TestContainerConfig: the lines every placed container has, whatever
+// its root is made from, around the caller's; no value may break a line.
+func TestContainerConfig(t *testing.T) {
+	b, err := ContainerConfig("web", "debian:bookworm (3 packages)", []Line{{"lxc.init.cmd", "/sbin/init"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plan.AutostartMarker + "\n" +
+		"# container web from debian:bookworm (3 packages)\n" +
+		"lxc.include = /usr/share/lxc/config/common.conf\n" +
+		"lxc.apparmor.profile = generated\n" +
+		"lxc.uts.name = web\n" +
+		"lxc.rootfs.path = dir:/var/lib/lxc/web/rootfs\n" +
+		"lxc.init.cmd = /sbin/init\n" +
+		"lxc.start.auto = 0\n"
+	if string(b) != want {
+		t.Errorf("config:\n%s\nwant:\n%s", b, want)
+	}
+	if _, err := ContainerConfig("web", "x", []Line{{"lxc.hook.start", "/a\nlxc.apparmor.profile = unconfined"}}); err == nil || !strings.Contains(err.Error(), "line break") {
+		t.Errorf("line break in a value: %v", err)
+	}
+	if _, err := ContainerConfig("web", "x\nlxc.apparmor.profile = unconfined", nil); err == nil || !strings.Contains(err.Error(), "line break") {
+		t.Errorf("line break in the comment: %v", err)
 	}
 }
