@@ -164,10 +164,13 @@ if [ $n = 1 ]; then
 	# Backup export: a run killed a few seconds into the first (full)
 	# export, as a power cut would; a whole export; a small change and an
 	# incremental one; a deleted file brought back by restore.
+	# The timer's run at boot (Persistent=true), if any, is stopped: the
+	# steps below are the test's.
+	systemctl stop nodeinit-snapshot.timer nodeinit-snapshot.service
 	echo "deleted after the first snapshot" >/root/e2e-gone
 	sending() {
 		for f in /proc/[0-9]*/cmdline; do
-			case $(tr '\0' ' ' <"$f" 2>/dev/null) in "btrfs send"*) return 0 ;; esac
+			case $(tr '\0' ' ' 2>/dev/null <"$f") in "btrfs send"*) return 0 ;; esac
 		done
 		return 1
 	}
@@ -297,7 +300,7 @@ func TestDebianBoot(t *testing.T) {
 	defer logf.Close()
 	// Isolated: i2pd must not reach the real i2p network from a test.
 	opt := vmharness.Options{Disk: disk, MemoryMiB: 2048, SMP: 2, MAC: "52:54:00:de:b0:01", Console: logf, Isolated: true,
-		GuestForward: []string{fmt.Sprintf("tcp:10.0.2.100:22-tcp:127.0.0.1:%d", srv.Port)}}
+		GuestForward: []string{"tcp:10.0.2.100:22-cmd:" + srv.InetdCommand()}}
 	var i2pAddr string
 	for boot, limit := range []time.Duration{20 * time.Minute, 8 * time.Minute} {
 		boot++

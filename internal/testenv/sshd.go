@@ -26,6 +26,14 @@ type SSHD struct {
 	HostKey    string // the host's public key line, "ssh-ed25519 AAAA... host"
 }
 
+// InetdCommand serves one connection on its stdin and stdout with the
+// same configuration and keys (sshd -i): a QEMU guestfwd "cmd:" runs it
+// for every connection (a guestfwd to a TCP address carries one
+// connection only, for the VM's life).
+func (s SSHD) InetdCommand() string {
+	return "/usr/sbin/sshd -i -f " + filepath.Join(s.Dir, "sshd_config")
+}
+
 // StartSSHD starts sshd on addr (a loopback address) and a free port,
 // stopped when the test ends; its log is printed if the test failed. It
 // skips the test where sshd, ssh-keygen or root is missing. SetEnv
