@@ -91,6 +91,10 @@ const debianReport = `#!/bin/sh
 exec >/dev/console 2>&1
 n=$(cat /var/lib/e2e-boots 2>/dev/null || echo 0); n=$((n + 1)); echo $n >/var/lib/e2e-boots
 echo "E2E: boot $n"
+# The snapshot timer's run at boot (Persistent=true), a full export under
+# emulation, is stopped: the backup steps below are the test's, and the
+# checks before them are timed.
+systemctl stop nodeinit-snapshot.timer nodeinit-snapshot.service
 echo "E2E: packages $(dpkg-query -W -f '${Status}\n' | grep -c '^install ok installed$') installed of $(dpkg-query -W -f '.\n' | wc -l)"
 echo "E2E: configured $(cat /var/lib/mkimage/debroot/configured)"
 echo "E2E: root password $(passwd -S root | cut -d' ' -f2)"
@@ -142,13 +146,15 @@ t0=$(date +%s)
 while :; do
 	dests=$(get 127.0.0.1 127.0.0.1 7070 '/?page=local_destinations' | grep -o '[a-z2-7]\{52\}\.b32\.i2p' | sort -u | tr '\n' ' ')
 	[ -n "$dests" ] && break
-	[ $(($(date +%s) - t0)) -ge 180 ] && break
+	[ $(($(date +%s) - t0)) -ge 300 ] && break
 	sleep 2
 done
 echo "E2E: i2pd waited $(($(date +%s) - t0))s"
 echo "E2E: i2pd $(systemctl is-active i2pd) destinations $dests"
 if [ -z "$dests" ]; then
 	journalctl -u i2pd -n 15 --no-pager 2>&1 | sed 's/^/E2E-i2pd: /'
+	tail -n 40 /var/log/i2pd/i2pd.log 2>&1 | sed 's/^/E2E-i2pd-log: /'
+	top -b -n 1 2>/dev/null | head -n 15 | sed 's/^/E2E-top: /'
 	get 127.0.0.1 127.0.0.1 7070 / | head -n 5 | sed 's/^/E2E-i2pd: /'
 	grep -v '^#' /etc/i2pd/i2pd.conf | grep -A3 '^\[http\]' | sed 's/^/E2E-i2pd: /'
 fi
@@ -164,16 +170,11 @@ if [ $n = 1 ]; then
 	# Backup export: a run killed a few seconds into the first (full)
 	# export, as a power cut would; a whole export; a small change and an
 	# incremental one; a deleted file brought back by restore.
-	# The timer's run at boot (Persistent=true), if any, is stopped: the
-	# steps below are the test's.
-	systemctl stop nodeinit-snapshot.timer nodeinit-snapshot.service
 	echo "deleted after the first snapshot" >/root/e2e-gone
-	sending() {
-		for f in /proc/[0-9]*/cmdline; do
-			case $(tr '\0' ' ' 2>/dev/null <"$f") in "btrfs send"*) return 0 ;; esac
-		done
-		return 1
-	}
+	# A btrfs process while ssh runs: the export's btrfs send (the
+	# snapshots are taken and pruned before ssh starts). One grep a
+	# check: a fork per process is seconds under emulation.
+	sending() { grep -qsx btrfs /proc/[0-9]*/comm && grep -qsx ssh /proc/[0-9]*/comm; }
 	# Its own process group (setsid), killed whole two seconds into the
 	# first btrfs send.
 	setsid /usr/local/sbin/nodeinit-snapshot &
@@ -197,6 +198,7 @@ if [ $n = 1 ]; then
 		echo "E2E: restored $first: $(cat "$r/root/e2e-gone" 2>&1) ro $(btrfs property get -ts "$r" ro 2>&1)"
 	else
 		echo "E2E: restore of $first failed"
+		df -h / | sed 's/^/E2E-df: /'
 	fi
 	# One container back as the newest export had it, restarted.
 	echo broken >/var/lib/lxc/c1/rootfs/etc/hostname
@@ -290,7 +292,9 @@ func TestDebianBoot(t *testing.T) {
 		"--config", cfg, "--overlay", debianOverlay(t), "-o", img, "-q")
 	t.Logf("build: %v", time.Since(start).Round(time.Second))
 	disk := filepath.Join(dir, "disk.img")
-	if err := vmharness.CopyImage(img, disk, 0); err != nil {
+	// Room for a restored root beside the root (first boot grows the
+	// filesystem to the disk).
+	if err := vmharness.CopyImage(img, disk, 4<<30); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "console.log"))
