@@ -182,7 +182,7 @@ if [ $n = 1 ]; then
 	t0=$(date +%s)
 	until sending || [ $(($(date +%s) - t0)) -ge 120 ]; do sleep 0.2; done
 	sleep 2
-	kill -KILL -- -$pid
+	bash -c 'kill -KILL -- "-$1"' kill "$pid" # dash's kill takes no process group
 	wait $pid
 	echo "E2E: backup cut rc $? after $(($(date +%s) - t0))s"
 	/usr/sbin/nodeinit backup export

@@ -28,7 +28,9 @@ func backupCommand(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
-	logf := func(format string, a ...any) { fmt.Fprintf(stdout, "nodeinit: "+format+"\n", a...) }
+	// Progress goes to stderr: stdout is the answer (restore's path,
+	// list's names) for scripts.
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "nodeinit: "+format+"\n", a...) }
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fail := func(err error) int {
