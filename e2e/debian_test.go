@@ -41,6 +41,7 @@ dns = ["10.0.2.3"]
 [lxc]
 bridge = "ctbr0"
 address = "10.0.5.1/24"
+address6 = "fd00:5::1/64"
 lxcfs = true
 network = "veth"
 
@@ -48,7 +49,16 @@ network = "veth"
 name = "c1"
 node = "deb1"
 ip = "10.0.5.10"
+ip6 = "fd00:5::10"
 mac = "00:16:3e:00:05:10"
+
+[[lxc.container]]
+name = "c3"
+node = "deb1"
+ip = "10.0.5.12"
+mac = "00:16:3e:00:05:12"
+rootfs = "debian:bookworm"
+packages = ["busybox"]
 
 [[lxc.container]]
 name = "c2"
@@ -106,6 +116,15 @@ done
 echo "E2E: c1 state $(lxc-info -n c1 -sH 2>&1) ip $(lxc-info -n c1 -iH 2>&1 | tr '\n' ' ')"
 echo "E2E: c1 mac $(lxc-attach -n c1 -- /bin/busybox cat /sys/class/net/eth0/address 2>&1)"
 if ping -c 2 -W 5 10.0.5.10 >/dev/null 2>&1; then echo "E2E: ping c1 ok"; else echo "E2E: ping c1 failed"; ip -br addr; fi
+if ping -6 -c 2 -W 5 fd00:5::10 >/dev/null 2>&1; then echo "E2E: ping6 c1 ok"; else echo "E2E: ping6 c1 failed"; ip -br -6 addr; lxc-attach -n c1 -- /bin/busybox ip -6 addr 2>&1 | sed 's/^/E2E-c1-ip6: /'; fi
+# c3: built from Debian packages, configured by its start hook at its
+# first start, then booted by its own systemd.
+for i in $(seq 120); do [ "$(lxc-info -n c3 -sH 2>/dev/null)" = RUNNING ] && break; sleep 1; done
+echo "E2E: c3 state $(lxc-info -n c3 -sH 2>&1) label $(cat /proc/$(lxc-info -n c3 -pH)/attr/current 2>&1)"
+echo "E2E: c3 configured $(cat /var/lib/lxc/c3/rootfs/var/lib/mkimage/debroot/configured 2>&1)"
+echo "E2E: c3 init $(lxc-attach -n c3 -- cat /proc/1/comm 2>&1) hostname $(lxc-attach -n c3 -- cat /etc/hostname 2>&1)"
+if ping -c 2 -W 5 10.0.5.12 >/dev/null 2>&1; then echo "E2E: ping c3 ok"; else echo "E2E: ping c3 failed"; fi
+[ "$(lxc-info -n c3 -sH 2>/dev/null)" = RUNNING ] || lxc-start -n c3 -F -l DEBUG -o /dev/stdout 2>&1 | tail -n 30 | sed 's/^/E2E-c3: /'
 echo "E2E: apparmor $(cat /sys/module/apparmor/parameters/enabled 2>&1) lsm $(cat /sys/kernel/security/lsm 2>&1)"
 echo "E2E: c1 label $(cat /proc/$(lxc-info -n c1 -pH)/attr/current 2>&1)"
 echo "E2E: c1 lxcfs mounts $(lxc-attach -n c1 -- /bin/busybox cat /proc/mounts 2>&1 | grep -c lxcfs)"
@@ -426,6 +445,12 @@ func checkDebianReport(t *testing.T, boot int, console string) string {
 		"E2E: c1 state RUNNING ip 10.0.5.10",
 		"E2E: c1 mac 00:16:3e:00:05:10",
 		"E2E: ping c1 ok",
+		"E2E: ping6 c1 ok", // its pinned ip6, on the bridge's address6
+		// c3 was built from Debian packages, configured at its first
+		// start by its hook, and runs its own systemd, confined.
+		"E2E: c3 state RUNNING label lxc-c3_</var/lib/lxc>//&:lxc-c3_<-var-lib-lxc>:unconfined (enforce)",
+		"E2E: c3 init systemd hostname c3",
+		"E2E: ping c3 ok",
 		"E2E: lxcfs mounted",
 		"E2E: apparmor Y",
 		// Confined by the profile LXC generated for it, and lxcfs was
@@ -448,12 +473,15 @@ func checkDebianReport(t *testing.T, boot int, console string) string {
 			t.Errorf("boot %d: no %q in the report", boot, want)
 		}
 	}
+	if m := regexp.MustCompile(`E2E: c3 configured (\d+) (\d+) \d+`).FindStringSubmatch(report); m == nil || m[1] != m[2] {
+		t.Errorf("boot %d: c3's packages were not all configured at its first start: %v", boot, m)
+	}
 	if m := regexp.MustCompile(`E2E: c1 lxcfs mounts (\d+)`).FindStringSubmatch(report); m == nil || m[1] == "0" {
 		t.Errorf("boot %d: c1 has no lxcfs mount in its /proc/mounts: %v", boot, m)
 	}
-	// Both containers are pinned by the anti-spoofing table.
-	if !strings.Contains(console, "nftables table bridge nodeinit: 2 containers pinned") {
-		t.Errorf("boot %d: no anti-spoofing report for 2 containers on the console", boot)
+	// The three containers are pinned by the anti-spoofing table.
+	if !strings.Contains(console, "nftables table bridge nodeinit: 3 containers pinned") {
+		t.Errorf("boot %d: no anti-spoofing report for 3 containers on the console", boot)
 	}
 	// The address nodeinit made for web is the one i2pd loaded and the
 	// one in the file the build host collects.
