@@ -70,24 +70,7 @@ func TestConfigContainers(t *testing.T) {
 	}
 	epoch := time.Unix(1700000000, 0)
 	o := &Options{Config: cfg, CacheDir: filepath.Join(dir, "cache"), Epoch: epoch, Log: io.Discard, DockerConfig: docker}
-	build := func() (*inputs, *fstree.Tree, [32]byte) {
-		t.Helper()
-		in := &inputs{}
-		if err := in.loadConfig(context.Background(), o); err != nil {
-			t.Fatal(err)
-		}
-		root := fstree.New(epoch)
-		if err := in.addContainers(context.Background(), o, in.config, root); err != nil {
-			t.Fatal(err)
-		}
-		bo := RootFS(epoch)
-		bo.Seed = []byte("containers")
-		var disk memDisk
-		if _, err := btrfs.Write(&disk, root, bo); err != nil {
-			t.Fatal(err)
-		}
-		return in, root, sha256.Sum256(disk.b)
-	}
+	build := func() (*inputs, *fstree.Tree, [32]byte) { return buildContainers(t, context.Background(), o) }
 	in, root, sum1 := build()
 	for _, name := range []string{"web", "web2"} {
 		c, ok := root.Lookup("var/lib/lxc/" + name + "/config")
@@ -177,27 +160,7 @@ func TestDebianContainer(t *testing.T) {
 	}
 	epoch := time.Unix(1700000000, 0)
 	o := &Options{Config: cfg, CacheDir: cache, Epoch: epoch, Log: io.Discard}
-	build := func() (*inputs, *fstree.Tree, [32]byte) {
-		t.Helper()
-		in := &inputs{}
-		if err := in.loadConfig(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-		root := fstree.New(epoch)
-		if err := in.addContainers(ctx, o, in.config, root); err != nil {
-			if strings.Contains(err.Error(), "apt-get") {
-				testenv.Missing(t, "fetching the container's packages: "+err.Error())
-			}
-			t.Fatal(err)
-		}
-		bo := RootFS(epoch)
-		bo.Seed = []byte("containers")
-		var disk memDisk
-		if _, err := btrfs.Write(&disk, root, bo); err != nil {
-			t.Fatal(err)
-		}
-		return in, root, sha256.Sum256(disk.b)
-	}
+	build := func() (*inputs, *fstree.Tree, [32]byte) { return buildContainers(t, ctx, o) }
 	in, root, sum1 := build()
 
 	c, ok := root.Lookup("var/lib/lxc/box/config")
@@ -312,4 +275,30 @@ func TestCheckInit(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
+}
+
+// buildContainers places the containers of o's cluster config in an empty
+// root and returns the inputs, the root and the sha256 of its btrfs image
+// (two builds must agree). A container root whose packages cannot be
+// fetched skips the test.
+func buildContainers(t *testing.T, ctx context.Context, o *Options) (*inputs, *fstree.Tree, [32]byte) {
+	t.Helper()
+	in := &inputs{}
+	if err := in.loadConfig(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	root := fstree.New(o.Epoch)
+	if err := in.addContainers(ctx, o, in.config, root); err != nil {
+		if strings.Contains(err.Error(), "apt-get") {
+			testenv.Missing(t, "fetching the container's packages: "+err.Error())
+		}
+		t.Fatal(err)
+	}
+	bo := RootFS(o.Epoch)
+	bo.Seed = []byte("containers")
+	var disk memDisk
+	if _, err := btrfs.Write(&disk, root, bo); err != nil {
+		t.Fatal(err)
+	}
+	return in, root, sha256.Sum256(disk.b)
 }

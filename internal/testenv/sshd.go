@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -83,23 +82,7 @@ SetEnv SHLVL=1
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg)
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			s := log.String()
-			if len(s) > 3000 {
-				s = s[len(s)-3000:]
-			}
-			t.Logf("sshd log (tail):\n%s", s)
-		}
-	})
+	log := Start(t, "sshd", exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg))
 	hostPort := net.JoinHostPort(addr, fmt.Sprint(port))
 	for i := 0; ; i++ {
 		c, err := net.Dial("tcp", hostPort)

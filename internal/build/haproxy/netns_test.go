@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -109,19 +108,7 @@ func TestIngressPackets(t *testing.T) {
 	if err := os.WriteFile(cfg, Generate(testRoutes(t)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hap := exec.Command("ip", "netns", "exec", G, "haproxy", "-db", "-f", cfg)
-	var hlog strings.Builder
-	hap.Stdout, hap.Stderr = &hlog, &hlog
-	if err := hap.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		hap.Process.Kill()
-		hap.Wait()
-		if t.Failed() {
-			t.Logf("haproxy:\n%s", hlog.String())
-		}
-	})
+	testenv.Start(t, "haproxy", exec.Command("ip", "netns", "exec", G, "haproxy", "-db", "-f", cfg))
 
 	// dial connects from the client namespace to the gateway.
 	dial := func(port int) (net.Conn, error) {
