@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/mkimage/mkimage/internal/node/backup"
@@ -80,29 +78,11 @@ func backupCommand(args []string, stdout, stderr io.Writer) int {
 		if fs.NArg() != 1 {
 			break
 		}
-		name := fs.Arg(0)
-		var o backup.Options
-		for _, sv := range backup.Subvolumes(cfg) {
-			if strings.HasPrefix(name, backup.Prefix(sv)+"-") {
-				if o, err = n.Options(sv); err != nil {
-					return fail(err)
-				}
-			}
-		}
-		if o.Prefix == "" {
-			return fail(fmt.Errorf("%q is not a snapshot of %s (names are PREFIX-YYYYMMDD-HHMMSS; see nodeinit backup list)", name, strings.Join(backup.Subvolumes(cfg), " or ")))
-		}
-		dir := *into
-		if dir == "" {
-			dir = filepath.Join(cfg.Dir, "restored")
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return fail(err)
-			}
-		}
-		if err := backup.Restore(ctx, o, name, dir); err != nil {
+		p, err := n.Restore(ctx, fs.Arg(0), *into)
+		if err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "%s\n", filepath.Join(dir, name))
+		fmt.Fprintln(stdout, p)
 		return 0
 	case "restore-container":
 		if fs.NArg() < 1 || fs.NArg() > 2 {

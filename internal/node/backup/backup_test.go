@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/node/btrfsctl"
 	"github.com/mkimage/mkimage/internal/testenv"
 )
@@ -398,4 +399,19 @@ func TestDeps(t *testing.T) {
 		"github.com/mkimage/mkimage/internal/cluster/plan",
 		"github.com/mkimage/mkimage/internal/atomicfile",
 	)
+}
+
+// Node.Restore takes only a name of a scheduled subvolume's snapshots,
+// before anything is fetched.
+func TestNodeRestoreName(t *testing.T) {
+	n := Node{Root: t.TempDir(), Config: &plan.Backup{Subvolume: "/", Dir: "/.snapshots", Containers: true,
+		Target: &plan.BackupTarget{Host: "b@192.0.2.1", Dir: "/srv/b/n1"}}}
+	for _, name := range []string{"home-20261203-033000", "rootfs-20261203-033000", "20261203-033000", ""} {
+		if _, err := n.Restore(context.Background(), name, ""); err == nil || !strings.Contains(err.Error(), "is not a snapshot of / or /var/lib/lxc") {
+			t.Errorf("%q: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(n.RestoredDir()); !os.IsNotExist(err) {
+		t.Errorf("a refused restore made %s: %v", n.RestoredDir(), err)
+	}
 }

@@ -135,6 +135,39 @@ func (n Node) ExportAll(ctx context.Context) ([]Summary, error) {
 	return sums, first
 }
 
+// RestoredDir is where restores go by default: the snapshot
+// directory's restored/, beside the node's own snapshots but not among
+// them (an export never takes a restored snapshot for one of its own).
+func (n Node) RestoredDir() string { return filepath.Join(n.Root, n.Config.Dir, "restored") }
+
+// Restore brings snapshot name (of whichever scheduled subvolume its
+// prefix names) back from the target into dir, "" for RestoredDir
+// (made if missing), and returns its path.
+func (n Node) Restore(ctx context.Context, name, dir string) (string, error) {
+	var o Options
+	for _, sv := range Subvolumes(n.Config) {
+		if strings.HasPrefix(name, Prefix(sv)+"-") {
+			var err error
+			if o, err = n.Options(sv); err != nil {
+				return "", err
+			}
+		}
+	}
+	if o.Prefix == "" {
+		return "", fmt.Errorf("backup: %q is not a snapshot of %s (names are PREFIX-YYYYMMDD-HHMMSS; see nodeinit backup list)", name, strings.Join(Subvolumes(n.Config), " or "))
+	}
+	if dir == "" {
+		dir = n.RestoredDir()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", err
+		}
+	}
+	if err := Restore(ctx, o, name, dir); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, name), nil
+}
+
 // RestoreContainer brings container name back to what snapshot (of
 // ContainersSubvolume; "" for the newest the target holds) had: the
 // snapshot is restored beside the node's own (restored/, reused if an
@@ -163,13 +196,9 @@ func (n Node) RestoreContainer(ctx context.Context, name, snapshot string) error
 		}
 		snapshot = names[len(names)-1]
 	}
-	restored := filepath.Join(n.Root, n.Config.Dir, "restored")
-	if err := os.MkdirAll(restored, 0o700); err != nil {
-		return err
-	}
-	snapDir := filepath.Join(restored, snapshot)
+	snapDir := filepath.Join(n.RestoredDir(), snapshot)
 	if _, err := os.Stat(snapDir); err != nil {
-		if err := Restore(ctx, o, snapshot, restored); err != nil {
+		if snapDir, err = n.Restore(ctx, snapshot, ""); err != nil {
 			return err
 		}
 	}
