@@ -23,6 +23,7 @@ func backupCommand(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, commandUsage) }
 	into := fs.String("into", "", "restore: the directory (on btrfs) to restore into")
+	from := fs.String("from", "", "list, restore, restore-container: another node's backups")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -39,10 +40,10 @@ func backupCommand(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	n := backup.Node{Root: "/", Config: cfg, Log: logf}
+	n := backup.Node{Root: "/", Config: cfg, Log: logf, From: *from}
 	switch sub {
 	case "export":
-		if fs.NArg() != 0 {
+		if fs.NArg() != 0 || *from != "" {
 			break
 		}
 		sums, err := n.ExportAll(ctx)

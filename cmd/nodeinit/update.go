@@ -58,14 +58,17 @@ node's backup command too:
   nodeinit backup export
       send every snapshot the target lacks, incrementally, and prune the
       target (the snapshot timer runs it after each snapshot)
-  nodeinit backup list
+  nodeinit backup list [--from NODE]
       the complete snapshots the target holds
-  nodeinit backup restore [--into DIR] SNAPSHOT
+  nodeinit backup restore [--from NODE] [--into DIR] SNAPSHOT
       bring SNAPSHOT back from the target as a read-only subvolume
       DIR/SNAPSHOT (default DIR: the snapshot directory's restored/)
-  nodeinit backup restore-container NAME [SNAPSHOT]
+  nodeinit backup restore-container [--from NODE] NAME [SNAPSHOT]
       put container NAME back as SNAPSHOT (of /var/lib/lxc; default: the
-      newest the target holds) had it, stopping and restarting it if it runs
+      newest the target holds) had it: copied beside it while it runs,
+      then stopped, swapped in in one rename and restarted if it ran
+  --from NODE reads another node's backups (its directory beside this
+  node's on the target): a new card taking over a dead node's containers.
 
 Examples:
   nodeinit update apply --reboot http://build-host:8080/bundles/v2/
@@ -74,6 +77,7 @@ Examples:
   nodeinit update status
   nodeinit update report http://build-host:8080
   nodeinit backup restore root-20261203-033000
+  nodeinit backup restore-container --from node07 web
 `
 
 // command runs nodeinit as a command (not PID 1) and returns its exit

@@ -275,3 +275,41 @@ func ReplaceDir(dir, kind, marker string, fill func(tmp string) error) (err erro
 	}
 	return SyncDir(parent)
 }
+
+// SyncFS syncs the whole filesystem dir is on: for trees written by
+// other programs (cp, btrfs receive), whose files were never synced one
+// by one.
+func SyncFS(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Exchange swaps the paths a and b (files or directories on one
+// filesystem) in one step, so a power cut leaves each name with one of
+// the two, never neither, and syncs their directories. If b does not
+// exist, a is renamed to b.
+func Exchange(a, b string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE)
+	if errors.Is(err, unix.ENOENT) {
+		if _, serr := os.Lstat(a); serr == nil {
+			err = os.Rename(a, b)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("exchange %s and %s: %w", a, b, err)
+	}
+	if err := SyncDir(filepath.Dir(a)); err != nil {
+		return err
+	}
+	if filepath.Dir(a) != filepath.Dir(b) {
+		return SyncDir(filepath.Dir(b))
+	}
+	return nil
+}

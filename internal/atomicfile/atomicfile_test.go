@@ -226,3 +226,49 @@ func TestConcurrentWritersKeepEachOther(t *testing.T) {
 		t.Errorf("left behind: %v", got)
 	}
 }
+
+func TestExchange(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		hasA, hasB   bool
+		wantA, wantB string // "" for missing
+		wantErr      bool
+	}{
+		{name: "both", hasA: true, hasB: true, wantA: "b", wantB: "a"},
+		{name: "no b", hasA: true, wantB: "a"},
+		{name: "no a", hasB: true, wantErr: true, wantB: "b"},
+		{name: "neither", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+			for p, has := range map[string]bool{a: tc.hasA, b: tc.hasB} {
+				if !has {
+					continue
+				}
+				if err := os.Mkdir(p, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(p, "name"), []byte(filepath.Base(p)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := Exchange(a, b)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Exchange: %v, want error %v", err, tc.wantErr)
+			}
+			for p, want := range map[string]string{a: tc.wantA, b: tc.wantB} {
+				got, err := os.ReadFile(filepath.Join(p, "name"))
+				if want == "" {
+					if !errors.Is(err, fs.ErrNotExist) {
+						t.Errorf("%s: %q %v, want missing", filepath.Base(p), got, err)
+					}
+					continue
+				}
+				if string(got) != want {
+					t.Errorf("%s holds %q (%v), want %q", filepath.Base(p), got, err, want)
+				}
+			}
+		})
+	}
+}

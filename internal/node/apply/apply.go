@@ -32,8 +32,6 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/bootstate"
 	"github.com/mkimage/mkimage/internal/filehash"
@@ -435,7 +433,7 @@ func (o *Options) receive(stream, rootDir, id string) error {
 	}
 	// The root must be on disk before the boot files that make the
 	// version bootable are.
-	return syncfs(roots)
+	return atomicfile.SyncFS(roots)
 }
 
 // onCard returns the path of a file with p's content in the boot
@@ -486,26 +484,14 @@ func (o *Options) makeLive(id string) error {
 			return fmt.Errorf("carrying the node's identity from %s: %w", from, err)
 		}
 	}
-	if err := syncfs(tmp); err != nil {
+	if err := atomicfile.SyncFS(tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, live); err != nil {
 		return err
 	}
 	o.logf("version %s: %s/%s made with this node's identity", id, versions.LiveDir, id)
-	return syncfs(filepath.Dir(live))
-}
-
-func syncfs(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Syncfs(fd); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncFS(filepath.Dir(live))
 }
 
 // toFetch estimates what downloading dst still takes: nothing if it is

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -85,6 +86,12 @@ type Node struct {
 	Root   string // "/" on the node
 	Config *plan.Backup
 	Log    func(format string, a ...any)
+	// From, when set, is another node of the inventory whose backups
+	// this one lists and restores (a freshly flashed card taking over a
+	// dead node's containers): the target holds one directory per node,
+	// DIR/NAME, and the other node's is its sibling. Such a Node never
+	// exports.
+	From string
 }
 
 // Options are the export options of one subvolume's snapshots.
@@ -93,11 +100,18 @@ func (n Node) Options(subvolume string) (Options, error) {
 	if t == nil {
 		return Options{}, fmt.Errorf("backup: no [backup.target] in the cluster config for this node")
 	}
+	dir := t.Dir
+	if n.From != "" {
+		if n.From == "." || n.From == ".." || strings.ContainsAny(n.From, "/ \t\n") {
+			return Options{}, fmt.Errorf("backup: from %q: want a node's name", n.From)
+		}
+		dir = path.Join(path.Dir(t.Dir), n.From)
+	}
 	return Options{
 		SnapshotDir: filepath.Join(n.Root, n.Config.Dir),
 		Prefix:      Prefix(subvolume),
 		Target: Target{
-			Host: t.Host, Port: t.Port, Dir: t.Dir,
+			Host: t.Host, Port: t.Port, Dir: dir,
 			Identity:   filepath.Join(n.Root, KeyFile),
 			KnownHosts: filepath.Join(n.Root, KnownHostsFile),
 		},
@@ -111,6 +125,9 @@ func (n Node) Options(subvolume string) (Options, error) {
 // export is seen without the journal. It goes on after a subvolume
 // fails and returns the first error.
 func (n Node) ExportAll(ctx context.Context) ([]Summary, error) {
+	if n.From != "" {
+		return nil, fmt.Errorf("backup: a node exports only its own snapshots, not %s's", n.From)
+	}
 	var sums []Summary
 	var first error
 	for _, sv := range Subvolumes(n.Config) {
@@ -137,8 +154,16 @@ func (n Node) ExportAll(ctx context.Context) ([]Summary, error) {
 
 // RestoredDir is where restores go by default: the snapshot
 // directory's restored/, beside the node's own snapshots but not among
-// them (an export never takes a restored snapshot for one of its own).
-func (n Node) RestoredDir() string { return filepath.Join(n.Root, n.Config.Dir, "restored") }
+// them (an export never takes a restored snapshot for one of its own);
+// another node's go into restored/from-NAME (nodes snapshot on the same
+// schedule, so their snapshots' names meet).
+func (n Node) RestoredDir() string {
+	d := filepath.Join(n.Root, n.Config.Dir, "restored")
+	if n.From != "" {
+		d = filepath.Join(d, "from-"+n.From)
+	}
+	return d
+}
 
 // Restore brings snapshot name (of whichever scheduled subvolume its
 // prefix names) back from the target into dir, "" for RestoredDir
@@ -170,11 +195,15 @@ func (n Node) Restore(ctx context.Context, name, dir string) (string, error) {
 
 // RestoreContainer brings container name back to what snapshot (of
 // ContainersSubvolume; "" for the newest the target holds) had: the
-// snapshot is restored beside the node's own (restored/, reused if an
-// earlier restore brought it), the container stopped if it runs, its
-// directory set aside, the snapshot's copy put in its place (reflinked
-// where the filesystem can) and the container started again if it ran.
-// A failure puts the set-aside directory back.
+// snapshot is restored beside the node's own (RestoredDir, reused if an
+// earlier restore brought it) and the container copied out of it
+// (reflinked where the filesystem can) while the container still runs.
+// Only then is it stopped, the copy exchanged with its directory in one
+// rename, and started again if it ran. A power cut at any point leaves
+// the container's directory whole, the old one or the restored one; the
+// copy (or the old directory after the exchange) waits under
+// RestoringDir, where LXC does not look for containers, and the next
+// restore removes it.
 func (n Node) RestoreContainer(ctx context.Context, name, snapshot string) error {
 	if name == "" || strings.ContainsAny(name, "/") || strings.HasPrefix(name, ".") {
 		return fmt.Errorf("backup: container %q: want a container's name", name)
@@ -206,39 +235,55 @@ func (n Node) RestoreContainer(ctx context.Context, name, snapshot string) error
 	if _, err := os.Stat(filepath.Join(src, "config")); err != nil {
 		return fmt.Errorf("backup: snapshot %s has no container %s: %w", snapshot, name, err)
 	}
-	dst := filepath.Join(n.Root, ContainersSubvolume, name)
+	lxc := filepath.Join(n.Root, ContainersSubvolume)
+	staging := filepath.Join(n.RestoringDir(), name)
+	if err := os.RemoveAll(staging); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(n.RestoringDir(), 0o700); err != nil {
+		return err
+	}
+	cut("copy")
+	if err := command(ctx, "cp", "-a", "--reflink=auto", "--", src, staging); err != nil {
+		os.RemoveAll(staging)
+		return err
+	}
+	// The copy is on disk before it takes the container's place.
+	if err := atomicfile.SyncFS(lxc); err != nil {
+		return err
+	}
+	cut("copied")
+	dst := filepath.Join(lxc, name)
 	running := lxcState(ctx, name) == "RUNNING"
 	if running {
 		if err := command(ctx, "lxc-stop", "-n", name); err != nil {
 			return err
 		}
 	}
-	aside := filepath.Join(n.Root, ContainersSubvolume, "."+name+".before-restore")
-	if err := os.RemoveAll(aside); err != nil {
+	if err := atomicfile.Exchange(staging, dst); err != nil {
 		return err
 	}
-	had := true
-	if err := os.Rename(dst, aside); err != nil {
-		if !os.IsNotExist(err) {
-			return err
-		}
-		had = false
-	}
-	if err := command(ctx, "cp", "-a", "--reflink=auto", "--", src, dst); err != nil {
-		os.RemoveAll(dst)
-		if had {
-			os.Rename(aside, dst)
-		}
-		return err
-	}
+	cut("exchanged")
 	if running {
 		if err := command(ctx, "lxc-start", "-n", name); err != nil {
-			return fmt.Errorf("%w (the restored copy stays; the one before is %s)", err, aside)
+			return fmt.Errorf("%w (the restored copy stays; the one before is %s)", err, staging)
 		}
 	}
 	n.Log("backup: container %s restored from %s%s", name, snapshot, map[bool]string{true: " and started", false: ""}[running])
-	return os.RemoveAll(aside)
+	return os.RemoveAll(staging)
 }
+
+// RestoringDir holds RestoreContainer's copy until it takes the
+// container's place, and the container's old directory after: in
+// ContainersSubvolume (one filesystem, so the exchange is a rename) but
+// one level below the containers, where LXC never finds a config to
+// start.
+func (n Node) RestoringDir() string {
+	return filepath.Join(n.Root, ContainersSubvolume, ".mkimage-restoring")
+}
+
+// cut is where tests stop a restore as a power cut would.
+var cut = func(step string) {}
 
 // command runs one of the node's programs (LXC's, cp), its output in
 // the error.
