@@ -32,6 +32,11 @@ import (
 //		}
 //
 //		chain ct-haproxy {
+//			ether saddr 00:16:3e:00:00:10 icmp type redirect counter packets 0 bytes 0 drop
+//			ether saddr 00:16:3e:00:00:10 ether type ip udp sport 67 counter packets 0 bytes 0 drop
+//			ether saddr 00:16:3e:00:00:10 icmpv6 type nd-router-advert counter packets 0 bytes 0 drop
+//			ether saddr 00:16:3e:00:00:10 icmpv6 type nd-redirect counter packets 0 bytes 0 drop
+//			ether saddr 00:16:3e:00:00:10 ether type ip6 udp sport 547 counter packets 0 bytes 0 drop
 //			ether saddr 00:16:3e:00:00:10 ip saddr 10.0.3.10 accept
 //			ether saddr 00:16:3e:00:00:10 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:10 arp saddr ip 10.0.3.10 accept
 //			ether saddr 00:16:3e:00:00:10 icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000003000000000000000000000010 @th,64,128 & 0xffc00000000000000000000000000000 != 0xfe800000000000000000000000000000 counter packets 0 bytes 0 drop
@@ -42,6 +47,7 @@ import (
 //		}
 //
 //		chain ct-web {
+//			(the same five router rules, with web's MAC)
 //			ether saddr 00:16:3e:00:00:11 ip saddr 10.0.3.11 accept
 //			ether saddr 00:16:3e:00:00:11 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:11 arp saddr ip 10.0.3.11 accept
 //			ether saddr 00:16:3e:00:00:11 ether type ip6 accept
@@ -56,7 +62,8 @@ import (
 //
 // Bridge prerouting sees every frame entering the bridge from a port,
 // whether it is forwarded to another container or delivered to the host.
-// The per-container chain is an allow list: anything else from the veth
+// The per-container chain first drops what only a router sends (see
+// routerRules), then is an allow list: anything else from the veth
 // (another source MAC, IPv4 or IPv6 address, forged ARP, VLAN-tagged or
 // other protocols) is dropped and counted in the chain's counters, which
 // Report adds up.
@@ -236,11 +243,41 @@ func antispoofRules(p pin) [][]expr.Any {
 		eq(expr.PayloadBaseNetworkHeader, 14, ip[:]),
 		[]expr.Any{accept})
 	drop := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
+	rules := append(routerRules(from), ipv4, arp)
 	if !p.ip6.IsValid() {
 		ipv6 := append(from(unix.ETH_P_IPV6), accept)
-		return [][]expr.Any{ipv4, arp, ipv6, drop}
+		return append(rules, ipv6, drop)
 	}
-	return append([][]expr.Any{ipv4, arp}, append(ipv6Rules(p, from(unix.ETH_P_IPV6), accept), drop)...)
+	return append(rules, append(ipv6Rules(p, from(unix.ETH_P_IPV6), accept), drop)...)
+}
+
+// routerRules drop, and count, what only the node as the bridge's router
+// may send, before any rule could accept it: ICMP redirects (IPv4 type 5,
+// ICMPv6 type 137) and router advertisements (ICMPv6 type 134), with
+// which a container would make the others send it their traffic, and
+// replies from a DHCP or DHCPv6 server port (UDP source port 67, 547),
+// with which it would hand them addresses and a gateway of its choice.
+// from matches the container's MAC and an ethertype. Every pinned
+// container gets them, with or without an ip6.
+func routerRules(from func(etherType uint16) []expr.Any) [][]expr.Any {
+	l4 := func(proto byte) []expr.Any {
+		return []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}}}
+	}
+	th := func(off uint32, data []byte) []expr.Any {
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: uint32(len(data))},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data},
+		}
+	}
+	drop := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
+	port := binaryutil.BigEndian.PutUint16
+	return [][]expr.Any{
+		slices.Concat(from(unix.ETH_P_IP), l4(unix.IPPROTO_ICMP), th(0, []byte{5}), drop),
+		slices.Concat(from(unix.ETH_P_IP), l4(unix.IPPROTO_UDP), th(0, port(67)), drop),
+		slices.Concat(from(unix.ETH_P_IPV6), l4(unix.IPPROTO_ICMPV6), th(0, []byte{134}), drop),
+		slices.Concat(from(unix.ETH_P_IPV6), l4(unix.IPPROTO_ICMPV6), th(0, []byte{137}), drop),
+		slices.Concat(from(unix.ETH_P_IPV6), l4(unix.IPPROTO_UDP), th(0, port(547)), drop),
+	}
 }
 
 // ipv6Rules hold a container with an ip6 to its addresses (see

@@ -102,6 +102,82 @@ func newUDPSink(t *testing.T, ns, addr string) *udpSink {
 	return s
 }
 
+// newICMPSink records the ICMP (v4 false) or ICMPv6 messages a raw
+// socket in namespace ns receives, whatever their type: the kernel hands
+// raw sockets a copy before it acts on (or ignores) a message. The key is
+// the type and the bytes after the message's first skip bytes.
+func newICMPSink(t *testing.T, ns string, v6 bool, skip int) *udpSink {
+	t.Helper()
+	network, addr := "ip4:icmp", "0.0.0.0"
+	if v6 {
+		network, addr = "ip6:ipv6-icmp", "::"
+	}
+	var c net.PacketConn
+	if err := testenv.InNetns(ns, func() (err error) {
+		c, err = net.ListenPacket(network, addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s := &udpSink{got: map[string]bool{}}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n > skip {
+				s.mu.Lock()
+				s.got[fmt.Sprintf("%d %s", buf[0], buf[skip:n])] = true
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+// sendICMP sends one ICMP (to an IPv4 dst) or ICMPv6 message of type typ
+// and code 0, body after its checksum, from namespace ns and address src
+// ("" for the kernel's choice). The kernel sums ICMPv6; IPv4 is summed
+// here.
+func sendICMP(ns, src, dst string, typ byte, body []byte) error {
+	return testenv.InNetns(ns, func() error {
+		d := netip.MustParseAddr(dst)
+		network := "ip4:icmp"
+		if d.Is6() {
+			network = "ip6:ipv6-icmp"
+		}
+		var la *net.IPAddr
+		if src != "" {
+			la = &net.IPAddr{IP: net.ParseIP(src)}
+		}
+		c, err := net.DialIP(network, la, &net.IPAddr{IP: d.AsSlice()})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		msg := append([]byte{typ, 0, 0, 0}, body...)
+		if d.Is4() {
+			var sum uint32
+			for i := 0; i < len(msg); i += 2 {
+				w := uint32(msg[i]) << 8
+				if i+1 < len(msg) {
+					w |= uint32(msg[i+1])
+				}
+				sum += w
+			}
+			for sum > 0xffff {
+				sum = sum>>16 + sum&0xffff
+			}
+			binary.BigEndian.PutUint16(msg[2:], ^uint16(sum))
+		}
+		_, err = c.Write(msg)
+		return err
+	})
+}
+
 // udpNet is "udp4" or "udp6" for a's family; a "udp6" socket is IPv6
 // only, so one on [::] and one on an IPv4 address share a port.
 func udpNet(a netip.Addr) string {
@@ -125,11 +201,13 @@ func (s *udpSink) saw(payload string) bool {
 }
 
 // sendUDP sends payload from namespace ns, from address src ("" for the
-// kernel's choice), to dst (IPv4 or IPv6, "[fe80::1%eth0]:5600" too).
+// kernel's choice; "10.0.3.10:67" or "[fd00:3::10]:547" with a port), to dst (IPv4 or IPv6, "[fe80::1%eth0]:5600" too).
 func sendUDP(ns, src, dst, payload string) error {
 	return testenv.InNetns(ns, func() error {
 		var la *net.UDPAddr
-		if src != "" {
+		if sp, err := netip.ParseAddrPort(src); err == nil {
+			la = net.UDPAddrFromAddrPort(sp)
+		} else if src != "" {
 			la = &net.UDPAddr{IP: net.ParseIP(src)}
 		}
 		ap := netip.MustParseAddrPort(dst)
@@ -332,6 +410,11 @@ const antispoofRuleset = `table bridge nodeinit {
 	}
 
 	chain ct-haproxy {
+		ether saddr 00:16:3e:00:00:10 icmp type redirect counter packets 0 bytes 0 drop
+		ether saddr 00:16:3e:00:00:10 ether type ip udp sport 67 counter packets 0 bytes 0 drop
+		ether saddr 00:16:3e:00:00:10 icmpv6 type nd-router-advert counter packets 0 bytes 0 drop
+		ether saddr 00:16:3e:00:00:10 icmpv6 type nd-redirect counter packets 0 bytes 0 drop
+		ether saddr 00:16:3e:00:00:10 ether type ip6 udp sport 547 counter packets 0 bytes 0 drop
 		ether saddr 00:16:3e:00:00:10 ip saddr 10.0.3.10 accept
 		ether saddr 00:16:3e:00:00:10 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:10 arp saddr ip 10.0.3.10 accept
 		ether saddr 00:16:3e:00:00:10 icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000003000000000000000000000010 @th,64,128 & 0xffc00000000000000000000000000000 != 0xfe800000000000000000000000000000 counter packets 0 bytes 0 drop
@@ -342,6 +425,11 @@ const antispoofRuleset = `table bridge nodeinit {
 	}
 
 	chain ct-i2p-router-for-tests {
+		ether saddr 00:16:3e:00:00:11 icmp type redirect counter packets 0 bytes 0 drop
+		ether saddr 00:16:3e:00:00:11 ether type ip udp sport 67 counter packets 0 bytes 0 drop
+		ether saddr 00:16:3e:00:00:11 icmpv6 type nd-router-advert counter packets 0 bytes 0 drop
+		ether saddr 00:16:3e:00:00:11 icmpv6 type nd-redirect counter packets 0 bytes 0 drop
+		ether saddr 00:16:3e:00:00:11 ether type ip6 udp sport 547 counter packets 0 bytes 0 drop
 		ether saddr 00:16:3e:00:00:11 ip saddr 10.0.3.11 accept
 		ether saddr 00:16:3e:00:00:11 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:11 arp saddr ip 10.0.3.11 accept
 		ether saddr 00:16:3e:00:00:11 ether type ip6 accept
@@ -428,6 +516,29 @@ func TestAntispoof(t *testing.T) {
 	node6 := newUDPSink(t, N, "[::]:5600")
 	peer := newUDPSink(t, ns[i2p], "10.0.3.11:5600")
 	peer6 := newUDPSink(t, ns[i2p], "[fd00:3::11]:5600")
+	// What only a router sends, to a peer: ICMP, ICMPv6 (the sink on
+	// haproxy gets i2p's), a DHCP reply and a DHCPv6 reply.
+	peerICMP, peerICMP6, haproxyICMP6 := newICMPSink(t, ns[i2p], false, 8), newICMPSink(t, ns[i2p], true, 16), newICMPSink(t, ns[haproxy], true, 16)
+	peerDHCP, peerDHCP6 := newUDPSink(t, ns[i2p], "10.0.3.11:68"), newUDPSink(t, ns[i2p], "[fd00:3::11]:546")
+	// icmp sends a message of type typ from container ct to dst, its
+	// payload after a body of zeros (skip-4 bytes: after the type, code
+	// and checksum, up to where the sink keys).
+	// The sender's neighbour entry for the peer is pinned to the peer's
+	// MAC: the ARP cases above teach it a forged one when unfiltered.
+	pinPeer := func(t *testing.T, ct, dst string) {
+		mac := map[string]string{"10.0.3.11": macOf[i2p], "fd00:3::11": macOf[i2p], "fd00:3::10": macOf[haproxy]}[dst]
+		sh(t, "ip", "-n", ns[ct], "neigh", "replace", dst, "lladdr", mac, "dev", "eth0", "nud", "permanent")
+		t.Cleanup(func() { sh(t, "ip", "-n", ns[ct], "neigh", "del", dst, "dev", "eth0") })
+	}
+	icmp := func(ct, dst string, typ byte, skip int, sink *udpSink) func(t *testing.T, payload string) bool {
+		return func(t *testing.T, payload string) bool {
+			pinPeer(t, ct, dst)
+			if err := sendICMP(ns[ct], "", dst, typ, append(make([]byte, skip-4), payload...)); err != nil {
+				t.Fatal(err)
+			}
+			return sink.saw(fmt.Sprintf("%d %s", typ, payload))
+		}
+	}
 
 	// forgeFrom sends from an extra address of container ct to the
 	// bridge's address gw (IPv4 or IPv6); the node's MAC is pinned in the
@@ -580,6 +691,26 @@ func TestAntispoof(t *testing.T) {
 		{"ARP request claiming another container's IP", i2p, true, arp("00:16:3e:00:00:11", "10.0.3.10", "10.0.3.1")},
 		{"gratuitous ARP claiming another container's IP", i2p, true, arp("00:16:3e:00:00:11", "10.0.3.10", "10.0.3.10")},
 		{"ARP with a forged sender MAC", i2p, true, arp(fakeMAC, "10.0.3.11", "10.0.3.1")},
+		{"ICMP echo to the other container", haproxy, false, icmp(haproxy, "10.0.3.11", 8, 8, peerICMP)},
+		{"ICMP redirect", haproxy, true, icmp(haproxy, "10.0.3.11", 5, 8, peerICMP)},
+		{"ICMPv6 echo to the other container", haproxy, false, icmp(haproxy, "fd00:3::11", 128, 16, peerICMP6)},
+		{"router advertisement", haproxy, true, icmp(haproxy, "fd00:3::11", 134, 16, peerICMP6)},
+		{"ICMPv6 redirect", haproxy, true, icmp(haproxy, "fd00:3::11", 137, 16, peerICMP6)},
+		{"router advertisement from a container without ip6", i2p, true, icmp(i2p, "fd00:3::10", 134, 16, haproxyICMP6)},
+		{"DHCP server reply", haproxy, true, func(t *testing.T, payload string) bool {
+			pinPeer(t, haproxy, "10.0.3.11")
+			if err := sendUDP(ns[haproxy], "10.0.3.10:67", "10.0.3.11:68", payload); err != nil {
+				t.Fatal(err)
+			}
+			return peerDHCP.saw(payload)
+		}},
+		{"DHCPv6 server reply", haproxy, true, func(t *testing.T, payload string) bool {
+			pinPeer(t, haproxy, "fd00:3::11")
+			if err := sendUDP(ns[haproxy], "[fd00:3::10]:547", "[fd00:3::11]:546", payload); err != nil {
+				t.Fatal(err)
+			}
+			return peerDHCP6.saw(payload)
+		}},
 	}
 	run := func(phase string, rules bool) {
 		for i, tc := range cases {
