@@ -124,6 +124,7 @@ echo "E2E: c3 state $(lxc-info -n c3 -sH 2>&1) label $(cat /proc/$(lxc-info -n c
 echo "E2E: c3 configured $(cat /var/lib/lxc/c3/rootfs/var/lib/mkimage/debroot/configured 2>&1)"
 echo "E2E: c3 init $(lxc-attach -n c3 -- cat /proc/1/comm 2>&1) hostname $(lxc-attach -n c3 -- cat /etc/hostname 2>&1)"
 if ping -c 2 -W 5 10.0.5.12 >/dev/null 2>&1; then echo "E2E: ping c3 ok"; else echo "E2E: ping c3 failed"; fi
+echo "E2E: c3 resolv.conf $(lxc-attach -n c3 -- cat /etc/resolv.conf 2>&1 | grep -v '^#' | tr '\n' ' ')"
 [ "$(lxc-info -n c3 -sH 2>/dev/null)" = RUNNING ] || lxc-start -n c3 -F -l DEBUG -o /dev/stdout 2>&1 | tail -n 30 | sed 's/^/E2E-c3: /'
 echo "E2E: apparmor $(cat /sys/module/apparmor/parameters/enabled 2>&1) lsm $(cat /sys/kernel/security/lsm 2>&1)"
 echo "E2E: c1 label $(cat /proc/$(lxc-info -n c1 -pH)/attr/current 2>&1)"
@@ -457,6 +458,8 @@ func checkDebianReport(t *testing.T, boot int, console string) string {
 		"E2E: c3 state RUNNING label lxc-c3_</var/lib/lxc>//&:lxc-c3_<-var-lib-lxc>:unconfined (enforce)",
 		"E2E: c3 init systemd hostname c3",
 		"E2E: ping c3 ok",
+		// Its address is pinned, so nodeinit gave it the node's DNS.
+		"E2E: c3 resolv.conf search deb.lan nameserver 10.0.2.3 ",
 		"E2E: lxcfs mounted",
 		"E2E: apparmor Y",
 		// Confined by the profile LXC generated for it, and lxcfs was

@@ -136,7 +136,7 @@ func (r *runner) network() error {
 	return r.resolvConf()
 }
 
-const generated = "# written by nodeinit from the cluster config\n"
+const generated = plan.Generated
 
 func networkdFile(p plan.Plan) string {
 	var b strings.Builder
@@ -200,22 +200,14 @@ func netmask(bits int) string {
 // resolvConf writes /etc/resolv.conf for ifupdown roots, unless it is a
 // symlink (resolvconf, systemd-resolved manage it then).
 func (r *runner) resolvConf() error {
-	p := r.id.Plan
-	if len(p.DNS) == 0 {
+	conf := r.id.Plan.ResolvConf()
+	if conf == nil {
 		return nil
 	}
 	if fi, err := os.Lstat(r.path("etc/resolv.conf")); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		return nil
 	}
-	var b strings.Builder
-	b.WriteString(generated)
-	if p.Domain != "" {
-		fmt.Fprintf(&b, "search %s\n", p.Domain)
-	}
-	for _, d := range p.DNS {
-		fmt.Fprintf(&b, "nameserver %s\n", d)
-	}
-	return atomicfile.WriteFile(r.path("etc/resolv.conf"), []byte(b.String()), 0o644)
+	return atomicfile.WriteFile(r.path("etc/resolv.conf"), conf, 0o644)
 }
 
 // authorizedKeys adds the cluster's keys to root's authorized_keys,

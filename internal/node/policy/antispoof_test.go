@@ -402,6 +402,16 @@ func drops(t *testing.T, ns string) map[string]uint64 {
 	return d
 }
 
+// routerRuleLines are routerRules for a container with MAC mac, as nft
+// lists them in a chain.
+func routerRuleLines(mac string) string {
+	var b strings.Builder
+	for _, m := range []string{"icmp type redirect", "ether type ip udp sport 67", "icmpv6 type nd-router-advert", "icmpv6 type nd-redirect", "ether type ip6 udp sport 547"} {
+		fmt.Fprintf(&b, "\t\tether saddr %s %s counter packets 0 bytes 0 drop\n", mac, m)
+	}
+	return b.String()
+}
+
 const antispoofRuleset = `table bridge nodeinit {
 	chain prerouting {
 		type filter hook prerouting priority filter; policy accept;

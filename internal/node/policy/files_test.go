@@ -344,3 +344,81 @@ func TestBackupTarget(t *testing.T) {
 		t.Errorf("console lines:\n%s", strings.Join(logged, "\n"))
 	}
 }
+
+// A container the build placed gets the node's DNS servers in its
+// resolv.conf unless its root has its own; a link in its root is never
+// followed.
+func TestContainerResolvConf(t *testing.T) {
+	ours := generated + "search seed.lan\nnameserver 192.168.142.1\n"
+	for _, tc := range []struct {
+		name    string
+		setup   func(t *testing.T, rootfs, outside string)
+		dns     []string
+		want    string // resolv.conf afterwards; "" for missing
+		wantErr string
+	}{
+		{name: "no etc", want: ours},
+		{name: "empty file", setup: func(t *testing.T, rootfs, _ string) { put(t, filepath.Join(rootfs, "etc/resolv.conf"), "\n") }, want: ours},
+		{name: "written before", setup: func(t *testing.T, rootfs, _ string) {
+			put(t, filepath.Join(rootfs, "etc/resolv.conf"), generated+"nameserver 10.9.9.9\n")
+		}, want: ours},
+		{name: "the image's own", setup: func(t *testing.T, rootfs, _ string) {
+			put(t, filepath.Join(rootfs, "etc/resolv.conf"), "nameserver 9.9.9.9\n")
+		}, want: "nameserver 9.9.9.9\n"},
+		{name: "symlink", setup: func(t *testing.T, rootfs, _ string) {
+			put(t, filepath.Join(rootfs, "etc/x"), "")
+			if err := os.Symlink("../run/systemd/resolve/stub-resolv.conf", filepath.Join(rootfs, "etc/resolv.conf")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "etc is a link out of the root", setup: func(t *testing.T, rootfs, outside string) {
+			if err := os.MkdirAll(rootfs, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, filepath.Join(rootfs, "etc")); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "/var/lib/lxc/web/rootfs/etc is not a directory"},
+		{name: "no DNS", dns: []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, outside := t.TempDir(), t.TempDir()
+			rootfs := filepath.Join(root, "var/lib/lxc/web/rootfs")
+			put(t, filepath.Join(root, "var/lib/lxc/web/config"), plan.AutostartMarker+"\nlxc.rootfs.path = dir:/var/lib/lxc/web/rootfs\n")
+			if err := os.MkdirAll(rootfs, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if tc.setup != nil {
+				tc.setup(t, rootfs, outside)
+			}
+			dns := []string{"192.168.142.1"}
+			if tc.dns != nil {
+				dns = tc.dns
+			}
+			ct := plan.Container{Name: "web", IP: "10.0.3.10/24", MAC: "00:16:3e:00:00:10"}
+			env := Env{Root: root, Log: (&lines{}).logf, Node: plan.Plan{Name: "node01", DNS: dns, Domain: "seed.lan",
+				LXC: &plan.LXC{Bridge: "lxcbr0", Address: "10.0.3.1/24", Network: "veth", Containers: []plan.Container{ct}}}}
+			err := pinContainer(env, ct)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("error %v, want %q", err, tc.wantErr)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+				t.Errorf("wrote %d files outside the container's root", len(ents))
+			}
+			got, err := os.ReadFile(filepath.Join(rootfs, "etc/resolv.conf"))
+			if tc.want == "" {
+				if err == nil {
+					t.Errorf("resolv.conf written: %q", got)
+				}
+				return
+			}
+			if string(got) != tc.want {
+				t.Errorf("resolv.conf %q (%v), want %q", got, err, tc.want)
+			}
+		})
+	}
+}

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const generated = "# written by nodeinit from the cluster config\n"
+const generated = plan.Generated
 
 // LXC creates and addresses the bridge (IPv4, and IPv6 with address6),
 // writes the root's default container network and pins each of this
@@ -159,14 +159,64 @@ func pinContainer(env Env, ct plan.Container) error {
 	prefixes := []string{"lxc.net.0."}
 	// A container the build placed is in every node's image with
 	// lxc.start.auto = 0: it starts on its own node only, this one.
+	built := false
 	if b, err := os.ReadFile(conf); err == nil && bytes.HasPrefix(b, []byte(plan.AutostartMarker+"\n")) {
+		built = true
 		prefixes = append(prefixes, "lxc.start.auto")
 		lines = append(lines, "lxc.start.auto = 1")
 	}
 	if err := rewrite(conf, prefixes, lines, false); err != nil {
 		return fmt.Errorf("container %s: %w", name, err)
 	}
+	if built {
+		if err := containerResolvConf(env, name); err != nil {
+			return fmt.Errorf("container %s: %w", name, err)
+		}
+	}
 	return nil
+}
+
+// containerResolvConf gives a container the build placed the node's DNS
+// servers in its /etc/resolv.conf: its address is pinned, so no DHCP
+// tells it any. A file the container's root brings with content (not one
+// nodeinit wrote), or a symlink (resolvconf, systemd-resolved), is its
+// own and kept. The root and its etc must be directories, not symlinks:
+// the root is the container's, and a path through a link of its could
+// write into the node's.
+func containerResolvConf(env Env, name string) error {
+	conf := env.Node.ResolvConf()
+	if conf == nil {
+		return nil
+	}
+	rootfs := filepath.Join(env.Root, "var/lib/lxc", name, "rootfs")
+	for _, d := range []string{rootfs, filepath.Join(rootfs, "etc")} {
+		fi, err := os.Lstat(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			if d == rootfs {
+				return nil // not unpacked: nothing to write into
+			}
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory (%s): no resolv.conf written", strings.TrimPrefix(d, env.Root), fi.Mode().Type())
+		}
+	}
+	p := filepath.Join(rootfs, "etc/resolv.conf")
+	if fi, err := os.Lstat(p); err == nil {
+		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		if old, err := os.ReadFile(p); err != nil || (len(bytes.TrimSpace(old)) > 0 && !bytes.HasPrefix(old, []byte(generated))) {
+			return err
+		}
+	}
+	return atomicfile.WriteFileIfChanged(p, conf, 0o644)
 }
 
 // addrOf is the address of an address/prefix ("10.0.3.1/24": 10.0.3.1).

@@ -292,7 +292,7 @@ func TestWorkerAndGateway(t *testing.T) {
 		if _, err := exec.LookPath("nft"); err == nil {
 			want := "table ip nodeinit {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tip saddr 10.0.3.0/24 ip daddr != 10.0.3.0/24 masquerade\n\t}\n}\n" +
 				"table bridge nodeinit {\n\tchain prerouting {\n\t\ttype filter hook prerouting priority filter; policy accept;\n\t\tiifname \"vc-haproxy\" jump ct-haproxy\n\t}\n\n" +
-				"\tchain ct-haproxy {\n\t\tether saddr 00:16:3e:00:00:10 ip saddr 10.0.3.10 accept\n" +
+				"\tchain ct-haproxy {\n" + routerRuleLines("00:16:3e:00:00:10") + "\t\tether saddr 00:16:3e:00:00:10 ip saddr 10.0.3.10 accept\n" +
 				"\t\tether saddr 00:16:3e:00:00:10 arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 00:16:3e:00:00:10 arp saddr ip 10.0.3.10 accept\n" +
 				"\t\tether saddr 00:16:3e:00:00:10 ether type ip6 accept\n\t\tcounter packets 0 bytes 0 drop\n\t}\n}\n"
 			if got := sh(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset"); got != want {
