@@ -2,6 +2,7 @@ package update
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -59,6 +60,41 @@ func FuzzVerifyChannel(f *testing.F) {
 			again, err := c.Marshal()
 			if err != nil || !bytes.HasPrefix(in, again) {
 				t.Fatalf("accepted %q, which Marshal writes as %q (%v)", in, again, err)
+			}
+		}
+	})
+}
+
+// FuzzVerifyReport feeds VerifyReport what any host that reaches the
+// build host's status server can send: a body and the two headers. Each
+// body is tried as it comes and signed by a key of the fuzzer's, so the
+// JSON parser and the name check see it. Nothing may panic, and an
+// accepted report names a node by a name that is safe as a file name and
+// came from a body within MaxReportSize.
+func FuzzVerifyReport(f *testing.F) {
+	key := testKey(7, "node01")
+	good, pub, sig, err := SignReport(Report{Node: "node01", Boot: "b"}, key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good, pub, sig)
+	f.Add([]byte(`{"node":"../../etc/passwd"}`), pub, sig)
+	f.Add([]byte(`{"node":"Node01","status":{"versions":[{}]}}`), "x", "AAAA")
+	f.Fuzz(func(t *testing.T, body []byte, keyHeader, sigHeader string) {
+		signed := string(bytes.TrimSuffix(Sign(body, key), []byte("\n")))
+		for _, h := range [][2]string{{keyHeader, sigHeader}, {pub, signed}} {
+			r, k, err := VerifyReport(body, h[0], h[1])
+			if err != nil {
+				continue
+			}
+			if len(body) > MaxReportSize {
+				t.Fatalf("accepted a body of %d bytes", len(body))
+			}
+			if err := CheckNodeName(r.Node); err != nil || strings.ContainsAny(r.Node, "/\\") {
+				t.Fatalf("accepted node name %q: %v", r.Node, err)
+			}
+			if h[1] == signed && !SameKey(k, key.Public()) {
+				t.Fatalf("accepted under key %s, signed by %s", k, key.Public())
 			}
 		}
 	})
