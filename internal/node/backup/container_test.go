@@ -119,6 +119,11 @@ func TestRestoreContainer(t *testing.T) {
 
 	for _, step := range []string{"copy", "copied", "exchanged"} {
 		put("c1/rootfs/data", "changed")
+		if step == "copy" {
+			// What a copy cut half way by an earlier kill left.
+			put(".mkimage-restoring/c1/config", "lxc.uts.name = c1\n")
+			put(".mkimage-restoring/c1/rootfs/big", "part")
+		}
 		spec, err := json.Marshal(a.Config)
 		if err != nil {
 			t.Fatal(err)

@@ -261,6 +261,11 @@ func (n Node) RestoreContainer(ctx context.Context, name, snapshot string) error
 		}
 	}
 	if err := atomicfile.Exchange(staging, dst); err != nil {
+		if running {
+			if serr := command(ctx, "lxc-start", "-n", name); serr != nil {
+				err = fmt.Errorf("%w; starting it again: %w", err, serr)
+			}
+		}
 		return err
 	}
 	cut("exchanged")
