@@ -2,6 +2,7 @@ package registry
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -66,4 +67,59 @@ func TestParseImageManifest(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
+}
+
+// FuzzParseImageManifest: a registry (or whoever answers for it) may send
+// anything as a container image's manifest. No input panics, and what is
+// accepted has a container config and 1 to MaxImageLayers layers of the
+// known tar types, each digest sha256 (it goes into a URL path and a
+// cache file name) and each size in range.
+func FuzzParseImageManifest(f *testing.F) {
+	good, _ := json.Marshal(Manifest{SchemaVersion: 2, MediaType: MediaTypeManifest,
+		Config: Descriptor{MediaType: MediaTypeImageConfig, Digest: DigestOf([]byte("c")), Size: 1},
+		Layers: []Descriptor{{MediaType: ImageLayerTypes[1], Digest: DigestOf([]byte("l")), Size: 1}}})
+	f.Add(good, MediaTypeManifest)
+	f.Add(good, MediaTypeDockerManifest)
+	f.Add([]byte(`{"schemaVersion":2,"layers":[{"digest":"sha256:../../x","size":-1}]}`), MediaTypeManifest)
+	f.Fuzz(func(t *testing.T, b []byte, mt string) {
+		m, err := parseImageManifest(b, mt)
+		if err != nil {
+			return
+		}
+		if m.Config.MediaType != MediaTypeImageConfig && m.Config.MediaType != MediaTypeDockerConfig {
+			t.Fatalf("accepted config %+v", m.Config)
+		}
+		if checkDescriptor(m.Config, MaxImageConfig) != nil || len(m.Layers) == 0 || len(m.Layers) > MaxImageLayers {
+			t.Fatalf("accepted config %+v with %d layers", m.Config, len(m.Layers))
+		}
+		for _, l := range m.Layers {
+			if !blobDigestRE.MatchString(l.Digest) || l.Size < 0 || l.Size > MaxLayerSize || !slices.Contains(ImageLayerTypes, l.MediaType) {
+				t.Fatalf("accepted layer %+v", l)
+			}
+		}
+	})
+}
+
+// FuzzPickPlatform: no index panics pickPlatform, and the entry it
+// chooses is a linux/arm64 image manifest (v8 or no variant) with a
+// sha256 digest and a size within MaxManifestSize.
+func FuzzPickPlatform(f *testing.F) {
+	d := Descriptor{MediaType: MediaTypeManifest, Digest: DigestOf([]byte("m")), Size: 10}
+	good, _ := json.Marshal(Index{SchemaVersion: 2, MediaType: MediaTypeImageIndex, Manifests: []IndexEntry{
+		{d, &Platform{OS: "linux", Architecture: "amd64"}}, {d, &Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}}})
+	f.Add(good)
+	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"platform":null}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := pickPlatform(b, "arm64")
+		if err != nil {
+			return
+		}
+		p := e.Platform
+		if p == nil || p.OS != "linux" || p.Architecture != "arm64" || (p.Variant != "" && p.Variant != "v8") {
+			t.Fatalf("chose %+v", e)
+		}
+		if (e.MediaType != MediaTypeManifest && e.MediaType != MediaTypeDockerManifest) || checkDescriptor(e.Descriptor, MaxManifestSize) != nil {
+			t.Fatalf("chose %+v", e.Descriptor)
+		}
+	})
 }
