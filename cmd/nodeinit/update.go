@@ -36,10 +36,12 @@ the node's update command:
       (mkimage fleet rollout opens them). --reboot, when the node reports to
       a build host (/etc/mkimage/status-url), first waits for a reboot lease
       so no more than K nodes reboot at once
-  nodeinit update check [--no-reboot] [--keep N] [--hook-timeout D]
+  nodeinit update check [--no-reboot] [--keep N] [--hook-timeout D] [--fallback-wait D]
       at every boot: run the health checks of a version being tried and
-      commit it, or reboot when one fails; record a version that used
-      up its tries as bad
+      commit it, or reboot when one fails (after a reboot lease, when the
+      build host can be reached and grants one within --fallback-wait;
+      without one otherwise); record a version that used up its tries
+      as bad
   nodeinit update status [--json]
       the versions on this card: good, trying, bad and why
   nodeinit update report [URL]
@@ -104,6 +106,7 @@ func command(args []string, stdout, stderr io.Writer) int {
 	channel := fs.String("channel", "", "apply: follow the signed channel document at this URL")
 	leaseWait := fs.Duration("lease-wait", 30*time.Minute, "apply --reboot: the longest wait for a reboot lease before giving up the reboot")
 	noReboot := fs.Bool("no-reboot", false, "check: do not reboot when a check fails")
+	fallbackWait := fs.Duration("fallback-wait", 10*time.Minute, "check: the longest wait for a reboot lease before falling back anyway")
 	keep := fs.Int("keep", 1, "check, prune: old versions to keep besides good, tried and running")
 	hookTimeout := fs.Duration("hook-timeout", 10*time.Minute, "check: time each health check may take")
 	asJSON := fs.Bool("json", false, "status: print JSON")
@@ -169,6 +172,14 @@ func command(args []string, stdout, stderr io.Writer) int {
 		_, err = card.Check(ctx, updater.CheckOptions{HookTimeout: *hookTimeout, Keep: *keep})
 		if errors.Is(err, updater.ErrCheckFailed) && !*noReboot {
 			logf("%v; rebooting", err)
+			// A bad wave fails on many nodes at once: they fall back a
+			// few at a time where a build host hands out leases, but
+			// never wait on one that cannot be reached.
+			if su := card.StatusURL(); su != "" {
+				if lerr := card.FallbackLease(ctx, su, *fallbackWait, 0); lerr != nil {
+					logf("%v; rebooting without a lease", lerr)
+				}
+			}
 			card.Close()
 			if rerr := rebootNode(logf); rerr != nil {
 				err = errors.Join(err, rerr)

@@ -145,6 +145,26 @@ func TestLease(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("lease after node-01 came back: %v", err)
 	}
+	// The fallback out of a failed version waits while others reboot
+	// and gets its lease when one comes back, but gives up at once on a
+	// host it cannot reach, where Lease keeps asking.
+	go func() { done <- a.FallbackLease(ctx, srv.URL, 5*time.Second, 10*time.Millisecond) }()
+	time.Sleep(50 * time.Millisecond)
+	b.BootID = "boot-b2" // node-02 came back up
+	if err := b.Report(ctx, srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("fallback lease after node-02 came back: %v", err)
+	}
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	if err := b.FallbackLease(ctx, gone.URL, 5*time.Second, 10*time.Millisecond); err == nil || !strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no reboot lease") {
+		t.Errorf("fallback lease from a host that is down: %v, want the first refusal", err)
+	}
+	if err := b.Lease(ctx, gone.URL, 300*time.Millisecond, 10*time.Millisecond); err == nil || !strings.Contains(err.Error(), "no reboot lease") {
+		t.Errorf("lease from a host that is down: %v, want it to keep asking until its wait ends", err)
+	}
 	// A server refusing for good (another key pinned) is no reason to wait.
 	os.WriteFile(filepath.Join(st.Dir, "node-03.pub"), []byte(updatetest.Key(9).Public().String()+"\n"), 0o644)
 	a.Node = "node-03"

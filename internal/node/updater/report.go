@@ -141,6 +141,21 @@ func (c *Card) bootID() string {
 // if set, until it is granted or wait has passed. The server ends the
 // lease at the node's first report from its next boot.
 func (c *Card) Lease(ctx context.Context, base string, wait, poll time.Duration) error {
+	return c.lease(ctx, base, wait, poll, true)
+}
+
+// FallbackLease is Lease for the reboot out of a version whose checks
+// failed, which must happen: it waits (up to wait) only while the build
+// host answers that others are rebooting, and gives up at once when the
+// host cannot be reached or refuses, so a node whose network is what
+// failed falls back without delay. The caller reboots either way.
+func (c *Card) FallbackLease(ctx context.Context, base string, wait, poll time.Duration) error {
+	return c.lease(ctx, base, wait, poll, false)
+}
+
+// lease is Lease; unreachable says whether to keep asking a host that
+// cannot be reached.
+func (c *Card) lease(ctx context.Context, base string, wait, poll time.Duration, unreachable bool) error {
 	u, body, key, sig, err := c.signedStatus(base, update.LeasePath)
 	if err != nil {
 		return err
@@ -158,6 +173,8 @@ func (c *Card) Lease(ctx context.Context, base string, wait, poll time.Duration)
 		case errors.As(err, &refused) && refused.code == http.StatusTooManyRequests:
 			c.Log("waiting for a reboot lease: %d nodes are rebooting (%s), at most %d at once", len(ans.answer.Held), strings.Join(ans.answer.Held, ", "), ans.answer.Max)
 		case errors.As(err, &refused):
+			return fmt.Errorf("reboot lease: POST %s: %w", u, err)
+		case !unreachable:
 			return fmt.Errorf("reboot lease: POST %s: %w", u, err)
 		default:
 			c.Log("reboot lease: POST %s: %v; asking again", u, err)
