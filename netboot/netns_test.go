@@ -184,7 +184,9 @@ func (l *logLines) String() string {
 // TestSignedNetinstall runs netinstall in a node namespace against the
 // project's HTTP server in another, serving a signed tree the netboot
 // package wrote: a tampered image and a manifest signed by another key
-// are refused with nothing written to the card (a file) and the reason
+// are refused with nothing written to the card (a file; an image
+// tampered in a later range leaves the earlier ranges and no partition
+// table) and the reason
 // on the console, and the step's retry succeeds once the server is
 // fixed; a server that stalls or drops the connection half way through
 // a range is resumed, and the card is written and verified.
@@ -205,6 +207,7 @@ func TestSignedNetinstall(t *testing.T) {
 		name   string
 		broken func()   // what is wrong on the server at first
 		refuse string   // the console line saying why, "" if none
+		later  bool     // refused after earlier ranges were written
 		fault  string   // "stall" or "drop"
 		want   []string // console lines of the run
 	}{
@@ -213,6 +216,13 @@ func TestSignedNetinstall(t *testing.T) {
 			b[1000] ^= 0xff // in the first range: the map's sum no longer matches
 			os.WriteFile(img, b, 0o644)
 		}, want: []string{"blocks 0-1023 of http://10.81.0.1:", ", the map says ", "not written"}},
+		// In a later range, after the first ones were written: what is
+		// on the card then must not boot as an image.
+		{name: "tampered later range", refuse: "sha256", later: true, broken: func() {
+			b := bytes.Clone(orig)
+			b[(5<<20)+1000] ^= 0xff
+			os.WriteFile(img, b, 0o644)
+		}, want: []string{", the map says ", "not written"}},
 		{name: "signed by another key", refuse: "not a signature", broken: func() {
 			doc, _ := os.ReadFile(filepath.Join(dir, update.NetbootFile))
 			os.WriteFile(sig, update.Sign(doc, other), 0o644)
@@ -238,7 +248,15 @@ func TestSignedNetinstall(t *testing.T) {
 					// The step failed; before it tries again: nothing
 					// written, then the server is fixed.
 					now, _ := os.ReadFile(dst)
-					untouched.Store(bytes.Equal(now, used))
+					if c.later {
+						// Earlier ranges are on the card, but its
+						// partition table is gone (erased before the
+						// first write, written after the last): no
+						// half-written image to boot.
+						untouched.Store(bytes.Equal(now[:512], make([]byte, 512)) && !bytes.Equal(now[512:4<<20], used[512:4<<20]))
+					} else {
+						untouched.Store(bytes.Equal(now, used))
+					}
 					fix()
 				}
 			}
