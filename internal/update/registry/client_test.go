@@ -71,3 +71,38 @@ func TestBearer(t *testing.T) {
 		t.Errorf("absent blob: %v, want ErrNotFound", err)
 	}
 }
+
+// TestTLS: a registry off loopback is spoken to over HTTPS. With the CA
+// that signed its certificate a push and a pull go through; a client
+// that does not trust it, or speaks plain HTTP to it, is refused and
+// says why.
+func TestTLS(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{TLS: true})
+	ref, err := ParseRef(reg.Host() + "/fleet/node:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Loopback() {
+		t.Fatalf("%s counts as loopback: the test would not use HTTPS", ref.Host)
+	}
+	ctx := context.Background()
+	d, open := blob("over tls")
+	c := New(nil, reg.Transport(reg.CA), false)
+	if u := c.BlobURL(ref, d.Digest); !strings.HasPrefix(u, "https://"+registrytest.TLSName+":") {
+		t.Fatalf("blob URL %s, want https", u)
+	}
+	if pushed, err := c.PushBlob(ctx, ref, d, open); err != nil || !pushed {
+		t.Fatalf("push over HTTPS: %v %v", pushed, err)
+	}
+	if b, err := c.GetBlob(ctx, ref, d, 100); err != nil || string(b) != "over tls" {
+		t.Fatalf("pull over HTTPS: %q, %v", b, err)
+	}
+	if _, err := New(nil, reg.Transport(nil), false).GetBlob(ctx, ref, d, 100); err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Errorf("a client without the CA: %v, want a certificate error", err)
+	}
+	if _, err := New(nil, reg.Transport(reg.CA), true).GetBlob(ctx, ref, d, 100); err == nil {
+		t.Error("plain HTTP to an HTTPS registry worked")
+	} else {
+		t.Logf("plain HTTP: %v", err)
+	}
+}

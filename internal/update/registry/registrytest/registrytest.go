@@ -7,7 +7,16 @@ package registrytest
 
 import (
 	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -42,7 +51,15 @@ type Options struct {
 	// the helper runs: anyone may pull, these logins (user to password)
 	// may push.
 	TokenUsers map[string]string
+	// TLS serves HTTPS with a certificate for TLSName from a CA made
+	// for the test (Registry.CA, Registry.Transport).
+	TLS bool
 }
+
+// TLSName is the registry's name in its certificate: not a loopback
+// name, so clients speak HTTPS to it (Registry.Transport dials it to the
+// loopback address).
+const TLSName = "registry.test"
 
 // Registry is a running registry.
 type Registry struct {
@@ -52,6 +69,8 @@ type Registry struct {
 	conf string
 
 	tokens *tokenServer
+	// CA signed the registry's certificate (Options.TLS).
+	CA *x509.CertPool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -97,6 +116,11 @@ http:
 		r.tokens = ts
 		conf += auth
 	}
+	if o.TLS {
+		pool, cert, key := makeCert(t, dir)
+		r.CA = pool
+		conf += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", cert, key)
+	}
 	if err := os.WriteFile(r.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +129,78 @@ http:
 	return r
 }
 
-// Host is the registry's host:port for a reference.
-func (r *Registry) Host() string { return r.Addr }
+// Host is the registry's host:port for a reference: TLSName and the
+// port with Options.TLS.
+func (r *Registry) Host() string {
+	if r.CA != nil {
+		_, port, _ := net.SplitHostPort(r.Addr)
+		return net.JoinHostPort(TLSName, port)
+	}
+	return r.Addr
+}
+
+// Transport reaches the registry under its Host name (dialled to its
+// loopback address) and trusts roots (nil: the system's) for HTTPS.
+func (r *Registry) Transport(roots *x509.CertPool) *http.Transport {
+	host := r.Host()
+	return &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == host {
+				addr = r.Addr
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+}
+
+// makeCert writes a CA and a certificate it signed for TLSName and
+// 127.0.0.1 into dir, and returns the CA as a pool and the files.
+func makeCert(t testing.TB, dir string) (*x509.CertPool, string, string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "registrytest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: TLSName},
+		DNSNames: []string{TLSName}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool, certFile, keyFile
+}
 
 // TokenRequests is how many tokens the token server was asked for.
 func (r *Registry) TokenRequests() int {
