@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/mkimage/mkimage/internal/fleet"
 	"github.com/mkimage/mkimage/internal/server/netserve"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/registry"
 )
 
 func init() {
@@ -64,11 +66,13 @@ func runFleetStatus(args []string) error {
 }
 
 func runFleetRollout(args []string) error {
-	fs := newFlags("fleet rollout", "fleet rollout --config cluster.toml --server URL --key KEY --channel-file PATH --version ID --source SRC [--poll D]")
+	fs := newFlags("fleet rollout", "fleet rollout --config cluster.toml --server URL --key KEY (--channel-file PATH | --channel-ref REF) --version ID --source SRC [--poll D]")
 	config := fs.String("config", "", "cluster config (TOML): the inventory and its [rollout] waves, max_failures, min_soak, max_rebooting")
 	server := fs.String("server", "", "the mkimage serve --status-dir the nodes report to, e.g. http://build-host:8080")
 	keyPath := fs.String("key", "", "private key that signs the channel (the one that signs the bundles: nodes check both with their update keys)")
 	channelFile := fs.String("channel-file", "", "the channel file to write, under the directory mkimage serve serves (the nodes' --channel-url names it over HTTP)")
+	channelRef := fs.String("channel-ref", "", "instead of --channel-file: the registry tag to publish the channel to, HOST/REPO:TAG (the nodes' --channel-url is oci://HOST/REPO:TAG)")
+	reg := addRegistryFlags(fs, "")
 	channel := fs.String("channel", "", "name of a new channel (default: the cluster's name)")
 	version := fs.String("version", "", "the version id to roll out (mkimage update prints it)")
 	source := fs.String("source", "", "where the nodes get the version: the bundle's URL, e.g. http://build-host:8080/v2/ (may be left out to resume)")
@@ -83,8 +87,8 @@ func runFleetRollout(args []string) error {
 	switch {
 	case *keyPath == "":
 		return usagef("fleet rollout: --key is required (the private key the bundles are signed with)")
-	case *channelFile == "":
-		return usagef("fleet rollout: --channel-file is required (a file under the directory mkimage serve serves)")
+	case (*channelFile == "") == (*channelRef == ""):
+		return usagef("fleet rollout: give one of --channel-file (a file under the directory mkimage serve serves) and --channel-ref (a registry tag)")
 	case *version == "":
 		return usagef("fleet rollout: --version ID is required")
 	}
@@ -92,9 +96,21 @@ func runFleetRollout(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--key: %w", err)
 	}
+	var pub fleet.Publisher = fleet.FilePublisher{Path: *channelFile}
+	if *channelRef != "" {
+		ref, err := registry.ParseRef(strings.TrimPrefix(*channelRef, registry.Scheme))
+		if err != nil {
+			return usagef("fleet rollout: --channel-ref: %v", err)
+		}
+		c, err := reg.client()
+		if err != nil {
+			return err
+		}
+		pub = fleet.RegistryPublisher{Client: c, Ref: ref}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return fleet.Rollout(ctx, fleet.Options{Config: cfg, Server: *server, Key: key, Publisher: fleet.FilePublisher{Path: *channelFile},
+	return fleet.Rollout(ctx, fleet.Options{Config: cfg, Server: *server, Key: key, Publisher: pub,
 		Channel: *channel, Version: *version, Source: *source, Poll: *poll, Out: os.Stdout})
 }
 

@@ -24,12 +24,26 @@ type registryFlags struct {
 	keys         *string
 }
 
+// addRegistryFlags defines the flags; keysUse "" leaves out --keys (a
+// command that checks no bundle).
 func addRegistryFlags(fs *pflag.FlagSet, keysUse string) registryFlags {
-	return registryFlags{
-		keys:         fs.String("keys", "", keysUse),
+	f := registryFlags{
 		plainHTTP:    fs.Bool("plain-http", false, "speak HTTP, not HTTPS, to the registry (a registry on loopback always gets HTTP)"),
 		dockerConfig: fs.String("docker-config", "", "Docker config whose logins (docker login, credential helpers) to use (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)"),
 	}
+	if keysUse != "" {
+		f.keys = fs.String("keys", "", keysUse)
+	}
+	return f
+}
+
+// client is a registry client with the Docker config's logins.
+func (f registryFlags) client() (*registry.Client, error) {
+	creds, err := registryauth.Docker(*f.dockerConfig)
+	if err != nil {
+		return nil, err
+	}
+	return registry.New(creds, nil, *f.plainHTTP), nil
 }
 
 // open returns the reference, the client and the keys.
@@ -49,11 +63,8 @@ func (f registryFlags) open(cmd, rawRef string) (registry.Ref, *registry.Client,
 	if err != nil {
 		return ref, nil, nil, fmt.Errorf("--keys %s: %w", *f.keys, err)
 	}
-	creds, err := registryauth.Docker(*f.dockerConfig)
-	if err != nil {
-		return ref, nil, nil, err
-	}
-	return ref, registry.New(creds, nil, *f.plainHTTP), keys, nil
+	c, err := f.client()
+	return ref, c, keys, err
 }
 
 func runUpdatePush(args []string) error {

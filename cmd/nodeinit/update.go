@@ -30,7 +30,8 @@ the node's update command:
       oci+http://; the login in /etc/mkimage/registry-auth, user:secret,
       or anonymous)
   nodeinit update apply --channel URL [--reboot] [--lease-wait D]
-      fetch the signed channel document at URL (default, when no bundle URL
+      fetch the signed channel document at URL (http(s)://..., or
+      oci://HOST/REPO:TAG from a registry; default, when no bundle URL
       is given: the URL in /etc/mkimage/channel-url), check its signature and
       sequence, and install the channel's version if this node's wave is open
       (mkimage fleet rollout opens them). --reboot, when the node reports to

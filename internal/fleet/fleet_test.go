@@ -25,6 +25,8 @@ import (
 	"github.com/mkimage/mkimage/internal/node/versions"
 	"github.com/mkimage/mkimage/internal/server/netserve"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/registry"
+	"github.com/mkimage/mkimage/internal/update/registry/registrytest"
 )
 
 const (
@@ -334,5 +336,37 @@ func TestStatusNever(t *testing.T) {
 	if len(rows) != 12 || !strings.Contains(lines[1], "w01") || !strings.Contains(lines[1], v3+": check failed") || !strings.Contains(lines[1], "2026-01-02T03:04:05Z") ||
 		!strings.HasSuffix(strings.TrimSpace(lines[2]), "never") || strings.Contains(b.String(), "stranger") {
 		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+// TestRegistryPublisher: the channel goes to a tag of the real registry
+// and comes back as published; before the first, there is none.
+func TestRegistryPublisher(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	ref, err := registry.ParseRef(reg.Host() + "/fleet/channel:seed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := RegistryPublisher{Client: registry.New(nil, nil, false), Ref: ref}
+	ctx := context.Background()
+	if cur, err := p.Current(ctx); err != nil || cur != nil {
+		t.Fatalf("before publishing: %q, %v; want none", cur, err)
+	}
+	key := update.PrivateKey{Key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)), Comment: "fleet"}
+	for seq := uint64(1); seq <= 2; seq++ {
+		file, err := update.SignChannel(update.Channel{Format: 1, Name: "seed", Sequence: seq, Version: v2, Source: "oci://" + reg.Host() + "/fleet/node:v2", MaxRebooting: 4,
+			Waves: []update.Wave{{Name: "all", Roles: []string{"worker"}, Fraction: 1, Open: true}}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Publish(ctx, file); err != nil {
+			t.Fatal(err)
+		}
+		if cur, err := p.Current(ctx); err != nil || !bytes.Equal(cur, file) {
+			t.Errorf("published %q, read back %q, %v", file, cur, err)
+		}
+	}
+	if p.String() != "oci://"+ref.String() {
+		t.Errorf("String %q", p.String())
 	}
 }

@@ -15,10 +15,12 @@ import (
 	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/server/netserve"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/registry"
 )
 
 // Publisher is where a channel file goes for the nodes to fetch: a file
-// mkimage serve serves (FilePublisher), later a registry.
+// mkimage serve serves (FilePublisher) or a registry's tag
+// (RegistryPublisher).
 type Publisher interface {
 	// Current returns the channel file published now; nil if none.
 	Current(ctx context.Context) ([]byte, error)
@@ -46,6 +48,29 @@ func (p FilePublisher) Publish(_ context.Context, file []byte) error {
 }
 
 func (p FilePublisher) String() string { return p.Path }
+
+// RegistryPublisher publishes to a tag in an OCI registry, so the nodes
+// follow oci://REF (registry.PushChannel's artifact). The tag moves to
+// the new channel in one manifest write: a node reading meanwhile gets
+// the old one or the new one.
+type RegistryPublisher struct {
+	Client *registry.Client
+	Ref    registry.Ref
+}
+
+func (p RegistryPublisher) Current(ctx context.Context) ([]byte, error) {
+	b, err := p.Client.GetChannel(ctx, p.Ref)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func (p RegistryPublisher) Publish(ctx context.Context, file []byte) error {
+	return p.Client.PushChannel(ctx, p.Ref, file)
+}
+
+func (p RegistryPublisher) String() string { return registry.Scheme + p.Ref.String() }
 
 // Options is what Rollout rolls out, where and how.
 type Options struct {

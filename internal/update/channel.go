@@ -43,7 +43,8 @@ type Channel struct {
 	Sequence uint64 `json:"sequence"`
 	Version  string `json:"version"` // the version id the fleet should run
 	// Source is where the node gets the version, passed to apply as it
-	// is: a bundle directory URL (http://...), later a registry reference.
+	// is: a bundle directory URL (http://...) or a registry reference
+	// (oci://...).
 	Source string `json:"source"`
 	// MaxRebooting is how many nodes may reboot at once (K): the reboot
 	// leases mkimage serve grants.

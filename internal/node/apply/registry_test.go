@@ -126,7 +126,7 @@ func (e *ociEnv) push(t *testing.T, name string) string {
 
 func (e *ociEnv) opts(ref, running string) Options {
 	o := e.env.opts("", running)
-	o.Source = OCIScheme + ref
+	o.Source = registry.Scheme + ref
 	o.Fetcher.Client = &http.Client{Transport: e.rec}
 	return o
 }

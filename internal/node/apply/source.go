@@ -12,15 +12,6 @@ import (
 	"github.com/mkimage/mkimage/internal/update/registry"
 )
 
-// OCIScheme starts a Source that names a bundle in an OCI registry,
-// spoken to over HTTPS unless it is on loopback; OCIPlainScheme names
-// one spoken to over plain HTTP wherever it is (a lab registry without
-// TLS: the bundle's signature still protects the node).
-const (
-	OCIScheme      = "oci://"
-	OCIPlainScheme = "oci+http://"
-)
-
 // source is where a bundle's files come from: what differs between a
 // bundle directory over HTTP and a bundle in a registry. The rest of an
 // apply (what to download, resuming, checking) is the same for both.
@@ -35,17 +26,11 @@ type source interface {
 }
 
 func (o *Options) source() (source, error) {
-	rest, ok := strings.CutPrefix(o.Source, OCIScheme)
-	plain := false
-	if !ok {
-		rest, ok = strings.CutPrefix(o.Source, OCIPlainScheme)
-		plain = ok
+	ref, plain, isOCI, err := registry.ParseURL(o.Source)
+	if err != nil {
+		return nil, err
 	}
-	if ok {
-		ref, err := registry.ParseRef(rest)
-		if err != nil {
-			return nil, err
-		}
+	if isOCI {
 		var base http.RoundTripper
 		if o.Fetcher.Client != nil {
 			base = o.Fetcher.Client.Transport
@@ -54,7 +39,7 @@ func (o *Options) source() (source, error) {
 		return &registrySource{c: c, ref: ref}, nil
 	}
 	if !strings.HasPrefix(o.Source, "http://") && !strings.HasPrefix(o.Source, "https://") {
-		return nil, fmt.Errorf("source %q: want the http(s):// URL of a bundle directory, or %sHOST/REPO:TAG (%s... for a registry without TLS)", o.Source, OCIScheme, OCIPlainScheme)
+		return nil, fmt.Errorf("source %q: want the http(s):// URL of a bundle directory, or %sHOST/REPO:TAG (%s... for a registry without TLS)", o.Source, registry.Scheme, registry.PlainScheme)
 	}
 	return &dirSource{base: strings.TrimSuffix(o.Source, "/") + "/", f: o.Fetcher}, nil
 }

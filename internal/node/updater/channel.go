@@ -15,6 +15,7 @@ import (
 	"github.com/mkimage/mkimage/internal/node/apply"
 	"github.com/mkimage/mkimage/internal/node/netfetch"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/registry"
 )
 
 // ChannelURLFile, if present (mkimage build --channel-url, or an
@@ -52,7 +53,7 @@ type ChannelResult struct {
 // channel is the fleet's signed word, and its sequence stops replays).
 func (c *Card) ApplyChannel(ctx context.Context, url string, install func(ctx context.Context, source, version string) (apply.Result, error)) (ChannelResult, error) {
 	var res ChannelResult
-	file, err := getChannel(ctx, url, c.Log)
+	file, err := c.getChannel(ctx, url)
 	if err != nil {
 		return res, err
 	}
@@ -119,14 +120,27 @@ func (c *Card) acceptSequence(ch update.Channel) error {
 	return atomicfile.WriteFile(p, []byte(strconv.FormatUint(ch.Sequence, 10)+"\n"), 0o644)
 }
 
-// getChannel fetches a channel file, bounded in size and time.
-func getChannel(ctx context.Context, url string, logf func(string, ...any)) ([]byte, error) {
-	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
-		return nil, fmt.Errorf("channel URL %q (from --channel or /%s): want http(s)://HOST[:PORT]/PATH of the channel file mkimage fleet rollout writes", url, ChannelURLFile)
-	}
+// getChannel fetches a channel file, bounded in size and time: over
+// HTTP from mkimage serve's directory, or from a registry (oci://REF,
+// with the login RegistryAuthFile holds, as for updates).
+func (c *Card) getChannel(ctx context.Context, url string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	b, err := (&netfetch.Fetcher{Log: logf}).Small(ctx, url, update.MaxChannelSize)
+	ref, plain, isOCI, err := registry.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("channel URL %q: %w", url, err)
+	}
+	if isOCI {
+		b, err := registry.New(c.registryLogin, nil, plain).GetChannel(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("channel: %w (has mkimage fleet rollout published the channel there?)", err)
+		}
+		return b, nil
+	}
+	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
+		return nil, fmt.Errorf("channel URL %q (from --channel or /%s): want http(s)://HOST[:PORT]/PATH of the channel file mkimage fleet rollout writes, or %sHOST/REPO:TAG of the channel it publishes to a registry", url, ChannelURLFile, registry.Scheme)
+	}
+	b, err := (&netfetch.Fetcher{Log: c.Log}).Small(ctx, url, update.MaxChannelSize)
 	if err != nil {
 		return nil, fmt.Errorf("channel: %w (is the build host's server up, and has mkimage fleet rollout written the channel there?)", err)
 	}

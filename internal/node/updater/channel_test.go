@@ -18,6 +18,8 @@ import (
 	"github.com/mkimage/mkimage/internal/node/apply"
 	"github.com/mkimage/mkimage/internal/server/netserve"
 	"github.com/mkimage/mkimage/internal/update"
+	"github.com/mkimage/mkimage/internal/update/registry"
+	"github.com/mkimage/mkimage/internal/update/registry/registrytest"
 	"github.com/mkimage/mkimage/internal/update/updatetest"
 )
 
@@ -170,5 +172,58 @@ func TestLease(t *testing.T) {
 	a.Node = "node-03"
 	if err := a.Lease(ctx, srv.URL, 5*time.Second, 10*time.Millisecond); err == nil || !strings.Contains(err.Error(), "403") || errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("pinned to another key: %v", err)
+	}
+}
+
+// TestApplyChannelOCI: the node follows a channel published to a tag of
+// the real registry (oci://REF), logging in with RegistryAuthFile; the
+// signature and sequence checks are those of a channel over HTTP.
+func TestApplyChannelOCI(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{Users: []string{registrytest.HTPasswd}})
+	key := updatetest.Key(5)
+	c, _ := reportCard(t, "")
+	c.Keys = []update.PublicKey{key.Public()}
+	writeFile(t, filepath.Join(c.Root, plan.RoleFile), "worker\n", 0o644)
+	var installed []string
+	install := func(_ context.Context, source, version string) (apply.Result, error) {
+		installed = append(installed, version)
+		return apply.Result{ID: version}, nil
+	}
+	ref, err := registry.ParseRef(reg.Host() + "/fleet/channel:stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(string) (string, string, error) { return registrytest.User, registrytest.Password, nil }
+	pub := registry.New(login, nil, false)
+	publish := func(ch update.Channel, k update.PrivateKey) {
+		t.Helper()
+		b, err := update.SignChannel(ch, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.PushChannel(context.Background(), ref, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := registry.Scheme + ref.String()
+	publish(testChannel(4, true), key)
+	if _, err := c.ApplyChannel(context.Background(), url, install); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("without the login: %v, want 401", err)
+	}
+	writeFile(t, filepath.Join(c.Root, RegistryAuthFile), registrytest.User+":"+registrytest.Password+"\n", 0o600)
+	res, err := c.ApplyChannel(context.Background(), url, install)
+	if err != nil || !res.Decision.Take || len(installed) != 1 || installed[0] != chVersion {
+		t.Fatalf("ApplyChannel: %+v %v, installed %q", res.Decision, err, installed)
+	}
+	publish(testChannel(3, true), key)
+	if _, err := c.ApplyChannel(context.Background(), url, install); err == nil || !strings.Contains(err.Error(), "sequence 3, this node accepted 4") {
+		t.Errorf("replayed older channel: %v", err)
+	}
+	publish(testChannel(9, true), updatetest.Key(6))
+	if _, err := c.ApplyChannel(context.Background(), url, install); err == nil || !strings.Contains(err.Error(), "not a signature") {
+		t.Errorf("channel signed by another key: %v", err)
+	}
+	if len(installed) != 1 {
+		t.Errorf("installed %q, want one install", installed)
 	}
 }

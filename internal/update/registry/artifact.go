@@ -1,4 +1,5 @@
-// Package registry stores update bundles in an OCI registry (any
+// Package registry stores update bundles (and the channels that point
+// nodes at them, channel.go) in an OCI registry (any
 // distribution-spec registry: Docker's, Harbor, GitLab's, zot) and
 // fetches them back: reference parsing, a small distribution client
 // (manifests and blobs, pushes that skip blobs the registry has) and an

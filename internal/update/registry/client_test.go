@@ -106,3 +106,68 @@ func TestTLS(t *testing.T) {
 		t.Logf("plain HTTP: %v", err)
 	}
 }
+
+// TestChannel: a channel file published to a tag of the real registry
+// reads back byte for byte, moves with the tag, and a reference to
+// anything else is refused before its blob is read.
+func TestChannel(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	ctx := context.Background()
+	c := New(nil, nil, false)
+	ref, err := ParseRef(reg.Host() + "/fleet/channel:stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetChannel(ctx, ref); !errors.Is(err, ErrNotFound) {
+		t.Errorf("no channel yet: %v, want ErrNotFound", err)
+	}
+	for _, file := range []string{"{\"sequence\":1}\nSIG1\n", "{\"sequence\":2}\nSIG2\n"} {
+		if err := c.PushChannel(ctx, ref, []byte(file)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.GetChannel(ctx, ref); err != nil || string(got) != file {
+			t.Errorf("read back %q, %v; want %q", got, err, file)
+		}
+	}
+	byDigest := ref
+	byDigest.Tag = ""
+	if err := c.PushChannel(ctx, byDigest, []byte("x")); err == nil {
+		t.Error("a channel pushed without a tag")
+	}
+	// An image under the tag instead: refused as not a channel.
+	d, open := blob("layer")
+	if _, err := c.PushBlob(ctx, ref, d, open); err != nil {
+		t.Fatal(err)
+	}
+	cfg, openCfg := blob("{}")
+	if _, err := c.PushBlob(ctx, ref, cfg, openCfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.MediaType, d.MediaType = MediaTypeImageConfig, ImageLayerTypes[0]
+	img, _ := Manifest{SchemaVersion: 2, MediaType: MediaTypeManifest, Config: cfg, Layers: []Descriptor{d}}.Marshal()
+	if _, err := c.PutManifest(ctx, ref, img); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetChannel(ctx, ref); err == nil || !strings.Contains(err.Error(), "not a channel") {
+		t.Errorf("an image under the tag: %v, want it refused as not a channel", err)
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	for _, tc := range []struct {
+		in           string
+		ref          string
+		plain, isOCI bool
+		err          bool
+	}{
+		{in: "oci://reg.example/fleet/ch:stable", ref: "reg.example/fleet/ch:stable", isOCI: true},
+		{in: "oci+http://10.0.0.1:5000/ch:lab", ref: "10.0.0.1:5000/ch:lab", plain: true, isOCI: true},
+		{in: "http://build-host:8080/channel.json"},
+		{in: "oci://", isOCI: true, err: true},
+	} {
+		r, plain, isOCI, err := ParseURL(tc.in)
+		if (err != nil) != tc.err || plain != tc.plain || isOCI != tc.isOCI || (!tc.err && tc.isOCI && r.String() != tc.ref) {
+			t.Errorf("%q: %v %v %v %v", tc.in, r, plain, isOCI, err)
+		}
+	}
+}
