@@ -64,3 +64,29 @@ func TestUpdatePushPull(t *testing.T) {
 		t.Errorf("pull of a ref without a host: exit %d, %s", rc, errOut)
 	}
 }
+
+// fleet rollout takes one destination for the channel: a file or a
+// registry tag, named in the refusal.
+func TestFleetRolloutChannelFlags(t *testing.T) {
+	cfg := filepath.Join("..", "..", "examples", "seed-cluster.toml")
+	key := filepath.Join(t.TempDir(), "k")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "give one of --channel-file"},
+		{[]string{"--channel-file", "c.json", "--channel-ref", "reg.example/fleet/ch:stable"}, "give one of --channel-file"},
+		{[]string{"--channel-ref", "reg.example/Fleet:x:y"}, "--channel-ref"},
+	} {
+		args := append([]string{"fleet", "rollout", "--config", cfg, "--server", "http://127.0.0.1:1", "--key", key, "--version", "v2"}, tc.args...)
+		if tc.want == "--channel-ref" {
+			if err := os.WriteFile(key, updatetest.Key(1).Marshal(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rc, _, errOut := capture(t, args...)
+		if rc == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: exit %d, %q; want %q", tc.args, rc, errOut, tc.want)
+		}
+	}
+}
