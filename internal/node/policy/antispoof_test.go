@@ -76,30 +76,10 @@ type udpSink struct {
 }
 
 func newUDPSink(t *testing.T, ns, addr string) *udpSink {
-	t.Helper()
-	var c *net.UDPConn
 	ap := netip.MustParseAddrPort(addr)
-	if err := testenv.InNetns(ns, func() (err error) {
-		c, err = net.ListenUDP(udpNet(ap.Addr()), net.UDPAddrFromAddrPort(ap))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	s := &udpSink{got: map[string]bool{}}
-	go func() {
-		buf := make([]byte, 100)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.got[string(buf[:n])] = true
-			s.mu.Unlock()
-		}
-	}()
-	return s
+	return newSink(t, ns, func() (net.PacketConn, error) {
+		return net.ListenUDP(udpNet(ap.Addr()), net.UDPAddrFromAddrPort(ap))
+	}, func(b []byte) (string, bool) { return string(b), true })
 }
 
 // newICMPSink records the ICMP (v4 false) or ICMPv6 messages a raw
@@ -107,14 +87,21 @@ func newUDPSink(t *testing.T, ns, addr string) *udpSink {
 // raw sockets a copy before it acts on (or ignores) a message. The key is
 // the type and the bytes after the message's first skip bytes.
 func newICMPSink(t *testing.T, ns string, v6 bool, skip int) *udpSink {
-	t.Helper()
 	network, addr := "ip4:icmp", "0.0.0.0"
 	if v6 {
 		network, addr = "ip6:ipv6-icmp", "::"
 	}
+	return newSink(t, ns, func() (net.PacketConn, error) { return net.ListenPacket(network, addr) },
+		func(b []byte) (string, bool) { return fmt.Sprintf("%d %s", b[0], b[min(skip, len(b)):]), len(b) > skip })
+}
+
+// newSink records what the socket listen opens in namespace ns
+// receives, each datagram under the key key gives it (if any).
+func newSink(t *testing.T, ns string, listen func() (net.PacketConn, error), key func([]byte) (string, bool)) *udpSink {
+	t.Helper()
 	var c net.PacketConn
 	if err := testenv.InNetns(ns, func() (err error) {
-		c, err = net.ListenPacket(network, addr)
+		c, err = listen()
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -128,9 +115,9 @@ func newICMPSink(t *testing.T, ns string, v6 bool, skip int) *udpSink {
 			if err != nil {
 				return
 			}
-			if n > skip {
+			if k, ok := key(buf[:n]); ok {
 				s.mu.Lock()
-				s.got[fmt.Sprintf("%d %s", buf[0], buf[skip:n])] = true
+				s.got[k] = true
 				s.mu.Unlock()
 			}
 		}
