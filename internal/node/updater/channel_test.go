@@ -137,26 +137,25 @@ func TestLease(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no reboot lease") || !strings.Contains(strings.Join(*logs, "\n"), "1 nodes are rebooting (node-01), at most 1") {
 		t.Fatalf("second lease: %v; log %q", err, *logs)
 	}
-	done := make(chan error)
-	go func() { done <- b.Lease(ctx, srv.URL, 5*time.Second, 10*time.Millisecond) }()
-	time.Sleep(50 * time.Millisecond)
-	a.BootID = "boot-a2" // node-01 came back up
-	if err := a.Report(ctx, srv.URL); err != nil {
-		t.Fatal(err)
+	// afterReboot runs lease while holder, which holds the one lease,
+	// comes back up (its first report from boot ends the lease).
+	afterReboot := func(lease func() error, holder *Card, boot string) error {
+		done := make(chan error)
+		go func() { done <- lease() }()
+		time.Sleep(50 * time.Millisecond)
+		holder.BootID = boot
+		if err := holder.Report(ctx, srv.URL); err != nil {
+			t.Fatal(err)
+		}
+		return <-done
 	}
-	if err := <-done; err != nil {
+	if err := afterReboot(func() error { return b.Lease(ctx, srv.URL, 5*time.Second, 10*time.Millisecond) }, a, "boot-a2"); err != nil {
 		t.Errorf("lease after node-01 came back: %v", err)
 	}
 	// The fallback out of a failed version waits while others reboot
 	// and gets its lease when one comes back, but gives up at once on a
 	// host it cannot reach, where Lease keeps asking.
-	go func() { done <- a.FallbackLease(ctx, srv.URL, 5*time.Second, 10*time.Millisecond) }()
-	time.Sleep(50 * time.Millisecond)
-	b.BootID = "boot-b2" // node-02 came back up
-	if err := b.Report(ctx, srv.URL); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
+	if err := afterReboot(func() error { return a.FallbackLease(ctx, srv.URL, 5*time.Second, 10*time.Millisecond) }, b, "boot-b2"); err != nil {
 		t.Errorf("fallback lease after node-02 came back: %v", err)
 	}
 	gone := httptest.NewServer(http.NotFoundHandler())
