@@ -60,19 +60,15 @@ func backupCommand(args []string, stdout, stderr io.Writer) int {
 		if fs.NArg() != 0 {
 			break
 		}
-		for _, sv := range backup.Subvolumes(cfg) {
-			o, err := n.Options(sv)
-			if err != nil {
-				return fail(err)
-			}
-			names, kind, err := backup.List(ctx, o)
-			if err != nil {
-				return fail(err)
-			}
-			fmt.Fprintf(stdout, "%s (%s, on %s target %s):\n", sv, o.Prefix, kind, o.Target)
-			for _, name := range names {
+		ls, err := n.ListAll(ctx)
+		for _, l := range ls {
+			fmt.Fprintf(stdout, "%s (%s, on %s target %s):\n", l.Subvolume, l.Options.Prefix, l.Kind, l.Options.Target)
+			for _, name := range l.Names {
 				fmt.Fprintf(stdout, "  %s\n", name)
 			}
+		}
+		if err != nil {
+			return fail(err)
 		}
 		return 0
 	case "restore":

@@ -90,9 +90,12 @@ func TestRestoreContainer(t *testing.T) {
 	put("c1/rootfs/big", string(random(t, 8<<20)))
 	put("c2/config", "lxc.uts.name = c2\n")
 	nd := &node{t: t, root: lxc, snap: filepath.Join(a.Root, ".snapshots"), prefix: Prefix(ContainersSubvolume)}
-	nd.snapshot()
+	snap := nd.snapshot()
 	if _, err := a.ExportAll(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if ls, err := a.ListAll(context.Background()); err != nil || len(ls) != 1 || ls[0].Subvolume != ContainersSubvolume || strings.Join(ls[0].Names, " ") != snap {
+		t.Errorf("ListAll: %+v, %v; want %s of %s", ls, err, snap, ContainersSubvolume)
 	}
 
 	// check says what the node's containers are: c1 with data, c2, and
@@ -154,6 +157,9 @@ func TestRestoreContainer(t *testing.T) {
 	b.From = "n1"
 	if _, err := b.ExportAll(context.Background()); err == nil || !strings.Contains(err.Error(), "only its own") {
 		t.Errorf("exporting as another node: %v", err)
+	}
+	if ls, err := b.ListAll(context.Background()); err != nil || len(ls) != 1 || strings.Join(ls[0].Names, " ") != snap {
+		t.Errorf("ListAll of n1's backups: %+v, %v; want %s", ls, err, snap)
 	}
 	if err := b.RestoreContainer(context.Background(), "c1", ""); err != nil {
 		t.Fatal(err)

@@ -152,6 +152,31 @@ func (n Node) ExportAll(ctx context.Context) ([]Summary, error) {
 	return sums, first
 }
 
+// Listing is what the target holds of one scheduled subvolume.
+type Listing struct {
+	Subvolume string
+	Options   Options // its prefix and target
+	Kind      Kind
+	Names     []string // the complete snapshots, oldest first
+}
+
+// ListAll lists what the target holds of each scheduled subvolume.
+func (n Node) ListAll(ctx context.Context) ([]Listing, error) {
+	var ls []Listing
+	for _, sv := range Subvolumes(n.Config) {
+		o, err := n.Options(sv)
+		if err != nil {
+			return ls, err
+		}
+		names, kind, err := List(ctx, o)
+		if err != nil {
+			return ls, err
+		}
+		ls = append(ls, Listing{Subvolume: sv, Options: o, Kind: kind, Names: names})
+	}
+	return ls, nil
+}
+
 // RestoredDir is where restores go by default: the snapshot
 // directory's restored/, beside the node's own snapshots but not among
 // them (an export never takes a restored snapshot for one of its own);
