@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -98,7 +97,11 @@ func runFleetRollout(args []string) error {
 	}
 	var pub fleet.Publisher = fleet.FilePublisher{Path: *channelFile}
 	if *channelRef != "" {
-		ref, err := registry.ParseRef(strings.TrimPrefix(*channelRef, registry.Scheme))
+		// HOST/REPO:TAG, or the URL the nodes are given.
+		ref, plain, isOCI, err := registry.ParseURL(*channelRef)
+		if !isOCI {
+			ref, err = registry.ParseRef(*channelRef)
+		}
 		if err != nil {
 			return usagef("fleet rollout: --channel-ref: %v", err)
 		}
@@ -106,6 +109,7 @@ func runFleetRollout(args []string) error {
 		if err != nil {
 			return err
 		}
+		c.PlainHTTP = c.PlainHTTP || plain
 		pub = fleet.RegistryPublisher{Client: c, Ref: ref}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -77,9 +77,10 @@ func TestFleetRolloutChannelFlags(t *testing.T) {
 		{nil, "give one of --channel-file"},
 		{[]string{"--channel-file", "c.json", "--channel-ref", "reg.example/fleet/ch:stable"}, "give one of --channel-file"},
 		{[]string{"--channel-ref", "reg.example/Fleet:x:y"}, "--channel-ref"},
+		{[]string{"--channel-ref", "oci://reg.example/Fleet:x:y"}, "--channel-ref"},
 	} {
 		args := append([]string{"fleet", "rollout", "--config", cfg, "--server", "http://127.0.0.1:1", "--key", key, "--version", "v2"}, tc.args...)
-		if tc.want == "--channel-ref" {
+		if strings.Contains(strings.Join(tc.args, " "), "Fleet:x:y") {
 			if err := os.WriteFile(key, updatetest.Key(1).Marshal(), 0o600); err != nil {
 				t.Fatal(err)
 			}

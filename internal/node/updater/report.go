@@ -153,9 +153,9 @@ func (c *Card) FallbackLease(ctx context.Context, base string, wait, poll time.D
 	return c.lease(ctx, base, wait, poll, false)
 }
 
-// lease is Lease; unreachable says whether to keep asking a host that
-// cannot be reached.
-func (c *Card) lease(ctx context.Context, base string, wait, poll time.Duration, unreachable bool) error {
+// lease is Lease; retryUnreachable says whether to keep asking a host
+// that cannot be reached.
+func (c *Card) lease(ctx context.Context, base string, wait, poll time.Duration, retryUnreachable bool) error {
 	u, body, key, sig, err := c.signedStatus(base, update.LeasePath)
 	if err != nil {
 		return err
@@ -174,7 +174,7 @@ func (c *Card) lease(ctx context.Context, base string, wait, poll time.Duration,
 			c.Log("waiting for a reboot lease: %d nodes are rebooting (%s), at most %d at once", len(ans.answer.Held), strings.Join(ans.answer.Held, ", "), ans.answer.Max)
 		case errors.As(err, &refused):
 			return fmt.Errorf("reboot lease: POST %s: %w", u, err)
-		case !unreachable:
+		case !retryUnreachable:
 			return fmt.Errorf("reboot lease: POST %s: %w", u, err)
 		default:
 			c.Log("reboot lease: POST %s: %v; asking again", u, err)

@@ -104,6 +104,12 @@ http:
   addr: %s
   secret: registrytest
 `, r.Dir, addr)
+	// Under http:, so before the auth sections.
+	if o.TLS {
+		pool, cert, key := makeCert(t, dir)
+		r.CA = pool
+		conf += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", cert, key)
+	}
 	if len(o.Users) > 0 {
 		htpasswd := filepath.Join(dir, "htpasswd")
 		if err := os.WriteFile(htpasswd, []byte(strings.Join(o.Users, "\n")+"\n"), 0o600); err != nil {
@@ -115,11 +121,6 @@ http:
 		ts, auth := startTokenServer(t, dir, o.TokenUsers)
 		r.tokens = ts
 		conf += auth
-	}
-	if o.TLS {
-		pool, cert, key := makeCert(t, dir)
-		r.CA = pool
-		conf += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", cert, key)
 	}
 	if err := os.WriteFile(r.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
