@@ -151,6 +151,35 @@ type Container struct {
 	// e.g. fd00:5::10/64; empty: IPv6 is held to the MAC only.
 	IP6 string `json:"ip6,omitempty"`
 	MAC string `json:"mac,omitempty"`
+	// Runs are the node's daemons this container runs in its place
+	// (RunsHAProxy, RunsI2PD). Such a container has no IP or MAC: it
+	// shares its node's network (lxc.net.0.type = none), so its haproxy
+	// binds the node's ports and its i2pd reaches the node's containers
+	// as the node's would.
+	Runs []string `json:"runs,omitempty"`
+}
+
+// What a container can run for its node (Container.Runs): the ingress's
+// haproxy (Plan.HAProxyCfg) and the i2pd of the node's tunnels (Plan.I2P).
+const (
+	RunsHAProxy = "haproxy"
+	RunsI2PD    = "i2pd"
+)
+
+// RunsIn is the container of the plan's that runs daemon, "" when the
+// node runs it itself.
+func (p *Plan) RunsIn(daemon string) string {
+	if p.LXC == nil {
+		return ""
+	}
+	for _, ct := range p.LXC.Containers {
+		for _, d := range ct.Runs {
+			if d == daemon {
+				return ct.Name
+			}
+		}
+	}
+	return ""
 }
 
 // Backup is the btrfs snapshot schedule.
