@@ -19,18 +19,25 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
 // File is a file being written under a temporary name. Commit puts it at
-// its path; Abort (or a failed Commit) removes it.
+// its path; Abort (or a failed Commit) removes it. Every name is
+// resolved in root (the path's directory, or the tree CreateIn was
+// given), so nothing is written through a symlink out of it.
 type File struct {
 	*os.File
-	path string
+	root *os.Root
+	own  bool   // root was opened for this file and is closed with it
+	name string // the path, in root
+	tmp  string // the temporary, in root
 	perm os.FileMode
 	done bool
 }
@@ -45,42 +52,68 @@ func Create(path string, perm os.FileMode) (*File, error) {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("%s: directory %s does not exist", path, dir)
 	}
-	removeStale(path)
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f, err := CreateIn(r, filepath.Base(path), perm)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	f.own = true
+	return f, nil
+}
+
+// CreateIn is Create for name in the tree r, for trees another party
+// controls (a container's root): neither name nor its temporary resolve
+// through a symlink out of r. name's directory must exist.
+func CreateIn(r *os.Root, name string, perm os.FileMode) (*File, error) {
+	removeStale(r, name)
 	for {
-		f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
+		tmp := filepath.Join(filepath.Dir(name), tempPrefix(name)+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := r.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", filepath.Join(r.Name(), name), err)
 		}
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 			f.Close()
-			os.Remove(f.Name())
-			return nil, fmt.Errorf("%s: locking %s: %w", path, f.Name(), err)
+			r.Remove(tmp)
+			return nil, fmt.Errorf("%s: locking %s: %w", filepath.Join(r.Name(), name), tmp, err)
 		}
 		// Another writer's removeStale may have taken the file for a
 		// leftover before the lock: then its name is gone; start again.
-		if named(f) {
-			return &File{File: f, path: path, perm: perm}, nil
+		if named(r, f, tmp) {
+			return &File{File: f, root: r, name: name, tmp: tmp, perm: perm}, nil
 		}
 		f.Close()
 	}
 }
 
-// named reports whether f's name still refers to f.
-func named(f *os.File) bool {
+// named reports whether f's name tmp in r still refers to f.
+func named(r *os.Root, f *os.File, tmp string) bool {
 	st, err := f.Stat()
 	if err != nil {
 		return false
 	}
-	byName, err := os.Lstat(f.Name())
+	byName, err := r.Lstat(tmp)
 	return err == nil && os.SameFile(st, byName)
 }
 
-// removeStale removes path's temporaries whose writer is gone: a process
+// removeStale removes name's temporaries whose writer is gone: a process
 // that died, or a boot the power cut short. A temporary whose writer still
 // holds its lock stays.
-func removeStale(path string) {
-	dir, prefix := filepath.Dir(path), tempPrefix(path)
-	ents, err := os.ReadDir(dir)
+func removeStale(r *os.Root, name string) {
+	dir, prefix := filepath.Dir(name), tempPrefix(name)
+	d, err := r.Open(dir)
+	if err != nil {
+		return
+	}
+	ents, err := d.ReadDir(-1)
+	d.Close()
 	if err != nil {
 		return
 	}
@@ -89,12 +122,12 @@ func removeStale(path string) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		f, err := os.Open(p)
+		f, err := r.OpenFile(p, os.O_RDONLY, 0)
 		if err != nil {
 			continue
 		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && named(f) {
-			os.Remove(p)
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && named(r, f, p) {
+			r.Remove(p)
 		}
 		f.Close()
 	}
@@ -103,13 +136,14 @@ func removeStale(path string) {
 // Commit syncs the data, renames the file to its path and syncs the
 // directory. On error the temporary file is removed and the path keeps
 // its old content.
-func (f *File) Commit() error { return f.commit(os.Rename) }
+func (f *File) Commit() error { return f.commit(f.root.Rename) }
 
 // commit puts the synced file at its path with place (a rename, or a
-// link that refuses an existing path).
-func (f *File) commit(place func(tmp, path string) error) error {
+// link that refuses an existing path), both names in f.root.
+func (f *File) commit(place func(tmp, name string) error) error {
+	path := filepath.Join(f.root.Name(), f.name)
 	if f.done {
-		return fmt.Errorf("%s: already committed or aborted", f.path)
+		return fmt.Errorf("%s: already committed or aborted", path)
 	}
 	err := f.Chmod(f.perm)
 	if err == nil {
@@ -118,17 +152,18 @@ func (f *File) commit(place func(tmp, path string) error) error {
 	if err == nil {
 		// Placed while still open, so still locked: unlocked, it
 		// would look like a leftover to another writer.
-		err = place(f.Name(), f.path)
+		err = place(f.tmp, f.name)
 	}
 	if err != nil {
 		f.Abort()
-		return fmt.Errorf("%s: %w", f.path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	f.done = true
+	defer f.closeRoot()
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("%s: %w", f.path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return SyncDir(filepath.Dir(f.path))
+	return syncDirIn(f.root, filepath.Dir(f.name))
 }
 
 // Abort removes the temporary file; after Commit it does nothing.
@@ -137,8 +172,25 @@ func (f *File) Abort() {
 		return
 	}
 	f.done = true
-	os.Remove(f.Name())
+	f.root.Remove(f.tmp)
 	f.Close()
+	f.closeRoot()
+}
+
+func (f *File) closeRoot() {
+	if f.own {
+		f.root.Close()
+	}
+}
+
+// inDir runs fn on path's base name in a root opened at path's directory.
+func inDir(path string, fn func(r *os.Root, name string) error) error {
+	r, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return fn(r, filepath.Base(path))
 }
 
 // WriteFile writes data to path atomically, creating path's directory
@@ -147,19 +199,27 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return write(path, data, perm, os.Rename)
+	return inDir(path, func(r *os.Root, name string) error { return WriteFileIn(r, name, data, perm) })
 }
 
-// write writes data to a temporary file for path and commits it with
+// WriteFileIn is WriteFile for name in the tree r (see CreateIn).
+func WriteFileIn(r *os.Root, name string, data []byte, perm os.FileMode) error {
+	if err := r.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	return write(r, name, data, perm, r.Rename)
+}
+
+// write writes data to a temporary file for name and commits it with
 // place.
-func write(path string, data []byte, perm os.FileMode, place func(tmp, path string) error) error {
-	f, err := Create(path, perm)
+func write(r *os.Root, name string, data []byte, perm os.FileMode, place func(tmp, name string) error) error {
+	f, err := CreateIn(r, name, perm)
 	if err != nil {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Abort()
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", filepath.Join(r.Name(), name), err)
 	}
 	return f.commit(place)
 }
@@ -170,14 +230,20 @@ func write(path string, data []byte, perm os.FileMode, place func(tmp, path stri
 // there is no window between checking and writing). For files a user
 // would lose by an overwrite, such as a signing key.
 func WriteNewFile(path string, data []byte, perm os.FileMode) error {
-	return write(path, data, perm, func(tmp, path string) error {
-		if err := os.Link(tmp, path); err != nil {
+	return inDir(path, func(r *os.Root, name string) error { return WriteNewFileIn(r, name, data, perm) })
+}
+
+// WriteNewFileIn is WriteNewFile for name in the tree r (see CreateIn);
+// name's directory must exist.
+func WriteNewFileIn(r *os.Root, name string, data []byte, perm os.FileMode) error {
+	return write(r, name, data, perm, func(tmp, name string) error {
+		if err := r.Link(tmp, name); err != nil {
 			if errors.Is(err, fs.ErrExist) {
 				return fmt.Errorf("%w; refusing to replace it", fs.ErrExist)
 			}
 			return err
 		}
-		return os.Remove(tmp)
+		return r.Remove(tmp)
 	})
 }
 
@@ -186,11 +252,22 @@ func WriteNewFile(path string, data []byte, perm os.FileMode) error {
 // removed): policy applied at every boot must not wear the card by
 // rewriting what did not change.
 func WriteFileIfChanged(path string, data []byte, perm os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
-		removeStale(path)
-		return os.Chmod(path, perm)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
 	}
-	return WriteFile(path, data, perm)
+	return inDir(path, func(r *os.Root, name string) error { return WriteFileIfChangedIn(r, name, data, perm) })
+}
+
+// WriteFileIfChangedIn is WriteFileIfChanged for name in the tree r (see
+// CreateIn). A symlink at name is replaced, never followed.
+func WriteFileIfChangedIn(r *os.Root, name string, data []byte, perm os.FileMode) error {
+	if fi, err := r.Lstat(name); err == nil && fi.Mode().IsRegular() {
+		if old, err := r.ReadFile(name); err == nil && string(old) == string(data) {
+			removeStale(r, name)
+			return r.Chmod(name, perm)
+		}
+	}
+	return WriteFileIn(r, name, data, perm)
 }
 
 // Symlink points path at target atomically (a new link renamed over it).
@@ -213,9 +290,22 @@ func SyncDir(dir string) error {
 	if err != nil {
 		return err
 	}
+	return syncDir(d, dir)
+}
+
+// syncDirIn is SyncDir for dir in the tree r.
+func syncDirIn(r *os.Root, dir string) error {
+	d, err := r.Open(dir)
+	if err != nil {
+		return err
+	}
+	return syncDir(d, filepath.Join(r.Name(), dir))
+}
+
+func syncDir(d *os.File, name string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+		return fmt.Errorf("sync %s: %w", name, err)
 	}
 	return nil
 }

@@ -272,3 +272,80 @@ func TestExchange(t *testing.T) {
 		})
 	}
 }
+
+// Writes into a tree another party controls never land outside it,
+// whatever links it planted: a link on the way out is an error, a link
+// at the name itself is replaced, not followed.
+func TestWriteInTree(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(tree, outside string) error
+		write func(r *os.Root) error
+		fail  bool   // the write must fail
+		want  string // else: the file's content in the tree
+	}{
+		{"directory link absolute", func(tree, outside string) error { return os.Symlink(outside, filepath.Join(tree, "etc")) },
+			func(r *os.Root) error { return WriteFileIn(r, "etc/f", []byte("x"), 0o644) }, true, ""},
+		{"directory link relative", func(tree, outside string) error { return os.Symlink("../outside", filepath.Join(tree, "etc")) },
+			func(r *os.Root) error { return WriteFileIfChangedIn(r, "etc/f", []byte("x"), 0o644) }, true, ""},
+		{"new file at a dangling link", func(tree, outside string) error {
+			return os.Symlink(filepath.Join(outside, "new"), filepath.Join(tree, "f"))
+		}, func(r *os.Root) error { return WriteNewFileIn(r, "f", []byte("x"), 0o600) }, true, ""},
+		{"file link replaced", func(tree, outside string) error {
+			return os.Symlink(filepath.Join(outside, "victim"), filepath.Join(tree, "f"))
+		}, func(r *os.Root) error { return WriteFileIfChangedIn(r, "f", []byte("victim's"), 0o644) }, false, "victim's"},
+		{"link inside the tree", func(tree, outside string) error {
+			if err := os.Mkdir(filepath.Join(tree, "real"), 0o755); err != nil {
+				return err
+			}
+			return os.Symlink("real", filepath.Join(tree, "etc"))
+		}, func(r *os.Root) error { return WriteFileIn(r, "etc/f", []byte("in"), 0o644) }, false, "in"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tree, outside := filepath.Join(dir, "tree"), filepath.Join(dir, "outside")
+			for _, d := range []string{tree, outside} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(outside, "victim"), []byte("victim's"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.setup(tree, outside); err != nil {
+				t.Fatal(err)
+			}
+			r, err := os.OpenRoot(tree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			err = tc.write(r)
+			if tc.fail != (err != nil) {
+				t.Fatalf("err = %v, want failure %v", err, tc.fail)
+			}
+			if got := entries(t, outside); strings.Join(got, " ") != "victim" {
+				t.Errorf("outside the tree: %v", got)
+			}
+			if b, _ := os.ReadFile(filepath.Join(outside, "victim")); string(b) != "victim's" {
+				t.Errorf("outside file now %q", b)
+			}
+			if fi, err := os.Lstat(filepath.Join(outside, "victim")); err != nil || fi.Mode().Perm() != 0o644 {
+				t.Errorf("outside file mode changed: %v %v", fi, err)
+			}
+			if !tc.fail {
+				b, err := r.ReadFile("etc/f")
+				if tc.name == "file link replaced" {
+					var fi fs.FileInfo
+					if fi, err = r.Lstat("f"); err == nil && !fi.Mode().IsRegular() {
+						t.Errorf("f is still a %v", fi.Mode().Type())
+					}
+					b, err = r.ReadFile("f")
+				}
+				if err != nil || string(b) != tc.want {
+					t.Errorf("in the tree: %q %v, want %q", b, err, tc.want)
+				}
+			}
+		})
+	}
+}

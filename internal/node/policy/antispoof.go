@@ -125,6 +125,9 @@ func pins(x *plan.LXC) (ps []pin, unpinned []string, errs []error) {
 	}
 	veths := map[string]string{}
 	for _, ct := range x.Containers {
+		if len(ct.Runs) > 0 {
+			continue // no veth: it shares the node's network
+		}
 		if ct.IP == "" || ct.MAC == "" {
 			unpinned = append(unpinned, ct.Name)
 			continue

@@ -56,9 +56,14 @@ done
 	if err := writeIfChanged(filepath.Join(env.Root, SnapshotScript), script.String(), 0o755); err != nil {
 		return err
 	}
+	r, err := os.OpenRoot(env.Root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
 	root := env.Root
 	switch {
-	case hasSystemd(root):
+	case hasSystemd(r):
 		sys := filepath.Join(root, "etc/systemd/system")
 		svc := fmt.Sprintf("%s[Unit]\nDescription=btrfs snapshot of %s\n\n[Service]\nType=oneshot\nExecStart=/%s\n", generated, b.Subvolume, SnapshotScript)
 		timer := fmt.Sprintf("%s[Unit]\nDescription=btrfs snapshot of %s (%s)\n\n[Timer]\nOnCalendar=%s\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n", generated, b.Subvolume, b.OnCalendar, b.OnCalendar)
@@ -68,10 +73,10 @@ done
 		if err := writeIfChanged(filepath.Join(sys, snapshotUnit+".timer"), timer, 0o644); err != nil {
 			return err
 		}
-		return symlink("/etc/systemd/system/"+snapshotUnit+".timer", filepath.Join(sys, "timers.target.wants", snapshotUnit+".timer"))
-	case exists(root, "etc/cron.d"):
+		return symlink(r, "/etc/systemd/system/"+snapshotUnit+".timer", filepath.Join("etc/systemd/system/timers.target.wants", snapshotUnit+".timer"))
+	case exists(r, "etc/cron.d"):
 		return writeIfChanged(filepath.Join(root, "etc/cron.d", snapshotUnit), fmt.Sprintf("%s%s root /%s\n", generated, b.Cron, SnapshotScript), 0o644)
-	case exists(root, "bin/busybox") || exists(root, "etc/crontabs"):
+	case exists(r, "bin/busybox") || exists(r, "etc/crontabs"):
 		return cronLine(filepath.Join(root, "etc/crontabs/root"), fmt.Sprintf("%s /%s", b.Cron, SnapshotScript))
 	}
 	env.Log("nodeinit: backup: root has neither systemd nor cron; snapshots not scheduled")

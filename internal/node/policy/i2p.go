@@ -20,68 +20,100 @@ import (
 // makes it); the router runs as it and must read its keys.
 const i2pdUser = "i2pd"
 
-// I2P gives the root's i2pd the node's tunnels: it makes each server
-// tunnel's destination keys in i2pd's data dir when they are missing (on
-// the node, so no image carries a private key; never replaced, so the
-// address stays the same across boots and updates), logs and records the
-// addresses (plan.I2PAddressesPath) for the build host to collect, writes
-// the tunnels file (plan.I2PTunnelsPath) and enables i2pd. A node without
+// I2P gives the node's i2pd its tunnels, in the root i2pd runs in (the
+// node's, or the container's that runs it: daemonRoot): it makes each
+// server tunnel's destination keys in i2pd's data dir when they are
+// missing (on the node, so no image carries a private key; never
+// replaced, so the address stays the same across boots and updates),
+// logs and records the addresses in the node's root
+// (plan.I2PAddressesPath) for the build host to collect, writes the
+// tunnels file (plan.I2PTunnelsPath) and enables i2pd. A node without
 // tunnels loses the tunnels and addresses files but keeps its keys: a
 // service that comes back gets its old address. i2pd itself is never
 // disabled here: the root may run it for more than these tunnels.
 func I2P(env Env) error {
-	root, x := env.Root, env.Node.I2P
-	tunnels := filepath.Join(root, plan.I2PTunnelsPath)
-	addrs := filepath.Join(root, plan.I2PAddressesPath)
-	if x == nil || len(x.Servers) == 0 && len(x.Clients) == 0 {
-		return errors.Join(removeIfExists(tunnels), removeIfExists(addrs))
-	}
-	if !exists(root, "usr/sbin/i2pd") {
-		// Writing into etc/i2pd here would make the directory the package
-		// ships as a symlink (tunnels.conf.d -> tunnels.d).
-		env.Log("nodeinit: i2p: i2pd not installed in the root; %d server and %d client tunnels skipped", len(x.Servers), len(x.Clients))
-		return nil
-	}
-	uid, gid, haveUser, err := lookupUser(root, i2pdUser)
+	x := env.Node.I2P
+	node, err := os.OpenRoot(env.Root)
 	if err != nil {
 		return err
 	}
-	if !haveUser {
-		env.Log("nodeinit: i2p: no user %s in the root's /etc/passwd; key files stay root's and i2pd may not read them", i2pdUser)
+	defer node.Close()
+	r, where, err := daemonRoot(env, node, plan.RunsI2PD)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if x == nil || len(x.Servers) == 0 && len(x.Clients) == 0 {
+		return errors.Join(removeIfExists(r, plan.I2PTunnelsPath), removeIfExists(r, keysOwnerDropIn), removeIfExists(node, plan.I2PAddressesPath))
+	}
+	if !exists(r, "usr/sbin/i2pd") {
+		// Writing into etc/i2pd here would make the directory the package
+		// ships as a symlink (tunnels.conf.d -> tunnels.d).
+		env.Log("nodeinit: i2p: i2pd not installed in %s; %d server and %d client tunnels skipped", label(where), len(x.Servers), len(x.Clients))
+		return nil
+	}
+	uid, gid, haveUser, err := lookupUser(r, i2pdUser)
+	if err != nil {
+		return err
+	}
+	if !haveUser && !isContainer(where) {
+		env.Log("nodeinit: i2p: no user %s in the root's /etc/passwd; key files stay root's until i2pd starts", i2pdUser)
 	}
 	var errs []error
-	var lines []string
+	var lines, keys []string
 	if len(x.Servers) > 0 {
-		dir := filepath.Join(root, plan.I2PDataDir)
-		if err := ownedDir(dir, uid, gid, haveUser); err != nil {
+		if err := ownedDir(r, plan.I2PDataDir, uid, gid, haveUser); err != nil {
 			return err
 		}
 		for _, s := range x.Servers {
-			addr, err := serverKeys(env, dir, s.Service, uid, gid, haveUser)
+			addr, err := serverKeys(env, r, s.Service, uid, gid, haveUser)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("service %s: %w", s.Service, err))
 				continue
 			}
 			env.Log("nodeinit: i2p: service %s reachable at %s", s.Service, addr)
 			lines = append(lines, s.Service+" "+addr+"\n")
+			keys = append(keys, "/"+filepath.Join(plan.I2PDataDir, plan.I2PKeyFile(s.Service)))
 		}
 	}
 	if len(lines) > 0 {
-		if err := atomicfile.WriteFileIfChanged(addrs, []byte(strings.Join(lines, "")), 0o644); err != nil {
+		if err := atomicfile.WriteFileIfChangedIn(node, plan.I2PAddressesPath, []byte(strings.Join(lines, "")), 0o644); err != nil {
 			errs = append(errs, err)
 		}
-	} else if err := removeIfExists(addrs); err != nil {
+	} else if err := removeIfExists(node, plan.I2PAddressesPath); err != nil {
 		errs = append(errs, err)
 	}
-	if err := atomicfile.WriteFileIfChanged(tunnels, []byte(TunnelsConf(x)), 0o644); err != nil {
+	if err := atomicfile.WriteFileIfChangedIn(r, plan.I2PTunnelsPath, []byte(TunnelsConf(x)), 0o644); err != nil {
 		errs = append(errs, err)
 	}
-	if found, err := enableService(root, "i2pd", true); err != nil {
+	if err := keysOwner(r, keys); err != nil {
+		errs = append(errs, err)
+	}
+	if found, err := enableService(r, "i2pd", true); err != nil {
 		errs = append(errs, fmt.Errorf("i2pd: %w", err))
 	} else if !found {
-		env.Log("nodeinit: i2p: root has i2pd but neither systemd nor /etc/init.d/i2pd; not enabled")
+		env.Log("nodeinit: i2p: %s has i2pd but neither systemd nor /etc/init.d/i2pd; not enabled", label(where))
 	}
 	return errors.Join(errs...)
+}
+
+// keysOwnerDropIn makes i2pd.service give the key files to its user
+// before i2pd starts. Policy chowns them too, but only once the root has
+// the user: i2pd's postinst makes it, and in a container that runs at its
+// first start, after policy (debroot's start hook), so without this the
+// first start's i2pd could not read its keys.
+const keysOwnerDropIn = "etc/systemd/system/i2pd.service.d/mkimage-keys.conf"
+
+// keysOwner writes keysOwnerDropIn for keys (absolute paths in the root)
+// in a systemd root, and removes it when there are none.
+func keysOwner(r *os.Root, keys []string) error {
+	if len(keys) == 0 || !hasSystemd(r) {
+		return removeIfExists(r, keysOwnerDropIn)
+	}
+	// "+": as root, whatever User= says; -h: a link in the key's place
+	// is not followed.
+	conf := fmt.Sprintf("%s[Service]\nExecStartPre=+/bin/chown -h %s:%s %s\n", generated, i2pdUser, i2pdUser, strings.Join(keys, " "))
+	return atomicfile.WriteFileIfChangedIn(r, keysOwnerDropIn, []byte(conf), 0o644)
 }
 
 // TunnelsConf is the i2pd tunnels file for a plan, in the format of
@@ -103,23 +135,23 @@ func TunnelsConf(x *plan.I2P) string {
 	return b.String()
 }
 
-// serverKeys returns the address of a service's key file, making the file
-// first if there is none. An existing file is never replaced, not even a
-// broken one: that is an error for a person to look at, since replacing
-// it would give the service a new address.
-func serverKeys(env Env, dir, service string, uid, gid int, chown bool) (string, error) {
-	p := filepath.Join(dir, plan.I2PKeyFile(service))
-	b, err := os.ReadFile(p)
+// serverKeys returns the address of a service's key file in i2pd's data
+// dir in r, making the file first if there is none. An existing file is
+// never replaced, not even a broken one: that is an error for a person
+// to look at, since replacing it would give the service a new address.
+func serverKeys(env Env, r *os.Root, service string, uid, gid int, chown bool) (string, error) {
+	p := filepath.Join(plan.I2PDataDir, plan.I2PKeyFile(service))
+	b, err := r.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		if b, err = i2p.NewKeys(); err != nil {
 			return "", err
 		}
-		// WriteNewFile: a file that appeared meanwhile is not replaced
+		// WriteNewFileIn: a file that appeared meanwhile is not replaced
 		// (then it is read below).
-		if err = atomicfile.WriteNewFile(p, b, 0o600); err == nil {
-			env.Log("nodeinit: i2p: service %s: new destination keys in %s", service, strings.TrimPrefix(p, env.Root))
+		if err = atomicfile.WriteNewFileIn(r, p, b, 0o600); err == nil {
+			env.Log("nodeinit: i2p: service %s: new destination keys in %s", service, strings.TrimPrefix(filepath.Join(r.Name(), p), env.Root))
 		} else if errors.Is(err, fs.ErrExist) {
-			b, err = os.ReadFile(p)
+			b, err = r.ReadFile(p)
 		}
 	}
 	if err != nil {
@@ -127,56 +159,61 @@ func serverKeys(env Env, dir, service string, uid, gid int, chown bool) (string,
 	}
 	k, err := i2p.Parse(b)
 	if err != nil {
-		return "", fmt.Errorf("%s: not an i2pd key file i2pd can use (%w); left as it is", p, err)
+		return "", fmt.Errorf("%s: not an i2pd key file i2pd can use (%w); left as it is", filepath.Join(r.Name(), p), err)
 	}
 	// Every boot, not only after writing: a power cut between writing the
 	// file and changing its owner leaves it root's.
-	if err := ownFile(p, 0o600, uid, gid, chown); err != nil {
+	if err := ownFile(r, p, 0o600, uid, gid, chown); err != nil {
 		return "", err
 	}
 	return k.Address, nil
 }
 
-// ownedDir makes dir (i2pd's data dir, which its package makes) if it is
-// missing, owned like the package's.
-func ownedDir(dir string, uid, gid int, chown bool) error {
-	if _, err := os.Stat(dir); err == nil {
+// ownedDir makes dir (i2pd's data dir, which its package makes) in r if
+// it is missing, owned like the package's.
+func ownedDir(r *os.Root, dir string, uid, gid int, chown bool) error {
+	if _, err := r.Stat(dir); err == nil {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := r.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	if chown {
-		return os.Chown(dir, uid, gid)
+		return r.Chown(dir, uid, gid)
 	}
 	return nil
 }
 
-// ownFile sets p's mode and, with chown, its owner, where they differ.
-func ownFile(p string, mode os.FileMode, uid, gid int, chown bool) error {
-	fi, err := os.Stat(p)
+// ownFile sets the mode and, with chown, the owner of p in r where they
+// differ. p must be a regular file: a link there is refused, not
+// followed.
+func ownFile(r *os.Root, p string, mode os.FileMode, uid, gid int, chown bool) error {
+	fi, err := r.Lstat(p)
 	if err != nil {
 		return err
 	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%s)", p, fi.Mode().Type())
+	}
 	if fi.Mode().Perm() != mode {
-		if err := os.Chmod(p, mode); err != nil {
+		if err := r.Chmod(p, mode); err != nil {
 			return err
 		}
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if chown && ok && (int(st.Uid) != uid || int(st.Gid) != gid) {
-		if err := os.Chown(p, uid, gid); err != nil {
+		if err := r.Lchown(p, uid, gid); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 	}
 	return nil
 }
 
-// lookupUser reads a user's uid and primary gid from the root's
-// etc/passwd (the initramfs has its own users, or none). A root without
-// passwd has no such user.
-func lookupUser(root, name string) (uid, gid int, ok bool, err error) {
-	f, err := os.Open(filepath.Join(root, "etc/passwd"))
+// lookupUser reads a user's uid and primary gid from r's etc/passwd (the
+// initramfs has its own users, or none). A root without passwd has no
+// such user.
+func lookupUser(r *os.Root, name string) (uid, gid int, ok bool, err error) {
+	f, err := r.Open("etc/passwd")
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, 0, false, nil
 	}
@@ -200,18 +237,28 @@ func lookupUser(root, name string) (uid, gid int, ok bool, err error) {
 	return 0, 0, false, sc.Err()
 }
 
-// reportI2P is Report's line for the i2p tunnels.
+// reportI2P is Report's line for the i2p tunnels, read from the root
+// i2pd runs in.
 func reportI2P(env Env) (string, bool) {
 	x := env.Node.I2P
-	if !exists(env.Root, "usr/sbin/i2pd") {
-		return "i2p: i2pd not installed in the root (tunnels not served)", false
+	r, where, err := reportRoot(env, plan.RunsI2PD)
+	if err != nil {
+		return fmt.Sprintf("i2p: %v", err), false
 	}
-	got, err := os.ReadFile(filepath.Join(env.Root, plan.I2PTunnelsPath))
+	defer r.Close()
+	in := ""
+	if where != "" {
+		in = " in " + where
+	}
+	if !exists(r, "usr/sbin/i2pd") {
+		return fmt.Sprintf("i2p: i2pd not installed in %s (tunnels not served)", label(where)), false
+	}
+	got, err := r.ReadFile(plan.I2PTunnelsPath)
 	switch {
 	case err != nil:
-		return fmt.Sprintf("i2p tunnels MISSING (%v)", err), false
+		return fmt.Sprintf("i2p tunnels%s MISSING (%v)", in, err), false
 	case string(got) != TunnelsConf(x):
-		return "i2p tunnels differ from the plan", false
+		return "i2p tunnels" + in + " differ from the plan", false
 	}
-	return fmt.Sprintf("i2p: %d server, %d client tunnels", len(x.Servers), len(x.Clients)), true
+	return fmt.Sprintf("i2p: %d server, %d client tunnels%s", len(x.Servers), len(x.Clients), in), true
 }

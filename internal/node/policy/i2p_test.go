@@ -245,11 +245,16 @@ func TestI2PNoI2pd(t *testing.T) {
 }
 
 func TestLookupUser(t *testing.T) {
-	root := t.TempDir()
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
 	if _, _, ok, err := lookupUser(root, "i2pd"); ok || err != nil {
 		t.Errorf("no passwd: %v %v", ok, err)
 	}
-	put(t, filepath.Join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\ni2pdx:x:1:1::/:/bin/false\ni2pd:x:104:108::/var/lib/i2pd:/usr/sbin/nologin\n")
+	put(t, filepath.Join(dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\ni2pdx:x:1:1::/:/bin/false\ni2pd:x:104:108::/var/lib/i2pd:/usr/sbin/nologin\n")
 	if u, g, ok, err := lookupUser(root, "i2pd"); !ok || err != nil || u != 104 || g != 108 {
 		t.Errorf("i2pd: %d %d %v %v", u, g, ok, err)
 	}

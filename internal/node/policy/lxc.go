@@ -136,7 +136,8 @@ func lxcDefault(env Env) error {
 
 // pinContainer pins an existing container's network: its veth's name,
 // MAC, IPv4 address and gateway and, with an ip6, its IPv6 address with
-// the bridge's IPv6 address as gateway. A container not yet created is
+// the bridge's IPv6 address as gateway; a container that runs a daemon
+// of the node's shares the node's network instead. A container not yet created is
 // left alone (creating its config would make lxc-create refuse it); it is
 // pinned at the first boot after it exists.
 func pinContainer(env Env, ct plan.Container) error {
@@ -147,14 +148,21 @@ func pinContainer(env Env, ct plan.Container) error {
 		env.Log("nodeinit: lxc: container %s has no %s yet; its network is pinned once it exists", name, strings.TrimPrefix(conf, env.Root))
 		return nil
 	}
-	// A known host-side name, for the antispoof rules to match on.
-	lines := append(netLines("veth", x.Bridge), "lxc.net.0.veth.pair = "+VethName(name))
-	if ct.MAC != "" {
-		lines = append(lines, "lxc.net.0.hwaddr = "+ct.MAC)
-	}
-	lines = append(lines, "lxc.net.0.ipv4.address = "+ct.IP, "lxc.net.0.ipv4.gateway = "+addrOf(x.Address))
-	if ct.IP6 != "" && x.Address6 != "" {
-		lines = append(lines, "lxc.net.0.ipv6.address = "+ct.IP6, "lxc.net.0.ipv6.gateway = "+addrOf(x.Address6))
+	var lines []string
+	if len(ct.Runs) > 0 {
+		// It runs the node's haproxy or i2pd, which serve on the node's
+		// addresses: it shares the node's network namespace.
+		lines = netLines("none", "")
+	} else {
+		// A known host-side name, for the antispoof rules to match on.
+		lines = append(netLines("veth", x.Bridge), "lxc.net.0.veth.pair = "+VethName(name))
+		if ct.MAC != "" {
+			lines = append(lines, "lxc.net.0.hwaddr = "+ct.MAC)
+		}
+		lines = append(lines, "lxc.net.0.ipv4.address = "+ct.IP, "lxc.net.0.ipv4.gateway = "+addrOf(x.Address))
+		if ct.IP6 != "" && x.Address6 != "" {
+			lines = append(lines, "lxc.net.0.ipv6.address = "+ct.IP6, "lxc.net.0.ipv6.gateway = "+addrOf(x.Address6))
+		}
 	}
 	prefixes := []string{"lxc.net.0."}
 	// A container the build placed is in every node's image with
@@ -222,31 +230,14 @@ func containerResolvConf(env Env, name string) error {
 // addrOf is the address of an address/prefix ("10.0.3.1/24": 10.0.3.1).
 func addrOf(cidr string) string { return strings.SplitN(cidr, "/", 2)[0] }
 
-func exists(root, rel string) bool {
-	_, err := os.Lstat(filepath.Join(root, rel))
-	return err == nil
-}
-
-func hasSystemd(root string) bool {
-	return exists(root, "lib/systemd/systemd") || exists(root, "usr/lib/systemd/systemd")
-}
-
-// symlink makes link point to target, replacing whatever link was.
-func symlink(target, link string) error {
-	if cur, err := os.Readlink(link); err == nil && cur == target {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-		return err
-	}
-	os.Remove(link)
-	return os.Symlink(target, link)
-}
-
 // lxcfs enables (or disables) lxcfs where the root has it: a systemd
 // wants-link, or sysv rc links to /etc/init.d/lxcfs.
 func lxcfs(env Env, on bool) error {
-	root := env.Root
+	root, err := os.OpenRoot(env.Root)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	if !exists(root, "usr/bin/lxcfs") {
 		if on {
 			env.Log("nodeinit: lxc: lxcfs not installed in the root, skipped")
@@ -285,26 +276,14 @@ ExecStartPost=/bin/sh -c 'for i in $(seq 100); do mountpoint -q /var/lib/lxcfs &
 }
 
 // lxcfsFirst writes (on) or removes (off) lxcfsDropIns.
-func lxcfsFirst(root string, on bool) error {
+func lxcfsFirst(root *os.Root, on bool) error {
 	var errs []error
 	for name, content := range lxcfsDropIns {
-		p := filepath.Join(root, name)
 		if !on {
-			errs = append(errs, removeIfExists(p))
+			errs = append(errs, removeIfExists(root, name))
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		errs = append(errs, writeIfChanged(p, content, 0o644))
+		errs = append(errs, atomicfile.WriteFileIfChangedIn(root, name, []byte(content), 0o644))
 	}
 	return errors.Join(errs...)
-}
-
-func removeIfExists(p string) error {
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
 
@@ -74,18 +75,36 @@ func RoleFile(env Env) error {
 }
 
 // Ingress writes the gateway's haproxy.cfg (plan.HAProxyPath) from the
-// plan, so a changed inventory or service list reaches the gateway with
-// the next build's initramfs; haproxy starts after switch_root. A node
+// plan into the root haproxy runs in (the node's, or the container's
+// that runs it: daemonRoot), so a changed inventory or service list
+// reaches the gateway with the next build's initramfs; haproxy starts
+// after switch_root (in the container, when LXC starts it). A node
 // without one keeps its root's file.
 func Ingress(env Env) error {
 	if env.Node.HAProxyCfg == "" {
 		return nil
 	}
-	p := filepath.Join(env.Root, plan.HAProxyPath)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	node, err := os.OpenRoot(env.Root)
+	if err != nil {
 		return err
 	}
-	return writeIfChanged(p, env.Node.HAProxyCfg, 0o644)
+	defer node.Close()
+	r, where, err := daemonRoot(env, node, plan.RunsHAProxy)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := atomicfile.WriteFileIfChangedIn(r, plan.HAProxyPath, []byte(env.Node.HAProxyCfg), 0o644); err != nil {
+		return err
+	}
+	if where == "" {
+		return nil // the package enables it on the node
+	}
+	found, err := enableService(r, "haproxy", true)
+	if err == nil && !found {
+		env.Log("nodeinit: ingress: %s has neither systemd nor /etc/init.d/haproxy; haproxy not enabled", label(where))
+	}
+	return err
 }
 
 // IPForward writes net.ipv4.ip_forward. /proc/sys/net is per network

@@ -232,14 +232,24 @@ func reportBridge(name string, cidrs ...string) (string, bool) {
 	return line, true
 }
 
-// reportIngress reads back the gateway's haproxy.cfg.
+// reportIngress reads back the gateway's haproxy.cfg, in the root
+// haproxy runs in.
 func reportIngress(env Env) (string, bool) {
-	got, err := os.ReadFile(filepath.Join(env.Root, plan.HAProxyPath))
+	r, where, err := reportRoot(env, plan.RunsHAProxy)
+	if err != nil {
+		return fmt.Sprintf("haproxy.cfg: %v", err), false
+	}
+	defer r.Close()
+	in := ""
+	if where != "" {
+		in = " in " + where
+	}
+	got, err := r.ReadFile(plan.HAProxyPath)
 	switch {
 	case err != nil:
-		return fmt.Sprintf("haproxy.cfg MISSING (%v)", err), false
+		return fmt.Sprintf("haproxy.cfg%s MISSING (%v)", in, err), false
 	case string(got) != env.Node.HAProxyCfg:
-		return "haproxy.cfg differs from the plan", false
+		return "haproxy.cfg" + in + " differs from the plan", false
 	}
-	return fmt.Sprintf("haproxy.cfg: %d services", strings.Count(env.Node.HAProxyCfg, "\nbackend svc_")), true
+	return fmt.Sprintf("haproxy.cfg: %d services%s", strings.Count(env.Node.HAProxyCfg, "\nbackend svc_"), in), true
 }
