@@ -114,7 +114,7 @@ func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
 	if n.Role == "gateway" && withLXC {
 		p.Routes = append(p.Routes, c.serviceRoutes(n)...)
 	}
-	if x := c.LXC; x != nil && withLXC && (len(x.Roles) == 0 || slices.Contains(x.Roles, n.Role)) {
+	if x := c.LXC; x != nil && withLXC && x.hosts(n.Role) {
 		netw := x.Address.Masked()
 		l := &plan.LXC{Bridge: string(x.Bridge), Address: x.Address.String(), LXCFS: x.LXCFS == nil || *x.LXCFS, Network: string(x.Network), NAT: x.NAT}
 		if l.Network == "" {
@@ -125,7 +125,12 @@ func (c *Config) resolve(n Node, withLXC bool) plan.Plan {
 		}
 		for _, ct := range x.Containers {
 			if ct.Node == n.Name && n.Name != "" {
-				pc := plan.Container{Name: string(ct.Name), IP: netip.PrefixFrom(ct.IP.Addr, netw.Bits()).String(), MAC: string(ct.MAC)}
+				// One that runs the node's daemons shares its network:
+				// no address of its own.
+				pc := plan.Container{Name: string(ct.Name), MAC: string(ct.MAC), Runs: slices.Clone(ct.Runs)}
+				if ct.IP.IsValid() {
+					pc.IP = netip.PrefixFrom(ct.IP.Addr, netw.Bits()).String()
+				}
 				if ct.IP6.IsValid() {
 					pc.IP6 = netip.PrefixFrom(ct.IP6.Addr, x.Address6.Bits()).String()
 				}

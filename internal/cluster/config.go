@@ -147,6 +147,11 @@ type Container struct {
 	// made by hand.
 	Rootfs   ContainerRootfs `toml:"rootfs"`
 	Packages []string        `toml:"packages"` // for rootfs = "debian:SUITE"
+	// Runs are the node's daemons (RunsDaemons: haproxy, i2pd) the
+	// container runs in the node's place, their packages installed
+	// besides Packages. Such a container shares its node's network, so
+	// it has no ip, ip6 or mac, and no [[service]] names it.
+	Runs []string `toml:"runs"`
 }
 
 // Backup is the [backup] table.

@@ -199,7 +199,7 @@ func TestSeedExample(t *testing.T) {
 	if n1.CIDR() != "192.168.142.11/24" || n1.Gateway != "192.168.142.1" || n1.Governor != "ondemand" || !n1.IPForward {
 		t.Errorf("node01 = %+v", n1)
 	}
-	if n1.LXC == nil || len(n1.LXC.Containers) != 1 || n1.LXC.Containers[0] != (plan.Container{Name: "haproxy", IP: "10.0.3.10/24", MAC: "00:16:3e:00:00:10"}) {
+	if n1.LXC == nil || len(n1.LXC.Containers) != 1 || !reflect.DeepEqual(n1.LXC.Containers[0], plan.Container{Name: "haproxy", IP: "10.0.3.10/24", MAC: "00:16:3e:00:00:10"}) {
 		t.Errorf("node01 lxc = %+v", n1.LXC)
 	}
 	if by["node03"].LXC == nil || len(by["node03"].LXC.Containers) != 0 {
@@ -473,18 +473,7 @@ func TestContainerIPv6(t *testing.T) {
 			}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Parse("c.toml", []byte(base+nodeA+tc.lxc))
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := json.Marshal(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b plan.Baked
-			if err := json.Unmarshal(data, &b); err != nil {
-				t.Fatal(err)
-			}
+			_, data, b := parseBaked(t, base+nodeA+tc.lxc)
 			if got := b.Nodes[0].LXC; got == nil || !reflect.DeepEqual(*got, tc.want) {
 				t.Errorf("baked lxc %+v, want %+v", got, tc.want)
 			}
@@ -493,6 +482,23 @@ func TestContainerIPv6(t *testing.T) {
 			}
 		})
 	}
+}
+
+// parseBaked parses src and reads its baked JSON (data) back as a node
+// does.
+func parseBaked(t *testing.T, src string) (c *Config, data []byte, b plan.Baked) {
+	t.Helper()
+	c, err := Parse("c.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, err = json.Marshal(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		t.Fatal(err)
+	}
+	return c, data, b
 }
 
 // A target named by a node is reached at its ip; each node exports into

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -218,6 +219,22 @@ func (c *Config) i2pPlan(n Node) *plan.I2P {
 		return nil
 	}
 	return &x
+}
+
+// hasI2PTunnels tells whether inventory node n has i2p tunnels, those
+// i2pPlan plans: a server for a service with i2p = true in one of its
+// containers, or an [[i2p.client]] on it, planned already or waiting for
+// the address of the service it names (see I2PNotes).
+func (c *Config) hasI2PTunnels(n Node) bool {
+	if n.Name == "" {
+		return false
+	}
+	for _, r := range c.IngressRoutes() {
+		if r.I2P && r.Node == string(n.Name) {
+			return true
+		}
+	}
+	return c.I2P != nil && slices.ContainsFunc(c.I2P.Clients, func(cl I2PClient) bool { return cl.on(n) })
 }
 
 // I2PNotes says which client tunnels are left out of the plans because

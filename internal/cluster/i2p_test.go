@@ -164,10 +164,7 @@ func TestI2PPlan(t *testing.T) {
 	if !reflect.DeepEqual(c.I2PNotes(), wantNotes) {
 		t.Errorf("notes:\n%s\nwant:\n%s", strings.Join(c.I2PNotes(), "\n"), strings.Join(wantNotes, "\n"))
 	}
-	var lines []string
-	for _, r := range c.IngressRoutes() {
-		lines = append(lines, r.Reached(c.Gateways())...)
-	}
+	lines := reached(c)
 	wantLines := []string{
 		"web: http://www.example.org/ → gateway gw:80 → c-web 10.0.3.10:8080 on node01",
 		"web: i2p (address made on node01 at first boot) → c-web 10.0.3.10:8080 on node01",

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
 
 // Service is a [[service]] entry: something running in a container that
@@ -61,6 +63,7 @@ type IngressRoute struct {
 	CheckInterval time.Duration
 	I2P           bool
 	I2PAddress    string // xxxx.b32.i2p when [i2p] addresses has it
+	I2PDIn        string // the container that runs Node's i2pd, "" when the node does
 }
 
 // IngressRoutes returns the services resolved against their containers, in
@@ -88,6 +91,9 @@ func (c *Config) IngressRoutes() []IngressRoute {
 			I2P:           s.I2P,
 			I2PAddress:    c.i2pAddrs[s.Name],
 		}
+		if s.I2P {
+			r.I2PDIn = c.runsIn(ct.Node, plan.RunsI2PD)
+		}
 		for _, h := range s.Hosts {
 			r.Hosts = append(r.Hosts, string(h))
 		}
@@ -108,13 +114,18 @@ func (c *Config) IngressRoutes() []IngressRoute {
 	return rs
 }
 
-// Gateways returns the names of the ingress nodes (role gateway), in
-// inventory order.
-func (c *Config) Gateways() []string {
-	var gws []string
+// Gateway is an ingress node (role gateway).
+type Gateway struct {
+	Name      string
+	HAProxyIn string // the container that runs its haproxy, "" when the node does
+}
+
+// Gateways returns the ingress nodes (role gateway), in inventory order.
+func (c *Config) Gateways() []Gateway {
+	var gws []Gateway
 	for _, n := range c.Nodes {
 		if n.Role == "gateway" {
-			gws = append(gws, string(n.Name))
+			gws = append(gws, Gateway{Name: string(n.Name), HAProxyIn: c.runsIn(n.Name, plan.RunsHAProxy)})
 		}
 	}
 	return gws
@@ -122,9 +133,23 @@ func (c *Config) Gateways() []string {
 
 // Reached describes, one line per host name (or one for a tcp service),
 // where a route is reached from: "web: http://blog.example.org/ →
-// gateway gw:80 → c-web 10.0.3.10:8080 on node01".
-func (r IngressRoute) Reached(gateways []string) []string {
-	gw := "gateway " + strings.Join(gateways, ",") + fmt.Sprintf(":%d", r.PublicPort)
+// gateway gw:80 → c-web 10.0.3.10:8080 on node01", with "gateway gw:80
+// (haproxy in container edge on gw)" when a container runs the gateway's
+// haproxy, and "i2p ADDRESS → i2pd in container tunnel on node01 → ..."
+// when one runs the i2pd of the route's node.
+func (r IngressRoute) Reached(gateways []Gateway) []string {
+	names := make([]string, len(gateways))
+	var in []string
+	for i, g := range gateways {
+		names[i] = g.Name
+		if g.HAProxyIn != "" {
+			in = append(in, "container "+g.HAProxyIn+" on "+g.Name)
+		}
+	}
+	gw := "gateway " + strings.Join(names, ",") + fmt.Sprintf(":%d", r.PublicPort)
+	if len(in) > 0 {
+		gw += " (haproxy in " + strings.Join(in, ", ") + ")"
+	}
 	to := fmt.Sprintf("%s %s on %s", r.Container, r.Backend, r.Node)
 	if r.Container == "" {
 		to = "backend " + r.Backend.String()
@@ -151,6 +176,9 @@ func (r IngressRoute) Reached(gateways []string) []string {
 		addr := r.I2PAddress
 		if addr == "" {
 			addr = "(address made on " + r.Node + " at first boot)"
+		}
+		if r.I2PDIn != "" {
+			addr += " → i2pd in container " + r.I2PDIn + " on " + r.Node
 		}
 		lines = append(lines, fmt.Sprintf("%s: i2p %s → %s", r.Name, addr, to))
 	}
@@ -192,6 +220,8 @@ func (c *Config) validateServices(bad func(line int, format string, a ...any)) {
 			bad(at(""), "%s has no container (expected container = NAME of an [[lxc.container]], or backend = ADDRESS:PORT)", id)
 		case !ok:
 			bad(at("container"), "%s: container %q is not an [[lxc.container]] (expected one of: %s)", id, s.Container, containerNames(cts))
+		case len(ct.Runs) > 0:
+			bad(at("container"), "%s: container %q runs %s for node %s and shares its network: it has no address of its own for the ingress to route to (expected a container with ip = ...)", id, s.Container, strings.Join(ct.Runs, ", "), ct.Node)
 		case !ct.IP.IsValid():
 			bad(at("container"), "%s: container %q has no pinned ip (expected ip = ... in its [[lxc.container]]: the ingress routes to it)", id, s.Container)
 		}

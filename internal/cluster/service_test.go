@@ -165,10 +165,7 @@ hosts = ["v6.example.org"]
 			t.Errorf("node %s routes %q, want %q", p.Name, rs, want)
 		}
 	}
-	var lines []string
-	for _, r := range got {
-		lines = append(lines, r.Reached(c.Gateways())...)
-	}
+	lines := reached(c)
 	wantLines := []string{
 		"web: http://www.example.org/ → gateway gw:80 → c-web 10.0.3.10:8080 on node01",
 		"blog: tls blog.example.org (SNI) → gateway gw:443 → c-blog 10.0.3.11:443 on node02",
@@ -179,6 +176,16 @@ hosts = ["v6.example.org"]
 	if strings.Join(lines, "\n") != strings.Join(wantLines, "\n") {
 		t.Errorf("Reached:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(wantLines, "\n"))
 	}
+}
+
+// reached is what config check prints under SERVICES: each route's
+// Reached lines.
+func reached(c *Config) []string {
+	var lines []string
+	for _, r := range c.IngressRoutes() {
+		lines = append(lines, r.Reached(c.Gateways())...)
+	}
+	return lines
 }
 
 // TestREADMEServices: the README's "Reaching services" example, appended

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
-	"slices"
 	"strings"
 )
 
@@ -164,6 +163,7 @@ func (c *Config) validate() []*Error {
 		}
 		cnames := map[Hostname]int{}
 		cips := map[netip.Addr]int{}
+		runners := map[string]int{}
 		for i, ct := range x.Containers {
 			at := func(f string) int { return l.at("lxc.container", i, f) }
 			uniqueName(bad, l, cnames, "lxc.container", "container", i, ct.Name)
@@ -171,12 +171,16 @@ func (c *Config) validate() []*Error {
 				bad(at(""), "container %q has no node (expected a node name from the inventory)", ct.Name)
 			} else if r, ok := roleOf[ct.Node]; !ok {
 				bad(at("node"), "container %q: node %q is not in the inventory", ct.Name, ct.Node)
-			} else if len(x.Roles) > 0 && !slices.Contains(x.Roles, r) {
+			} else if !x.hosts(r) {
 				bad(at("node"), "container %q: node %q has role %s, which does not host containers (lxc roles: %v)", ct.Name, ct.Node, r, x.Roles)
 			}
-			if !ct.IP.IsValid() {
+			// A container that runs its node's daemons shares the node's
+			// network: no address of its own (validateRuns).
+			switch {
+			case len(ct.Runs) > 0:
+			case !ct.IP.IsValid():
 				bad(at(""), "container %q has no ip (expected an address in %s)", ct.Name, lxcNet)
-			} else {
+			default:
 				if x.Address.IsValid() && (!hostIn(lxcNet, ct.IP.Addr) || ct.IP.Addr == x.Address.Addr()) {
 					bad(at("ip"), "container %q: IP %s is outside the LXC network %s or is the bridge's own address (expected a free host address in it)", ct.Name, ct.IP, lxcNet)
 				}
@@ -186,7 +190,7 @@ func (c *Config) validate() []*Error {
 				cips[ct.IP.Addr] = i
 			}
 			switch {
-			case !ct.IP6.IsValid():
+			case !ct.IP6.IsValid() || len(ct.Runs) > 0:
 			case !x.Address6.IsValid():
 				bad(at("ip6"), "container %q: ip6 %s needs [lxc] address6 (expected the bridge's IPv6 address with prefix there, like fd00:5::1/64)", ct.Name, ct.IP6)
 			case !hostIn6(ct.IP6.Addr) || ct.IP6.Addr == x.Address6.Addr():
@@ -197,7 +201,7 @@ func (c *Config) validate() []*Error {
 				}
 				cips[ct.IP6.Addr] = i
 			}
-			if ct.MAC != "" {
+			if ct.MAC != "" && len(ct.Runs) == 0 {
 				if prev, dup := macs[ct.MAC]; dup {
 					bad(at("mac"), "duplicate MAC %s (%s has it too)", ct.MAC, prev)
 				}
@@ -213,6 +217,7 @@ func (c *Config) validate() []*Error {
 			case len(ct.Packages) > 0:
 				bad(at("packages"), "container %q: packages go with rootfs = \"debian:SUITE\" only", ct.Name)
 			}
+			c.validateRuns(bad, i, ct, roleOf, runners)
 		}
 	}
 
