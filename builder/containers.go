@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/build/debroot"
@@ -90,9 +91,9 @@ func (in *inputs) ociContainer(ctx context.Context, o *Options, p *ocirootfs.Pul
 }
 
 // debianContainer builds a container's root from Debian packages as
-// debianRoot builds a node's, with the container's set
-// (debroot.ResolveContainer: Essential, required and its packages, no
-// kernel, bootloader or LXC): resolved from the apt cache's lists
+// debianRoot builds a node's, with the container's set (containerSet:
+// Essential, required, its packages and its runs daemons', no kernel,
+// bootloader or LXC): resolved from the apt cache's lists
 // (indexes holds them by suite across containers), fetched and checked,
 // unpacked without running anything, every package "install ok
 // unpacked". Nothing can configure them at build time (that would run
@@ -112,7 +113,7 @@ func (in *inputs) debianContainer(ctx context.Context, o *Options, indexes map[s
 		}
 		indexes[suite] = ix
 	}
-	pkgs, err := debroot.ResolveContainer(ix, c.Arch, ct.Packages...)
+	pkgs, err := containerSet(ix, c.Arch, ct)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -138,9 +139,20 @@ func (in *inputs) debianContainer(ctx context.Context, o *Options, indexes map[s
 	for _, d := range debs {
 		in.add("package", d.Path, d.Pkg.SHA256, d.Pkg.Name+" "+d.Pkg.Version+" (container "+string(ct.Name)+")")
 	}
+	runs := ""
+	if len(ct.Runs) > 0 {
+		runs = ", runs " + strings.Join(ct.Runs, ", ") + " for its node"
+	}
 	st := tree.Stats()
-	logf(o, "container %s (node %s): %s, %d packages, %.1f MB", ct.Name, ct.Node, src, len(debs), float64(st.DataBytes)/1e6)
+	logf(o, "container %s (node %s): %s, %d packages, %.1f MB%s", ct.Name, ct.Node, src, len(debs), float64(st.DataBytes)/1e6, runs)
 	return tree, conf, nil
+}
+
+// containerSet resolves the packages of a container's Debian root:
+// Debian's required set, its packages and those of the daemons it runs
+// for its node (cluster.Container.DebianPackages).
+func containerSet(ix *debroot.Index, arch string, ct cluster.Container) ([]*debroot.Pkg, error) {
+	return debroot.ResolveContainer(ix, arch, ct.DebianPackages()...)
 }
 
 // checkInit makes sure the root has the /sbin/init LXC will run: an

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/mkimage/mkimage/internal/build/debroot"
 	"github.com/mkimage/mkimage/internal/build/ocirootfs/ocitest"
 	"github.com/mkimage/mkimage/internal/cachedir"
+	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/fstree"
 	"github.com/mkimage/mkimage/internal/testenv"
@@ -236,6 +238,44 @@ func TestDebianContainer(t *testing.T) {
 	uo.UpdateKeys = "fleet.pub"
 	if err := (&inputs{}).loadConfig(ctx, &uo); err == nil || !strings.Contains(err.Error(), cfg+":17: container box: rootfs debian:bookworm: not supported yet in an updatable image") {
 		t.Errorf("updatable: %v", err)
+	}
+}
+
+// TestContainerSet: a container's Debian root gets the packages of the
+// daemons it runs for its node besides its own packages, each once, on
+// a small index (no apt cache, no network).
+func TestContainerSet(t *testing.T) {
+	stanza := func(name, extra string) string {
+		return "Package: " + name + "\nVersion: 1\nArchitecture: arm64\n" + extra + "\n"
+	}
+	ix := debroot.NewIndex()
+	idx := stanza("base-files", "Priority: required\nEssential: yes\n") + stanza("usr-is-merged", "") +
+		stanza("libc6", "") + stanza("systemd-sysv", "") + stanza("curl", "Depends: libc6\n") +
+		stanza("haproxy", "Depends: libc6\n") + stanza("i2pd", "Depends: libc6\n") + stanza("nginx", "")
+	if err := ix.Add("fake_Packages", strings.NewReader(idx)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name           string
+		packages, runs []string
+		want           string // the set's names, sorted
+	}{
+		{"packages only", []string{"curl"}, nil, "base-files curl libc6 systemd-sysv usr-is-merged"},
+		{"runs only", nil, []string{"haproxy", "i2pd"}, "base-files haproxy i2pd libc6 systemd-sysv usr-is-merged"},
+		{"both, overlapping", []string{"haproxy", "curl"}, []string{"i2pd", "haproxy"}, "base-files curl haproxy i2pd libc6 systemd-sysv usr-is-merged"},
+	} {
+		pkgs, err := containerSet(ix, "arm64", cluster.Container{Name: "edge", Packages: tc.packages, Runs: tc.runs})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var names []string
+		for _, p := range pkgs {
+			names = append(names, p.Name)
+		}
+		slices.Sort(names)
+		if got := strings.Join(names, " "); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }
 
