@@ -65,6 +65,10 @@ func runConfig(args []string) error {
 				if ct.IP6 != "" {
 					s += "," + ct.IP6
 				}
+				if len(ct.Runs) > 0 {
+					// The node's network, no address of its own.
+					s = ct.Name + "(runs:" + strings.Join(ct.Runs, ",") + ")"
+				}
 				cts = append(cts, s)
 			}
 		}
