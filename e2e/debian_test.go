@@ -24,9 +24,11 @@ import (
 )
 
 // debianCluster is one gateway node hosting container c1 on bridge ctbr0
-// (not lxcbr0, which Debian's lxc-net would take over) and container c2,
-// built with the image from an OCI image (the first %s: its reference),
-// which serves "web" through the node's haproxy and over i2p. Its
+// (not lxcbr0, which Debian's lxc-net would take over), container c3
+// built from Debian packages, container c2, built with the image from an
+// OCI image (the first %s: its reference), which serves "web" through
+// haproxy and over i2p, and container edge, built from Debian packages,
+// which runs the gateway's haproxy and i2pd in the node's place. Its
 // snapshots go to a backup target, the test's sshd reached at 10.0.2.100
 // through a QEMU guestfwd (then %s: the directory there, and its host key).
 const debianCluster = `[cluster]
@@ -66,6 +68,12 @@ node = "deb1"
 ip = "10.0.5.11"
 mac = "00:16:3e:00:05:11"
 rootfs = "oci:%s"
+
+[[lxc.container]]
+name = "edge"
+node = "deb1"
+rootfs = "debian:bookworm"
+runs = ["haproxy", "i2pd"]
 
 [[service]]
 name = "web"
@@ -152,6 +160,18 @@ get() {
 		[ $rc = 0 ] && cat <&3' "$@" 2>&1 | tr -d '\r'
 }
 echo "E2E: c2 direct $(get c2 10.0.5.11 80 / | tail -n 1)"
+# edge: runs the gateway's haproxy and i2pd, confined, in the node's
+# network; its packages are configured at its first start.
+t0=$(date +%s)
+while [ "$(lxc-info -n edge -sH 2>/dev/null)" != RUNNING ] && [ $(($(date +%s) - t0)) -lt 600 ]; do sleep 2; done
+pid=$(lxc-info -n edge -pH 2>/dev/null)
+net=own; [ -n "$pid" ] && [ "$(readlink /proc/1/ns/net)" = "$(readlink /proc/$pid/ns/net)" ] && net=shared
+echo "E2E: edge state $(lxc-info -n edge -sH 2>&1) after $(($(date +%s) - t0))s label $(cat /proc/$pid/attr/current 2>&1) net $net"
+[ "$(lxc-info -n edge -sH 2>/dev/null)" = RUNNING ] || lxc-start -n edge -F -l DEBUG -o /dev/stdout 2>&1 | tail -n 30 | sed 's/^/E2E-edge: /'
+# labels DAEMON: the AppArmor labels of DAEMON's processes, on the node.
+labels() {
+	for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = "$1" ] && cut -d' ' -f1 $p/attr/current 2>/dev/null; done | sort -u | tr '\n' ' '
+}
 t0=$(date +%s)
 while :; do
 	page=$(get web.deb.lan 127.0.0.1 80 /)
@@ -162,8 +182,9 @@ done
 echo "E2E: web via haproxy $(echo "$page" | tail -n 1)"
 [ -n "$page" ] && echo "$page" | head -n 3 | sed 's/^/E2E-web: /'
 echo "E2E: unknown host via haproxy status $(get nope.deb.lan 127.0.0.1 80 / | head -n 1 | cut -d' ' -f2)"
-echo "E2E: haproxy $(systemctl is-active haproxy)"
-case $page in *"hello from c2"*) ;; *) journalctl -u haproxy -n 15 --no-pager 2>&1 | sed 's/^/E2E-haproxy: /' ;; esac
+echo "E2E: haproxy node $(systemctl is-active haproxy) edge $(lxc-attach -n edge -- systemctl is-active haproxy 2>&1)"
+echo "E2E: haproxy processes $(labels haproxy)"
+case $page in *"hello from c2"*) ;; *) lxc-attach -n edge -- journalctl -u haproxy -n 15 --no-pager 2>&1 | sed 's/^/E2E-haproxy: /' ;; esac
 # i2pd's web console (loopback, Debian's default) lists the destinations
 # it runs: the tunnel's, from the keys nodeinit made. The wait is bounded
 # by the clock, not by a count of tries: under a loaded host one try can
@@ -176,13 +197,15 @@ while :; do
 	sleep 2
 done
 echo "E2E: i2pd waited $(($(date +%s) - t0))s"
-echo "E2E: i2pd $(systemctl is-active i2pd) destinations $dests"
+echo "E2E: i2pd node $(systemctl is-active i2pd) edge $(lxc-attach -n edge -- systemctl is-active i2pd 2>&1) destinations $dests"
+echo "E2E: i2pd processes $(labels i2pd)"
+echo "E2E: i2p key owner $(lxc-attach -n edge -- stat -c '%U %a' /var/lib/i2pd/mkimage-web.dat 2>&1)"
 if [ -z "$dests" ]; then
-	journalctl -u i2pd -n 15 --no-pager 2>&1 | sed 's/^/E2E-i2pd: /'
-	tail -n 40 /var/log/i2pd/i2pd.log 2>&1 | sed 's/^/E2E-i2pd-log: /'
+	lxc-attach -n edge -- journalctl -u i2pd -n 15 --no-pager 2>&1 | sed 's/^/E2E-i2pd: /'
+	tail -n 40 /var/lib/lxc/edge/rootfs/var/log/i2pd/i2pd.log 2>&1 | sed 's/^/E2E-i2pd-log: /'
 	top -b -n 1 2>/dev/null | head -n 15 | sed 's/^/E2E-top: /'
 	get 127.0.0.1 127.0.0.1 7070 / | head -n 5 | sed 's/^/E2E-i2pd: /'
-	grep -v '^#' /etc/i2pd/i2pd.conf | grep -A3 '^\[http\]' | sed 's/^/E2E-i2pd: /'
+	grep -v '^#' /var/lib/lxc/edge/rootfs/etc/i2pd/i2pd.conf | grep -A3 '^\[http\]' | sed 's/^/E2E-i2pd: /'
 fi
 echo "E2E: i2p addresses $(cat /var/lib/mkimage/i2p-addresses 2>&1 | tr '\n' ' ')"
 if grep -q ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then echo "E2E: lxcfs mounted"; else echo "E2E: lxcfs not mounted"; systemctl status lxcfs --no-pager -l 2>&1 | tail -n 12 | sed 's/^/E2E-lxcfs: /'; ls -l /dev/fuse 2>&1 | sed 's/^/E2E-lxcfs: /'; fi
@@ -475,7 +498,17 @@ func checkDebianReport(t *testing.T, boot int, console string) string {
 		"E2E: c2 direct hello from c2",
 		"E2E: web via haproxy hello from c2",
 		"E2E: unknown host via haproxy status 503",
-		"E2E: haproxy active",
+		// edge runs the gateway's haproxy and i2pd in the node's place:
+		// confined by its own profile, in the node's network namespace,
+		// and the node's own copies (installed) do not start.
+		"E2E: edge state RUNNING after ",
+		" label lxc-edge_</var/lib/lxc>//&:lxc-edge_<-var-lib-lxc>:unconfined (enforce) net shared",
+		"E2E: haproxy node inactive edge active",
+		"E2E: haproxy processes lxc-edge_</var/lib/lxc>//&:lxc-edge_<-var-lib-lxc>:unconfined \n",
+		"E2E: i2pd processes lxc-edge_</var/lib/lxc>//&:lxc-edge_<-var-lib-lxc>:unconfined \n",
+		// made by nodeinit before i2pd's user existed, given to it by
+		// the unit's drop-in at i2pd's start.
+		"E2E: i2p key owner i2pd 600",
 		"E2E: btrfs snapshot ok",
 		"E2E: btrfs scrub ok",
 		"E2E: btrfs kernel complaints 0",
@@ -490,7 +523,16 @@ func checkDebianReport(t *testing.T, boot int, console string) string {
 	if m := regexp.MustCompile(`E2E: c1 lxcfs mounts (\d+)`).FindStringSubmatch(report); m == nil || m[1] == "0" {
 		t.Errorf("boot %d: c1 has no lxcfs mount in its /proc/mounts: %v", boot, m)
 	}
-	// The three containers are pinned by the anti-spoofing table.
+	for _, want := range []string{
+		"nodeinit: policy: haproxy.cfg: 1 services in container edge",
+		"nodeinit: policy: i2p: 1 server, 0 client tunnels in container edge",
+	} {
+		if !strings.Contains(console, want) {
+			t.Errorf("boot %d: no %q on the console", boot, want)
+		}
+	}
+	// The three containers with an address are pinned by the
+	// anti-spoofing table (edge has none: it is in the node's network).
 	if !strings.Contains(console, "nftables table bridge nodeinit: 3 containers pinned") {
 		t.Errorf("boot %d: no anti-spoofing report for 3 containers on the console", boot)
 	}
@@ -504,7 +546,7 @@ func checkDebianReport(t *testing.T, boot int, console string) string {
 		if !strings.Contains(report, "E2E: i2p addresses web "+addr) {
 			t.Errorf("boot %d: the addresses file does not have web at %s", boot, addr)
 		}
-		if m := regexp.MustCompile(`E2E: i2pd active destinations (.*)`).FindStringSubmatch(report); m == nil || !strings.Contains(m[1], addr) {
+		if m := regexp.MustCompile(`E2E: i2pd node inactive edge active destinations (.*)`).FindStringSubmatch(report); m == nil || !strings.Contains(m[1], addr) {
 			t.Errorf("boot %d: i2pd does not run web's destination %s: %v", boot, addr, m)
 		}
 	}
