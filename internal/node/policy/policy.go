@@ -100,12 +100,27 @@ func Ingress(env Env) error {
 	if where == "" {
 		return nil // the package enables it on the node
 	}
+	if hasSystemd(r) {
+		if err := atomicfile.WriteFileIfChangedIn(r, haproxyInContainer, []byte(haproxyInContainerConf), 0o644); err != nil {
+			return err
+		}
+	}
 	found, err := enableService(r, "haproxy", true)
 	if err == nil && !found {
 		env.Log("nodeinit: ingress: %s has neither systemd nor /etc/init.d/haproxy; haproxy not enabled", label(where))
 	}
 	return err
 }
+
+// haproxyInContainer is a drop-in for haproxy.service in a container:
+// the unit bind-mounts /dev/log into haproxy's chroot, a mount namespace
+// LXC's AppArmor profile forbids ("Failed to set up mount namespacing:
+// Permission denied", and haproxy never starts). The generated
+// haproxy.cfg logs to stdout, the journal, so it needs no /dev/log.
+const (
+	haproxyInContainer     = "etc/systemd/system/haproxy.service.d/mkimage-container.conf"
+	haproxyInContainerConf = generated + "[Service]\nBindReadOnlyPaths=\n"
+)
 
 // IPForward writes net.ipv4.ip_forward. /proc/sys/net is per network
 // namespace: the value lands in the calling thread's namespace.

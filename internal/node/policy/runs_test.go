@@ -80,6 +80,9 @@ func TestRunsInContainer(t *testing.T) {
 	if got := get(t, filepath.Join(node, plan.I2PAddressesPath)); !strings.HasPrefix(got, "web ") {
 		t.Errorf("node's addresses file %q", got)
 	}
+	if got := get(t, filepath.Join(ct, haproxyInContainer)); !strings.Contains(got, "[Service]\nBindReadOnlyPaths=\n") {
+		t.Errorf("haproxy.service's bind mount not reset in the container: %q", got)
+	}
 	for _, d := range []string{"haproxy", "i2pd"} {
 		if l, err := os.Readlink(filepath.Join(ct, "etc/systemd/system/multi-user.target.wants", d+".service")); err != nil || l != "/lib/systemd/system/"+d+".service" {
 			t.Errorf("%s not enabled in the container: %q %v", d, l, err)
