@@ -159,26 +159,38 @@ get() {
 		exec 3<>"/dev/tcp/$1/$2" && cat "$req" >&3; rc=$?; rm -f "$req"
 		[ $rc = 0 ] && cat <&3' "$@" 2>&1 | tr -d '\r'
 }
+# within SECONDS STEP CMD...: runs CMD every STEP seconds until it
+# succeeds or SECONDS have passed, and sets waited to the seconds it
+# took. Bounded by the clock, not by a count of tries: under a loaded
+# host one try can take seconds.
+within() {
+	limit=$1 step=$2 t0=$(date +%s)
+	shift 2
+	until "$@"; do
+		[ $(($(date +%s) - t0)) -ge "$limit" ] && break
+		sleep "$step"
+	done
+	waited=$(($(date +%s) - t0))
+}
 echo "E2E: c2 direct $(get c2 10.0.5.11 80 / | tail -n 1)"
 # edge: runs the gateway's haproxy and i2pd, confined, in the node's
 # network; its packages are configured at its first start.
-t0=$(date +%s)
-while [ "$(lxc-info -n edge -sH 2>/dev/null)" != RUNNING ] && [ $(($(date +%s) - t0)) -lt 600 ]; do sleep 2; done
+edge_running() { [ "$(lxc-info -n edge -sH 2>/dev/null)" = RUNNING ]; }
+within 600 2 edge_running
 pid=$(lxc-info -n edge -pH 2>/dev/null)
 net=own; [ -n "$pid" ] && [ "$(readlink /proc/1/ns/net)" = "$(readlink /proc/$pid/ns/net)" ] && net=shared
-echo "E2E: edge state $(lxc-info -n edge -sH 2>&1) after $(($(date +%s) - t0))s label $(cat /proc/$pid/attr/current 2>&1) net $net"
+echo "E2E: edge state $(lxc-info -n edge -sH 2>&1) after ${waited}s label $(cat /proc/$pid/attr/current 2>&1) net $net"
 [ "$(lxc-info -n edge -sH 2>/dev/null)" = RUNNING ] || lxc-start -n edge -F -l DEBUG -o /dev/stdout 2>&1 | tail -n 30 | sed 's/^/E2E-edge: /'
 # labels DAEMON: the AppArmor labels of DAEMON's processes, on the node.
 labels() {
 	for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = "$1" ] && cut -d' ' -f1 $p/attr/current 2>/dev/null; done | sort -u | tr '\n' ' '
 }
-t0=$(date +%s)
-while :; do
+web_up() {
 	page=$(get web.deb.lan 127.0.0.1 80 /)
-	case $page in *"hello from c2"*) break ;; esac
-	[ $(($(date +%s) - t0)) -ge 90 ] && break
-	sleep 1
-done
+	case $page in *"hello from c2"*) return 0 ;; esac
+	return 1
+}
+within 90 1 web_up
 echo "E2E: web via haproxy $(echo "$page" | tail -n 1)"
 [ -n "$page" ] && echo "$page" | head -n 3 | sed 's/^/E2E-web: /'
 echo "E2E: unknown host via haproxy status $(get nope.deb.lan 127.0.0.1 80 / | head -n 1 | cut -d' ' -f2)"
@@ -186,17 +198,13 @@ echo "E2E: haproxy node $(systemctl is-active haproxy) edge $(lxc-attach -n edge
 echo "E2E: haproxy processes $(labels haproxy)"
 case $page in *"hello from c2"*) ;; *) lxc-attach -n edge -- journalctl -u haproxy -n 15 --no-pager 2>&1 | sed 's/^/E2E-haproxy: /' ;; esac
 # i2pd's web console (loopback, Debian's default) lists the destinations
-# it runs: the tunnel's, from the keys nodeinit made. The wait is bounded
-# by the clock, not by a count of tries: under a loaded host one try can
-# take seconds.
-t0=$(date +%s)
-while :; do
+# it runs: the tunnel's, from the keys nodeinit made.
+i2pd_up() {
 	dests=$(get 127.0.0.1 127.0.0.1 7070 '/?page=local_destinations' | grep -o '[a-z2-7]\{52\}\.b32\.i2p' | sort -u | tr '\n' ' ')
-	[ -n "$dests" ] && break
-	[ $(($(date +%s) - t0)) -ge 300 ] && break
-	sleep 2
-done
-echo "E2E: i2pd waited $(($(date +%s) - t0))s"
+	[ -n "$dests" ]
+}
+within 300 2 i2pd_up
+echo "E2E: i2pd waited ${waited}s"
 echo "E2E: i2pd node $(systemctl is-active i2pd) edge $(lxc-attach -n edge -- systemctl is-active i2pd 2>&1) destinations $dests"
 echo "E2E: i2pd processes $(labels i2pd)"
 echo "E2E: i2p key owner $(lxc-attach -n edge -- stat -c '%U %a' /var/lib/i2pd/mkimage-web.dat 2>&1)"
@@ -228,8 +236,7 @@ if [ $n = 1 ]; then
 	# first btrfs send.
 	setsid /usr/local/sbin/nodeinit-snapshot &
 	pid=$!
-	t0=$(date +%s)
-	until sending || [ $(($(date +%s) - t0)) -ge 120 ]; do sleep 0.2; done
+	within 120 0.2 sending
 	sleep 2
 	bash -c 'kill -KILL -- "-$1"' kill "$pid" # dash's kill takes no process group
 	wait $pid
