@@ -334,7 +334,9 @@ func TestDebianBoot(t *testing.T) {
 	dir := t.TempDir()
 	// The backup target: the test's sshd and a btrfs of its own.
 	srv := testenv.StartSSHD(t, "127.0.0.1")
-	backups := filepath.Join(testenv.ScratchBtrfs(t), "backups")
+	// Room for two exports of the root and of the containers (c2, c3
+	// and edge's roots: over 1 GiB).
+	backups := filepath.Join(testenv.ScratchBtrfsSize(t, 4<<30), "backups")
 	if err := os.Mkdir(backups, 0o700); err != nil {
 		t.Fatal(err)
 	}

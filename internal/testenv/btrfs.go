@@ -13,6 +13,13 @@ import (
 // unmounts it at cleanup. It needs root.
 func ScratchBtrfs(t testing.TB) string {
 	t.Helper()
+	return ScratchBtrfsSize(t, 1<<30)
+}
+
+// ScratchBtrfsSize is ScratchBtrfs of size bytes (a sparse file: only
+// what is written takes room on the host).
+func ScratchBtrfsSize(t testing.TB, size int64) string {
+	t.Helper()
 	NeedRoot(t)
 	NeedTools(t, "mkfs.btrfs", "btrfs", "mount", "umount", "losetup", "findmnt")
 	dir := t.TempDir()
@@ -20,7 +27,7 @@ func ScratchBtrfs(t testing.TB) string {
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(img, 1<<30); err != nil {
+	if err := os.Truncate(img, size); err != nil {
 		t.Fatal(err)
 	}
 	Run(t, "mkfs.btrfs", "-q", img)
