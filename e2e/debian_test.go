@@ -203,7 +203,7 @@ i2pd_up() {
 	dests=$(get 127.0.0.1 127.0.0.1 7070 '/?page=local_destinations' | grep -o '[a-z2-7]\{52\}\.b32\.i2p' | sort -u | tr '\n' ' ')
 	[ -n "$dests" ]
 }
-within 300 2 i2pd_up
+within 600 2 i2pd_up
 echo "E2E: i2pd waited ${waited}s"
 echo "E2E: i2pd node $(systemctl is-active i2pd) edge $(lxc-attach -n edge -- systemctl is-active i2pd 2>&1) destinations $dests"
 echo "E2E: i2pd processes $(labels i2pd)"
