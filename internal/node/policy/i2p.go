@@ -57,7 +57,7 @@ func I2P(env Env) error {
 		return err
 	}
 	if !haveUser && !isContainer(where) {
-		env.Log("nodeinit: i2p: no user %s in the root's /etc/passwd; key files stay root's until i2pd starts", i2pdUser)
+		env.Log("nodeinit: i2p: no user %s in the root's /etc/passwd; key files stay root's until i2pd.service starts or the next boot", i2pdUser)
 	}
 	var errs []error
 	var lines, keys []string

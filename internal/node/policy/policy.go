@@ -81,14 +81,15 @@ func RoleFile(env Env) error {
 // after switch_root (in the container, when LXC starts it). A node
 // without one keeps its root's file.
 func Ingress(env Env) error {
-	if env.Node.HAProxyCfg == "" {
-		return nil
-	}
 	node, err := os.OpenRoot(env.Root)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
+	if env.Node.HAProxyCfg == "" {
+		// No longer a gateway: its own haproxy, if any, may start again.
+		return keepOff(node, plan.RunsHAProxy, "")
+	}
 	r, where, err := daemonRoot(env, node, plan.RunsHAProxy)
 	if err != nil {
 		return err

@@ -128,6 +128,19 @@ func TestRunsInContainer(t *testing.T) {
 	if line, ok := reportI2P(env); !ok || line != "i2p: 1 server, 0 client tunnels" {
 		t.Errorf("report %q %v", line, ok)
 	}
+
+	// No longer a gateway while edge ran haproxy: the hold is lifted.
+	env.Node = edgePlan(plan.RunsHAProxy)
+	if err := Ingress(env); err != nil {
+		t.Fatal(err)
+	}
+	env.Node.HAProxyCfg = ""
+	if err := Ingress(env); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(node, keepOffDropIn("haproxy"))); err == nil {
+		t.Error("node's haproxy still held off without a haproxy.cfg")
+	}
 }
 
 // TestRunsInHostileContainer: the container's root is not trusted. Links
