@@ -30,7 +30,7 @@ vet: $(STATICCHECK)
 # packages from scripts/setup-debian.sh; arm64 debs are fetched into the
 # cache (~/.cache/mkimage) on first use.
 test: vet
-	$(GO) test -count=1 -timeout 80m ./...
+	$(GO) test -count=1 -timeout 88m ./...
 
 # Unit tests only (no QEMU boots, no kernel builds).
 test-short:

@@ -197,25 +197,6 @@ echo "E2E: unknown host via haproxy status $(get nope.deb.lan 127.0.0.1 80 / | h
 echo "E2E: haproxy node $(systemctl is-active haproxy) edge $(lxc-attach -n edge -- systemctl is-active haproxy 2>&1)"
 echo "E2E: haproxy processes $(labels haproxy)"
 case $page in *"hello from c2"*) ;; *) lxc-attach -n edge -- journalctl -u haproxy -n 15 --no-pager 2>&1 | sed 's/^/E2E-haproxy: /' ;; esac
-# i2pd's web console (loopback, Debian's default) lists the destinations
-# it runs: the tunnel's, from the keys nodeinit made.
-i2pd_up() {
-	dests=$(get 127.0.0.1 127.0.0.1 7070 '/?page=local_destinations' | grep -o '[a-z2-7]\{52\}\.b32\.i2p' | sort -u | tr '\n' ' ')
-	[ -n "$dests" ]
-}
-within 600 2 i2pd_up
-echo "E2E: i2pd waited ${waited}s"
-echo "E2E: i2pd node $(systemctl is-active i2pd) edge $(lxc-attach -n edge -- systemctl is-active i2pd 2>&1) destinations $dests"
-echo "E2E: i2pd processes $(labels i2pd)"
-echo "E2E: i2p key owner $(lxc-attach -n edge -- stat -c '%U %a' /var/lib/i2pd/mkimage-web.dat 2>&1)"
-if [ -z "$dests" ]; then
-	lxc-attach -n edge -- journalctl -u i2pd -n 15 --no-pager 2>&1 | sed 's/^/E2E-i2pd: /'
-	tail -n 40 /var/lib/lxc/edge/rootfs/var/log/i2pd/i2pd.log 2>&1 | sed 's/^/E2E-i2pd-log: /'
-	top -b -n 1 2>/dev/null | head -n 15 | sed 's/^/E2E-top: /'
-	get 127.0.0.1 127.0.0.1 7070 / | head -n 5 | sed 's/^/E2E-i2pd: /'
-	grep -v '^#' /var/lib/lxc/edge/rootfs/etc/i2pd/i2pd.conf | grep -A3 '^\[http\]' | sed 's/^/E2E-i2pd: /'
-fi
-echo "E2E: i2p addresses $(cat /var/lib/mkimage/i2p-addresses 2>&1 | tr '\n' ' ')"
 if grep -q ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then echo "E2E: lxcfs mounted"; else echo "E2E: lxcfs not mounted"; systemctl status lxcfs --no-pager -l 2>&1 | tail -n 12 | sed 's/^/E2E-lxcfs: /'; ls -l /dev/fuse 2>&1 | sed 's/^/E2E-lxcfs: /'; fi
 # The native btrfs writer's filesystem, read-write under the node's own
 # kernel and btrfs-progs: write, snapshot the root subvolume, scrub.
@@ -261,6 +242,26 @@ if [ $n = 1 ]; then
 	/usr/sbin/nodeinit backup restore-container c1
 	echo "E2E: c1 restored hostname $(cat /var/lib/lxc/c1/rootfs/etc/hostname) state $(lxc-info -n c1 -sH 2>&1)"
 fi
+# i2pd's web console (loopback, Debian's default) lists the destinations
+# it runs: the tunnel's, from the keys nodeinit made. Last: edge's i2pd
+# starts with the container's systemd, minutes after the report begins.
+i2pd_up() {
+	dests=$(get 127.0.0.1 127.0.0.1 7070 '/?page=local_destinations' | grep -o '[a-z2-7]\{52\}\.b32\.i2p' | sort -u | tr '\n' ' ')
+	[ -n "$dests" ]
+}
+within 600 2 i2pd_up
+echo "E2E: i2pd waited ${waited}s"
+echo "E2E: i2pd node $(systemctl is-active i2pd) edge $(lxc-attach -n edge -- systemctl is-active i2pd 2>&1) destinations $dests"
+echo "E2E: i2pd processes $(labels i2pd)"
+echo "E2E: i2p key owner $(lxc-attach -n edge -- stat -c '%U %a' /var/lib/i2pd/mkimage-web.dat 2>&1)"
+if [ -z "$dests" ]; then
+	lxc-attach -n edge -- journalctl -u i2pd -n 15 --no-pager 2>&1 | sed 's/^/E2E-i2pd: /'
+	tail -n 40 /var/lib/lxc/edge/rootfs/var/log/i2pd/i2pd.log 2>&1 | sed 's/^/E2E-i2pd-log: /'
+	top -b -n 1 2>/dev/null | head -n 15 | sed 's/^/E2E-top: /'
+	get 127.0.0.1 127.0.0.1 7070 / | head -n 5 | sed 's/^/E2E-i2pd: /'
+	grep -v '^#' /var/lib/lxc/edge/rootfs/etc/i2pd/i2pd.conf | grep -A3 '^\[http\]' | sed 's/^/E2E-i2pd: /'
+fi
+echo "E2E: i2p addresses $(cat /var/lib/mkimage/i2p-addresses 2>&1 | tr '\n' ' ')"
 echo "E2E: done boot $n"
 [ $n = 1 ] && systemctl reboot
 exit 0
