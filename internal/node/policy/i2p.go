@@ -56,7 +56,7 @@ func I2P(env Env) error {
 	if err != nil {
 		return err
 	}
-	if !haveUser && !isContainer(where) {
+	if !haveUser && where == "" {
 		env.Log("nodeinit: i2p: no user %s in the root's /etc/passwd; key files stay root's until i2pd.service starts or the next boot", i2pdUser)
 	}
 	var errs []error
@@ -246,10 +246,7 @@ func reportI2P(env Env) (string, bool) {
 		return fmt.Sprintf("i2p: %v", err), false
 	}
 	defer r.Close()
-	in := ""
-	if where != "" {
-		in = " in " + where
-	}
+	in := inRoot(where)
 	if !exists(r, "usr/sbin/i2pd") {
 		return fmt.Sprintf("i2p: i2pd not installed in %s (tunnels not served)", label(where)), false
 	}

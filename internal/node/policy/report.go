@@ -240,10 +240,7 @@ func reportIngress(env Env) (string, bool) {
 		return fmt.Sprintf("haproxy.cfg: %v", err), false
 	}
 	defer r.Close()
-	in := ""
-	if where != "" {
-		in = " in " + where
-	}
+	in := inRoot(where)
 	got, err := r.ReadFile(plan.HAProxyPath)
 	switch {
 	case err != nil:

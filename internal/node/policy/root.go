@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/mkimage/mkimage/internal/atomicfile"
 )
@@ -117,5 +116,10 @@ func label(where string) string {
 	return where + "'s root"
 }
 
-// isContainer reports whether where names a container root.
-func isContainer(where string) bool { return strings.HasPrefix(where, "container ") }
+// inRoot is " in WHERE" for report lines, "" for the node's own root.
+func inRoot(where string) string {
+	if where == "" {
+		return ""
+	}
+	return " in " + where
+}
