@@ -52,6 +52,7 @@ func Boot(ctx context.Context, env Env, bakedPath string, writable func() error)
 		env.Log("nodeinit: first-boot: cluster config unreadable, first boot and policy skipped: %v", err)
 		return node
 	}
+	placeContainers(env, b)
 	env.Config = b
 	if err := writable(); err != nil {
 		env.Log("nodeinit: first-boot: %v; first boot skipped (it runs at the next boot)", err)
@@ -92,4 +93,24 @@ func Boot(ctx context.Context, env Env, bakedPath string, writable func() error)
 		}
 	}
 	return node
+}
+
+// placeContainers applies the root's plan.PlacementFile (containers
+// moved to another node) to the baked plans, so identity, first boot
+// and policy all see where the containers run now. A file that cannot be
+// applied is logged and the config is taken as built: a moved
+// container's own directory already left its old node, so the worst
+// left is a gateway routing through the old node.
+func placeContainers(env Env, b *plan.Baked) {
+	moved, err := plan.ReadPlacement(env.Root)
+	if err == nil {
+		err = b.Place(moved)
+	}
+	if err != nil {
+		env.Log("nodeinit: placement: error: %v; containers placed as the cluster config says", err)
+		return
+	}
+	for _, ct := range moved.Containers() {
+		env.Log("nodeinit: placement: container %s runs on node %s (%s)", ct, moved[ct], plan.PlacementFile)
+	}
 }

@@ -159,9 +159,9 @@ func pinContainer(env Env, ct plan.Container) error {
 		if ct.MAC != "" {
 			lines = append(lines, "lxc.net.0.hwaddr = "+ct.MAC)
 		}
-		lines = append(lines, "lxc.net.0.ipv4.address = "+ct.IP, "lxc.net.0.ipv4.gateway = "+addrOf(x.Address))
+		lines = append(lines, "lxc.net.0.ipv4.address = "+ct.IP, "lxc.net.0.ipv4.gateway = "+plan.AddrOf(x.Address))
 		if ct.IP6 != "" && x.Address6 != "" {
-			lines = append(lines, "lxc.net.0.ipv6.address = "+ct.IP6, "lxc.net.0.ipv6.gateway = "+addrOf(x.Address6))
+			lines = append(lines, "lxc.net.0.ipv6.address = "+ct.IP6, "lxc.net.0.ipv6.gateway = "+plan.AddrOf(x.Address6))
 		}
 	}
 	prefixes := []string{"lxc.net.0."}
@@ -226,9 +226,6 @@ func containerResolvConf(env Env, name string) error {
 	}
 	return atomicfile.WriteFileIfChanged(p, conf, 0o644)
 }
-
-// addrOf is the address of an address/prefix ("10.0.3.1/24": 10.0.3.1).
-func addrOf(cidr string) string { return strings.SplitN(cidr, "/", 2)[0] }
 
 // lxcfs enables (or disables) lxcfs where the root has it: a systemd
 // wants-link, or sysv rc links to /etc/init.d/lxcfs.
