@@ -29,6 +29,8 @@ pkgs=(
   i2pd
   # node backups: the tests export snapshots over SSH to a real sshd
   openssh-server
+  # container moves: the last pass syncs a stopped container with the node's rsync
+  rsync
 )
 missing=()
 for p in "${pkgs[@]}"; do

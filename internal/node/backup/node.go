@@ -230,8 +230,8 @@ func (n Node) Restore(ctx context.Context, name, dir string) (string, error) {
 // RestoringDir, where LXC does not look for containers, and the next
 // restore removes it.
 func (n Node) RestoreContainer(ctx context.Context, name, snapshot string) error {
-	if name == "" || strings.ContainsAny(name, "/") || strings.HasPrefix(name, ".") {
-		return fmt.Errorf("backup: container %q: want a container's name", name)
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("backup: %w", err)
 	}
 	if !n.Config.Containers {
 		return fmt.Errorf("backup: containers are not backed up on this node ([backup] containers)")
@@ -279,15 +279,15 @@ func (n Node) RestoreContainer(ctx context.Context, name, snapshot string) error
 	}
 	cut("copied")
 	dst := filepath.Join(lxc, name)
-	running := lxcState(ctx, name) == "RUNNING"
+	running := n.running(ctx, name)
 	if running {
-		if err := command(ctx, "lxc-stop", "-n", name); err != nil {
+		if err := n.lxc(ctx, "stop", name); err != nil {
 			return err
 		}
 	}
 	if err := atomicfile.Exchange(staging, dst); err != nil {
 		if running {
-			if serr := command(ctx, "lxc-start", "-n", name); serr != nil {
+			if serr := n.lxc(ctx, "start", name); serr != nil {
 				err = fmt.Errorf("%w; starting it again: %w", err, serr)
 			}
 		}
@@ -295,7 +295,7 @@ func (n Node) RestoreContainer(ctx context.Context, name, snapshot string) error
 	}
 	cut("exchanged")
 	if running {
-		if err := command(ctx, "lxc-start", "-n", name); err != nil {
+		if err := n.lxc(ctx, "start", name); err != nil {
 			return fmt.Errorf("%w (the restored copy stays; the one before is %s)", err, staging)
 		}
 	}
@@ -323,9 +323,4 @@ func command(ctx context.Context, argv ...string) error {
 		return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-func lxcState(ctx context.Context, name string) string {
-	out, _ := exec.CommandContext(ctx, "lxc-info", "-n", name, "-sH").Output()
-	return strings.TrimSpace(string(out))
 }

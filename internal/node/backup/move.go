@@ -1,0 +1,341 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mkimage/mkimage/internal/atomicfile"
+	"github.com/mkimage/mkimage/internal/node/btrfsctl"
+	"golang.org/x/sys/unix"
+)
+
+// A container moves between nodes as two btrfs send streams, each
+// written by the node it leaves and read by the node it goes to (the
+// build host pipes one into the other over SSH, so the nodes need no
+// keys for each other):
+//
+//   - the first pass, while it runs: a reflinked copy of its directory in
+//     a subvolume of its own, snapshotted read-only (NAME.1) and sent whole;
+//   - the last pass, after it stops: its directory is set aside where LXC
+//     does not look (MovedDir), the copy brought up to date with rsync
+//     (only changed blocks are written), snapshotted (NAME.2) and sent
+//     incrementally against NAME.1.
+//
+// The node it goes to receives both into MoveDir and installs NAME.2's
+// copy as the container's directory with one rename. A receive counts
+// only once btrfs receive finished it (its Received UUID set); a cut one
+// is deleted by the next. Until the new node has started it, Abort puts
+// the container back and starts it on its old node.
+
+// MoveDir holds a move's subvolumes on both nodes: in the containers'
+// subvolume, so reflinks reach the containers' files, one level below
+// them, so LXC never takes it for a container (nor a snapshot of
+// ContainersSubvolume for data: subvolumes nested in it are left out).
+const MoveDir = ContainersSubvolume + "/.mkimage-moving"
+
+// MovedDir keeps a container's directory on the node it left, stopped
+// and out of LXC's sight, for AbortMove. The next move of the same name
+// away from this node replaces it, one back to it deletes it.
+const MovedDir = ContainersSubvolume + "/.mkimage-moved"
+
+// Pass is one of a move's two streams.
+type Pass int
+
+const (
+	First Pass = 1 // the whole copy, taken while the container runs
+	Last  Pass = 2 // the changes since First, taken after it stopped
+)
+
+// Moved is what a pass did.
+type Moved struct {
+	Pass  Pass
+	Bytes int64 // the stream's length
+	Took  time.Duration
+}
+
+func checkName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/ \t\n") || strings.HasPrefix(name, ".") {
+		return fmt.Errorf("container %q: want a container's name", name)
+	}
+	return nil
+}
+
+func (n Node) lxcPath() string { return filepath.Join(n.Root, ContainersSubvolume) }
+func (n Node) moveDir() string { return filepath.Join(n.Root, MoveDir) }
+func (n Node) snap(name string, p Pass) string {
+	return filepath.Join(n.moveDir(), fmt.Sprintf("%s.%d", name, p))
+}
+
+// lxc runs LXC's command verb (lxc-start, lxc-stop) on container name
+// in the node's LXC path.
+func (n Node) lxc(ctx context.Context, verb, name string) error {
+	return command(ctx, "lxc-"+verb, "-P", n.lxcPath(), "-n", name)
+}
+
+// running tells whether LXC runs container name.
+func (n Node) running(ctx context.Context, name string) bool {
+	out, _ := exec.CommandContext(ctx, "lxc-info", "-P", n.lxcPath(), "-n", name, "-sH").Output()
+	return strings.TrimSpace(string(out)) == "RUNNING"
+}
+
+// SendMove writes pass p of container name's move to w. The last pass
+// stops the container (stopped is called then, for the caller to time
+// the downtime) and sets its directory aside under MovedDir; run again
+// after a failure, it goes on from where the container is.
+func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, stopped func()) (Moved, error) {
+	if err := checkName(name); err != nil {
+		return Moved{}, err
+	}
+	start := time.Now()
+	work := filepath.Join(n.moveDir(), name)
+	live := filepath.Join(n.lxcPath(), name)
+	aside := filepath.Join(n.Root, MovedDir, name)
+	switch p {
+	case First:
+		if _, err := os.Stat(filepath.Join(live, "config")); err != nil {
+			return Moved{}, fmt.Errorf("container %s: %w", name, err)
+		}
+		if err := n.clearMove(name); err != nil {
+			return Moved{}, err
+		}
+		if err := os.MkdirAll(n.moveDir(), 0o700); err != nil {
+			return Moved{}, err
+		}
+		if err := btrfsctl.Create(work); err != nil {
+			return Moved{}, err
+		}
+		if err := command(ctx, "cp", "-a", "--reflink=always", "--", live, filepath.Join(work, name)); err != nil {
+			return Moved{}, err
+		}
+	case Last:
+		if _, err := btrfsctl.Stat(n.snap(name, First)); err != nil {
+			return Moved{}, fmt.Errorf("container %s: no first pass on this node (%w): send it first", name, err)
+		}
+		if err := deleteSubvolume(n.snap(name, Last)); err != nil {
+			return Moved{}, err
+		}
+		if _, err := os.Stat(live); err == nil {
+			if n.running(ctx, name) {
+				if err := n.lxc(ctx, "stop", name); err != nil {
+					return Moved{}, err
+				}
+			}
+			if err := os.RemoveAll(aside); err != nil {
+				return Moved{}, err
+			}
+			if err := os.MkdirAll(filepath.Dir(aside), 0o700); err != nil {
+				return Moved{}, err
+			}
+			cut("set-aside")
+			if err := os.Rename(live, aside); err != nil {
+				return Moved{}, err
+			}
+			if err := atomicfile.SyncDir(n.lxcPath()); err != nil {
+				return Moved{}, err
+			}
+			n.Log("move: container %s stopped and set aside in %s", name, aside)
+		} else if _, err := os.Stat(filepath.Join(aside, "config")); err != nil {
+			return Moved{}, fmt.Errorf("container %s: neither %s nor %s holds it", name, live, aside)
+		}
+		if stopped != nil {
+			stopped()
+		}
+		// Quick check by size and time; a changed file is rewritten in
+		// place where its blocks differ, so the copy keeps its extents
+		// and the incremental stream carries only what changed.
+		if err := command(ctx, "rsync", "-aHAX", "--numeric-ids", "--inplace", "--no-whole-file", "--delete",
+			aside+"/", filepath.Join(work, name)+"/"); err != nil {
+			return Moved{}, err
+		}
+	default:
+		return Moved{}, fmt.Errorf("move pass %d: want 1 or 2", p)
+	}
+	if err := btrfsctl.Snapshot(work, n.snap(name, p), true); err != nil {
+		return Moved{}, err
+	}
+	argv := []string{"btrfs", "send", "-q"}
+	if p == Last {
+		argv = append(argv, "-p", n.snap(name, First))
+	}
+	cw := &counter{}
+	if err := pipe(ctx, nil, io.MultiWriter(w, cw), append(argv, n.snap(name, p))...); err != nil {
+		return Moved{}, err
+	}
+	return Moved{Pass: p, Bytes: cw.n, Took: time.Since(start)}, nil
+}
+
+// ReceiveMove reads pass p of container name's move from r into
+// MoveDir. The first pass starts over (what an earlier move left goes);
+// the last needs the first. What a cut stream left is deleted.
+func (n Node) ReceiveMove(ctx context.Context, name string, p Pass, r io.Reader) (Moved, error) {
+	if err := checkName(name); err != nil {
+		return Moved{}, err
+	}
+	start := time.Now()
+	if _, err := os.Stat(filepath.Join(n.lxcPath(), name)); err == nil {
+		return Moved{}, fmt.Errorf("container %s already exists on this node (%s)", name, filepath.Join(n.lxcPath(), name))
+	}
+	switch p {
+	case First:
+		if err := n.clearMove(name); err != nil {
+			return Moved{}, err
+		}
+	case Last:
+		if info, err := btrfsctl.Stat(n.snap(name, First)); err != nil || !info.Received() {
+			return Moved{}, fmt.Errorf("container %s: the first pass did not arrive here: send it first", name)
+		}
+		if err := deleteSubvolume(n.snap(name, Last)); err != nil {
+			return Moved{}, err
+		}
+	default:
+		return Moved{}, fmt.Errorf("move pass %d: want 1 or 2", p)
+	}
+	if err := os.MkdirAll(n.moveDir(), 0o700); err != nil {
+		return Moved{}, err
+	}
+	cr := &counter{}
+	err := pipe(ctx, io.TeeReader(r, cr), nil, "btrfs", "receive", "--", n.moveDir())
+	if err == nil {
+		if info, serr := btrfsctl.Stat(n.snap(name, p)); serr != nil || !info.Received() {
+			err = fmt.Errorf("the stream did not make %s (%v)", n.snap(name, p), serr)
+		}
+	}
+	if err != nil {
+		// A cut receive leaves a writable subvolume behind.
+		if derr := deleteSubvolume(n.snap(name, p)); derr != nil {
+			err = fmt.Errorf("%w; %w", err, derr)
+		}
+		return Moved{}, fmt.Errorf("container %s: pass %d: %w", name, p, err)
+	}
+	return Moved{Pass: p, Bytes: cr.n, Took: time.Since(start)}, nil
+}
+
+// InstallMove makes the received last pass container name's directory
+// (a reflinked copy renamed into place, so a power cut leaves either no
+// container or a whole one) and starts it when start is set. The move's
+// subvolumes go once it is in place.
+func (n Node) InstallMove(ctx context.Context, name string, start bool) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	src := filepath.Join(n.snap(name, Last), name)
+	if info, err := btrfsctl.Stat(n.snap(name, Last)); err != nil || !info.Received() {
+		return fmt.Errorf("container %s: the last pass did not arrive here", name)
+	}
+	staging := filepath.Join(n.moveDir(), name+".in")
+	if err := os.RemoveAll(staging); err != nil {
+		return err
+	}
+	if err := command(ctx, "cp", "-a", "--reflink=always", "--", src, staging); err != nil {
+		os.RemoveAll(staging)
+		return err
+	}
+	if err := atomicfile.SyncFS(n.lxcPath()); err != nil {
+		return err
+	}
+	cut("installing")
+	live := filepath.Join(n.lxcPath(), name)
+	if err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, live, unix.RENAME_NOREPLACE); err != nil {
+		os.RemoveAll(staging)
+		return fmt.Errorf("container %s: into %s: %w", name, live, err)
+	}
+	if err := atomicfile.SyncDir(n.lxcPath()); err != nil {
+		return err
+	}
+	// A copy this node kept when the container left it is older than
+	// the one now in place.
+	if err := os.RemoveAll(filepath.Join(n.Root, MovedDir, name)); err != nil {
+		return err
+	}
+	if start {
+		if err := n.lxc(ctx, "start", name); err != nil {
+			return err
+		}
+	}
+	return n.clearMove(name)
+}
+
+// AbortMove undoes a move on the node the container was leaving: its
+// directory comes back from MovedDir (if the last pass set it aside and
+// no copy took its place), it starts again when start is set, and the
+// move's subvolumes go. It is for a move whose new node did not start
+// the container: one that did is running there.
+func (n Node) AbortMove(ctx context.Context, name string, start bool) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	live := filepath.Join(n.lxcPath(), name)
+	aside := filepath.Join(n.Root, MovedDir, name)
+	if _, err := os.Stat(live); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(aside); err != nil {
+			return fmt.Errorf("container %s: neither %s nor %s holds it", name, live, aside)
+		}
+		if err := unix.Renameat2(unix.AT_FDCWD, aside, unix.AT_FDCWD, live, unix.RENAME_NOREPLACE); err != nil {
+			return fmt.Errorf("container %s: back from %s: %w", name, aside, err)
+		}
+		if err := atomicfile.SyncDir(n.lxcPath()); err != nil {
+			return err
+		}
+		n.Log("move: container %s is back in %s", name, live)
+	}
+	if start && !n.running(ctx, name) {
+		if err := n.lxc(ctx, "start", name); err != nil {
+			return err
+		}
+	}
+	return n.clearMove(name)
+}
+
+// FinishMove deletes the move's subvolumes on the node the container
+// left, once it runs on the other; its directory stays in MovedDir.
+func (n Node) FinishMove(name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	return n.clearMove(name)
+}
+
+// clearMove deletes what a move of name left in MoveDir.
+func (n Node) clearMove(name string) error {
+	if err := os.RemoveAll(filepath.Join(n.moveDir(), name+".in")); err != nil {
+		return err
+	}
+	for _, p := range []string{n.snap(name, Last), n.snap(name, First), filepath.Join(n.moveDir(), name)} {
+		if err := deleteSubvolume(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteSubvolume deletes the subvolume at p, if any.
+func deleteSubvolume(p string) error {
+	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := btrfsctl.Delete(p); err != nil {
+		return fmt.Errorf("deleting %s: %w", p, err)
+	}
+	return nil
+}
+
+// pipe runs argv with stdin from r and stdout to w (nil: none), its
+// stderr in the error.
+func pipe(ctx context.Context, r io.Reader, w io.Writer, argv ...string) error {
+	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	c.Stdin, c.Stdout = r, w
+	var stderr tail
+	c.Stderr = &stderr
+	c.WaitDelay = 5 * time.Second
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, stderr.String())
+	}
+	return nil
+}
