@@ -23,6 +23,51 @@ import (
 // config says the same and the line is removed.
 const PlacementFile = "var/lib/mkimage/placement"
 
+// BootedFile, in a node's root, is the baked config the node booted
+// with (as built: PlacementFile is applied on reading), and NodeFile the
+// name it booted as. nodeinit writes both at every boot, so its
+// container command, run from the booted root where the initramfs's
+// copy is out of reach, can plan the node again when a container moves.
+const (
+	BootedFile = "var/lib/mkimage/cluster.json"
+	NodeFile   = "var/lib/mkimage/node-name"
+)
+
+// Booted reads what nodeinit wrote into root at boot and the placement
+// there, and returns the placed config and this node's plan in it.
+func Booted(root string) (*Baked, Plan, error) {
+	b, err := Read(filepath.Join(root, BootedFile))
+	if err != nil {
+		return nil, Plan{}, fmt.Errorf("the config this node booted with: %w", err)
+	}
+	name, err := os.ReadFile(filepath.Join(root, NodeFile))
+	if err != nil {
+		return nil, Plan{}, fmt.Errorf("the name this node booted as: %w", err)
+	}
+	p, err := ReadPlacement(root)
+	if err != nil {
+		return nil, Plan{}, err
+	}
+	if err := b.Place(p); err != nil {
+		return nil, Plan{}, fmt.Errorf("%s: %w", filepath.Join(root, PlacementFile), err)
+	}
+	self, ok := b.Node(strings.TrimSpace(string(name)))
+	if !ok {
+		return nil, Plan{}, fmt.Errorf("node %q (%s) is not in the config it booted with", strings.TrimSpace(string(name)), filepath.Join(root, NodeFile))
+	}
+	return b, self, nil
+}
+
+// Node is the plan of the inventory node named name.
+func (b *Baked) Node(name string) (Plan, bool) {
+	for _, n := range b.Nodes {
+		if n.Name == name && name != "" {
+			return n, true
+		}
+	}
+	return Plan{}, false
+}
+
 // Placement maps a container's name to the node it runs on instead of
 // the config's.
 type Placement map[string]string
@@ -112,7 +157,7 @@ func (b *Baked) Place(p Placement) error {
 		nodes[i].Routes = slices.Clone(nodes[i].Routes)
 	}
 	index := func(name string) int {
-		return slices.IndexFunc(nodes, func(n Plan) bool { return n.Name == name })
+		return slices.IndexFunc(nodes, func(n Plan) bool { return n.Name == name && name != "" })
 	}
 	for _, name := range p.Containers() {
 		dst := index(p[name])

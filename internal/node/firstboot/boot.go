@@ -2,12 +2,14 @@ package firstboot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/node/netup"
 )
@@ -52,10 +54,12 @@ func Boot(ctx context.Context, env Env, bakedPath string, writable func() error)
 		env.Log("nodeinit: first-boot: cluster config unreadable, first boot and policy skipped: %v", err)
 		return node
 	}
+	built, _ := json.Marshal(b) // before the placement, for BootedFile
 	placeContainers(env, b)
 	env.Config = b
-	if err := writable(); err != nil {
-		env.Log("nodeinit: first-boot: %v; first boot skipped (it runs at the next boot)", err)
+	werr := writable()
+	if werr != nil {
+		env.Log("nodeinit: first-boot: %v; first boot skipped (it runs at the next boot)", werr)
 	} else {
 		if !netup.WaitForNIC(filepath.Join(env.Sys, "class/net"), nicWait) {
 			env.Log("nodeinit: first-boot: no network interface after %v", nicWait)
@@ -90,6 +94,14 @@ func Boot(ctx context.Context, env Env, bakedPath string, writable func() error)
 			env.Log("nodeinit: policy: cannot identify this node, policy skipped: %v", err)
 		default:
 			node = Node{Plan: id.Plan, Policy: true}
+		}
+	}
+	if werr == nil && withConfig && node.Policy && node.Plan.Name != "" && len(b.Nodes) > 0 {
+		// For nodeinit container, run later from the booted root.
+		for path, data := range map[string][]byte{plan.BootedFile: built, plan.NodeFile: []byte(node.Plan.Name + "\n")} {
+			if err := atomicfile.WriteFileIfChanged(filepath.Join(env.Root, path), data, 0o644); err != nil {
+				env.Log("nodeinit: first-boot: %v", err)
+			}
 		}
 	}
 	return node

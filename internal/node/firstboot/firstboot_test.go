@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -601,5 +602,58 @@ func TestUnknownWithSerial(t *testing.T) {
 	want := "nodeinit: firstboot: warning: MAC aa:bb:cc:dd:ee:ff (eth0), serial_number ffee: none is in the inventory; hostname node-aabbccddeeff, DHCP"
 	if !slices.Contains(log.lines, want) {
 		t.Errorf("log lacks\n%s\ngot:\n%s", want, log)
+	}
+}
+
+// Boot applies the placement file before identity and policy, and
+// leaves the config as built and the node's name in the root for
+// nodeinit container; a placement that cannot apply is logged and the
+// config taken as built.
+func TestBootPlacement(t *testing.T) {
+	for _, tc := range []struct {
+		placement, want, log string
+	}{
+		{"haproxy node02\n", "i2p haproxy", "container haproxy runs on node node02"},
+		{"haproxy nowhere\n", "i2p", "placement: error: container haproxy: no node nowhere"},
+	} {
+		env, log := fakeNode(t, "00:1E:06:42:01:02") // node02
+		baked, err := json.Marshal(env.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bakedPath := filepath.Join(t.TempDir(), "cluster.json")
+		if err := os.WriteFile(bakedPath, baked, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(env.Root, plan.PlacementFile)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(tc.placement), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		node := Boot(context.Background(), env, bakedPath, func() error { return nil })
+		var got []string
+		if node.Plan.LXC != nil {
+			for _, c := range node.Plan.LXC.Containers {
+				got = append(got, c.Name)
+			}
+		}
+		if node.Plan.Name != "node02" || strings.Join(got, " ") != tc.want {
+			t.Errorf("%q: node %s with containers %v, want node02 with %s", tc.placement, node.Plan.Name, got, tc.want)
+		}
+		if !strings.Contains(log.String(), tc.log) {
+			t.Errorf("%q: log lacks %q:\n%s", tc.placement, tc.log, log)
+		}
+		if got := read(t, filepath.Join(env.Root, plan.BootedFile)); got != string(baked) {
+			t.Errorf("%q: %s is not the config as built", tc.placement, plan.BootedFile)
+		}
+		if got := read(t, filepath.Join(env.Root, plan.NodeFile)); got != "node02\n" {
+			t.Errorf("%q: %s holds %q", tc.placement, plan.NodeFile, got)
+		}
+		if tc.placement == "haproxy node02\n" {
+			b, self, err := plan.Booted(env.Root)
+			if err != nil || self.Name != "node02" || len(self.LXC.Containers) != 2 || len(b.Nodes) != len(env.Config.Nodes) {
+				t.Errorf("Booted: %+v, %v", self, err)
+			}
+		}
 	}
 }
