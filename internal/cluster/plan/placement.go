@@ -3,6 +3,7 @@ package plan
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,25 +25,38 @@ import (
 const PlacementFile = "var/lib/mkimage/placement"
 
 // BootedFile, in a node's root, is the baked config the node booted
-// with (as built: PlacementFile is applied on reading), and NodeFile the
-// name it booted as. nodeinit writes both at every boot, so its
+// with (as built: PlacementFile is applied on reading), and NodeFile who
+// it booted as (BootedNode). nodeinit writes both at every boot, so its
 // container command, run from the booted root where the initramfs's
 // copy is out of reach, can plan the node again when a container moves.
 const (
 	BootedFile = "var/lib/mkimage/cluster.json"
-	NodeFile   = "var/lib/mkimage/node-name"
+	NodeFile   = "var/lib/mkimage/node.json"
 )
 
+// BootedNode is who the node booted as: its name and the MAC of the
+// interface Identify found it by (the inventory may name it by serial,
+// and its MAC change at every boot).
+type BootedNode struct {
+	Name string `json:"name"`
+	MAC  string `json:"mac"`
+}
+
 // Booted reads what nodeinit wrote into root at boot and the placement
-// there, and returns the placed config and this node's plan in it.
+// there, and returns the placed config and this node's plan in it, with
+// the MAC it booted with.
 func Booted(root string) (*Baked, Plan, error) {
 	b, err := Read(filepath.Join(root, BootedFile))
 	if err != nil {
 		return nil, Plan{}, fmt.Errorf("the config this node booted with: %w", err)
 	}
-	name, err := os.ReadFile(filepath.Join(root, NodeFile))
+	var who BootedNode
+	data, err := os.ReadFile(filepath.Join(root, NodeFile))
+	if err == nil {
+		err = json.Unmarshal(data, &who)
+	}
 	if err != nil {
-		return nil, Plan{}, fmt.Errorf("the name this node booted as: %w", err)
+		return nil, Plan{}, fmt.Errorf("who this node booted as: %w", err)
 	}
 	p, err := ReadPlacement(root)
 	if err != nil {
@@ -51,10 +65,11 @@ func Booted(root string) (*Baked, Plan, error) {
 	if err := b.Place(p); err != nil {
 		return nil, Plan{}, fmt.Errorf("%s: %w", filepath.Join(root, PlacementFile), err)
 	}
-	self, ok := b.Node(strings.TrimSpace(string(name)))
+	self, ok := b.Node(who.Name)
 	if !ok {
-		return nil, Plan{}, fmt.Errorf("node %q (%s) is not in the config it booted with", strings.TrimSpace(string(name)), filepath.Join(root, NodeFile))
+		return nil, Plan{}, fmt.Errorf("node %q (%s) is not in the config it booted with", who.Name, filepath.Join(root, NodeFile))
 	}
+	self.MAC = who.MAC
 	return b, self, nil
 }
 

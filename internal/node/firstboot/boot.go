@@ -98,7 +98,8 @@ func Boot(ctx context.Context, env Env, bakedPath string, writable func() error)
 	}
 	if werr == nil && withConfig && node.Policy && node.Plan.Name != "" && len(b.Nodes) > 0 {
 		// For nodeinit container, run later from the booted root.
-		for path, data := range map[string][]byte{plan.BootedFile: built, plan.NodeFile: []byte(node.Plan.Name + "\n")} {
+		who, _ := json.Marshal(plan.BootedNode{Name: node.Plan.Name, MAC: node.Plan.MAC})
+		for path, data := range map[string][]byte{plan.BootedFile: built, plan.NodeFile: who} {
 			if err := atomicfile.WriteFileIfChanged(filepath.Join(env.Root, path), data, 0o644); err != nil {
 				env.Log("nodeinit: first-boot: %v", err)
 			}

@@ -646,12 +646,12 @@ func TestBootPlacement(t *testing.T) {
 		if got := read(t, filepath.Join(env.Root, plan.BootedFile)); got != string(baked) {
 			t.Errorf("%q: %s is not the config as built", tc.placement, plan.BootedFile)
 		}
-		if got := read(t, filepath.Join(env.Root, plan.NodeFile)); got != "node02\n" {
+		if got := read(t, filepath.Join(env.Root, plan.NodeFile)); got != `{"name":"node02","mac":"00:1e:06:42:01:02"}` {
 			t.Errorf("%q: %s holds %q", tc.placement, plan.NodeFile, got)
 		}
 		if tc.placement == "haproxy node02\n" {
 			b, self, err := plan.Booted(env.Root)
-			if err != nil || self.Name != "node02" || len(self.LXC.Containers) != 2 || len(b.Nodes) != len(env.Config.Nodes) {
+			if err != nil || self.Name != "node02" || self.MAC != "00:1e:06:42:01:02" || len(self.LXC.Containers) != 2 || len(b.Nodes) != len(env.Config.Nodes) {
 				t.Errorf("Booted: %+v, %v", self, err)
 			}
 		}

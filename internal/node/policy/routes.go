@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Routes installs the plan's static routes with netlink (RouteReplace, so
@@ -37,6 +38,27 @@ func Routes(env Env) error {
 }
 
 func route(mac, dst, via, dev string) error {
+	rt, err := routeOf(mac, dst, via, dev)
+	if err != nil {
+		return err
+	}
+	return netlink.RouteReplace(rt)
+}
+
+// unroute deletes the route route installs, if it is there.
+func unroute(mac, dst, via, dev string) error {
+	rt, err := routeOf(mac, dst, via, dev)
+	if err != nil {
+		return err
+	}
+	if err := netlink.RouteDel(rt); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+// routeOf is the netlink route for a plan's route, its link up.
+func routeOf(mac, dst, via, dev string) (*netlink.Route, error) {
 	var link netlink.Link
 	var err error
 	if dev != "" {
@@ -45,16 +67,16 @@ func route(mac, dst, via, dev string) error {
 		link, err = linkByMAC(mac)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
-		return err
+		return nil, err
 	}
 	rt := &netlink.Route{LinkIndex: link.Attrs().Index, Scope: netlink.SCOPE_UNIVERSE}
 	if dst != "default" {
 		_, n, err := net.ParseCIDR(dst)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rt.Dst = n
 	} else {
@@ -66,7 +88,7 @@ func route(mac, dst, via, dev string) error {
 	} else {
 		rt.Scope = netlink.SCOPE_LINK
 	}
-	return netlink.RouteReplace(rt)
+	return rt, nil
 }
 
 func linkByMAC(mac string) (netlink.Link, error) {

@@ -1,0 +1,53 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/mkimage/mkimage/internal/cluster/plan"
+)
+
+// Replan applies to a running node what a container move changes in its
+// plan, from before to env.Node: the routes before had and env.Node
+// lacks are deleted and env.Node's installed (a gateway now reaches the
+// container through its new node), its containers' configs pinned (the
+// one that came here) and the antispoof table rebuilt with them. The
+// moved container's directory is the move's own work.
+func Replan(env Env, before plan.Plan) error {
+	if env.Log == nil {
+		env.Log = func(string, ...any) {}
+	}
+	var errs []error
+	for _, r := range before.Routes {
+		if slices.Contains(env.Node.Routes, r) {
+			continue
+		}
+		if err := unroute(before.MAC, r.Destination, r.Via, r.Dev); err != nil {
+			errs = append(errs, fmt.Errorf("route %s via %s: %w", r.Destination, r.Via, err))
+			continue
+		}
+		env.Log("nodeinit: placement: route %s via %s deleted", r.Destination, r.Via)
+	}
+	for _, r := range env.Node.Routes {
+		if !slices.Contains(before.Routes, r) {
+			env.Log("nodeinit: placement: route %s via %s", r.Destination, r.Via)
+		}
+	}
+	if err := Routes(env); err != nil {
+		errs = append(errs, err)
+	}
+	if x := env.Node.LXC; x != nil {
+		for _, ct := range x.Containers {
+			if err := pinContainer(env, ct); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if env.Node.LXC != nil || before.LXC != nil {
+		if err := Antispoof(env); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
