@@ -1,10 +1,12 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,10 +88,11 @@ func (n Node) running(ctx context.Context, name string) bool {
 }
 
 // SendMove writes pass p of container name's move to w. The last pass
-// stops the container (stopped is called then, for the caller to time
-// the downtime) and sets its directory aside under MovedDir; run again
-// after a failure, it goes on from where the container is.
-func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, stopped func()) (Moved, error) {
+// stops the container and sets its directory aside under MovedDir, then
+// calls stopped (for the caller to time the downtime) with whether it
+// ran, which a marker in MoveDir keeps: run again after a failure, it
+// goes on from where the container is and still knows.
+func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, stopped func(ran bool)) (Moved, error) {
 	if err := checkName(name); err != nil {
 		return Moved{}, err
 	}
@@ -111,6 +114,9 @@ func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, st
 		if err := btrfsctl.Create(work); err != nil {
 			return Moved{}, err
 		}
+		if err := atomicfile.WriteFile(n.copiedMarker(name), fmt.Appendf(nil, "%d\n", start.UnixNano()), 0o600); err != nil {
+			return Moved{}, err
+		}
 		if err := command(ctx, "cp", "-a", "--reflink=always", "--", live, filepath.Join(work, name)); err != nil {
 			return Moved{}, err
 		}
@@ -123,6 +129,9 @@ func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, st
 		}
 		if _, err := os.Stat(live); err == nil {
 			if n.running(ctx, name) {
+				if err := atomicfile.WriteFile(n.ranMarker(name), nil, 0o600); err != nil {
+					return Moved{}, err
+				}
 				if err := n.lxc(ctx, "stop", name); err != nil {
 					return Moved{}, err
 				}
@@ -145,13 +154,10 @@ func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, st
 			return Moved{}, fmt.Errorf("container %s: neither %s nor %s holds it", name, live, aside)
 		}
 		if stopped != nil {
-			stopped()
+			_, err := os.Stat(n.ranMarker(name))
+			stopped(err == nil)
 		}
-		// Quick check by size and time; a changed file is rewritten in
-		// place where its blocks differ, so the copy keeps its extents
-		// and the incremental stream carries only what changed.
-		if err := command(ctx, "rsync", "-aHAX", "--numeric-ids", "--inplace", "--no-whole-file", "--delete",
-			aside+"/", filepath.Join(work, name)+"/"); err != nil {
+		if err := n.syncCopy(ctx, name, aside, filepath.Join(work, name)); err != nil {
 			return Moved{}, err
 		}
 	default:
@@ -169,6 +175,51 @@ func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, st
 		return Moved{}, err
 	}
 	return Moved{Pass: p, Bytes: cw.n, Took: time.Since(start)}, nil
+}
+
+// syncCopy brings the first pass's copy dst up to date with the
+// stopped container's directory src. rsync's quick check (size and
+// mtime, to the second) handles what was added, deleted or rewritten
+// since; a file changed in the same second as its copy, keeping its
+// size, would pass it, so every entry whose ctime (which no program can
+// set back) is not older than the copy, less a margin for the clock's
+// tick, is compared by content too. A changed file is rewritten in
+// place where its blocks differ, so the copy keeps its extents and the
+// incremental stream carries only what changed.
+func (n Node) syncCopy(ctx context.Context, name, src, dst string) error {
+	rsync := []string{"rsync", "-aHAX", "--numeric-ids", "--inplace", "--no-whole-file"}
+	if err := command(ctx, append(rsync, "--delete", src+"/", dst+"/")...); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(n.copiedMarker(name))
+	var copied int64
+	if err == nil {
+		_, err = fmt.Sscan(string(data), &copied)
+	}
+	if err != nil {
+		return fmt.Errorf("container %s: when the first pass copied it: %w", name, err)
+	}
+	since := copied - int64(2*time.Second)
+	var recent bytes.Buffer
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if st.Ctim.Nano() >= since {
+			rel, _ := filepath.Rel(src, p)
+			recent.WriteString(rel)
+			recent.WriteByte(0)
+		}
+		return nil
+	})
+	if err != nil || recent.Len() == 0 {
+		return err
+	}
+	return pipe(ctx, &recent, nil, append(rsync, "--checksum", "--from0", "--files-from=-", src+"/", dst+"/")...)
 }
 
 // ReceiveMove reads pass p of container name's move from r into
@@ -264,10 +315,10 @@ func (n Node) InstallMove(ctx context.Context, name string, start bool) error {
 
 // AbortMove undoes a move on the node the container was leaving: its
 // directory comes back from MovedDir (if the last pass set it aside and
-// no copy took its place), it starts again when start is set, and the
-// move's subvolumes go. It is for a move whose new node did not start
-// the container: one that did is running there.
-func (n Node) AbortMove(ctx context.Context, name string, start bool) error {
+// no copy took its place), it starts again if the last pass stopped it,
+// and the move's subvolumes go. It is for a move whose new node did not
+// start the container: one that did is running there.
+func (n Node) AbortMove(ctx context.Context, name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
@@ -285,7 +336,7 @@ func (n Node) AbortMove(ctx context.Context, name string, start bool) error {
 		}
 		n.Log("move: container %s is back in %s", name, live)
 	}
-	if start && !n.running(ctx, name) {
+	if _, err := os.Stat(n.ranMarker(name)); err == nil && !n.running(ctx, name) {
 		if err := n.lxc(ctx, "start", name); err != nil {
 			return err
 		}
@@ -302,10 +353,18 @@ func (n Node) FinishMove(name string) error {
 	return n.clearMove(name)
 }
 
+// copiedMarker holds when the first pass began copying container name.
+func (n Node) copiedMarker(name string) string { return filepath.Join(n.moveDir(), name+".copied") }
+
+// ranMarker is there while a move holds container name stopped that ran.
+func (n Node) ranMarker(name string) string { return filepath.Join(n.moveDir(), name+".ran") }
+
 // clearMove deletes what a move of name left in MoveDir.
 func (n Node) clearMove(name string) error {
-	if err := os.RemoveAll(filepath.Join(n.moveDir(), name+".in")); err != nil {
-		return err
+	for _, p := range []string{filepath.Join(n.moveDir(), name+".in"), n.ranMarker(name), n.copiedMarker(name)} {
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
 	}
 	for _, p := range []string{n.snap(name, Last), n.snap(name, First), filepath.Join(n.moveDir(), name)} {
 		if err := deleteSubvolume(p); err != nil {
