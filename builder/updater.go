@@ -145,9 +145,16 @@ func (in *inputs) addUpdater(o *Options) error {
 
 // addNodeCommand puts nodeinit in a root that is not updatable when the
 // cluster config gives it a use there: a backup target (the snapshot
-// script runs `nodeinit backup export`).
+// script runs `nodeinit backup export`) or containers (mkimage container
+// move runs `nodeinit container` on the nodes).
 func (in *inputs) addNodeCommand(o *Options) error {
-	if c := in.config; c == nil || c.Backup == nil || c.Backup.Target == nil {
+	c := in.config
+	if c == nil {
+		return nil
+	}
+	target := c.Backup != nil && c.Backup.Target != nil
+	containers := c.LXC != nil && len(c.LXC.Containers) > 0
+	if !target && !containers {
 		return nil
 	}
 	return in.putNodeCommand(o)

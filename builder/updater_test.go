@@ -109,20 +109,32 @@ func TestAddUpdater(t *testing.T) {
 	if err := (&inputs{board: b, root: root}).addUpdater(&Options{Epoch: epoch}); err != nil || len(root.Root.Children) != 0 {
 		t.Errorf("not updatable: %v, root %v", err, root.Root.Children)
 	}
-	// A backup target needs nodeinit in the root, and nothing else.
-	cfg, err := cluster.Parse("c.toml", []byte("[cluster]\nname = \"t\"\n[network]\nsubnet = \"10.0.0.0/24\"\n[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"b@10.0.0.2\"\ndir = \"/srv/b\"\nhost_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\"]\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root = fstree.New(epoch)
-	if err := (&inputs{board: b, root: root, initrd: zst.Bytes(), config: cfg}).addUpdater(&Options{Epoch: epoch}); err != nil {
-		t.Fatal(err)
-	}
-	if n, ok := root.Lookup(updater.BinaryPath); !ok || n.Target != "../../usr/lib/mkimage/bb" {
-		t.Errorf("backup target: %s: %+v", updater.BinaryPath, n)
-	}
-	if _, ok := root.Lookup(updater.KeysFile); ok {
-		t.Errorf("backup target: %s in a root that is not updatable", updater.KeysFile)
+	// A backup target or containers need nodeinit in the root, and
+	// nothing else; a config with neither, no nodeinit.
+	const base = "[cluster]\nname = \"t\"\n[network]\nsubnet = \"10.0.0.0/24\"\n"
+	for _, tc := range []struct {
+		name, config string
+		want         bool
+	}{
+		{"backup target", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n[backup.target]\nhost = \"b@10.0.0.2\"\ndir = \"/srv/b\"\nhost_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\"]\n", true},
+		{"containers", base + "[[node]]\nname = \"n1\"\nrole = \"worker\"\nmac = \"02:00:00:00:00:01\"\nip = \"10.0.0.2\"\n[lxc]\nbridge = \"lxcbr0\"\naddress = \"10.0.3.1/24\"\n[[lxc.container]]\nname = \"web\"\nnode = \"n1\"\nip = \"10.0.3.10\"\n", true},
+		{"neither", base + "[backup]\nschedule = \"daily\"\nkeep = 3\n", false},
+	} {
+		cfg, err := cluster.Parse("c.toml", []byte(tc.config))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		root = fstree.New(epoch)
+		if err := (&inputs{board: b, root: root, initrd: zst.Bytes(), config: cfg}).addUpdater(&Options{Epoch: epoch}); err != nil {
+			t.Fatal(err)
+		}
+		n, ok := root.Lookup(updater.BinaryPath)
+		if ok != tc.want || ok && n.Target != "../../usr/lib/mkimage/bb" {
+			t.Errorf("%s: %s: %+v (%v), want %v", tc.name, updater.BinaryPath, n, ok, tc.want)
+		}
+		if _, ok := root.Lookup(updater.KeysFile); ok {
+			t.Errorf("%s: %s in a root that is not updatable", tc.name, updater.KeysFile)
+		}
 	}
 }
 

@@ -73,6 +73,23 @@ node's backup command too:
   --from NODE reads another node's backups (its directory beside this
   node's on the target): a new card taking over a dead node's containers.
 
+Moving a container to another node (mkimage container move runs these
+over SSH on both nodes and the gateways, piping one node's stream into
+the other's):
+
+  nodeinit container send --pass 1|2 NAME
+      write a pass of NAME's move to stdout: 1, a copy while it runs;
+      2, after stopping it and setting it aside, only what changed
+  nodeinit container receive --pass 1|2 [--start] NAME
+      read a pass from stdin; after pass 2, put NAME in place (and start it)
+  nodeinit container abort NAME
+      on the node NAME was leaving: put it back, start it if it ran
+  nodeinit container finish NAME
+      on the node NAME left: delete the move's snapshots
+  nodeinit container place NAME NODE
+      record that NAME runs on NODE (/var/lib/mkimage/placement) and
+      apply it now: routes, the container's pinning, its antispoof rules
+
 Examples:
   nodeinit update apply --reboot http://build-host:8080/bundles/v2/
   nodeinit update apply --reboot --channel http://build-host:8080/channel.json
@@ -88,6 +105,9 @@ Examples:
 func command(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "backup" {
 		return backupCommand(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "container" {
+		return containerCommand(args[1:], os.Stdin, stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "update" {
 		fmt.Fprint(stderr, commandUsage)

@@ -83,6 +83,21 @@ func (b *Baked) Node(name string) (Plan, bool) {
 	return Plan{}, false
 }
 
+// ContainerNode is the node whose plan holds container name, "" if none.
+func (b *Baked) ContainerNode(name string) string {
+	for _, n := range b.Nodes {
+		if n.LXC == nil {
+			continue
+		}
+		for _, c := range n.LXC.Containers {
+			if c.Name == name {
+				return n.Name
+			}
+		}
+	}
+	return ""
+}
+
 // Placement maps a container's name to the node it runs on instead of
 // the config's.
 type Placement map[string]string

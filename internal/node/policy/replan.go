@@ -3,8 +3,10 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/cluster/plan"
 )
 
@@ -50,4 +52,44 @@ func Replan(env Env, before plan.Plan) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// PlaceContainer records in env.Root's plan.PlacementFile that container
+// runs on node (no line when that is the cluster config's node) and
+// re-plans this node at once (Replan): on the node it left, the one it
+// came to and the gateways alike. The placement is checked against the
+// config the node booted with (plan.Booted) before it is written, so
+// one that could not apply at the next boot is refused.
+func PlaceContainer(env Env, container, node string) error {
+	if env.Log == nil {
+		env.Log = func(string, ...any) {}
+	}
+	_, before, err := plan.Booted(env.Root)
+	if err != nil {
+		return err
+	}
+	built, err := plan.Read(filepath.Join(env.Root, plan.BootedFile))
+	if err != nil {
+		return err
+	}
+	moved, err := plan.ReadPlacement(env.Root)
+	if err != nil {
+		return err
+	}
+	if built.ContainerNode(container) == node {
+		delete(moved, container)
+	} else {
+		moved[container] = node
+	}
+	if err := built.Place(moved); err != nil {
+		return err
+	}
+	after, _ := built.Node(before.Name)
+	after.MAC = before.MAC
+	if err := atomicfile.WriteFile(filepath.Join(env.Root, plan.PlacementFile), moved.Format(), 0o644); err != nil {
+		return err
+	}
+	env.Log("nodeinit: placement: container %s runs on node %s (%s)", container, node, plan.PlacementFile)
+	env.Node = after
+	return Replan(env, before)
 }

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/mkimage/mkimage/internal/node/backup"
+	"github.com/mkimage/mkimage/internal/node/policy"
+)
+
+// Lines the build host's mkimage container move waits for on stderr,
+// to time the container's downtime.
+const (
+	stoppedLine = "nodeinit: move: stopped, ran="
+	startedLine = "nodeinit: move: installed, started="
+)
+
+// containerCommand runs `nodeinit container SUB`; see commandUsage.
+func containerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, commandUsage)
+		return 2
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("nodeinit container "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, commandUsage) }
+	pass := fs.Int("pass", 1, "send, receive: the move's pass, 1 (while it runs) or 2 (after it stopped)")
+	start := fs.Bool("start", false, "receive --pass 2: start the container once it is in place")
+	root := fs.String("root", "/", "the node's root (tests)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "nodeinit: "+format+"\n", a...) }
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "nodeinit container %s: %v\n", sub, err)
+		return 1
+	}
+	n := backup.Node{Root: *root, Log: logf}
+	name := fs.Arg(0)
+	switch {
+	case sub == "send" && fs.NArg() == 1:
+		// The stream is stdout: buffered, flushed before the exit.
+		w := bufio.NewWriterSize(stdout, 1<<20)
+		m, err := n.SendMove(ctx, name, backup.Pass(*pass), w, func(ran bool) {
+			fmt.Fprintln(stderr, stoppedLine+strconv.FormatBool(ran))
+		})
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			return fail(err)
+		}
+		logf("move: container %s pass %d sent: %d bytes in %v", name, m.Pass, m.Bytes, m.Took.Round(1e6))
+		return 0
+	case sub == "receive" && fs.NArg() == 1:
+		m, err := n.ReceiveMove(ctx, name, backup.Pass(*pass), bufio.NewReaderSize(stdin, 1<<20))
+		if err != nil {
+			return fail(err)
+		}
+		logf("move: container %s pass %d received: %d bytes in %v", name, m.Pass, m.Bytes, m.Took.Round(1e6))
+		if m.Pass == backup.Last {
+			if err := n.InstallMove(ctx, name, *start); err != nil {
+				return fail(err)
+			}
+			fmt.Fprintln(stderr, startedLine+strconv.FormatBool(*start))
+		}
+		return 0
+	case sub == "abort" && fs.NArg() == 1:
+		if err := n.AbortMove(ctx, name); err != nil {
+			return fail(err)
+		}
+		return 0
+	case sub == "finish" && fs.NArg() == 1:
+		if err := n.FinishMove(name); err != nil {
+			return fail(err)
+		}
+		return 0
+	case sub == "place" && fs.NArg() == 2:
+		env := policy.Env{Root: *root, Proc: "/proc", Sys: "/sys", Log: logf}
+		if err := policy.PlaceContainer(env, name, fs.Arg(1)); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+	fmt.Fprint(stderr, commandUsage)
+	return 2
+}
