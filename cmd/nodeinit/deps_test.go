@@ -28,6 +28,9 @@ var nodeSide = []string{
 	"github.com/mkimage/mkimage/internal/filehash",
 	// i2pd destination keys made on the node (standard library only).
 	"github.com/mkimage/mkimage/internal/i2p",
+	// Remote shell words: backup's commands on the target (standard
+	// library only; the build host's container move quotes with it too).
+	"github.com/mkimage/mkimage/internal/shquote",
 }
 
 // TestNodeSideOnly: `go list -deps ./cmd/nodeinit` names no build-side

@@ -38,6 +38,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mkimage/mkimage/internal/node/btrfsctl"
+	"github.com/mkimage/mkimage/internal/shquote"
 )
 
 // Target is where snapshots go: a directory on a host reached over SSH.
@@ -347,8 +348,8 @@ func (e *run) send(ctx context.Context, kind Kind, l local, parent string) (Sent
 		// btrfs receive sets it only at the stream's end.
 		script := lockPrologue(e.t.Dir) +
 			"btrfs receive -- . || exit $?\n" +
-			"u=$(btrfs subvolume show -- " + q(l.name) + " | sed -n 's/^[[:space:]]*Received UUID:[[:space:]]*//p')\n" +
-			"[ \"$u\" = " + q(l.uuid) + " ] || { echo \"" + l.name + ": Received UUID $u, want " + l.uuid + "\" >&2; exit 1; }\n"
+			"u=$(btrfs subvolume show -- " + shquote.Quote(l.name) + " | sed -n 's/^[[:space:]]*Received UUID:[[:space:]]*//p')\n" +
+			"[ \"$u\" = " + shquote.Quote(l.uuid) + " ] || { echo \"" + l.name + ": Received UUID $u, want " + l.uuid + "\" >&2; exit 1; }\n"
 		_, err = pipeline(ctx, stage{argv: sendArgv, tap: raw}, stage{argv: e.t.sshArgs(script)})
 		s.Stored = raw.n
 	case KindFiles:
@@ -359,18 +360,18 @@ func (e *run) send(ctx context.Context, kind Kind, l local, parent string) (Sent
 		_, err = pipeline(ctx,
 			stage{argv: sendArgv, tap: raw},
 			stage{argv: []string{"zstd", "-q", "-c", "-3"}, tap: multi{packed, h}},
-			stage{argv: e.t.sshArgs(lockPrologue(e.t.Dir) + "cat > " + q(part) + "\n")})
+			stage{argv: e.t.sshArgs(lockPrologue(e.t.Dir) + "cat > " + shquote.Quote(part) + "\n")})
 		if err == nil {
 			sum := hex.EncodeToString(h.Sum(nil))
 			// The final name is the mark of a complete file: given only
 			// once the size and sha256 on the target are the ones sent,
 			// and the data is on disk.
 			script := lockPrologue(e.t.Dir) +
-				"s=$(stat -c %s -- " + q(part) + ") || exit 1\n" +
+				"s=$(stat -c %s -- " + shquote.Quote(part) + ") || exit 1\n" +
 				"[ \"$s\" = " + strconv.FormatInt(packed.n, 10) + " ] || { echo \"" + part + ": $s bytes, sent " + strconv.FormatInt(packed.n, 10) + "\" >&2; exit 1; }\n" +
-				"h=$(sha256sum < " + q(part) + ") || exit 1\n" +
+				"h=$(sha256sum < " + shquote.Quote(part) + ") || exit 1\n" +
 				"[ \"${h%% *}\" = " + sum + " ] || { echo \"" + part + ": sha256 ${h%% *}, sent " + sum + "\" >&2; exit 1; }\n" +
-				"sync -- " + q(part) + " && mv -- " + q(part) + " " + q(final) + " && sync -- .\n"
+				"sync -- " + shquote.Quote(part) + " && mv -- " + shquote.Quote(part) + " " + shquote.Quote(final) + " && sync -- .\n"
 			_, err = pipeline(ctx, stage{argv: e.t.sshArgs(script)})
 		}
 		s.Stored = packed.n
@@ -410,7 +411,7 @@ func (m multi) Write(p []byte) (int, error) {
 func (e *run) remove(ctx context.Context, kind Kind, names []string) error {
 	var quoted []string
 	for _, n := range names {
-		quoted = append(quoted, q(n))
+		quoted = append(quoted, shquote.Quote(n))
 	}
 	cmd := "rm -f -- "
 	if kind == KindBtrfs {
@@ -495,7 +496,7 @@ func Restore(ctx context.Context, o Options, name, localDir string) (err error) 
 		// A full send of the one snapshot: simplest, and needs nothing
 		// local to be a parent.
 		_, err = pipeline(ctx,
-			stage{argv: e.t.sshArgs(lockPrologue(e.t.Dir) + "btrfs send -q -- " + q(name) + "\n")},
+			stage{argv: e.t.sshArgs(lockPrologue(e.t.Dir) + "btrfs send -q -- " + shquote.Quote(name) + "\n")},
 			stage{argv: []string{"btrfs", "receive", "--", localDir}})
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
@@ -546,7 +547,7 @@ func Restore(ctx context.Context, o Options, name, localDir string) (err error) 
 func (e *run) replay(ctx context.Context, files []streamFile, dir string) error {
 	var quoted []string
 	for _, f := range files {
-		quoted = append(quoted, q(f.file))
+		quoted = append(quoted, shquote.Quote(f.file))
 	}
 	_, err := pipeline(ctx,
 		stage{argv: e.t.sshArgs(lockPrologue(e.t.Dir) + "cat -- " + strings.Join(quoted, " ") + "\n")},

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mkimage/mkimage/internal/shquote"
 )
 
 // ErrHostKey is wrapped by errors from a target whose host key is not in
@@ -97,9 +99,6 @@ func (e *run) master(ctx context.Context) (func(), error) {
 	}
 }
 
-// q quotes s for the remote POSIX shell.
-func q(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
 // lockPrologue enters the target directory, made if only its last
 // component is missing (each node exports into its own DIR/NODENAME; a
 // mistyped DIR still fails), and takes the target's lock
@@ -107,10 +106,10 @@ func q(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" 
 // a receive that outlives its killed ssh still holds it). Cleanup after a
 // cut export waits on it, so it never races a dying btrfs receive.
 func lockPrologue(dir string) string {
-	return "[ -d " + q(dir) + " ] || mkdir -m 700 -- " + q(dir) + " || exit 3\n" +
-		"cd -- " + q(dir) + " || exit 3\n" +
+	return "[ -d " + shquote.Quote(dir) + " ] || mkdir -m 700 -- " + shquote.Quote(dir) + " || exit 3\n" +
+		"cd -- " + shquote.Quote(dir) + " || exit 3\n" +
 		"exec 9>>.backup.lock || exit 3\n" +
-		"flock -w 120 9 || { echo " + q(dir+": locked by another export for 120s") + " >&2; exit 75; }\n"
+		"flock -w 120 9 || { echo " + shquote.Quote(dir+": locked by another export for 120s") + " >&2; exit 75; }\n"
 }
 
 // stage is one process of a pipeline; tap, if set, sees every byte the
