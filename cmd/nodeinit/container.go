@@ -11,15 +11,9 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/mkimage/mkimage/internal/cluster/plan"
 	"github.com/mkimage/mkimage/internal/node/backup"
 	"github.com/mkimage/mkimage/internal/node/policy"
-)
-
-// Lines the build host's mkimage container move waits for on stderr,
-// to time the container's downtime.
-const (
-	stoppedLine = "nodeinit: move: stopped, ran="
-	startedLine = "nodeinit: move: installed, started="
 )
 
 // containerCommand runs `nodeinit container SUB`; see commandUsage.
@@ -33,7 +27,6 @@ func containerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, commandUsage) }
 	pass := fs.Int("pass", 1, "send, receive: the move's pass, 1 (while it runs) or 2 (after it stopped)")
-	start := fs.Bool("start", false, "receive --pass 2: start the container once it is in place")
 	root := fs.String("root", "/", "the node's root (tests)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -52,7 +45,7 @@ func containerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 		// The stream is stdout: buffered, flushed before the exit.
 		w := bufio.NewWriterSize(stdout, 1<<20)
 		m, err := n.SendMove(ctx, name, backup.Pass(*pass), w, func(ran bool) {
-			fmt.Fprintln(stderr, stoppedLine+strconv.FormatBool(ran))
+			fmt.Fprintln(stderr, plan.MoveStopped+strconv.FormatBool(ran))
 		})
 		if err == nil {
 			err = w.Flush()
@@ -69,10 +62,11 @@ func containerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 		}
 		logf("move: container %s pass %d received: %d bytes in %v", name, m.Pass, m.Bytes, m.Took.Round(1e6))
 		if m.Pass == backup.Last {
-			if err := n.InstallMove(ctx, name, *start); err != nil {
+			started, err := n.InstallMove(ctx, name, func() { fmt.Fprintln(stderr, plan.MoveInstalled) })
+			if err != nil {
 				return fail(err)
 			}
-			fmt.Fprintln(stderr, startedLine+strconv.FormatBool(*start))
+			fmt.Fprintln(stderr, plan.MoveStarted+strconv.FormatBool(started))
 		}
 		return 0
 	case sub == "abort" && fs.NArg() == 1:

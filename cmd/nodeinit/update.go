@@ -80,8 +80,9 @@ the other's):
   nodeinit container send --pass 1|2 NAME
       write a pass of NAME's move to stdout: 1, a copy while it runs;
       2, after stopping it and setting it aside, only what changed
-  nodeinit container receive --pass 1|2 [--start] NAME
-      read a pass from stdin; after pass 2, put NAME in place (and start it)
+  nodeinit container receive --pass 1|2 NAME
+      read a pass from stdin; after pass 2, put NAME in place and start it
+      if it ran
   nodeinit container abort NAME
       on the node NAME was leaving: put it back, start it if it ran
   nodeinit container finish NAME

@@ -160,6 +160,17 @@ func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, st
 		if err := n.syncCopy(ctx, name, aside, filepath.Join(work, name)); err != nil {
 			return Moved{}, err
 		}
+		// The stream says whether to start it on the other side.
+		ran := filepath.Join(work, ranInStream)
+		_, err := os.Stat(n.ranMarker(name))
+		if err == nil {
+			err = os.WriteFile(ran, nil, 0o600)
+		} else if err = os.Remove(ran); errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+		if err != nil {
+			return Moved{}, err
+		}
 	default:
 		return Moved{}, fmt.Errorf("move pass %d: want 1 or 2", p)
 	}
@@ -268,49 +279,60 @@ func (n Node) ReceiveMove(ctx context.Context, name string, p Pass, r io.Reader)
 	return Moved{Pass: p, Bytes: cr.n, Took: time.Since(start)}, nil
 }
 
+// ranInStream, beside the container in the last pass's subvolume, says
+// it ran on the node it left.
+const ranInStream = ".ran"
+
 // InstallMove makes the received last pass container name's directory
 // (a reflinked copy renamed into place, so a power cut leaves either no
-// container or a whole one) and starts it when start is set. The move's
-// subvolumes go once it is in place.
-func (n Node) InstallMove(ctx context.Context, name string, start bool) error {
+// container or a whole one), calls installed, and starts it if it ran on
+// the node it left, which started says. The move's subvolumes go once
+// it is in place. An error after installed was called leaves the
+// container in place here: the node it left must not start it again.
+func (n Node) InstallMove(ctx context.Context, name string, installed func()) (started bool, err error) {
 	if err := checkName(name); err != nil {
-		return err
+		return false, err
 	}
+	_, err = os.Stat(filepath.Join(n.snap(name, Last), ranInStream))
+	start := err == nil
 	src := filepath.Join(n.snap(name, Last), name)
 	if info, err := btrfsctl.Stat(n.snap(name, Last)); err != nil || !info.Received() {
-		return fmt.Errorf("container %s: the last pass did not arrive here", name)
+		return false, fmt.Errorf("container %s: the last pass did not arrive here", name)
 	}
 	staging := filepath.Join(n.moveDir(), name+".in")
 	if err := os.RemoveAll(staging); err != nil {
-		return err
+		return false, err
 	}
 	if err := command(ctx, "cp", "-a", "--reflink=always", "--", src, staging); err != nil {
 		os.RemoveAll(staging)
-		return err
+		return false, err
 	}
 	if err := atomicfile.SyncFS(n.lxcPath()); err != nil {
-		return err
+		return false, err
 	}
 	cut("installing")
 	live := filepath.Join(n.lxcPath(), name)
 	if err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, live, unix.RENAME_NOREPLACE); err != nil {
 		os.RemoveAll(staging)
-		return fmt.Errorf("container %s: into %s: %w", name, live, err)
+		return false, fmt.Errorf("container %s: into %s: %w", name, live, err)
 	}
 	if err := atomicfile.SyncDir(n.lxcPath()); err != nil {
-		return err
+		return false, err
+	}
+	if installed != nil {
+		installed()
 	}
 	// A copy this node kept when the container left it is older than
 	// the one now in place.
 	if err := os.RemoveAll(filepath.Join(n.Root, MovedDir, name)); err != nil {
-		return err
+		return false, err
 	}
 	if start {
 		if err := n.lxc(ctx, "start", name); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return n.clearMove(name)
+	return start, n.clearMove(name)
 }
 
 // AbortMove undoes a move on the node the container was leaving: its

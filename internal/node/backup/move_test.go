@@ -225,7 +225,7 @@ func TestMoveContainer(t *testing.T) {
 		t.Errorf("last pass: %d bytes, over 5%% of the first's %d", s2.Bytes, s1.Bytes)
 	}
 	t.Logf("first pass %d bytes in %v, last pass %d bytes in %v", s1.Bytes, s1.Took, s2.Bytes, s2.Took)
-	if err := b.InstallMove(context.Background(), "web", false); err != nil {
+	if _, err := b.InstallMove(context.Background(), "web", nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := treeOf(t, filepath.Join(b.lxcPath(), "web")); got != want {
@@ -253,7 +253,7 @@ func TestMoveContainer(t *testing.T) {
 			t.Fatalf("back, pass %d: send %v, receive %v", p, serr, rerr)
 		}
 	}
-	if err := a.InstallMove(context.Background(), "web", false); err != nil {
+	if _, err := a.InstallMove(context.Background(), "web", nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := treeOf(t, dir); got != want {
@@ -282,7 +282,8 @@ func TestMoveKilledChild(t *testing.T) {
 		_, err := n.SendMove(context.Background(), "web", Last, io.Discard, nil)
 		t.Fatal(err)
 	case "installing":
-		t.Fatal(n.InstallMove(context.Background(), "web", false))
+		_, err := n.InstallMove(context.Background(), "web", nil)
+		t.Fatal(err)
 	}
 }
 
@@ -328,7 +329,7 @@ func TestMoveKilled(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(b.lxcPath(), "web")); !os.IsNotExist(err) {
 		t.Fatalf("killed before the rename, b has web: %v", err)
 	}
-	if err := b.InstallMove(context.Background(), "web", false); err != nil {
+	if _, err := b.InstallMove(context.Background(), "web", nil); err != nil {
 		t.Fatalf("install after the kill: %v", err)
 	}
 	if got := treeOf(t, filepath.Join(b.lxcPath(), "web")); got != want {
