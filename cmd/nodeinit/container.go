@@ -80,7 +80,8 @@ func containerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 		}
 		return 0
 	case sub == "place" && fs.NArg() == 2:
-		env := policy.Env{Root: *root, Proc: "/proc", Sys: "/sys", Log: logf}
+		// Policy's lines name nodeinit themselves, as at boot.
+		env := policy.Env{Root: *root, Proc: "/proc", Sys: "/sys", Log: func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }}
 		if err := policy.PlaceContainer(env, name, fs.Arg(1)); err != nil {
 			return fail(err)
 		}

@@ -344,6 +344,11 @@ func (n Node) AbortMove(ctx context.Context, name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
+	// Without a move under way here, a copy in MovedDir is one a
+	// finished move left: the container runs elsewhere.
+	if _, err := btrfsctl.Stat(n.snap(name, First)); err != nil {
+		return fmt.Errorf("container %s: no move of it under way on this node", name)
+	}
 	live := filepath.Join(n.lxcPath(), name)
 	aside := filepath.Join(n.Root, MovedDir, name)
 	if _, err := os.Stat(live); errors.Is(err, os.ErrNotExist) {

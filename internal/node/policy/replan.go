@@ -25,11 +25,12 @@ func Replan(env Env, before plan.Plan) error {
 		if slices.Contains(env.Node.Routes, r) {
 			continue
 		}
-		if err := unroute(before.MAC, r.Destination, r.Via, r.Dev); err != nil {
+		deleted, err := unroute(before.MAC, r.Destination, r.Via, r.Dev)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("route %s via %s: %w", r.Destination, r.Via, err))
-			continue
+		} else if deleted {
+			env.Log("nodeinit: placement: route %s via %s deleted", r.Destination, r.Via)
 		}
-		env.Log("nodeinit: placement: route %s via %s deleted", r.Destination, r.Via)
 	}
 	for _, r := range env.Node.Routes {
 		if !slices.Contains(before.Routes, r) {

@@ -45,16 +45,20 @@ func route(mac, dst, via, dev string) error {
 	return netlink.RouteReplace(rt)
 }
 
-// unroute deletes the route route installs, if it is there.
-func unroute(mac, dst, via, dev string) error {
+// unroute deletes the route route installs, if it is there (deleted
+// says).
+func unroute(mac, dst, via, dev string) (deleted bool, err error) {
 	rt, err := routeOf(mac, dst, via, dev)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if err := netlink.RouteDel(rt); err != nil && !errors.Is(err, unix.ESRCH) {
-		return err
+	if err := netlink.RouteDel(rt); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return false, nil
+		}
+		return false, err
 	}
-	return nil
+	return true, nil
 }
 
 // routeOf is the netlink route for a plan's route, its link up.
