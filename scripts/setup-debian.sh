@@ -29,8 +29,10 @@ pkgs=(
   i2pd
   # node backups: the tests export snapshots over SSH to a real sshd
   openssh-server
-  # container moves: the last pass syncs a stopped container with the node's rsync
-  rsync
+  # container moves: the last pass syncs a stopped container with the node's
+  # rsync; the tests start and stop a real container (a static busybox root)
+  # with LXC and try CRIU's live migration
+  rsync lxc criu busybox-static
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -46,13 +48,15 @@ fi
 # The tests start their own haproxy, registry, i2pd and sshd on their own
 # ports; the services these packages start when installed are not wanted
 # (the registry's would listen on every interface at :5000, i2pd's would
-# join the I2P network, sshd's would accept logins on port 22). Only the
+# join the I2P network, sshd's would accept logins on port 22, LXC's would
+# make a bridge lxcbr0 and autostart containers). Only the
 # ones installed just now: a service the machine already ran (the sshd
 # you log in by, your haproxy) is left alone. Harmless without systemd.
 services=()
 for p in "${missing[@]}"; do
   case $p in
     haproxy | docker-registry | i2pd) services+=("$p") ;;
+    lxc) services+=(lxc lxc-net) ;;
     openssh-server) services+=(ssh) ;;
   esac
 done

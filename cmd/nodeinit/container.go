@@ -44,9 +44,7 @@ func containerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	case sub == "send" && fs.NArg() == 1:
 		// The stream is stdout: buffered, flushed before the exit.
 		w := bufio.NewWriterSize(stdout, 1<<20)
-		m, err := n.SendMove(ctx, name, backup.Pass(*pass), w, func(ran bool) {
-			fmt.Fprintln(stderr, plan.MoveStopped+strconv.FormatBool(ran))
-		})
+		m, err := n.SendMove(ctx, name, backup.Pass(*pass), w, func() { fmt.Fprintln(stderr, plan.MoveStopping) })
 		if err == nil {
 			err = w.Flush()
 		}

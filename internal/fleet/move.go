@@ -50,7 +50,7 @@ type MoveReport struct {
 	FirstTook         time.Duration
 	LastTook          time.Duration
 	Ran               bool          // it ran on From, and was started on To
-	Down              time.Duration // from its stop on From to its start on To
+	Down              time.Duration // from its stop on From to its start on To (or its install)
 	Routed            time.Duration // from its stop to the last node re-planned
 	Placed, NotPlaced []string      // the nodes re-planned, and those that failed
 }
@@ -251,12 +251,12 @@ func (m *Move) pass(ctx context.Context, from, to plan.Plan, p string) (passResu
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
-		case strings.HasPrefix(line, plan.MoveStopped):
-			res.stopped, res.ran = time.Now(), strings.TrimPrefix(line, plan.MoveStopped) == "true"
+		case line == plan.MoveStopping:
+			res.stopped = time.Now()
 		case line == plan.MoveInstalled:
 			res.installed = time.Now()
-		case strings.HasPrefix(line, plan.MoveStarted) && strings.TrimPrefix(line, plan.MoveStarted) == "true":
-			res.started = time.Now()
+		case line == plan.MoveStarted+"true":
+			res.started, res.ran = time.Now(), true
 		}
 	}
 	var sendErr error

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mkimage/mkimage/internal/cluster"
 	"github.com/mkimage/mkimage/internal/cluster/plan"
@@ -58,28 +61,33 @@ type moveNode struct {
 	sshd     testenv.SSHD
 }
 
-// A container moves from node01 to node02 through the build host: the
-// real nodeinit on each node (in its own root and network namespace,
-// reached through its own sshd), the real btrfs, rsync and ssh. A last
-// pass cut on the way puts it back on node01; the retry moves it, and
-// every node re-planned (the gateway's route follows); a move back
-// removes the placement again.
-func TestMove(t *testing.T) {
+// moveCluster is TestMove's cluster: the real nodeinit on each node, in
+// its own root and network namespace, reached through its own sshd, with
+// the real btrfs, rsync, ssh and LXC. Each node's command runs in a
+// mount namespace of its own where /var/lib/lxc is the node's, so the
+// containers' configs name their roots as on a node.
+type moveCluster struct {
+	baked           *plan.Baked
+	nodes           map[string]*moveNode
+	sshCfg, wrapper string
+	cut             string // present: a receive of pass 2 gets only its first bytes
+}
+
+func newMoveCluster(t *testing.T) *moveCluster {
 	testenv.NeedRoot(t)
-	testenv.NeedTools(t, "btrfs", "mkfs.btrfs", "rsync", "ssh", "ip", "nft", "go", "head")
+	testenv.NeedTools(t, "btrfs", "mkfs.btrfs", "rsync", "ssh", "ip", "nft", "go", "head", "unshare", "mount")
 	cfg, err := cluster.Parse("move.toml", []byte(moveConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
-	baked := cfg.Bake()
+	c := &moveCluster{baked: cfg.Bake(), nodes: map[string]*moveNode{}}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "nodeinit.bin")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/mkimage/mkimage/cmd/nodeinit").CombinedOutput(); err != nil {
 		t.Fatalf("building nodeinit: %v\n%s", err, out)
 	}
-	nodes := map[string]*moveNode{}
 	var sshConfig, cases strings.Builder
-	for i, p := range baked.Nodes {
+	for i, p := range c.baked.Nodes {
 		n := &moveNode{Plan: p, ns: testenv.NewNetns(t, fmt.Sprintf("mv%d", i)), sshd: testenv.StartSSHD(t, "127.0.0.1")}
 		n.root = testenv.ScratchBtrfs(t)
 		os.MkdirAll(filepath.Join(n.root, "var/lib"), 0o755)
@@ -87,7 +95,7 @@ func TestMove(t *testing.T) {
 			t.Fatal(err)
 		}
 		// What nodeinit's boot leaves for nodeinit container.
-		built, _ := json.Marshal(baked)
+		built, _ := json.Marshal(c.baked)
 		who, _ := json.Marshal(plan.BootedNode{Name: p.Name, MAC: p.MAC})
 		for path, data := range map[string][]byte{plan.BootedFile: built, plan.NodeFile: who} {
 			os.MkdirAll(filepath.Dir(filepath.Join(n.root, path)), 0o755)
@@ -95,36 +103,60 @@ func TestMove(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		testenv.Run(t, "ip", "-n", n.ns, "link", "set", "lo", "up")
 		testenv.Run(t, "ip", "-n", n.ns, "link", "add", "eth0", "address", p.MAC, "type", "veth", "peer", "name", "x0")
 		testenv.Run(t, "ip", "-n", n.ns, "link", "set", "x0", "up")
 		testenv.Run(t, "ip", "-n", n.ns, "addr", "add", p.CIDR(), "dev", "eth0")
-		nodes[p.Name] = n
+		c.nodes[p.Name] = n
 		fmt.Fprintf(&sshConfig, "Host %s\n  HostName 127.0.0.1\n  Port %d\n  IdentityFile %s\n  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n",
 			p.IP, n.sshd.Port, n.sshd.Identity, n.sshd.KnownHosts)
 		fmt.Fprintf(&cases, "%d) root=%s ns=%s ;;\n", n.sshd.Port, n.root, n.ns)
 	}
-	sshCfg := filepath.Join(dir, "ssh_config")
-	if err := os.WriteFile(sshCfg, []byte(sshConfig.String()), 0o600); err != nil {
+	c.sshCfg = filepath.Join(dir, "ssh_config")
+	if err := os.WriteFile(c.sshCfg, []byte(sshConfig.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The node's nodeinit, found by the port the connection came to;
-	// with CUT present a receive takes only the stream's first bytes.
-	cut := filepath.Join(dir, "CUT")
-	wrapper := filepath.Join(dir, "nodeinit")
-	if err := os.WriteFile(wrapper, fmt.Appendf(nil, `#!/bin/sh
+	// The node's nodeinit, found by the port the connection came to.
+	c.cut = filepath.Join(dir, "CUT")
+	c.wrapper = filepath.Join(dir, "nodeinit")
+	if err := os.WriteFile(c.wrapper, fmt.Appendf(nil, `#!/bin/sh
 case "${SSH_CONNECTION##* }" in
 %s*) echo "no node on port ${SSH_CONNECTION##* }" >&2; exit 1 ;;
 esac
 sub=$2; shift 2
+mkdir -p /var/lib/lxc
+run="mount --bind $root/var/lib/lxc /var/lib/lxc && exec ip netns exec $ns %s container $sub --root $root $*"
 if [ "$sub" = receive ] && [ -e %s ] && [ "$2" = 2 ]; then
-	head -c 50 | ip netns exec "$ns" %s container "$sub" --root "$root" "$@"
+	head -c 50 | unshare -m --propagation private sh -c "$run"
 	exit $?
 fi
-exec ip netns exec "$ns" %s container "$sub" --root "$root" "$@"
-`, cases.String(), cut, bin, bin), 0o755); err != nil {
+exec unshare -m --propagation private sh -c "$run"
+`, cases.String(), bin, c.cut), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
 
+func (c *moveCluster) move(t *testing.T, to, from string) (MoveReport, error) {
+	m := &Move{Baked: c.baked, Container: "c-web", From: from, To: to, SSH: []string{"ssh", "-F", c.sshCfg}, Nodeinit: c.wrapper, Log: t.Logf}
+	return m.Run(context.Background())
+}
+
+// has tells whether node holds c-web where LXC finds it.
+func (c *moveCluster) has(node string) bool {
+	_, err := os.Stat(filepath.Join(c.nodes[node].root, "var/lib/lxc/c-web/config"))
+	return err == nil
+}
+
+// A container moves from node01 to node02 through the build host. A last
+// pass cut on the way puts it back on node01; the retry moves it, and
+// every node re-planned (the gateway's route follows); a move back
+// removes the placement again.
+func TestMove(t *testing.T) {
+	c := newMoveCluster(t)
+	nodes, cut := c.nodes, c.cut
+	move := func(to, from string) (MoveReport, error) { return c.move(t, to, from) }
+	has := c.has
 	web := filepath.Join(nodes["node01"].root, "var/lib/lxc/c-web")
 	for rel, data := range map[string]string{
 		"config":             plan.AutostartMarker + "\nlxc.uts.name = c-web\nlxc.start.auto = 0\n",
@@ -135,14 +167,6 @@ exec ip netns exec "$ns" %s container "$sub" --root "$root" "$@"
 		if err := os.WriteFile(filepath.Join(web, rel), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-	move := func(to, from string) (MoveReport, error) {
-		m := &Move{Baked: baked, Container: "c-web", From: from, To: to, SSH: []string{"ssh", "-F", sshCfg}, Nodeinit: wrapper, Log: t.Logf}
-		return m.Run(context.Background())
-	}
-	has := func(node string) bool {
-		_, err := os.Stat(filepath.Join(nodes[node].root, "var/lib/lxc/c-web/config"))
-		return err == nil
 	}
 	gwRoute := func() string {
 		return strings.TrimSpace(testenv.Run(t, "ip", "-n", nodes["gw"].ns, "-4", "route", "show", "10.0.3.10/32"))
@@ -211,5 +235,139 @@ exec ip netns exec "$ns" %s container "$sub" --root "$root" "$@"
 	}
 	if got := gwRoute(); !strings.HasPrefix(got, "10.0.3.10 via 192.168.142.11 ") {
 		t.Errorf("the gateway's route to c-web after the move back: %q, want via node01", got)
+	}
+}
+
+// runningWeb makes c-web on node a real container: a static busybox
+// root whose init serves a counter on TCP port 7000 (each connection
+// gets the next number, kept in /var/counter), on the veth its config
+// pins as nodeinit's policy does, to the node's lxcbr0 (made in every
+// node's namespace). It starts it on node and stops every node's copy
+// when the test ends.
+func runningWeb(t *testing.T, c *moveCluster, node string) {
+	testenv.NeedTools(t, "lxc-start", "lxc-stop", "lxc-info")
+	testenv.NeedFile(t, "/bin/busybox")
+	if out, _ := exec.Command("ldd", "/bin/busybox").CombinedOutput(); !strings.Contains(string(out), "not a dynamic executable") {
+		t.Skip("/bin/busybox is not static (Debian's busybox-static): the container's root has no libraries")
+	}
+	for _, n := range c.nodes {
+		testenv.Run(t, "ip", "-n", n.ns, "link", "add", "lxcbr0", "type", "bridge")
+		testenv.Run(t, "ip", "-n", n.ns, "addr", "add", "10.0.3.1/24", "dev", "lxcbr0")
+		testenv.Run(t, "ip", "-n", n.ns, "link", "set", "lxcbr0", "up")
+		t.Cleanup(func() { c.lxc(n, "stop", "-k").Run() })
+	}
+	web := filepath.Join(c.nodes[node].root, "var/lib/lxc/c-web")
+	for rel, data := range map[string]string{
+		"config": plan.AutostartMarker + `
+lxc.uts.name = c-web
+lxc.rootfs.path = dir:/var/lib/lxc/c-web/rootfs
+lxc.init.cmd = /bin/init.sh
+lxc.signal.halt = SIGTERM
+lxc.apparmor.profile = unconfined
+lxc.mount.auto = proc:mixed sys:ro
+lxc.autodev = 1
+lxc.start.auto = 1
+lxc.net.0.type = veth
+lxc.net.0.link = lxcbr0
+lxc.net.0.flags = up
+lxc.net.0.veth.pair = vc-c-web
+lxc.net.0.hwaddr = 00:16:3e:00:00:10
+lxc.net.0.ipv4.address = 10.0.3.10/24
+lxc.net.0.ipv4.gateway = 10.0.3.1
+`,
+		"rootfs/bin/init.sh": `#!/bin/sh
+trap 'kill $nc 2>/dev/null; exit 0' TERM
+while true; do
+	n=$(( $(cat /var/counter) + 1 ))
+	echo $n | nc -l -p 7000 & nc=$!
+	wait $nc && echo $n > /var/counter
+done
+`,
+		"rootfs/var/counter": "0\n",
+	} {
+		p := filepath.Join(web, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"proc", "sys", "dev", "tmp"} {
+		os.MkdirAll(filepath.Join(web, "rootfs", d), 0o755)
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(web, "rootfs/bin/busybox"), bb, 0o755)
+	for _, l := range []string{"sh", "cat", "nc", "kill"} {
+		os.Symlink("busybox", filepath.Join(web, "rootfs/bin", l))
+	}
+	if out, err := c.lxc(c.nodes[node], "start").CombinedOutput(); err != nil {
+		t.Fatalf("lxc-start on %s: %v\n%s", node, err, out)
+	}
+}
+
+// lxc runs LXC's lxc-VERB on node n's c-web as nodeinit's wrapper runs
+// nodeinit: in the node's network namespace, its /var/lib/lxc mounted.
+func (c *moveCluster) lxc(n *moveNode, verb string, args ...string) *exec.Cmd {
+	lxcPath := filepath.Join(n.root, "var/lib/lxc")
+	return exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+		fmt.Sprintf("mount --bind %s /var/lib/lxc && exec ip netns exec %s lxc-%s -P %s -n c-web %s", lxcPath, n.ns, verb, lxcPath, strings.Join(args, " ")))
+}
+
+// count reads the next number from c-web's counter, as a client in
+// node's network would, waiting up to 20 s for it to answer.
+func (c *moveCluster) count(t *testing.T, node string) string {
+	t.Helper()
+	var got string
+	deadline := time.Now().Add(20 * time.Second)
+	err := testenv.InNetns(c.nodes[node].ns, func() error {
+		for {
+			conn, err := net.DialTimeout("tcp", "10.0.3.10:7000", time.Second)
+			if err == nil {
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				b, rerr := io.ReadAll(conn)
+				conn.Close()
+				if got = strings.TrimSpace(string(b)); rerr == nil && got != "" {
+					return nil
+				}
+				err = fmt.Errorf("read %q: %v", b, rerr)
+			}
+			if time.Now().After(deadline) {
+				return err
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	if err != nil {
+		t.Fatalf("c-web's counter from %s: %v", node, err)
+	}
+	return got
+}
+
+// A running container serving a counter over TCP moves cold from
+// node01 to node02: it is stopped, then started on node02 where the
+// count goes on, and the move reports how long it was down.
+func TestMoveRunning(t *testing.T) {
+	c := newMoveCluster(t)
+	runningWeb(t, c, "node01")
+	for _, want := range []string{"1", "2"} {
+		if got := c.count(t, "node01"); got != want {
+			t.Fatalf("counter on node01: %q, want %q", got, want)
+		}
+	}
+	r, err := c.move(t, "node02", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cold move: %+v", r)
+	if !r.Ran || r.Down <= 0 || r.Routed < r.Down {
+		t.Errorf("report %+v: want it ran, down for a while, routed after", r)
+	}
+	if got := c.count(t, "node02"); got != "3" {
+		t.Errorf("counter on node02: %q, want 3 (the count goes on)", got)
+	}
+	if out, _ := c.lxc(c.nodes["node01"], "info", "-sH").CombinedOutput(); strings.Contains(string(out), "RUNNING") {
+		t.Errorf("c-web still runs on node01: %s", out)
 	}
 }

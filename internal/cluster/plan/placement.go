@@ -101,11 +101,11 @@ func (b *Baked) ContainerNode(name string) string {
 // The lines nodeinit container prints on stderr as a move goes, which
 // the build host's mkimage container move waits for to tell a failed
 // move's state and to time the container's downtime: the last pass
-// stopped it (ran=true or false: whether it was running), the new node
-// put it in place (from then on, the old node must not start it again),
-// and started it (started=true) or left it stopped as it was.
+// stops it (or, not running, takes its last copy), the new node put it
+// in place (from then on, the old node must not start it again), and
+// started it (started=true: it ran) or left it stopped as it was.
 const (
-	MoveStopped   = "nodeinit: move: stopped, ran="
+	MoveStopping  = "nodeinit: move: stopping"
 	MoveInstalled = "nodeinit: move: installed"
 	MoveStarted   = "nodeinit: move: started="
 )

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mkimage/mkimage/internal/atomicfile"
@@ -88,14 +89,19 @@ func (n Node) running(ctx context.Context, name string) bool {
 }
 
 // SendMove writes pass p of container name's move to w. The last pass
-// stops the container and sets its directory aside under MovedDir, then
-// calls stopped (for the caller to time the downtime) with whether it
-// ran, which a marker in MoveDir keeps: run again after a failure, it
+// calls stopping (for the caller to time the downtime) as it stops the
+// container, sets its directory aside under MovedDir and records
+// whether it ran (a marker in MoveDir, and a file in the stream that
+// tells the other node to start it): run again after a failure, it
 // goes on from where the container is and still knows.
-func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, stopped func(ran bool)) (Moved, error) {
+func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, stopping func()) (Moved, error) {
 	if err := checkName(name); err != nil {
 		return Moved{}, err
 	}
+	if stopping == nil {
+		stopping = func() {}
+	}
+	var once sync.Once
 	start := time.Now()
 	work := filepath.Join(n.moveDir(), name)
 	live := filepath.Join(n.lxcPath(), name)
@@ -132,6 +138,7 @@ func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, st
 				if err := atomicfile.WriteFile(n.ranMarker(name), nil, 0o600); err != nil {
 					return Moved{}, err
 				}
+				once.Do(stopping)
 				if err := n.lxc(ctx, "stop", name); err != nil {
 					return Moved{}, err
 				}
@@ -153,10 +160,7 @@ func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, st
 		} else if _, err := os.Stat(filepath.Join(aside, "config")); err != nil {
 			return Moved{}, fmt.Errorf("container %s: neither %s nor %s holds it", name, live, aside)
 		}
-		if stopped != nil {
-			_, err := os.Stat(n.ranMarker(name))
-			stopped(err == nil)
-		}
+		once.Do(stopping)
 		if err := n.syncCopy(ctx, name, aside, filepath.Join(work, name)); err != nil {
 			return Moved{}, err
 		}
