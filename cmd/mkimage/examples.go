@@ -22,6 +22,7 @@ var examples = map[string]string{
 	"container": `  mkimage container move --config cluster.toml web node07`,
 	"container move": `  mkimage container move --config cluster.toml web node07                   from the node the config names
   mkimage container move --config cluster.toml --from node07 web node03     on from where an earlier move took it
+  mkimage container move --config cluster.toml --live web node07            its processes go on (CRIU), cold where CRIU cannot
   mkimage container move --config cluster.toml --ssh "ssh -i fleet_ed25519" web node07`,
 	"fleet": `  mkimage fleet status --config cluster.toml --server http://build-host:8080
   mkimage fleet rollout --config cluster.toml --server http://build-host:8080 --key fleet.key --channel-file bundles/channel.json --version 0123456789abcdef --source http://build-host:8080/v2/`,

@@ -27,6 +27,7 @@ func containerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, commandUsage) }
 	pass := fs.Int("pass", 1, "send, receive: the move's pass, 1 (while it runs) or 2 (after it stopped)")
+	live := fs.Bool("live", false, "send --pass 2: checkpoint the running container with CRIU instead of stopping it (stopped if CRIU cannot)")
 	root := fs.String("root", "/", "the node's root (tests)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -44,7 +45,10 @@ func containerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	case sub == "send" && fs.NArg() == 1:
 		// The stream is stdout: buffered, flushed before the exit.
 		w := bufio.NewWriterSize(stdout, 1<<20)
-		m, err := n.SendMove(ctx, name, backup.Pass(*pass), w, func() { fmt.Fprintln(stderr, plan.MoveStopping) })
+		m, err := n.SendMove(ctx, name, backup.Pass(*pass), w, backup.SendOptions{Live: *live, Stopping: func() { fmt.Fprintln(stderr, plan.MoveStopping) }})
+		if m.NotLive != "" {
+			fmt.Fprintln(stderr, plan.MoveNotLive+m.NotLive)
+		}
 		if err == nil {
 			err = w.Flush()
 		}
@@ -60,11 +64,17 @@ func containerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 		}
 		logf("move: container %s pass %d received: %d bytes in %v", name, m.Pass, m.Bytes, m.Took.Round(1e6))
 		if m.Pass == backup.Last {
-			started, err := n.InstallMove(ctx, name, func() { fmt.Fprintln(stderr, plan.MoveInstalled) })
+			in, err := n.InstallMove(ctx, name, func() { fmt.Fprintln(stderr, plan.MoveInstalled) })
+			if in.NotLive != "" {
+				fmt.Fprintln(stderr, plan.MoveNotLive+in.NotLive)
+			}
 			if err != nil {
 				return fail(err)
 			}
-			fmt.Fprintln(stderr, plan.MoveStarted+strconv.FormatBool(started))
+			if in.Live {
+				fmt.Fprintln(stderr, plan.MoveLive)
+			}
+			fmt.Fprintln(stderr, plan.MoveStarted+strconv.FormatBool(in.Started))
 		}
 		return 0
 	case sub == "abort" && fs.NArg() == 1:

@@ -77,12 +77,13 @@ Moving a container to another node (mkimage container move runs these
 over SSH on both nodes and the gateways, piping one node's stream into
 the other's):
 
-  nodeinit container send --pass 1|2 NAME
+  nodeinit container send --pass 1|2 [--live] NAME
       write a pass of NAME's move to stdout: 1, a copy while it runs;
       2, after stopping it and setting it aside, only what changed
+      (--live: checkpointed with CRIU instead of stopped, where CRIU can)
   nodeinit container receive --pass 1|2 NAME
       read a pass from stdin; after pass 2, put NAME in place and start it
-      if it ran
+      if it ran (restored from the checkpoint a live move sent, where CRIU can)
   nodeinit container abort NAME
       on the node NAME was leaving: put it back, start it if it ran
   nodeinit container finish NAME

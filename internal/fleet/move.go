@@ -40,7 +40,11 @@ type Move struct {
 	// User logs in on the nodes ("root" when empty); Nodeinit is the
 	// node's command ("nodeinit" when empty).
 	User, Nodeinit string
-	Log            func(format string, a ...any)
+	// Live tries CRIU: the container is checkpointed instead of stopped
+	// and restored on the new node, where both nodes' CRIU can; it is
+	// moved cold otherwise, and MoveReport.NotLive says why.
+	Live bool
+	Log  func(format string, a ...any)
 }
 
 // MoveReport is what a move did and how long the container was down.
@@ -50,6 +54,8 @@ type MoveReport struct {
 	FirstTook         time.Duration
 	LastTook          time.Duration
 	Ran               bool          // it ran on From, and was started on To
+	Live              bool          // restored from a CRIU checkpoint on To
+	NotLive           string        // why a Live move was cold
 	Down              time.Duration // from its stop on From to its start on To (or its install)
 	Routed            time.Duration // from its stop to the last node re-planned
 	Placed, NotPlaced []string      // the nodes re-planned, and those that failed
@@ -112,7 +118,7 @@ func (m *Move) Run(ctx context.Context) (MoveReport, error) {
 	m.Log("move: first pass: %d bytes in %v", p1.bytes, p1.took.Round(time.Millisecond))
 	m.Log("move: last pass: stopping %s on %s", m.Container, m.From)
 	p2, err := m.pass(ctx, from, to, "2")
-	r.Last, r.LastTook, r.Ran = p2.bytes, p2.took, p2.ran
+	r.Last, r.LastTook, r.Ran, r.Live, r.NotLive = p2.bytes, p2.took, p2.ran, p2.live, p2.notLive
 	if p2.installed.IsZero() {
 		if err == nil {
 			err = errors.New("the new node did not say it put the container in place")
@@ -220,7 +226,8 @@ func (m *Move) abort(ctx context.Context, from plan.Plan, cause error) error {
 type passResult struct {
 	bytes                       int64
 	took                        time.Duration
-	ran                         bool
+	ran, live                   bool
+	notLive                     string
 	stopped, installed, started time.Time
 }
 
@@ -257,13 +264,21 @@ func (m *Move) pass(ctx context.Context, from, to plan.Plan, p string) (passResu
 			res.installed = time.Now()
 		case line == plan.MoveStarted+"true":
 			res.started, res.ran = time.Now(), true
+		case line == plan.MoveLive:
+			res.live = true
+		case strings.HasPrefix(line, plan.MoveNotLive):
+			res.notLive = strings.TrimPrefix(line, plan.MoveNotLive)
 		}
 	}
 	var sendErr error
 	sendDone := make(chan struct{})
 	go func() {
 		defer close(sendDone)
-		sendErr = m.node(ctx, from, nil, &countTo{w: pw, n: &sent}, mark, "send", "--pass", p, m.Container)
+		args := []string{"send", "--pass", p, m.Container}
+		if m.Live && p == "2" {
+			args = []string{"send", "--pass", p, "--live", m.Container}
+		}
+		sendErr = m.node(ctx, from, nil, &countTo{w: pw, n: &sent}, mark, args...)
 		if sendErr != nil {
 			sendErr = fmt.Errorf("%s: %w", from.Name, sendErr)
 		}

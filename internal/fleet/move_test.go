@@ -70,12 +70,13 @@ type moveCluster struct {
 	baked           *plan.Baked
 	nodes           map[string]*moveNode
 	sshCfg, wrapper string
+	nodeenv         string // runs a command as on a node: see newMoveCluster
 	cut             string // present: a receive of pass 2 gets only its first bytes
 }
 
 func newMoveCluster(t *testing.T) *moveCluster {
 	testenv.NeedRoot(t)
-	testenv.NeedTools(t, "btrfs", "mkfs.btrfs", "rsync", "ssh", "ip", "nft", "go", "head", "unshare", "mount")
+	testenv.NeedTools(t, "btrfs", "mkfs.btrfs", "rsync", "ssh", "ip", "nft", "go", "head", "unshare", "mount", "nsenter")
 	cfg, err := cluster.Parse("move.toml", []byte(moveConfig))
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +117,27 @@ func newMoveCluster(t *testing.T) *moveCluster {
 	if err := os.WriteFile(c.sshCfg, []byte(sshConfig.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// nodeenv NS ROOT CMD... runs CMD as on node: in the node's network
+	// namespace with a sysfs of its own (LXC looks for the bridge there)
+	// and the cgroups still mounted (CRIU's freezer), in a mount
+	// namespace where /var/lib/lxc is the node's.
+	c.nodeenv = filepath.Join(dir, "nodeenv")
+	cg := filepath.Join(dir, "cgroup")
+	os.Mkdir(cg, 0o700)
+	if err := os.WriteFile(c.nodeenv, fmt.Appendf(nil, `#!/bin/sh
+set -e
+case "$1" in
+--net) shift; mount -t sysfs sysfs /sys; mount --rbind %[1]s /sys/fs/cgroup; exec "$@" ;;
+--mnt) shift; ns=$1 root=$2; shift 2
+	mount --rbind /sys/fs/cgroup %[1]s
+	mkdir -p /var/lib/lxc
+	mount --bind "$root/var/lib/lxc" /var/lib/lxc
+	exec nsenter --net=/run/netns/"$ns" "$0" --net "$@" ;;
+*) exec unshare -m --propagation private "$0" --mnt "$@" ;;
+esac
+`, cg), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// The node's nodeinit, found by the port the connection came to.
 	c.cut = filepath.Join(dir, "CUT")
 	c.wrapper = filepath.Join(dir, "nodeinit")
@@ -124,14 +146,12 @@ case "${SSH_CONNECTION##* }" in
 %s*) echo "no node on port ${SSH_CONNECTION##* }" >&2; exit 1 ;;
 esac
 sub=$2; shift 2
-mkdir -p /var/lib/lxc
-run="mount --bind $root/var/lib/lxc /var/lib/lxc && exec ip netns exec $ns %s container $sub --root $root $*"
 if [ "$sub" = receive ] && [ -e %s ] && [ "$2" = 2 ]; then
-	head -c 50 | unshare -m --propagation private sh -c "$run"
+	head -c 50 | %s "$ns" "$root" %s container "$sub" --root "$root" "$@"
 	exit $?
 fi
-exec unshare -m --propagation private sh -c "$run"
-`, cases.String(), bin, c.cut), 0o755); err != nil {
+exec %s "$ns" "$root" %s container "$sub" --root "$root" "$@"
+`, cases.String(), c.cut, c.nodeenv, bin, c.nodeenv, bin), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -307,12 +327,10 @@ done
 	}
 }
 
-// lxc runs LXC's lxc-VERB on node n's c-web as nodeinit's wrapper runs
-// nodeinit: in the node's network namespace, its /var/lib/lxc mounted.
+// lxc runs LXC's lxc-VERB on node n's c-web as nodeinit runs it there.
 func (c *moveCluster) lxc(n *moveNode, verb string, args ...string) *exec.Cmd {
 	lxcPath := filepath.Join(n.root, "var/lib/lxc")
-	return exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-		fmt.Sprintf("mount --bind %s /var/lib/lxc && exec ip netns exec %s lxc-%s -P %s -n c-web %s", lxcPath, n.ns, verb, lxcPath, strings.Join(args, " ")))
+	return exec.Command(c.nodeenv, append([]string{n.ns, n.root, "lxc-" + verb, "-P", lxcPath, "-n", "c-web"}, args...)...)
 }
 
 // count reads the next number from c-web's counter, as a client in
@@ -369,5 +387,22 @@ func TestMoveRunning(t *testing.T) {
 	}
 	if out, _ := c.lxc(c.nodes["node01"], "info", "-sH").CombinedOutput(); strings.Contains(string(out), "RUNNING") {
 		t.Errorf("c-web still runs on node01: %s", out)
+	}
+
+	// Back, live where CRIU can: restored, or moved cold saying why.
+	m := &Move{Baked: c.baked, Container: "c-web", From: "node02", To: "node01", Live: true, SSH: []string{"ssh", "-F", c.sshCfg}, Nodeinit: c.wrapper, Log: t.Logf}
+	r, err = m.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("live move: %+v", r)
+	if !r.Ran || r.Live == (r.NotLive != "") {
+		t.Errorf("live move report %+v: want it ran, and either restored live or why not", r)
+	}
+	if !r.Live && !strings.Contains(r.NotLive, "CRIU") && !strings.Contains(r.NotLive, "lxc-checkpoint") {
+		t.Errorf("a live move that was not says %q, not CRIU's reason", r.NotLive)
+	}
+	if got := c.count(t, "node01"); got != "4" {
+		t.Errorf("counter on node01 after the live move: %q, want 4", got)
 	}
 }

@@ -103,11 +103,15 @@ func (b *Baked) ContainerNode(name string) string {
 // move's state and to time the container's downtime: the last pass
 // stops it (or, not running, takes its last copy), the new node put it
 // in place (from then on, the old node must not start it again), and
-// started it (started=true: it ran) or left it stopped as it was.
+// started it (started=true: it ran) or left it stopped as it was; a
+// live move's checkpoint restored, or why a live move was not (CRIU's
+// reason, from either node).
 const (
 	MoveStopping  = "nodeinit: move: stopping"
 	MoveInstalled = "nodeinit: move: installed"
 	MoveStarted   = "nodeinit: move: started="
+	MoveLive      = "nodeinit: move: restored live"
+	MoveNotLive   = "nodeinit: move: not live: "
 )
 
 // Placement maps a container's name to the node it runs on instead of

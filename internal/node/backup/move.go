@@ -61,6 +61,9 @@ type Moved struct {
 	Pass  Pass
 	Bytes int64 // the stream's length
 	Took  time.Duration
+	// NotLive is why a live last pass stopped the container instead of
+	// checkpointing it.
+	NotLive string
 }
 
 func checkName(name string) error {
@@ -88,20 +91,33 @@ func (n Node) running(ctx context.Context, name string) bool {
 	return strings.TrimSpace(string(out)) == "RUNNING"
 }
 
+// SendOptions are the sending node's choices for a move.
+type SendOptions struct {
+	// Live: the last pass checkpoints the running container with CRIU
+	// (lxc-checkpoint) instead of stopping it, and sends the checkpoint
+	// with its files for the other node to restore; where the dump fails
+	// it is stopped as without Live.
+	Live bool
+	// Stopping is called as the last pass stops the container.
+	Stopping func()
+}
+
 // SendMove writes pass p of container name's move to w. The last pass
-// calls stopping (for the caller to time the downtime) as it stops the
-// container, sets its directory aside under MovedDir and records
+// calls o.Stopping (for the caller to time the downtime) as it stops the
+// container (or checkpoints it, o.Live), sets its directory aside under MovedDir and records
 // whether it ran (a marker in MoveDir, and a file in the stream that
 // tells the other node to start it): run again after a failure, it
 // goes on from where the container is and still knows.
-func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, stopping func()) (Moved, error) {
+func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, o SendOptions) (Moved, error) {
 	if err := checkName(name); err != nil {
 		return Moved{}, err
 	}
+	stopping := o.Stopping
 	if stopping == nil {
 		stopping = func() {}
 	}
 	var once sync.Once
+	var liveErr error
 	start := time.Now()
 	work := filepath.Join(n.moveDir(), name)
 	live := filepath.Join(n.lxcPath(), name)
@@ -139,8 +155,18 @@ func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, st
 					return Moved{}, err
 				}
 				once.Do(stopping)
-				if err := n.lxc(ctx, "stop", name); err != nil {
-					return Moved{}, err
+				dumped := false
+				if o.Live {
+					if liveErr = n.checkpoint(ctx, name, filepath.Join(work, checkpointInStream)); liveErr == nil {
+						dumped = true
+					} else {
+						n.Log("move: container %s: no live move, it is stopped instead: %v", name, liveErr)
+					}
+				}
+				if !dumped {
+					if err := n.lxc(ctx, "stop", name); err != nil {
+						return Moved{}, err
+					}
 				}
 			}
 			if err := os.RemoveAll(aside); err != nil {
@@ -189,7 +215,62 @@ func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, st
 	if err := pipe(ctx, nil, io.MultiWriter(w, cw), append(argv, n.snap(name, p))...); err != nil {
 		return Moved{}, err
 	}
-	return Moved{Pass: p, Bytes: cw.n, Took: time.Since(start)}, nil
+	m := Moved{Pass: p, Bytes: cw.n, Took: time.Since(start)}
+	if liveErr != nil {
+		m.NotLive = oneLine(liveErr.Error())
+	}
+	return m, nil
+}
+
+// checkpointInStream, beside the container in the last pass's
+// subvolume, holds CRIU's images of a live move.
+const checkpointInStream = ".checkpoint"
+
+// checkpoint dumps running container name into dir with CRIU through
+// LXC and stops it; the error carries CRIU's own reason from its log.
+func (n Node) checkpoint(ctx context.Context, name, dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	err := command(ctx, "lxc-checkpoint", "-P", n.lxcPath(), "-n", name, "-D", dir, "-s")
+	if err == nil && n.running(ctx, name) {
+		err = errors.New("lxc-checkpoint left it running")
+	}
+	if err != nil {
+		err = fmt.Errorf("%w%s", err, criuErrors(filepath.Join(dir, "dump.log")))
+		os.RemoveAll(dir)
+	}
+	return err
+}
+
+// oneLine joins a message's lines with "; ", for a line-based report.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ; ")), " ")
+}
+
+// criuErrors are the Error lines of a CRIU log (the reason a dump or
+// restore failed), "" if none.
+func criuErrors(log string) string {
+	data, err := os.ReadFile(log)
+	if err != nil {
+		return ""
+	}
+	var lines []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, "Error (") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	if len(lines) > 4 {
+		lines = lines[len(lines)-4:]
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return "; CRIU: " + strings.Join(lines, "; ")
 }
 
 // syncCopy brings the first pass's copy dst up to date with the
@@ -290,38 +371,43 @@ const ranInStream = ".ran"
 // InstallMove makes the received last pass container name's directory
 // (a reflinked copy renamed into place, so a power cut leaves either no
 // container or a whole one), calls installed, and starts it if it ran on
-// the node it left, which started says. The move's subvolumes go once
+// the node it left: restored from the checkpoint a live move sent, or,
+// without one or if CRIU cannot restore it, afresh. The move's subvolumes go once
 // it is in place. An error after installed was called leaves the
 // container in place here: the node it left must not start it again.
-func (n Node) InstallMove(ctx context.Context, name string, installed func()) (started bool, err error) {
+func (n Node) InstallMove(ctx context.Context, name string, installed func()) (Installed, error) {
+	var in Installed
 	if err := checkName(name); err != nil {
-		return false, err
+		return in, err
 	}
-	_, err = os.Stat(filepath.Join(n.snap(name, Last), ranInStream))
+	_, err := os.Stat(filepath.Join(n.snap(name, Last), ranInStream))
 	start := err == nil
+	ckpt := filepath.Join(n.snap(name, Last), checkpointInStream)
+	_, err = os.Stat(ckpt)
+	restore := err == nil
 	src := filepath.Join(n.snap(name, Last), name)
 	if info, err := btrfsctl.Stat(n.snap(name, Last)); err != nil || !info.Received() {
-		return false, fmt.Errorf("container %s: the last pass did not arrive here", name)
+		return in, fmt.Errorf("container %s: the last pass did not arrive here", name)
 	}
 	staging := filepath.Join(n.moveDir(), name+".in")
 	if err := os.RemoveAll(staging); err != nil {
-		return false, err
+		return in, err
 	}
 	if err := command(ctx, "cp", "-a", "--reflink=always", "--", src, staging); err != nil {
 		os.RemoveAll(staging)
-		return false, err
+		return in, err
 	}
 	if err := atomicfile.SyncFS(n.lxcPath()); err != nil {
-		return false, err
+		return in, err
 	}
 	cut("installing")
 	live := filepath.Join(n.lxcPath(), name)
 	if err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, live, unix.RENAME_NOREPLACE); err != nil {
 		os.RemoveAll(staging)
-		return false, fmt.Errorf("container %s: into %s: %w", name, live, err)
+		return in, fmt.Errorf("container %s: into %s: %w", name, live, err)
 	}
 	if err := atomicfile.SyncDir(n.lxcPath()); err != nil {
-		return false, err
+		return in, err
 	}
 	if installed != nil {
 		installed()
@@ -329,14 +415,44 @@ func (n Node) InstallMove(ctx context.Context, name string, installed func()) (s
 	// A copy this node kept when the container left it is older than
 	// the one now in place.
 	if err := os.RemoveAll(filepath.Join(n.Root, MovedDir, name)); err != nil {
-		return false, err
+		return in, err
+	}
+	if start && restore {
+		// CRIU writes its log beside the images: a writable copy.
+		dir := filepath.Join(n.moveDir(), name+".checkpoint")
+		os.RemoveAll(dir)
+		err := command(ctx, "cp", "-a", "--reflink=auto", "--", ckpt, dir)
+		if err == nil {
+			if err = command(ctx, "lxc-checkpoint", "-r", "-P", n.lxcPath(), "-n", name, "-D", dir); err == nil && !n.running(ctx, name) {
+				err = errors.New("lxc-checkpoint -r left it stopped")
+			}
+			if err != nil {
+				err = fmt.Errorf("%w%s", err, criuErrors(filepath.Join(dir, "restore.log")))
+			}
+		}
+		os.RemoveAll(dir)
+		if err == nil {
+			in.Started, in.Live = true, true
+			return in, n.clearMove(name)
+		}
+		in.NotLive = oneLine(err.Error())
+		n.Log("move: container %s: the checkpoint did not restore, it starts afresh: %v", name, err)
 	}
 	if start {
 		if err := n.lxc(ctx, "start", name); err != nil {
-			return false, err
+			return in, err
 		}
+		in.Started = true
 	}
-	return start, n.clearMove(name)
+	return in, n.clearMove(name)
+}
+
+// Installed is how InstallMove left the container.
+type Installed struct {
+	Started bool // it ran on the node it left, and runs here
+	Live    bool // restored from a checkpoint, not started afresh
+	// NotLive is why a checkpoint that came with it did not restore.
+	NotLive string
 }
 
 // AbortMove undoes a move on the node the container was leaving: its
@@ -392,7 +508,7 @@ func (n Node) ranMarker(name string) string { return filepath.Join(n.moveDir(), 
 
 // clearMove deletes what a move of name left in MoveDir.
 func (n Node) clearMove(name string) error {
-	for _, p := range []string{filepath.Join(n.moveDir(), name+".in"), n.ranMarker(name), n.copiedMarker(name)} {
+	for _, p := range []string{filepath.Join(n.moveDir(), name+".in"), filepath.Join(n.moveDir(), name+".checkpoint"), n.ranMarker(name), n.copiedMarker(name)} {
 		if err := os.RemoveAll(p); err != nil {
 			return err
 		}

@@ -141,7 +141,7 @@ func movePass(t *testing.T, a, b Node, name string, p Pass, cutAt int64) (sent, 
 		if cutAt > 0 {
 			w = &cutWriter{w: pw, left: cutAt}
 		}
-		sent, serr = a.SendMove(context.Background(), name, p, w, nil)
+		sent, serr = a.SendMove(context.Background(), name, p, w, SendOptions{})
 		pw.CloseWithError(serr)
 	}()
 	got, rerr = b.ReceiveMove(context.Background(), name, p, pr)
@@ -279,7 +279,7 @@ func TestMoveKilledChild(t *testing.T) {
 	}
 	switch step {
 	case "set-aside":
-		_, err := n.SendMove(context.Background(), "web", Last, io.Discard, nil)
+		_, err := n.SendMove(context.Background(), "web", Last, io.Discard, SendOptions{})
 		t.Fatal(err)
 	case "installing":
 		_, err := n.InstallMove(context.Background(), "web", nil)
