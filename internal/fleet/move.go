@@ -56,6 +56,7 @@ type MoveReport struct {
 	Ran               bool          // it ran on From, and was started on To
 	Live              bool          // restored from a CRIU checkpoint on To
 	NotLive           string        // why a Live move was cold
+	Stopped           time.Time     // when the last pass began stopping it (zero if it did not)
 	Down              time.Duration // from its stop on From to its start on To (or its install)
 	Routed            time.Duration // from its stop to the last node re-planned
 	Placed, NotPlaced []string      // the nodes re-planned, and those that failed
@@ -130,6 +131,7 @@ func (m *Move) Run(ctx context.Context) (MoveReport, error) {
 		// In place on To: never started again on From.
 		errs = append(errs, fmt.Errorf("container %s is in place on %s, but: %w", m.Container, m.To, err))
 	}
+	r.Stopped = p2.stopped
 	if !p2.stopped.IsZero() {
 		end := p2.installed
 		if !p2.started.IsZero() {

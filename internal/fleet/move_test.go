@@ -333,6 +333,30 @@ func (c *moveCluster) lxc(n *moveNode, verb string, args ...string) *exec.Cmd {
 	return exec.Command(c.nodeenv, append([]string{n.ns, n.root, "lxc-" + verb, "-P", lxcPath, "-n", "c-web"}, args...)...)
 }
 
+// answers tells whether c-web's counter answers in node's network now
+// (one connection, which counts).
+func (c *moveCluster) answers(node string) bool {
+	return testenv.InNetns(c.nodes[node].ns, func() error {
+		_, err := readCounter()
+		return err
+	}) == nil
+}
+
+// readCounter takes the next number from c-web's counter.
+func readCounter() (string, error) {
+	conn, err := net.DialTimeout("tcp", "10.0.3.10:7000", 200*time.Millisecond)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(conn)
+	if got := strings.TrimSpace(string(b)); err == nil && got != "" {
+		return got, nil
+	}
+	return "", fmt.Errorf("read %q: %v", b, err)
+}
+
 // count reads the next number from c-web's counter, as a client in
 // node's network would, waiting up to 20 s for it to answer.
 func (c *moveCluster) count(t *testing.T, node string) string {
@@ -341,17 +365,8 @@ func (c *moveCluster) count(t *testing.T, node string) string {
 	deadline := time.Now().Add(20 * time.Second)
 	err := testenv.InNetns(c.nodes[node].ns, func() error {
 		for {
-			conn, err := net.DialTimeout("tcp", "10.0.3.10:7000", time.Second)
-			if err == nil {
-				conn.SetDeadline(time.Now().Add(5 * time.Second))
-				b, rerr := io.ReadAll(conn)
-				conn.Close()
-				if got = strings.TrimSpace(string(b)); rerr == nil && got != "" {
-					return nil
-				}
-				err = fmt.Errorf("read %q: %v", b, rerr)
-			}
-			if time.Now().After(deadline) {
+			var err error
+			if got, err = readCounter(); err == nil || time.Now().After(deadline) {
 				return err
 			}
 			time.Sleep(100 * time.Millisecond)

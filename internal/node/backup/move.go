@@ -187,13 +187,16 @@ func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, o 
 			return Moved{}, fmt.Errorf("container %s: neither %s nor %s holds it", name, live, aside)
 		}
 		once.Do(stopping)
-		if err := n.syncCopy(ctx, name, aside, filepath.Join(work, name)); err != nil {
+		changed, err := changedSince(n.copiedMarker(name))
+		if err != nil {
+			return Moved{}, fmt.Errorf("container %s: %w", name, err)
+		}
+		if err := syncCopy(ctx, aside, filepath.Join(work, name), changed); err != nil {
 			return Moved{}, err
 		}
 		// The stream says whether to start it on the other side.
 		ran := filepath.Join(work, ranInStream)
-		_, err := os.Stat(n.ranMarker(name))
-		if err == nil {
+		if _, err = os.Stat(n.ranMarker(name)); err == nil {
 			err = os.WriteFile(ran, nil, 0o600)
 		} else if err = os.Remove(ran); errors.Is(err, fs.ErrNotExist) {
 			err = nil
@@ -273,31 +276,20 @@ func criuErrors(log string) string {
 	return "; CRIU: " + strings.Join(lines, "; ")
 }
 
-// syncCopy brings the first pass's copy dst up to date with the
-// stopped container's directory src. rsync's quick check (size and
-// mtime, to the second) handles what was added, deleted or rewritten
-// since; a file changed in the same second as its copy, keeping its
-// size, would pass it, so every entry whose ctime (which no program can
-// set back) is not older than the copy, less a margin for the clock's
-// tick, is compared by content too. A changed file is rewritten in
-// place where its blocks differ, so the copy keeps its extents and the
-// incremental stream carries only what changed.
-func (n Node) syncCopy(ctx context.Context, name, src, dst string) error {
+// syncCopy brings dst, a copy of src, up to date with src. rsync's
+// quick check (size and mtime, to the second) handles what was added,
+// deleted or rewritten since; a file changed in the same second as its
+// copy, keeping its size, would pass it, so every entry changed says
+// may have changed is compared by content too. A changed file is
+// rewritten in place where its blocks differ, so the copy keeps its
+// extents and an incremental stream carries only what changed.
+func syncCopy(ctx context.Context, src, dst string, changed func(rel string, st *unix.Stat_t) bool) error {
 	rsync := []string{"rsync", "-aHAX", "--numeric-ids", "--inplace", "--no-whole-file"}
 	if err := command(ctx, append(rsync, "--delete", src+"/", dst+"/")...); err != nil {
 		return err
 	}
-	data, err := os.ReadFile(n.copiedMarker(name))
-	var copied int64
-	if err == nil {
-		_, err = fmt.Sscan(string(data), &copied)
-	}
-	if err != nil {
-		return fmt.Errorf("container %s: when the first pass copied it: %w", name, err)
-	}
-	since := copied - int64(2*time.Second)
 	var recent bytes.Buffer
-	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -305,8 +297,7 @@ func (n Node) syncCopy(ctx context.Context, name, src, dst string) error {
 		if err := unix.Lstat(p, &st); err != nil {
 			return err
 		}
-		if st.Ctim.Nano() >= since {
-			rel, _ := filepath.Rel(src, p)
+		if rel, _ := filepath.Rel(src, p); changed(rel, &st) {
 			recent.WriteString(rel)
 			recent.WriteByte(0)
 		}
@@ -316,6 +307,36 @@ func (n Node) syncCopy(ctx context.Context, name, src, dst string) error {
 		return err
 	}
 	return pipe(ctx, &recent, nil, append(rsync, "--checksum", "--from0", "--files-from=-", src+"/", dst+"/")...)
+}
+
+// changedSince says an entry may have changed since the time marker
+// holds: its ctime (which no program can set back) is not older, less a
+// margin for the clock's tick.
+func changedSince(marker string) (func(string, *unix.Stat_t) bool, error) {
+	data, err := os.ReadFile(marker)
+	var copied int64
+	if err == nil {
+		_, err = fmt.Sscan(string(data), &copied)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("when the first pass copied it: %w", err)
+	}
+	since := copied - int64(2*time.Second)
+	return func(_ string, st *unix.Stat_t) bool { return st.Ctim.Nano() >= since }, nil
+}
+
+// changedFrom says an entry of a received snapshot differs from the one
+// of the same path in its parent snapshot before: receive made the
+// snapshot from the parent, so an entry the stream did not touch is the
+// parent's, inode and ctime alike.
+func changedFrom(before string) func(string, *unix.Stat_t) bool {
+	return func(rel string, st *unix.Stat_t) bool {
+		var old unix.Stat_t
+		if err := unix.Lstat(filepath.Join(before, rel), &old); err != nil {
+			return true
+		}
+		return old.Ino != st.Ino || old.Ctim != st.Ctim
+	}
 }
 
 // ReceiveMove reads pass p of container name's move from r into
@@ -361,8 +382,21 @@ func (n Node) ReceiveMove(ctx context.Context, name string, p Pass, r io.Reader)
 		}
 		return Moved{}, fmt.Errorf("container %s: pass %d: %w", name, p, err)
 	}
+	if p == First {
+		// The container's directory-to-be, copied now, while it still
+		// runs on the other node: the last pass only brings it up to
+		// date.
+		if err := command(ctx, "cp", "-a", "--reflink=always", "--", filepath.Join(n.snap(name, First), name), n.staging(name)); err != nil {
+			os.RemoveAll(n.staging(name))
+			return Moved{}, err
+		}
+	}
 	return Moved{Pass: p, Bytes: cr.n, Took: time.Since(start)}, nil
 }
+
+// staging is where the node a container moves to makes its directory,
+// before one rename puts it in place.
+func (n Node) staging(name string) string { return filepath.Join(n.moveDir(), name+".in") }
 
 // ranInStream, beside the container in the last pass's subvolume, says
 // it ran on the node it left.
@@ -389,11 +423,15 @@ func (n Node) InstallMove(ctx context.Context, name string, installed func()) (I
 	if info, err := btrfsctl.Stat(n.snap(name, Last)); err != nil || !info.Received() {
 		return in, fmt.Errorf("container %s: the last pass did not arrive here", name)
 	}
-	staging := filepath.Join(n.moveDir(), name+".in")
-	if err := os.RemoveAll(staging); err != nil {
-		return in, err
-	}
-	if err := command(ctx, "cp", "-a", "--reflink=always", "--", src, staging); err != nil {
+	staging := n.staging(name)
+	if _, err := os.Stat(staging); err == nil {
+		// The copy made of the first pass, brought up to the last.
+		err = syncCopy(ctx, src, staging, changedFrom(filepath.Join(n.snap(name, First), name)))
+		if err != nil {
+			os.RemoveAll(staging)
+			return in, err
+		}
+	} else if err := command(ctx, "cp", "-a", "--reflink=always", "--", src, staging); err != nil {
 		os.RemoveAll(staging)
 		return in, err
 	}
@@ -508,7 +546,7 @@ func (n Node) ranMarker(name string) string { return filepath.Join(n.moveDir(), 
 
 // clearMove deletes what a move of name left in MoveDir.
 func (n Node) clearMove(name string) error {
-	for _, p := range []string{filepath.Join(n.moveDir(), name+".in"), filepath.Join(n.moveDir(), name+".checkpoint"), n.ranMarker(name), n.copiedMarker(name)} {
+	for _, p := range []string{n.staging(name), filepath.Join(n.moveDir(), name+".checkpoint"), n.ranMarker(name), n.copiedMarker(name)} {
 		if err := os.RemoveAll(p); err != nil {
 			return err
 		}
