@@ -154,3 +154,23 @@ func TestPlace(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParsePlacement: any file either fails to parse or formats into one
+// that parses to the same placement, and placing it never panics.
+func FuzzParsePlacement(f *testing.F) {
+	f.Add([]byte("# moved\nweb node02\ndb node03\n"))
+	f.Add([]byte("web\n"))
+	f.Add([]byte("a b\na c\n"))
+	f.Add([]byte("\x00 \xff\n\n  x   y  \n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePlacement(data)
+		if err != nil {
+			return
+		}
+		again, err := ParsePlacement(p.Format())
+		if err != nil || !reflect.DeepEqual(again, p) {
+			t.Fatalf("%q: formatted %q reads back as %v, %v", data, p.Format(), again, err)
+		}
+		placeBaked().Place(p)
+	})
+}
