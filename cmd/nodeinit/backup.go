@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/mkimage/mkimage/internal/node/backup"
+	"github.com/mkimage/mkimage/internal/node/versions"
 )
 
 // backupCommand runs `nodeinit backup SUB`; see commandUsage.
@@ -35,6 +36,19 @@ func backupCommand(args []string, stdout, stderr io.Writer) int {
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "nodeinit backup %s: %v\n", sub, err)
 		return 1
+	}
+	if sub == "rollback" {
+		if fs.NArg() != 1 {
+			fmt.Fprint(stderr, commandUsage)
+			return 2
+		}
+		r, err := versions.RequestRollback("/", "/.snapshots", "/var/lib/mkimage", fs.Arg(0))
+		if err != nil {
+			return fail(err)
+		}
+		logf("backup: the next boot rolls the root back to %s; the root it replaces stays as the subvolume %s (keep it until content)",
+			r.Snapshot, versions.BeforeRollback(r.Version, r))
+		return 0
 	}
 	cfg, err := backup.LoadConfig("/")
 	if err != nil {

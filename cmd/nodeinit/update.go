@@ -72,6 +72,10 @@ node's backup command too:
       then stopped, swapped in in one rename and restarted if it ran
   --from NODE reads another node's backups (its directory beside this
   node's on the target): a new card taking over a dead node's containers.
+  nodeinit backup rollback SNAPSHOT
+      at the next boot, make the root what SNAPSHOT (under /.snapshots, a
+      snapshot of this version's root, or one restored there) holds; the
+      root it replaces is kept beside it (an updatable image's root only)
 
 Moving a container to another node (mkimage container move runs these
 over SSH on both nodes and the gateways, piping one node's stream into

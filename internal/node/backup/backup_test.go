@@ -398,6 +398,8 @@ func TestDeps(t *testing.T) {
 		// The node's settings, as the cluster config bakes them.
 		"github.com/mkimage/mkimage/internal/cluster/plan",
 		"github.com/mkimage/mkimage/internal/atomicfile",
+		// The target's commands are one shell string.
+		"github.com/mkimage/mkimage/internal/shquote",
 	)
 }
 

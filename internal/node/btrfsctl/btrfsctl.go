@@ -169,6 +169,7 @@ type Info struct {
 	Name             string
 	ReadOnly         bool
 	UUID             [16]byte
+	ParentUUID       [16]byte // the subvolume a snapshot was taken of; zero for others
 	ReceivedUUID     [16]byte // zero unless made by btrfs receive
 	CTransid         uint64
 	STransid         uint64 // the stream's ctransid, for a received one
@@ -200,7 +201,7 @@ func Stat(p string) (Info, error) {
 	return Info{
 		ID: a.TreeID, ParentID: a.ParentID, Name: string(n),
 		ReadOnly: a.Flags&rootRDOnly != 0,
-		UUID:     a.UUID, ReceivedUUID: a.ReceivedUUID,
+		UUID:     a.UUID, ParentUUID: a.ParentUUID, ReceivedUUID: a.ReceivedUUID,
 		CTransid: a.CTransid, STransid: a.STransid,
 		Created: time.Unix(int64(a.OTime.Sec), int64(a.OTime.Nsec)),
 		Receive: time.Unix(int64(a.RTime.Sec), int64(a.RTime.Nsec)),

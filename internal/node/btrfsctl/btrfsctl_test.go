@@ -52,7 +52,7 @@ func TestSubvolumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ia.ReadOnly || !iro.ReadOnly || iro.Name != "ro" || iro.ParentID != 5 || iro.UUID == ia.UUID || iro.Received() {
+	if ia.ReadOnly || !iro.ReadOnly || iro.Name != "ro" || iro.ParentID != 5 || iro.UUID == ia.UUID || iro.Received() || iro.ParentUUID != ia.UUID || ia.ParentUUID != [16]byte{} {
 		t.Errorf("Stat: a %+v, ro %+v", ia, iro)
 	}
 	// Real btrfs send and receive: the received copy carries the sent

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mkimage/mkimage/internal/atomicfile"
 	"github.com/mkimage/mkimage/internal/bootstate"
 	"github.com/mkimage/mkimage/internal/node/btrfsctl"
 	"github.com/mkimage/mkimage/internal/node/rootdev"
@@ -101,8 +102,9 @@ func Mount(dev, fstype, rootflags, id, topDir, dir string, logf func(string, ...
 
 // Prepare, on the mounted top level top, makes sure version id can boot:
 // roots/<id> is a read-only subvolume, live/<id> exists (a writable
-// snapshot of it, made now on the version's first boot) and the state
-// subvolumes exist. It returns live/<id>, relative to top. Repeating it
+// snapshot of it, made now on the version's first boot; rolled back to
+// a snapshot first when RollbackFile asks) and the state subvolumes
+// exist. It returns live/<id>, relative to top. Repeating it
 // changes nothing; a power cut during it leaves either no live root or a
 // whole one (a snapshot is one transaction).
 func Prepare(top, id string, logf func(string, ...any)) (string, error) {
@@ -123,6 +125,14 @@ func Prepare(top, id string, logf func(string, ...any)) (string, error) {
 			return "", err
 		}
 		logf("version %s: first boot: %s made from %s/%s", id, live, RootsDir, id)
+	}
+	if err := rollback(top, id, logf); err != nil {
+		logf("version %s: rollback: %v; the root boots as it is", id, err)
+	}
+	// Snapshots of the root carry it: a rollback takes only this
+	// version's.
+	if err := atomicfile.WriteFileIfChanged(filepath.Join(top, live, VersionFile), []byte(id+"\n"), 0o644); err != nil {
+		return "", err
 	}
 	for _, s := range State {
 		p := filepath.Join(top, StateDir, s.Subvol)
