@@ -22,7 +22,17 @@ func TestUpdatableBoot(t *testing.T) {
 	key := filepath.Join(dir, "fleet")
 	mustRun(t, "key", "generate", "-o", key)
 	env := []string{"SOURCE_DATE_EPOCH=1700000000"}
-	overlay := markerOverlay(t, `echo "E2E-BTRFS $(btrfs --version 2>&1)"
+	// Boot 1 snapshots the root, changes it and asks for a rollback to
+	// the snapshot; boot 2 finds it rolled back.
+	overlay := markerOverlay(t, `if [ ! -e /.snapshots/root-e2e ]; then
+	echo snapshotted > /etc/e2e-state && sync
+	btrfs subvolume snapshot -r / /.snapshots/root-e2e >/dev/null
+	echo changed > /etc/e2e-state
+	nodeinit backup rollback root-e2e 2>&1
+	sync
+fi
+echo "E2E-ROLLBACK $(cat /etc/e2e-state)"
+echo "E2E-BTRFS $(btrfs --version 2>&1)"
 echo "E2E-VERSION $(grep -o 'mkimage.version=[0-9a-f]*' /proc/cmdline) root=$(awk '$5 == "/" {print $4}' /proc/self/mountinfo) lxc=$(awk '$5 == "/var/lib/lxc" {print $4}' /proc/self/mountinfo) panic=$(cat /proc/sys/kernel/panic)"`)
 	inputs := []string{"--board", "qemu-virt", "--rootfs", "minimal", "--update-key", key + ".pub", "--overlay", overlay, "-q"}
 	img := filepath.Join(dir, "v1.img")
@@ -56,6 +66,11 @@ echo "E2E-VERSION $(grep -o 'mkimage.version=[0-9a-f]*' /proc/cmdline) root=$(aw
 		made := "nodeinit: version " + id + ": first boot: live/" + id + " made from roots/" + id
 		if strings.Contains(log, made) != (boot == 1) {
 			t.Errorf("boot %d: %q on the console: %v, want %v", boot, made, strings.Contains(log, made), boot == 1)
+		}
+		if boot == 1 {
+			consoleHas(t, log, "nodeinit: backup: the next boot rolls the root back to root-e2e", "E2E-ROLLBACK changed")
+		} else {
+			consoleHas(t, log, "nodeinit: version "+id+": root rolled back to snapshot root-e2e; the root before is live/"+id+".before-rollback-", "E2E-ROLLBACK snapshotted")
 		}
 	}
 
