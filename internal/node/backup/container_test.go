@@ -3,12 +3,9 @@ package backup
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/cluster/plan"
@@ -29,12 +26,7 @@ func TestRestoreContainerChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.Root, n.Log = os.Getenv("MKIMAGE_TEST_ROOT"), t.Logf
-	cut = func(s string) {
-		if s == step {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-	}
+	cut = testenv.KillAt(step)
 	t.Fatal(n.RestoreContainer(context.Background(), "c1", ""))
 }
 
@@ -131,13 +123,7 @@ func TestRestoreContainer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRestoreContainerChild$", "-test.v")
-		cmd.Env = append(os.Environ(), "MKIMAGE_TEST_CUT="+step, "MKIMAGE_TEST_NODE="+string(spec), "MKIMAGE_TEST_ROOT="+a.Root)
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("killed at %s: %v\n%s", step, err, out)
-		}
+		testenv.RunKilled(t, "TestRestoreContainerChild", "MKIMAGE_TEST_CUT="+step, "MKIMAGE_TEST_NODE="+string(spec), "MKIMAGE_TEST_ROOT="+a.Root)
 		want := "changed"
 		if step == "exchanged" {
 			want = "backed up"

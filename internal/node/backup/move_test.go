@@ -9,11 +9,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/node/btrfsctl"
@@ -271,12 +269,7 @@ func TestMoveKilledChild(t *testing.T) {
 		t.Skip("the child of TestMoveKilled")
 	}
 	n := Node{Root: os.Getenv("MKIMAGE_TEST_ROOT"), Log: t.Logf}
-	cut = func(s string) {
-		if s == step {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-	}
+	cut = testenv.KillAt(step)
 	switch step {
 	case "set-aside":
 		_, err := n.SendMove(context.Background(), "web", Last, io.Discard, SendOptions{})
@@ -297,13 +290,7 @@ func TestMoveKilled(t *testing.T) {
 	want := treeOf(t, dir)
 	kill := func(n Node, step string) {
 		t.Helper()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestMoveKilledChild$", "-test.v")
-		cmd.Env = append(os.Environ(), "MKIMAGE_TEST_CUT="+step, "MKIMAGE_TEST_MOVE=1", "MKIMAGE_TEST_ROOT="+n.Root)
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("killed at %s: %v\n%s", step, err, out)
-		}
+		testenv.RunKilled(t, "TestMoveKilledChild", "MKIMAGE_TEST_CUT="+step, "MKIMAGE_TEST_MOVE=1", "MKIMAGE_TEST_ROOT="+n.Root)
 	}
 	if _, _, serr, rerr := movePass(t, a, b, "web", First, 0); serr != nil || rerr != nil {
 		t.Fatalf("first pass: %v, %v", serr, rerr)

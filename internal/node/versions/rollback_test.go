@@ -1,12 +1,9 @@
 package versions
 
 import (
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/mkimage/mkimage/internal/node/btrfsctl"
@@ -19,12 +16,7 @@ func TestRollbackChild(t *testing.T) {
 	if step == "" || top == "" {
 		t.Skip("the child of TestRollback")
 	}
-	cut = func(s string) {
-		if s == step {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-	}
+	cut = testenv.KillAt(step)
 	_, err := Prepare(top, id, t.Logf)
 	t.Fatal(err)
 }
@@ -101,13 +93,7 @@ func TestRollback(t *testing.T) {
 			t.Fatal(err)
 		}
 		if step != "" {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestRollbackChild$", "-test.v")
-			cmd.Env = append(os.Environ(), "MKIMAGE_TEST_CUT="+step, "MKIMAGE_TEST_TOP="+top)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("killed at %s: %v\n%s", step, err, out)
-			}
+			testenv.RunKilled(t, "TestRollbackChild", "MKIMAGE_TEST_CUT="+step, "MKIMAGE_TEST_TOP="+top)
 		}
 		if _, err := Prepare(top, id, logf); err != nil {
 			t.Fatal(err)
