@@ -177,11 +177,7 @@ func (m *Move) Run(ctx context.Context) (MoveReport, error) {
 // first.
 func (m *Move) replanned() ([]string, error) {
 	plans := func(node string) (map[string]string, error) {
-		var b plan.Baked
-		data, _ := json.Marshal(m.Baked)
-		if err := json.Unmarshal(data, &b); err != nil {
-			return nil, err
-		}
+		b := *m.Baked // Place replaces b.Nodes, never changing m.Baked's
 		if err := b.Place(plan.Placement{m.Container: node}); err != nil {
 			return nil, err
 		}

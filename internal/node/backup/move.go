@@ -34,8 +34,8 @@ import (
 // The node it goes to receives both into MoveDir and installs NAME.2's
 // copy as the container's directory with one rename. A receive counts
 // only once btrfs receive finished it (its Received UUID set); a cut one
-// is deleted by the next. Until the new node has started it, Abort puts
-// the container back and starts it on its old node.
+// is deleted by the next. Until the new node has put it in place,
+// AbortMove puts the container back and starts it on its old node.
 
 // MoveDir holds a move's subvolumes on both nodes: in the containers'
 // subvolume, so reflinks reach the containers' files, one level below
@@ -103,9 +103,9 @@ type SendOptions struct {
 }
 
 // SendMove writes pass p of container name's move to w. The last pass
-// calls o.Stopping (for the caller to time the downtime) as it stops the
-// container (or checkpoints it, o.Live), sets its directory aside under MovedDir and records
-// whether it ran (a marker in MoveDir, and a file in the stream that
+// calls o.Stopping (for the caller to time the downtime) as it stops
+// the container (or checkpoints it, o.Live), sets its directory aside
+// under MovedDir and records whether it ran (a marker in MoveDir, and a file in the stream that
 // tells the other node to start it): run again after a failure, it
 // goes on from where the container is and still knows.
 func (n Node) SendMove(ctx context.Context, name string, p Pass, w io.Writer, o SendOptions) (Moved, error) {
@@ -251,7 +251,13 @@ func (n Node) checkpoint(ctx context.Context, name, dir string) error {
 
 // oneLine joins a message's lines with "; ", for a line-based report.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ; ")), " ")
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
 }
 
 // criuErrors are the Error lines of a CRIU log (the reason a dump or

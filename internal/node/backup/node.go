@@ -260,7 +260,7 @@ func (n Node) RestoreContainer(ctx context.Context, name, snapshot string) error
 	if _, err := os.Stat(filepath.Join(src, "config")); err != nil {
 		return fmt.Errorf("backup: snapshot %s has no container %s: %w", snapshot, name, err)
 	}
-	lxc := filepath.Join(n.Root, ContainersSubvolume)
+	lxc := n.lxcPath()
 	staging := filepath.Join(n.RestoringDir(), name)
 	if err := os.RemoveAll(staging); err != nil {
 		return err
@@ -309,7 +309,7 @@ func (n Node) RestoreContainer(ctx context.Context, name, snapshot string) error
 // one level below the containers, where LXC never finds a config to
 // start.
 func (n Node) RestoringDir() string {
-	return filepath.Join(n.Root, ContainersSubvolume, ".mkimage-restoring")
+	return filepath.Join(n.lxcPath(), ".mkimage-restoring")
 }
 
 // cut is where tests stop a restore as a power cut would.
