@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,9 +19,7 @@ func backupCommand(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("nodeinit backup "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, commandUsage) }
+	fs := newFlags("backup "+sub, stderr)
 	into := fs.String("into", "", "restore: the directory (on btrfs) to restore into")
 	from := fs.String("from", "", "list, restore, restore-container: another node's backups")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -30,13 +27,10 @@ func backupCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	// Progress goes to stderr: stdout is the answer (restore's path,
 	// list's names) for scripts.
-	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "nodeinit: "+format+"\n", a...) }
+	logf := progress(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "nodeinit backup %s: %v\n", sub, err)
-		return 1
-	}
+	fail := func(err error) int { return failed(stderr, "backup "+sub, err) }
 	if sub == "rollback" {
 		if fs.NArg() != 1 {
 			fmt.Fprint(stderr, commandUsage)

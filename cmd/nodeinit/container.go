@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,22 +22,17 @@ func containerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 		return 2
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("nodeinit container "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, commandUsage) }
+	fs := newFlags("container "+sub, stderr)
 	pass := fs.Int("pass", 1, "send, receive: the move's pass, 1 (while it runs) or 2 (after it stopped)")
 	live := fs.Bool("live", false, "send --pass 2: checkpoint the running container with CRIU instead of stopping it (stopped if CRIU cannot)")
 	root := fs.String("root", "/", "the node's root (tests)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
-	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "nodeinit: "+format+"\n", a...) }
+	logf := progress(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "nodeinit container %s: %v\n", sub, err)
-		return 1
-	}
+	fail := func(err error) int { return failed(stderr, "container "+sub, err) }
 	n := backup.Node{Root: *root, Log: logf}
 	name := fs.Arg(0)
 	switch {

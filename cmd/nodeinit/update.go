@@ -106,6 +106,27 @@ Examples:
   nodeinit backup restore-container --from node07 web
 `
 
+// newFlags is the flag set of `nodeinit NAME` (NAME: "backup
+// restore"): a bad flag or -h prints commandUsage on stderr.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("nodeinit "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, commandUsage) }
+	return fs
+}
+
+// progress writes "nodeinit: ..." lines to w: the backup and container
+// commands' progress on stderr, their answer alone on stdout.
+func progress(w io.Writer) func(string, ...any) {
+	return func(format string, a ...any) { fmt.Fprintf(w, "nodeinit: "+format+"\n", a...) }
+}
+
+// failed says `nodeinit NAME: ERR` on w and returns the exit status 1.
+func failed(w io.Writer, name string, err error) int {
+	fmt.Fprintf(w, "nodeinit %s: %v\n", name, err)
+	return 1
+}
+
 // command runs nodeinit as a command (not PID 1) and returns its exit
 // status.
 func command(args []string, stdout, stderr io.Writer) int {
@@ -124,9 +145,7 @@ func command(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	sub, rest := args[1], args[2:]
-	fs := flag.NewFlagSet("nodeinit update "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, commandUsage) }
+	fs := newFlags("update "+sub, stderr)
 	older := fs.Bool("older", false, "apply: accept a version created before the running one")
 	retry := fs.Bool("retry", false, "apply: accept a version recorded as bad")
 	reboot := fs.Bool("reboot", false, "apply: reboot into the new version once it is installed")
