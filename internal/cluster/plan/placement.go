@@ -42,35 +42,45 @@ type BootedNode struct {
 	MAC  string `json:"mac"`
 }
 
-// Booted reads what nodeinit wrote into root at boot and the placement
-// there, and returns the placed config and this node's plan in it, with
-// the MAC it booted with.
-func Booted(root string) (*Baked, Plan, error) {
-	b, err := Read(filepath.Join(root, BootedFile))
-	if err != nil {
-		return nil, Plan{}, fmt.Errorf("the config this node booted with: %w", err)
+// Booted is what nodeinit left in a node's root at boot (the config as
+// built, who the node booted as) and the placement there now.
+type Booted struct {
+	Config    *Baked
+	Node      BootedNode
+	Placement Placement
+}
+
+// ReadBooted reads root's BootedFile, NodeFile and PlacementFile.
+func ReadBooted(root string) (Booted, error) {
+	var b Booted
+	var err error
+	if b.Config, err = Read(filepath.Join(root, BootedFile)); err != nil {
+		return b, fmt.Errorf("the config this node booted with: %w", err)
 	}
-	var who BootedNode
 	data, err := os.ReadFile(filepath.Join(root, NodeFile))
 	if err == nil {
-		err = json.Unmarshal(data, &who)
+		err = json.Unmarshal(data, &b.Node)
 	}
 	if err != nil {
-		return nil, Plan{}, fmt.Errorf("who this node booted as: %w", err)
+		return b, fmt.Errorf("who this node booted as: %w", err)
 	}
-	p, err := ReadPlacement(root)
-	if err != nil {
-		return nil, Plan{}, err
+	b.Placement, err = ReadPlacement(root)
+	return b, err
+}
+
+// Plan is the booted node's plan with the containers placed as p says,
+// and the MAC it booted with. The config b read is not changed.
+func (b Booted) Plan(p Placement) (Plan, error) {
+	c := *b.Config // Place replaces c.Nodes, never changing b's
+	if err := c.Place(p); err != nil {
+		return Plan{}, err
 	}
-	if err := b.Place(p); err != nil {
-		return nil, Plan{}, fmt.Errorf("%s: %w", filepath.Join(root, PlacementFile), err)
-	}
-	self, ok := b.Node(who.Name)
+	self, ok := c.Node(b.Node.Name)
 	if !ok {
-		return nil, Plan{}, fmt.Errorf("node %q (%s) is not in the config it booted with", who.Name, filepath.Join(root, NodeFile))
+		return Plan{}, fmt.Errorf("node %q (%s) is not in the config it booted with", b.Node.Name, NodeFile)
 	}
-	self.MAC = who.MAC
-	return b, self, nil
+	self.MAC = b.Node.MAC
+	return self, nil
 }
 
 // Node is the plan of the inventory node named name.

@@ -650,9 +650,13 @@ func TestBootPlacement(t *testing.T) {
 			t.Errorf("%q: %s holds %q", tc.placement, plan.NodeFile, got)
 		}
 		if tc.placement == "haproxy node02\n" {
-			b, self, err := plan.Booted(env.Root)
-			if err != nil || self.Name != "node02" || self.MAC != "00:1e:06:42:01:02" || len(self.LXC.Containers) != 2 || len(b.Nodes) != len(env.Config.Nodes) {
-				t.Errorf("Booted: %+v, %v", self, err)
+			b, err := plan.ReadBooted(env.Root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			self, err := b.Plan(b.Placement)
+			if err != nil || self.Name != "node02" || self.MAC != "00:1e:06:42:01:02" || len(self.LXC.Containers) != 2 || len(b.Config.Nodes) != len(env.Config.Nodes) {
+				t.Errorf("the booted plan: %+v, %v", self, err)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 
@@ -59,34 +60,30 @@ func Replan(env Env, before plan.Plan) error {
 // runs on node (no line when that is the cluster config's node) and
 // re-plans this node at once (Replan): on the node it left, the one it
 // came to and the gateways alike. The placement is checked against the
-// config the node booted with (plan.Booted) before it is written, so
+// config the node booted with (plan.ReadBooted) before it is written, so
 // one that could not apply at the next boot is refused.
 func PlaceContainer(env Env, container, node string) error {
 	if env.Log == nil {
 		env.Log = func(string, ...any) {}
 	}
-	_, before, err := plan.Booted(env.Root)
+	booted, err := plan.ReadBooted(env.Root)
 	if err != nil {
 		return err
 	}
-	built, err := plan.Read(filepath.Join(env.Root, plan.BootedFile))
+	before, err := booted.Plan(booted.Placement)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", plan.PlacementFile, err)
 	}
-	moved, err := plan.ReadPlacement(env.Root)
-	if err != nil {
-		return err
-	}
-	if built.ContainerNode(container) == node {
+	moved := maps.Clone(booted.Placement)
+	if booted.Config.ContainerNode(container) == node {
 		delete(moved, container)
 	} else {
 		moved[container] = node
 	}
-	if err := built.Place(moved); err != nil {
+	after, err := booted.Plan(moved)
+	if err != nil {
 		return err
 	}
-	after, _ := built.Node(before.Name)
-	after.MAC = before.MAC
 	if err := atomicfile.WriteFile(filepath.Join(env.Root, plan.PlacementFile), moved.Format(), 0o644); err != nil {
 		return err
 	}
